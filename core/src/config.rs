@@ -1,0 +1,1 @@
+//! The configuration file. PLACEHOLDER: lands with issue 4.

@@ -1,0 +1,11 @@
+//! Atacama Mail core: everything that decides anything.
+//!
+//! The pure modules (`smtp`, `sasl`, `markup`, `message`, `config`) never touch a socket, a
+//! clock or a thread; the runtimes feed them bytes and time and carry out what they ask.
+//! `store` (cargo feature `store`) is the only module that touches the database.
+
+pub mod config;
+pub mod markup;
+pub mod message;
+pub mod sasl;
+pub mod smtp;

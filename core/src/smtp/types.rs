@@ -1,0 +1,115 @@
+//! What a session asks of its runtime, and what the runtime reports back.
+
+use std::net::SocketAddr;
+
+/// The TLS parameters of an established channel, for logs and the `Received:` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// e.g. `TLSv1.3`.
+    pub version: String,
+    /// e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+}
+
+/// The channel a session starts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channel {
+    /// Plaintext with STARTTLS offered (port 587).
+    Plain,
+    /// TLS from the first byte (port 465, RFC 8314); the handshake is already done.
+    Implicit(TlsInfo),
+}
+
+/// Facts about the connection known when it is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub channel: Channel,
+}
+
+/// The id under which a delivered message was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId(pub u64);
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Credentials to check. The password never appears in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthRequest {
+    pub mechanism: &'static str,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for AuthRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthRequest")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The verdict on an [`AuthRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// `235 2.7.0`.
+    Accepted,
+    /// Wrong name or password, or a disabled user: `535 5.7.8`, counted as a failure.
+    Rejected,
+    /// Throttled or the verifier is overloaded: `454 4.7.0`, not counted as a failure.
+    TemporaryFailure,
+}
+
+/// A message to store: the envelope and the data as received, dot-unstuffed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The authenticated user.
+    pub user: String,
+    /// The EHLO/HELO name, already checked to be safe for a `Received:` header.
+    pub helo: String,
+    pub peer: SocketAddr,
+    pub tls: Option<TlsInfo>,
+    /// The reverse-path without angle brackets; empty for the null sender `<>`.
+    pub mail_from: String,
+    /// The forward-paths without angle brackets.
+    pub rcpt_to: Vec<String>,
+    /// The message content after `354`, dot-unstuffed, without the final `.` line.
+    pub data: Vec<u8>,
+}
+
+/// Why a delivery failed; the session answers `451 4.3.0` either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryError(pub String);
+
+/// What the session asks its runtime to do. Act on events in the order they come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Write these bytes before acting on any later event.
+    Transmit(Vec<u8>),
+    /// Flush, run the TLS handshake on the same socket, then call `tls_established`.
+    StartTls,
+    /// Throttle, verify off the executor, then call `auth_result`.
+    Authenticate(AuthRequest),
+    /// Process and commit durably, then call `delivery_result`.
+    Deliver(Delivery),
+    /// Flush and close the connection; nothing follows.
+    Close,
+}
+
+/// A completion arrived for a request the session had not made: a runtime bug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotPending;
+
+impl std::fmt::Display for NotPending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no such request is pending")
+    }
+}
+
+impl std::error::Error for NotPending {}
