@@ -9,3 +9,5 @@ pub mod markup;
 pub mod message;
 pub mod sasl;
 pub mod smtp;
+#[cfg(feature = "testing")]
+pub mod testing;

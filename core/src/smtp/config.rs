@@ -42,6 +42,10 @@ pub struct SessionConfig {
     pub max_bad_commands: u32,
     /// Bytes of input buffered at most while the session cannot process them.
     pub input_buffer: usize,
+    /// Largest header section of a message (SECURITY-CASES L4).
+    pub max_header_size: usize,
+    /// More `Received:` headers than this is a mail loop (RFC 5321 §6.3, L5).
+    pub max_received_headers: usize,
 }
 
 impl Default for SessionConfig {
@@ -60,6 +64,8 @@ impl Default for SessionConfig {
             sender_must_match_user: true,
             max_bad_commands: 10,
             input_buffer: 64 * 1024,
+            max_header_size: 1024 * 1024,
+            max_received_headers: 50,
         }
     }
 }
