@@ -116,6 +116,15 @@ impl Session {
         if matches!(self.phase, Phase::Closed | Phase::Pending(Pending::Tls)) || bytes.is_empty() {
             return;
         }
+        let mut bytes = &bytes[..bytes.len().min(self.input.space())];
+        if let Phase::Data(reader) = &mut self.phase
+            && self.input.len() == 0
+        {
+            // The hot path: message bytes go straight to the reader, not through the
+            // buffer; only an undecided tail (or what follows the end) is buffered.
+            let (used, _) = reader.feed(bytes);
+            bytes = &bytes[used..];
+        }
         self.input.push(bytes);
         if let Some(cap) = self.data_deadline {
             // In DATA any progress extends the deadline, but never past the DATA cap (R2).

@@ -98,11 +98,12 @@ impl Session {
             }
             return self.bad_command(reply::need_rcpt());
         }
+        let mut reader = DataReader::new(self.config.max_message_size, self.config.bare_newline);
+        if let Some(size) = tx.params.size {
+            reader.reserve(size);
+        }
         self.reply(reply::start_data());
-        self.phase = Phase::Data(DataReader::new(
-            self.config.max_message_size,
-            self.config.bare_newline,
-        ));
+        self.phase = Phase::Data(reader);
         let cap = self.now + self.config.data_timeout;
         self.data_deadline = Some(cap);
         self.deadline = (self.now + self.config.command_timeout).min(cap);
@@ -113,10 +114,12 @@ impl Session {
         let Phase::Data(reader) = &mut self.phase else {
             return false;
         };
-        let (used, status) = reader.feed(self.input.bytes());
-        self.input.consume(used);
-        if status == DataStatus::NeedMore {
-            return used > 0;
+        if !reader.is_done() {
+            let (used, status) = reader.feed(self.input.bytes());
+            self.input.consume(used);
+            if status == DataStatus::NeedMore {
+                return used > 0;
+            }
         }
         let Phase::Data(reader) = std::mem::replace(&mut self.phase, Phase::Command) else {
             return true;
