@@ -9,8 +9,9 @@ use super::scan::trim;
 /// Renders a whole document.
 pub(crate) fn render_document(text: &str) -> String {
     let lines = split_lines(text);
-    // The output is rarely shorter than the input; one growth step covers most markup.
-    let mut out = String::with_capacity(text.len() + text.len() / 2);
+    // Markup roughly doubles the size of text; pages reserved but never written cost
+    // nothing, while a regrowth copies everything written so far.
+    let mut out = String::with_capacity(text.len().saturating_mul(2));
     let mut inline = Inline::default();
     let top = Lines {
         // §9: an opener after the last line ending with `>>>` cannot close.

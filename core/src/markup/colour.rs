@@ -95,7 +95,8 @@ impl Colour {
 pub(crate) fn tag_at(bytes: &[u8]) -> Option<(Colour, usize)> {
     let rest = bytes.strip_prefix(b"<")?;
     let window = rest.get(..MAX_TAG_LEN - 1).unwrap_or(rest);
-    let close = memchr::memchr(b'>', window)?;
+    // A plain scan: the window is at most nine bytes, too short for memchr to pay off.
+    let close = window.iter().position(|&b| b == b'>')?;
     let colour = Colour::from_name(window.get(..close)?)?;
     Some((colour, close + 2))
 }

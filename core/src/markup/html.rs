@@ -7,28 +7,40 @@ use super::colour::Colour;
 /// replacement happens here, where characters are written, instead of in a copy.
 const REPLACEMENT: &str = "\u{FFFD}";
 
-/// What each byte is written as, when it is not written as itself.
-fn escape_of(byte: u8) -> Option<&'static str> {
-    match byte {
-        b'&' => Some("&amp;"),
-        b'<' => Some("&lt;"),
-        b'>' => Some("&gt;"),
-        b'"' => Some("&quot;"),
-        0 => Some(REPLACEMENT),
-        _ => None,
-    }
+/// Bytes that are not written as themselves: the four of §6 and U+0000.
+const fn needs_escape() -> [bool; 256] {
+    let mut table = [false; 256];
+    table[b'&' as usize] = true;
+    table[b'<' as usize] = true;
+    table[b'>' as usize] = true;
+    table[b'"' as usize] = true;
+    table[0] = true;
+    table
 }
+static NEEDS_ESCAPE: [bool; 256] = needs_escape();
 
 /// Appends `text` escaped (§6), with U+0000 replaced (§2).
 pub(crate) fn push_escaped(out: &mut String, text: &str) {
+    let bytes = text.as_bytes();
     let mut clean_from = 0;
-    for (at, byte) in text.bytes().enumerate() {
-        if let Some(escaped) = escape_of(byte) {
-            // All five bytes are ASCII, so `at` and `at + 1` are char boundaries.
-            out.push_str(text.get(clean_from..at).unwrap_or_default());
-            out.push_str(escaped);
-            clean_from = at + 1;
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        // Invariant: the table has an entry for every u8.
+        if !NEEDS_ESCAPE[usize::from(byte)] {
+            at += 1;
+            continue;
         }
+        // The escaped bytes are ASCII, so `at` and `at + 1` are char boundaries.
+        out.push_str(text.get(clean_from..at).unwrap_or_default());
+        out.push_str(match byte {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            _ => REPLACEMENT,
+        });
+        at += 1;
+        clean_from = at;
     }
     out.push_str(text.get(clean_from..).unwrap_or_default());
 }
