@@ -47,6 +47,22 @@ mod tests {
     }
 
     #[test]
+    fn a_megabyte_of_unclosed_nesting_is_text() {
+        let count = (1 << 20) / "(<red>".len();
+        let out = render(&"(<red>".repeat(count));
+        assert_eq!(out, format!("<p>{}</p>", "(&lt;red&gt;".repeat(count)));
+    }
+
+    #[test]
+    fn a_megabyte_of_closed_nesting_keeps_eight_blocks() {
+        let depth = (1 << 20) / "(<red>)".len();
+        let out = render(&format!("{}x{}", "(<red>".repeat(depth), ")".repeat(depth)));
+        assert_eq!(out.matches("<span class=\"colorblock").count(), 8);
+        assert_eq!(out.matches("(&lt;red&gt;").count(), depth - 8);
+        assert_eq!(check_output_allowlist(&out), Ok(()));
+    }
+
+    #[test]
     fn nul_becomes_replacement_character_everywhere() {
         let table = [
             ("a\0b", "<p>a\u{FFFD}b</p>"),

@@ -239,12 +239,15 @@ impl<'a> Scanner<'a> {
     fn emphasis(&self, at: usize) -> Option<(Atom<'a>, usize)> {
         let from = at + 1;
         let rest = self.line.get(from..)?;
+        if rest.starts_with([' ', '\t']) {
+            return None;
+        }
         let (count, (len, _)) = rest
             .char_indices()
             .take(MAX_EMPHASIS_CHARS + 1)
             .enumerate()
             .find(|(_, (_, c))| *c == '*')?;
-        if count == 0 || rest.starts_with([' ', '\t']) {
+        if count == 0 {
             return None;
         }
         Some((
