@@ -15,7 +15,7 @@ fn body() -> Vec<u8> {
     let mut body = b"Subject: bench\r\nFrom: alice@example.org\r\n\r\n".to_vec();
     let mut n = 0usize;
     while body.len() < MESSAGE_SIZE {
-        let lead = if n % 50 == 0 { "." } else { "<red>" };
+        let lead = if n.is_multiple_of(50) { "." } else { "<red>" };
         body.extend_from_slice(format!("{lead}{:073}\r\n", n).as_bytes());
         n += 1;
     }
