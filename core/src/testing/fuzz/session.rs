@@ -30,7 +30,8 @@ pub struct Limits {
     pub sender_must_match_user: bool,
     /// `input_buffer`, in bytes.
     pub input_buffer: u8,
-    /// `max_command_line`, in bytes.
+    /// `max_command_line`, in bytes, minus 5. Below 5 bytes no command fits, and the
+    /// session could not see `AUTH ` (whose lines have their own limit) before the limit.
     pub max_command_line: u8,
     /// `max_auth_line`, in bytes.
     pub max_auth_line: u8,
@@ -64,7 +65,7 @@ impl Limits {
             normalize_bare_newlines: false,
             sender_must_match_user: true,
             input_buffer: 255,
-            max_command_line: 128,
+            max_command_line: 123,
             max_auth_line: 255,
             message_size_16: 255,
             header_size_8: 255,
@@ -83,7 +84,7 @@ impl Limits {
             hostname: "mx.test".into(),
             max_message_size: usize::from(self.message_size_16) * 16,
             max_recipients: usize::from(self.max_recipients % 8),
-            max_command_line: usize::from(self.max_command_line),
+            max_command_line: usize::from(self.max_command_line) + 5,
             max_auth_line: usize::from(self.max_auth_line),
             command_timeout: Duration::from_secs(u64::from(self.command_timeout) + 1),
             data_timeout: Duration::from_secs(u64::from(self.data_timeout) + 1),
@@ -255,6 +256,10 @@ impl Script {
 }
 
 /// Runs one session input, checking the invariants after every event and every step.
+///
+/// Then, unless the session started TLS (whose discarding of pipelined plaintext depends on
+/// how the bytes arrived, by design), runs it again with every run of consecutive sends
+/// merged into one: the session must do exactly the same.
 pub fn run(data: &[u8]) -> Result<(), Violation> {
     let mut u = Unstructured::new(data);
     // Invariant: integers and bools decode from short input too (zero-padded), so neither
@@ -262,15 +267,94 @@ pub fn run(data: &[u8]) -> Result<(), Violation> {
     let Ok(limits) = Limits::arbitrary(&mut u) else {
         return Ok(());
     };
-    let mut runtime = Runtime::new(&limits);
-    runtime.pump()?;
+    let mut steps = Vec::new();
     while !u.is_empty() {
         let Ok(step) = Step::arbitrary(&mut u) else {
             break;
         };
-        runtime.step(step)?;
+        steps.push(step);
+    }
+    let split = execute(&limits, &steps)?;
+    let merged_sends = merge_sends(&steps);
+    let mut merged_sends = merged_sends.iter();
+    let mut merged = Vec::new();
+    let mut after_send = false;
+    for step in &steps {
+        match step {
+            Step::Send(_) if after_send => {}
+            Step::Send(_) => merged.extend(merged_sends.next().map(|b| Step::Send(b))),
+            other => merged.push(other.clone()),
+        }
+        after_send = matches!(step, Step::Send(_));
+    }
+    if split.started_tls || merged.len() == steps.len() {
+        return Ok(());
+    }
+    let whole = execute(&limits, &merged)?;
+    if whole.events != split.events {
+        return Err(Violation(format!(
+            "the session depends on how its input is split:\n{split}\nbut merged:\n{whole}"
+        )));
+    }
+    Ok(())
+}
+
+/// The bytes of each run of consecutive [`Step::Send`]s.
+fn merge_sends(steps: &[Step<'_>]) -> Vec<Vec<u8>> {
+    let mut merged: Vec<Vec<u8>> = Vec::new();
+    let mut after_send = false;
+    for step in steps {
+        if let Step::Send(bytes) = step {
+            match merged.last_mut() {
+                Some(last) if after_send => last.extend_from_slice(bytes),
+                _ => merged.push(bytes.to_vec()),
+            }
+        }
+        after_send = matches!(step, Step::Send(_));
+    }
+    merged
+}
+
+/// Runs the steps on a fresh session and returns what it did.
+fn execute(limits: &Limits, steps: &[Step<'_>]) -> Result<Transcript, Violation> {
+    let mut runtime = Runtime::new(limits);
+    runtime.pump()?;
+    for step in steps {
+        runtime.step(step.clone())?;
     }
     runtime.finish()
+}
+
+/// What a session did: its events, adjacent `Transmit`s merged so chunking cannot show.
+#[derive(Debug, Default)]
+struct Transcript {
+    events: Vec<Event>,
+    started_tls: bool,
+}
+
+impl std::fmt::Display for Transcript {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for event in &self.events {
+            match event {
+                Event::Transmit(bytes) => write!(f, "{}", String::from_utf8_lossy(bytes))?,
+                other => writeln!(f, "{other:?}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Transcript {
+    fn record(&mut self, event: &Event) {
+        self.started_tls |= *event == Event::StartTls;
+        if let (Some(Event::Transmit(last)), Event::Transmit(bytes)) =
+            (self.events.last_mut(), event)
+        {
+            last.extend_from_slice(bytes);
+            return;
+        }
+        self.events.push(event.clone());
+    }
 }
 
 /// The request the session is waiting on, as the runtime saw it.
@@ -306,9 +390,13 @@ struct Runtime {
     next_id: u64,
     /// Refused completions left to compare the whole session state for.
     full_snapshots: u32,
+    /// Reply lines sent before the client sent a byte, the clock passed a deadline or the
+    /// server shut down: only the greeting may be among them.
+    unasked_lines: Option<usize>,
+    transcript: Transcript,
 }
 
-fn violation(text: impl Into<String>) -> Result<(), Violation> {
+fn violation<T>(text: impl Into<String>) -> Result<T, Violation> {
     Err(Violation(text.into()))
 }
 
@@ -341,6 +429,8 @@ impl Runtime {
             last_code: None,
             next_id: 1,
             full_snapshots: 2,
+            unasked_lines: Some(0),
+            transcript: Transcript::default(),
         }
     }
 
@@ -358,6 +448,7 @@ impl Runtime {
                 }
                 self.session.receive(self.now, &self.socket);
                 self.socket.clear();
+                self.unasked_lines = None;
                 self.check_buffer()?;
             }
             Step::TlsEstablished => {
@@ -389,10 +480,12 @@ impl Runtime {
                 }
             }
             Step::Wait(secs) => {
+                self.unasked_lines = None;
                 self.now += Duration::from_secs(u64::from(secs));
                 return self.timeout();
             }
             Step::WaitForDeadline => {
+                self.unasked_lines = None;
                 let deadline = self.session.poll_timeout();
                 self.now = deadline
                     .unwrap_or(self.now + Duration::from_secs(1))
@@ -400,7 +493,10 @@ impl Runtime {
                 return self.timeout();
             }
             Step::PeerClose => self.client_closed = true,
-            Step::Shutdown => self.session.shutdown(self.now),
+            Step::Shutdown => {
+                self.unasked_lines = None;
+                self.session.shutdown(self.now);
+            }
         }
         self.pump().map(drop)
     }
@@ -482,6 +578,7 @@ impl Runtime {
             if n > 0 {
                 self.session
                     .receive(self.now, self.socket.get(..n).unwrap_or_default());
+                self.unasked_lines = None;
                 self.socket.drain(..n);
                 self.check_buffer()?;
                 continue;
@@ -498,12 +595,19 @@ impl Runtime {
             }
             break;
         }
+        // Nothing happened since poll_event said None, so it must say None again.
+        if let Some(event) = self.session.poll_event() {
+            return Err(Violation(format!(
+                "poll_event gave {event:?} after None, with no new input"
+            )));
+        }
         self.check_waiting()?;
         Ok(events)
     }
 
     fn on_event(&mut self, event: Event) -> Result<(), Violation> {
         self.checker.on_event(&event, &self.session)?;
+        self.transcript.record(&event);
         self.check_buffer()?;
         match event {
             Event::Transmit(bytes) => {
@@ -513,6 +617,12 @@ impl Runtime {
                     .and_then(|b| b.rsplit(|&c| c == b'\n').next())
                     .unwrap_or_default();
                 self.last_code = last.get(..3).map(<[u8]>::to_vec);
+                if let Some(lines) = &mut self.unasked_lines {
+                    *lines += memchr::memmem::find_iter(&bytes, b"\r\n").count();
+                    if *lines > 1 || !bytes.starts_with(b"220 ") {
+                        return violation("a reply nobody asked for after the greeting");
+                    }
+                }
             }
             Event::StartTls => {
                 if self.tls {
@@ -620,10 +730,10 @@ impl Runtime {
 
     /// Ends the input like a patient runtime: completes what is pending, sends EOF, waits
     /// for deadlines. Every session must close within a few rounds.
-    fn finish(mut self) -> Result<(), Violation> {
+    fn finish(mut self) -> Result<Transcript, Violation> {
         for _ in 0..8 {
             if self.closed {
-                return Ok(());
+                return Ok(self.transcript);
             }
             let step = match self.pending {
                 Some(Request::Tls) => Step::TlsEstablished,
