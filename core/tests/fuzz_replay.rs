@@ -88,6 +88,26 @@ fn message_corpus_passes() {
     replay_corpus("message");
 }
 
+#[test]
+fn every_regression_passes() {
+    let root = fuzz_dir().join("regressions");
+    let mut failed = Vec::new();
+    let mut count = 0;
+    for dir in fs::read_dir(&root).unwrap_or_else(|e| panic!("{}: {e}", root.display())) {
+        let dir = dir.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        // A directory named after no target would never be replayed.
+        let files = files(&dir);
+        count += files.len();
+        failed.extend(replay(target(&name), &files));
+    }
+    assert!(count > 0, "no regressions under {}", root.display());
+    assert!(
+        failed.is_empty(),
+        "regressions that fail again: {failed:#?}"
+    );
+}
+
 /// Rewrites `fuzz/corpus/session/` from the conversations below:
 /// `cargo test -p atacama-core --test fuzz_replay -- --ignored write_session_seeds`.
 #[test]
