@@ -530,13 +530,20 @@ mod tests {
     }
 
     #[test]
-    fn every_prefix_converts() {
-        // Markup cut anywhere (a truncated message) must still convert.
+    fn no_prefix_leaks_markup() {
+        // A message cut anywhere in its markup still converts, and no piece of a tag, comment
+        // or style shows: the visible text here has no `<`, `>`, `=`, `c` or `l`.
         let html = "<p class='a>b'>x &amp; <a href=https://e.test>y</a><!-- c --><style>s</style>";
         for end in 0..=html.len() {
-            if let Some(prefix) = html.get(..end) {
-                let _ = html_to_text(prefix);
-            }
+            let text = html_to_text(html.get(..end).unwrap_or_default());
+            // A `<` or `</` that ends the input is text, as in HTML.
+            let shown = text.strip_suffix("</").or_else(|| text.strip_suffix('<'));
+            let shown = shown.unwrap_or(&text);
+            assert!(
+                !shown.contains(['<', '>', '=', 'c', 'l']),
+                "{text:?} for {end}"
+            );
         }
+        assert_eq!(html_to_text(html), "x & y (https://e.test)");
     }
 }

@@ -623,7 +623,7 @@ mod tests {
     }
 
     #[test]
-    fn media_type_defaults() {
+    fn media_type_falls_back_to_what_the_part_is() {
         let raw = "Content-Type: multipart/mixed; boundary=b\r\n\r\n\
                    --b\r\n\r\nbody\r\n\
                    --b\r\nContent-Disposition: attachment; filename=notes\r\n\r\nnotes\r\n\
