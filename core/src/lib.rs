@@ -9,3 +9,5 @@ pub mod markup;
 pub mod message;
 pub mod sasl;
 pub mod smtp;
+#[cfg(feature = "store")]
+pub mod store;
