@@ -52,7 +52,7 @@ use redb::{Builder, ConcurrencyMode, Database};
 pub use messages::{MessageSummary, NewMessage, StoredMessage};
 pub use schema::SCHEMA_VERSION;
 pub use trace::{ReceivedTrace, rfc3339_utc, rfc5322_date, unix_seconds};
-pub use users::{MAX_PASSWORD_BYTES, MAX_USER_NAME_BYTES, User};
+pub use users::{MAX_PASSWORD_BYTES, MAX_USER_NAME_BYTES, User, validate_user_name};
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "atacama.redb";
