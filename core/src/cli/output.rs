@@ -24,9 +24,11 @@ pub(super) fn write_json(value: &serde_json::Value) -> Result<(), CliError> {
 }
 
 /// Text from a message, safe to print on a terminal: control characters (escape sequences
-/// included) become `?`. Newlines and tabs are kept only if `multiline`.
+/// included) become `?`. If `multiline`, newlines and tabs stay and carriage returns go, so
+/// CR LF text prints as lines and a lone CR cannot overwrite what came before it.
 pub(super) fn terminal_safe(text: &str, multiline: bool) -> String {
     text.chars()
+        .filter(|&c| !(multiline && c == '\r'))
         .map(|c| match c {
             '\n' | '\t' if multiline => c,
             c if c.is_control() => '?',
@@ -71,7 +73,7 @@ mod tests {
             terminal_safe("a\x1b[31mred\r\n\tb\u{9b}", false),
             "a?[31mred???b?"
         );
-        assert_eq!(terminal_safe("a\x1b\n\tb", true), "a?\n\tb");
+        assert_eq!(terminal_safe("a\x1b\r\n\tb\rc", true), "a?\n\tbc");
     }
 
     #[test]
