@@ -1,6 +1,6 @@
 //! `user add|passwd|disable|enable|del|list`.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::time::SystemTime;
 
 use serde_json::json;
@@ -87,7 +87,9 @@ fn list(store: &Store, json: bool) -> Result<(), CliError> {
 fn read_password(name: &str, from_stdin: bool) -> Result<String, CliError> {
     if from_stdin {
         let mut line = String::new();
-        let read = std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+        // Bounded: a password is at most 71 bytes, and stdin might be a never-ending pipe.
+        let mut stdin = std::io::stdin().lock().take(1024);
+        let read = stdin.read_line(&mut line).map_err(|e| {
             CliError::Failed(format!("cannot read the password from standard input: {e}"))
         })?;
         if read == 0 {
