@@ -127,3 +127,5 @@ fn profile_dir(exe: &Path) -> Option<PathBuf> {
     };
     Some(dir.to_path_buf())
 }
+
+pub mod load;
