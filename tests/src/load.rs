@@ -168,7 +168,7 @@ async fn drive(
     if let Some(pid) = options.server_pid {
         lock(&stats).server_pss_before_kib = pss_kib(pid);
     }
-    let (established_tx, established_rx) = smol::channel::unbounded::<()>();
+    let (established_tx, established_rx) = smol::channel::unbounded::<bool>();
     let release = Arc::new(smol::lock::Barrier::new(options.connections + 1));
     let tasks: Vec<_> = (0..options.connections)
         .map(|_| {
@@ -204,9 +204,15 @@ async fn drive(
     drop(established_tx);
     if let Some(idle) = options.idle {
         // Every connection is set up (or failed) when the channel closes or all reported.
-        let mut established = 0;
-        while established < options.connections && established_rx.recv().await.is_ok() {
-            established += 1;
+        let (mut reported, mut established) = (0, 0);
+        while reported < options.connections {
+            match established_rx.recv().await {
+                Ok(ok) => {
+                    reported += 1;
+                    established += usize::from(ok);
+                }
+                Err(_) => break,
+            }
         }
         lock(&stats).idle_established = established;
         Timer::after(idle).await;
@@ -330,7 +336,7 @@ async fn idle_connection(
     tls: Arc<rustls::ClientConfig>,
     gate: &smol::lock::Semaphore,
     stats: &Mutex<Report>,
-    established: smol::channel::Sender<()>,
+    established: smol::channel::Sender<bool>,
     release: Arc<smol::lock::Barrier>,
 ) -> Result<(), Failure> {
     let opened = {
@@ -338,7 +344,7 @@ async fn idle_connection(
         open(options, tls).await
     };
     // Report in any case, so the driver never waits for a connection that failed.
-    let _ = established.send(()).await;
+    let _ = established.send(opened.is_ok()).await;
     drop(established);
     release.wait().await;
     let mut conn = opened?;
