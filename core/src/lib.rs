@@ -2,12 +2,19 @@
 //!
 //! The pure modules (`smtp`, `sasl`, `markup`, `message`, `config`) never touch a socket, a
 //! clock or a thread; the runtimes feed them bytes and time and carry out what they ask.
-//! `store` (cargo feature `store`) is the only module that touches the database.
+//! `store` (cargo feature `store`) is the only module that touches the database; `service` (the
+//! work behind a session's requests) and `cli` (the command line of both binaries) build on it.
 
+#[cfg(feature = "store")]
+pub mod cli;
 pub mod config;
 pub mod markup;
 pub mod message;
 pub mod sasl;
+#[cfg(feature = "store")]
+pub mod service;
 pub mod smtp;
+#[cfg(feature = "store")]
+pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

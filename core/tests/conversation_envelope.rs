@@ -208,3 +208,24 @@ fn e11_utf8_addresses_need_smtputf8() {
     h.expect_reply(250);
     h.expect_line("553 5.6.7 Non-ASCII addresses require SMTPUTF8");
 }
+
+#[test]
+fn e12_too_many_messages_in_one_session() {
+    let mut h = Harness::authenticated_with(SessionConfig {
+        max_messages_per_session: 2,
+        ..test_config()
+    });
+    for id in 1..=2 {
+        h.client("MAIL FROM:<alice@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\nx\r\n.\r\n");
+        h.expect_reply(250);
+        h.expect_reply(250);
+        h.expect_reply(354);
+        h.expect_delivery();
+        h.complete_delivery(Ok(id));
+        h.expect_reply(250);
+    }
+    h.client("MAIL FROM:<alice@example.org>\r\n");
+    h.expect_line("452 4.4.5 Error: too many messages in this session, reconnect");
+    h.client("QUIT\r\n");
+    h.expect_reply(221);
+}

@@ -41,6 +41,9 @@ impl Session {
         if self.transaction.is_some() {
             return self.bad_command(reply::nested_mail());
         }
+        if self.delivered >= self.config.max_messages_per_session {
+            return self.reply(reply::too_many_messages());
+        }
         if params
             .size
             .is_some_and(|size| size > self.config.max_message_size as u64)

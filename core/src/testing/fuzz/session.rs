@@ -51,11 +51,13 @@ pub struct Limits {
     pub command_timeout: u8,
     /// `data_timeout` in seconds, minus one.
     pub data_timeout: u8,
+    /// `max_messages_per_session`, modulo 4.
+    pub max_messages: u8,
 }
 
 impl Limits {
     /// Bytes of input the limits take (one per field; `bool` is the low bit of its byte).
-    pub const SIZE: usize = 15;
+    pub const SIZE: usize = 16;
 
     /// Limits for seeds: everything a real conversation needs fits, and little more.
     pub fn roomy(implicit_tls: bool) -> Limits {
@@ -75,6 +77,7 @@ impl Limits {
             max_bad_commands: 10,
             command_timeout: 59,
             data_timeout: 119,
+            max_messages: 3,
         }
     }
 
@@ -100,6 +103,7 @@ impl Limits {
             input_buffer: usize::from(self.input_buffer),
             max_header_size: usize::from(self.header_size_8) * 8,
             max_received_headers: usize::from(self.max_received_headers % 8),
+            max_messages_per_session: u32::from(self.max_messages % 4),
         }
     }
 
@@ -130,6 +134,7 @@ impl Limits {
             self.max_bad_commands,
             self.command_timeout,
             self.data_timeout,
+            self.max_messages,
         ]
     }
 }
