@@ -280,20 +280,23 @@ pub fn run(data: &[u8]) -> Result<(), Violation> {
         steps.push(step);
     }
     let split = execute(&limits, &steps)?;
-    let merged_sends = merge_sends(&steps);
-    let mut merged_sends = merged_sends.iter();
+    if split.started_tls {
+        return Ok(());
+    }
+    let sends = merge_sends(&steps);
+    let mut sends_iter = sends.iter();
     let mut merged = Vec::new();
     let mut after_send = false;
     for step in &steps {
         match step {
             Step::Send(_) if after_send => {}
-            Step::Send(_) => merged.extend(merged_sends.next().map(|b| Step::Send(b))),
+            Step::Send(_) => merged.extend(sends_iter.next().map(|b| Step::Send(b))),
             other => merged.push(other.clone()),
         }
         after_send = matches!(step, Step::Send(_));
     }
-    if split.started_tls || merged.len() == steps.len() {
-        return Ok(());
+    if merged.len() == steps.len() {
+        return Ok(()); // nothing to merge
     }
     let whole = execute(&limits, &merged)?;
     if whole.events != split.events {
