@@ -83,10 +83,28 @@ pub fn markup(data: &[u8]) {
     check_rendered(&String::from_utf8_lossy(data));
 }
 
-/// Parses `data` as a raw message and renders its text; the HTML must pass the allowlist.
+/// Parses `data` as a raw message and renders its text; the HTML must pass the allowlist,
+/// and the fields must keep the shape `message::parse` documents.
 pub fn message(data: &[u8]) {
     tolerate_mail_parser_panics();
     let parsed = crate::message::parse(data);
+    // An unreadable message keeps the whole input as its text; a readable one has LF line
+    // ends and no line break at the very end.
+    if parsed.text != String::from_utf8_lossy(data) {
+        assert!(
+            !parsed.text.contains("\r\n") && !parsed.text.ends_with(['\r', '\n']),
+            "text of {:?} has CR LF or a final line break: {:?}",
+            String::from_utf8_lossy(data),
+            parsed.text
+        );
+    }
+    let trimmed = [&parsed.subject, &parsed.message_id, &parsed.in_reply_to];
+    for value in trimmed.into_iter().flatten() {
+        assert!(
+            !value.is_empty() && value.trim() == value,
+            "untrimmed field {value:?}"
+        );
+    }
     check_rendered(&parsed.text);
 }
 
