@@ -1,1 +1,409 @@
-//! The configuration file. PLACEHOLDER: lands with issue 4.
+//! The configuration file (TOML) and its defaults.
+//!
+//! Every key is optional: with no file at all the server listens on 127.0.0.1:2587 (STARTTLS)
+//! and 127.0.0.1:2465 (implicit TLS, RFC 8314) and keeps its data in `./atacama-data`. Unknown
+//! keys are errors, not warnings: a misspelt `max_recipents` must not silently keep a default.
+//! Every error names the key (`limits.max_recipients`) or the file it is about.
+//!
+//! Relative paths are relative to the working directory of the process.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::smtp::{BareNewline, SessionConfig};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Our name in the greeting, EHLO reply and `Received:` header; default: the machine's.
+    pub hostname: String,
+    /// Where the database (and a generated certificate) live.
+    pub data_dir: PathBuf,
+    /// Certificate and key; `None` means a self-signed pair generated in `data_dir`.
+    pub tls: Option<TlsPaths>,
+    /// Addresses to listen on.
+    pub listen: Listen,
+    /// Sizes, counts and timeouts.
+    pub limits: Limits,
+    /// Authentication policy.
+    pub auth: Auth,
+}
+
+/// PEM files of the server certificate chain and its private key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsPaths {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
+}
+
+/// Listening addresses by port kind.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    /// Plaintext with STARTTLS (RFC 6409, port 587).
+    pub submission: Vec<SocketAddr>,
+    /// TLS from the first byte (RFC 8314 §3.3, port 465).
+    pub submissions: Vec<SocketAddr>,
+}
+
+/// Limits on messages, connections and time.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest message accepted, in octets.
+    pub max_message_size: usize,
+    /// Recipients per message.
+    pub max_recipients: usize,
+    /// Connections open at once, over all addresses.
+    pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_connections_per_ip: usize,
+    /// Seconds a client may take to send the next command.
+    pub command_timeout_secs: u64,
+    /// Seconds a client may take to send a whole message after `354`.
+    pub data_timeout_secs: u64,
+    /// What to do with bare LF / bare CR in a message.
+    pub bare_newline: BareNewline,
+}
+
+/// Authentication policy.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// bcrypt cost of new password hashes (4..=31; 12 takes about 0.2 s per check).
+    pub bcrypt_cost: u32,
+    /// AUTH, MAIL, RCPT and DATA only over TLS.
+    pub require_tls: bool,
+    /// Failed AUTH attempts before the connection is closed.
+    pub max_failures_per_connection: u32,
+    /// MAIL FROM must be the login name.
+    pub sender_must_match_user: bool,
+}
+
+/// Why the configuration could not be loaded. Each variant names the key or file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// What the OS said.
+        problem: String,
+    },
+    /// The file is not valid TOML.
+    Syntax {
+        /// The config file.
+        path: PathBuf,
+        /// Line, column and what is wrong.
+        problem: String,
+    },
+    /// A key is unknown, has the wrong type, or a value out of range.
+    Invalid {
+        /// The dotted key, e.g. `limits.max_recipients`.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A file named by the configuration does not exist.
+    MissingFile {
+        /// The dotted key, e.g. `tls.cert`.
+        key: String,
+        /// The file it names.
+        path: PathBuf,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, problem } => {
+                write!(f, "cannot read config file {}: {problem}", path.display())
+            }
+            ConfigError::Syntax { path, problem } => {
+                write!(f, "config file {}: {problem}", path.display())
+            }
+            ConfigError::Invalid { key, problem } => write!(f, "config key {key}: {problem}"),
+            ConfigError::MissingFile { key, path } => {
+                write!(
+                    f,
+                    "config key {key}: file {} does not exist",
+                    path.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hostname: machine_hostname(),
+            data_dir: PathBuf::from("./atacama-data"),
+            tls: None,
+            listen: Listen::default(),
+            limits: Limits::default(),
+            auth: Auth::default(),
+        }
+    }
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            submission: vec![SocketAddr::from(([127, 0, 0, 1], 2587))],
+            submissions: vec![SocketAddr::from(([127, 0, 0, 1], 2465))],
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let session = SessionConfig::default();
+        Limits {
+            max_message_size: session.max_message_size,
+            max_recipients: session.max_recipients,
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+            command_timeout_secs: session.command_timeout.as_secs(),
+            data_timeout_secs: session.data_timeout.as_secs(),
+            bare_newline: session.bare_newline,
+        }
+    }
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            bcrypt_cost: 12,
+            require_tls: true,
+            max_failures_per_connection: 3,
+            sender_must_match_user: true,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks the file at `path`; `None` gives the built-in defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            let config = Config::default();
+            config.validate()?;
+            return Ok(config);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            problem: e.to_string(),
+        })?;
+        Config::parse(&text).map_err(|error| match error {
+            ConfigError::Syntax { problem, .. } => ConfigError::Syntax {
+                path: path.to_path_buf(),
+                problem,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and checks TOML text. Syntax errors carry an empty path; `load` fills it in.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        // Syntax first, so that a type error is never reported for a file that is not TOML.
+        let document = toml::de::DeTable::parse(text).map_err(|e| syntax_error(text, &e))?;
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let key = e
+                .span()
+                .and_then(|span| key_at(document.get_ref(), span.start))
+                .unwrap_or_default();
+            invalid_key(key, e.message())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The settings of one SMTP session under this configuration.
+    pub fn session_config(&self) -> SessionConfig {
+        SessionConfig {
+            hostname: self.hostname.clone(),
+            max_message_size: self.limits.max_message_size,
+            max_recipients: self.limits.max_recipients,
+            command_timeout: Duration::from_secs(self.limits.command_timeout_secs),
+            data_timeout: Duration::from_secs(self.limits.data_timeout_secs),
+            bare_newline: self.limits.bare_newline,
+            require_tls: self.auth.require_tls,
+            max_auth_failures: self.auth.max_failures_per_connection,
+            sender_must_match_user: self.auth.sender_must_match_user,
+            ..SessionConfig::default()
+        }
+    }
+
+    /// The range and existence checks serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, problem: String| ConfigError::Invalid {
+            key: key.to_string(),
+            problem,
+        };
+        if let Some(problem) = hostname_problem(&self.hostname) {
+            return Err(invalid(
+                "hostname",
+                format!("{:?} {problem}", self.hostname),
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty".into()));
+        }
+        if let Some(tls) = &self.tls {
+            for (key, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+                if !path.is_file() {
+                    return Err(ConfigError::MissingFile {
+                        key: key.into(),
+                        path: path.clone(),
+                    });
+                }
+            }
+        }
+        if self.listen.submission.is_empty() && self.listen.submissions.is_empty() {
+            return Err(invalid(
+                "listen",
+                "at least one of listen.submission and listen.submissions must list an address"
+                    .into(),
+            ));
+        }
+        let limits = &self.limits;
+        let at_least_one = [
+            ("limits.max_message_size", limits.max_message_size as u64),
+            ("limits.max_recipients", limits.max_recipients as u64),
+            ("limits.max_connections", limits.max_connections as u64),
+            (
+                "limits.max_connections_per_ip",
+                limits.max_connections_per_ip as u64,
+            ),
+            ("limits.command_timeout_secs", limits.command_timeout_secs),
+            ("limits.data_timeout_secs", limits.data_timeout_secs),
+            (
+                "auth.max_failures_per_connection",
+                u64::from(self.auth.max_failures_per_connection),
+            ),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        if !(4..=31).contains(&self.auth.bcrypt_cost) {
+            return Err(invalid(
+                "auth.bcrypt_cost",
+                format!("must be between 4 and 31, not {}", self.auth.bcrypt_cost),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The machine's host name, or `localhost` if it cannot be read or is not a usable name.
+pub fn machine_hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|file| std::fs::read_to_string(file).ok())
+        .map(|name| name.trim().to_string())
+        .find(|name| hostname_problem(name).is_none())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Why `name` cannot be our host name: it goes into replies and `Received:` headers verbatim.
+fn hostname_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("is empty")
+    } else if name.len() > 253 {
+        Some("is longer than 253 characters")
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        Some("may hold only ASCII letters, digits, '-' and '.'")
+    } else if name.starts_with(['.', '-']) || name.contains("..") {
+        Some("is not a domain name")
+    } else {
+        None
+    }
+}
+
+fn invalid_key(key: String, message: &str) -> ConfigError {
+    // serde says "missing field `key`" about the table that lacks it: name the key itself.
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    let key = match missing {
+        Some(field) if key.is_empty() => field.to_string(),
+        Some(field) => format!("{key}.{field}"),
+        None if key.is_empty() => "(top level)".to_string(),
+        None => key,
+    };
+    ConfigError::Invalid {
+        key,
+        problem: message.trim().to_string(),
+    }
+}
+
+fn syntax_error(text: &str, error: &toml::de::Error) -> ConfigError {
+    let message = error.message().trim();
+    let problem = match error.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_string(),
+    };
+    ConfigError::Syntax {
+        path: PathBuf::new(),
+        problem,
+    }
+}
+
+/// The dotted path of the deepest key whose name or value covers byte `offset`.
+///
+/// Searches every table, not only those whose span covers `offset`: the span of a `[section]`
+/// table is its header, not its body.
+fn key_at(table: &toml::de::DeTable<'_>, offset: usize) -> Option<String> {
+    let mut best: Option<(usize, String)> = None;
+    walk(table, "", offset, &mut best);
+    best.map(|(_, key)| key)
+}
+
+fn walk(
+    table: &toml::de::DeTable<'_>,
+    prefix: &str,
+    offset: usize,
+    best: &mut Option<(usize, String)>,
+) {
+    use toml::de::DeValue;
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", key.get_ref())
+        };
+        let covers = |span: std::ops::Range<usize>| span.start <= offset && offset < span.end;
+        if covers(key.span()) || covers(value.span()) {
+            let depth = path.matches('.').count();
+            if best.as_ref().is_none_or(|(d, _)| depth >= *d) {
+                *best = Some((depth, path.clone()));
+            }
+        }
+        if let DeValue::Table(inner) = value.get_ref() {
+            walk(inner, &path, offset, best);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -8,6 +8,10 @@ pub mod config;
 pub mod markup;
 pub mod message;
 pub mod sasl;
+#[cfg(feature = "store")]
+pub mod service;
 pub mod smtp;
+#[cfg(feature = "store")]
+pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

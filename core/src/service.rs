@@ -1,0 +1,249 @@
+//! The work behind a session's requests, one call each, shared by both runtimes
+//! (cargo feature `store`).
+//!
+//! Both calls block (bcrypt, fsync): the smol runtime runs them on its blocking pool, the
+//! threaded runtime on the connection's thread. Throttling AUTH is the caller's job.
+
+use std::time::SystemTime;
+
+use crate::config::Config;
+use crate::smtp::{AuthOutcome, AuthRequest, Delivery, DeliveryError, MessageId};
+use crate::store::{NewMessage, ReceivedTrace, Store, StoreError};
+use crate::{markup, message};
+
+/// The store plus the facts about this server that delivery needs.
+#[derive(Debug)]
+pub struct Services {
+    store: Store,
+    hostname: String,
+}
+
+impl Services {
+    /// Wraps an open store; `hostname` goes into `Received:` headers.
+    pub fn new(store: Store, hostname: impl Into<String>) -> Services {
+        Services {
+            store,
+            hostname: hostname.into(),
+        }
+    }
+
+    /// Opens the store in `config.data_dir` with the configured bcrypt cost.
+    pub fn open(config: &Config) -> Result<Services, StoreError> {
+        let store = Store::open_in(&config.data_dir, config.auth.bcrypt_cost)?;
+        Ok(Services::new(store, config.hostname.clone()))
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Our host name, as written into `Received:` headers.
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    /// The bcrypt cost of password hashes and of the dummy hash for unknown users.
+    pub fn bcrypt_cost(&self) -> u32 {
+        self.store.bcrypt_cost()
+    }
+
+    /// Checks credentials: the same bcrypt work whether or not the user exists.
+    ///
+    /// A store failure is a `TemporaryFailure` (454), so a broken disk never counts against
+    /// the client as a wrong password.
+    pub fn authenticate(&self, request: &AuthRequest) -> AuthOutcome {
+        match self.store.verify_user(&request.username, &request.password) {
+            Ok(true) => AuthOutcome::Accepted,
+            Ok(false) => {
+                // {:?} escapes control characters: the name is the client's, not ours.
+                log::info!(
+                    "authentication failed user={:?} mechanism={}",
+                    request.username,
+                    request.mechanism
+                );
+                AuthOutcome::Rejected
+            }
+            Err(error) => {
+                log::error!(
+                    "authentication of user={:?} could not be checked: {error}",
+                    request.username
+                );
+                AuthOutcome::TemporaryFailure
+            }
+        }
+    }
+
+    /// Parses, renders and stores one message; returns once it is durably committed.
+    pub fn deliver(
+        &self,
+        delivery: &Delivery,
+        received_at: SystemTime,
+    ) -> Result<MessageId, DeliveryError> {
+        let message = self.prepare(delivery, received_at);
+        let id = self.store.insert_message(&message).map_err(|error| {
+            log::error!("delivery for user={:?} failed: {error}", delivery.user);
+            DeliveryError(error.to_string())
+        })?;
+        log_accepted(id, delivery);
+        Ok(id)
+    }
+
+    /// Stores several messages in one durable transaction (group commit): all succeed or all
+    /// fail with the same error. Results are in the order of `batch`.
+    pub fn deliver_batch(
+        &self,
+        batch: &[(Delivery, SystemTime)],
+    ) -> Vec<Result<MessageId, DeliveryError>> {
+        let messages: Vec<NewMessage> = batch
+            .iter()
+            .map(|(delivery, received_at)| self.prepare(delivery, *received_at))
+            .collect();
+        match self.store.insert_messages(&messages) {
+            Ok(ids) => {
+                for (id, (delivery, _)) in ids.iter().zip(batch) {
+                    log_accepted(*id, delivery);
+                }
+                ids.into_iter().map(Ok).collect()
+            }
+            Err(error) => {
+                log::error!("delivery of a batch of {} failed: {error}", batch.len());
+                let error = DeliveryError(error.to_string());
+                batch.iter().map(|_| Err(error.clone())).collect()
+            }
+        }
+    }
+
+    /// The record a delivery becomes: parsed fields, rendered text, trace facts.
+    pub fn prepare(&self, delivery: &Delivery, received_at: SystemTime) -> NewMessage {
+        let parsed = message::parse(&delivery.data);
+        let html = markup::render(&parsed.text);
+        NewMessage {
+            received_at,
+            user: delivery.user.clone(),
+            mail_from: delivery.mail_from.clone(),
+            rcpt_to: delivery.rcpt_to.clone(),
+            trace: ReceivedTrace {
+                helo: delivery.helo.clone(),
+                peer: delivery.peer.ip(),
+                hostname: self.hostname.clone(),
+                tls: delivery.tls.clone(),
+            },
+            parsed,
+            html,
+            data: delivery.data.clone(),
+        }
+    }
+}
+
+fn log_accepted(id: MessageId, delivery: &Delivery) {
+    log::info!(
+        "message accepted id={id} user={:?} size={}",
+        delivery.user,
+        delivery.data.len()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::TlsInfo;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn services() -> (tempfile::TempDir, Services) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path(), 4).unwrap();
+        (dir, Services::new(store, "mail.example"))
+    }
+
+    fn delivery(tls: bool) -> Delivery {
+        Delivery {
+            user: "alice".into(),
+            helo: "client.example".into(),
+            peer: "192.0.2.7:40000".parse().unwrap(),
+            tls: tls.then(|| TlsInfo {
+                version: "TLSv1.3".into(),
+                cipher: "TLS13_AES_128_GCM_SHA256".into(),
+            }),
+            mail_from: "alice".into(),
+            rcpt_to: vec!["bob@example.test".into()],
+            data: b"Subject: hi\r\n\r\n<b>bold</b> & more\r\n".to_vec(),
+        }
+    }
+
+    fn auth(user: &str, password: &str) -> AuthRequest {
+        AuthRequest {
+            mechanism: "PLAIN",
+            username: user.into(),
+            password: password.into(),
+        }
+    }
+
+    #[test]
+    fn services_can_be_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Services>();
+    }
+
+    #[test]
+    fn authenticate_accepts_only_an_active_user_with_the_right_password() {
+        let (_dir, s) = services();
+        s.store().add_user("alice", "pw", UNIX_EPOCH).unwrap();
+        s.store().add_user("dora", "pw", UNIX_EPOCH).unwrap();
+        s.store().disable_user("dora", UNIX_EPOCH).unwrap();
+        assert_eq!(s.authenticate(&auth("alice", "pw")), AuthOutcome::Accepted);
+        assert_eq!(
+            s.authenticate(&auth("alice", "nope")),
+            AuthOutcome::Rejected
+        );
+        assert_eq!(s.authenticate(&auth("nobody", "pw")), AuthOutcome::Rejected);
+        assert_eq!(s.authenticate(&auth("dora", "pw")), AuthOutcome::Rejected);
+        assert_eq!(s.authenticate(&auth("", "")), AuthOutcome::Rejected);
+    }
+
+    #[test]
+    fn deliver_stores_trace_header_data_and_rendered_text() {
+        let (_dir, s) = services();
+        let received_at = UNIX_EPOCH + Duration::from_secs(1_772_546_709);
+        let d = delivery(true);
+        let id = s.deliver(&d, received_at).unwrap();
+        let raw = s.store().raw_message(id).unwrap();
+        let expected_header = "Received: from client.example ([192.0.2.7])\r\n\
+             \t(using TLSv1.3 with cipher TLS13_AES_128_GCM_SHA256)\r\n\
+             \tby mail.example with ESMTPSA id 1;\r\n\
+             \tTue, 03 Mar 2026 14:05:09 +0000\r\n";
+        assert_eq!(raw, [expected_header.as_bytes(), &d.data].concat());
+        let stored = s.store().message(id).unwrap();
+        let parsed = message::parse(&d.data);
+        assert_eq!(stored.text, parsed.text);
+        assert_eq!(stored.html, markup::render(&parsed.text));
+        assert_eq!(stored.subject, parsed.subject);
+        assert_eq!(
+            (stored.user.as_str(), stored.mail_from.as_str()),
+            ("alice", "alice")
+        );
+        assert_eq!(stored.rcpt_to, d.rcpt_to);
+        assert_eq!(stored.size, raw.len() as u64);
+    }
+
+    #[test]
+    fn deliver_without_tls_says_esmtpa() {
+        let (_dir, s) = services();
+        let id = s.deliver(&delivery(false), UNIX_EPOCH).unwrap();
+        let raw = String::from_utf8(s.store().raw_message(id).unwrap()).unwrap();
+        assert!(
+            raw.contains("\r\n\tby mail.example with ESMTPA id 1;\r\n"),
+            "{raw}"
+        );
+        assert!(!raw.contains("using"));
+    }
+
+    #[test]
+    fn deliver_batch_returns_ids_in_order() {
+        let (_dir, s) = services();
+        let batch = vec![(delivery(true), UNIX_EPOCH), (delivery(false), UNIX_EPOCH)];
+        let results = s.deliver_batch(&batch);
+        assert_eq!(results, [Ok(MessageId(1)), Ok(MessageId(2))]);
+        assert_eq!(s.deliver_batch(&[]), []);
+    }
+}

@@ -1,0 +1,129 @@
+//! The tables, the stored record layout, and the schema version that guards them.
+//!
+//! Records are JSON: readable with any redb tool, and a field added with `#[serde(default)]`
+//! needs no migration. A change that old code could misread bumps [`SCHEMA_VERSION`].
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use super::StoreError;
+use crate::message::Attachment;
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// `"schema_version"` → [`SCHEMA_VERSION`] of the file.
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// User name → JSON [`UserRecord`].
+pub(super) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// Message id → JSON [`MessageRecord`].
+pub(super) const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
+/// Message id → the stored bytes: our `Received:` header, then the data as received.
+pub(super) const RAW: TableDefinition<u64, &[u8]> = TableDefinition::new("raw");
+/// Message-ID (without `<>`) → the id of the first stored message that carried it.
+pub(super) const BY_MESSAGE_ID: TableDefinition<&str, u64> = TableDefinition::new("by_message_id");
+/// (user, message id) → (): a user's messages in id order.
+pub(super) const BY_USER: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_user");
+
+const VERSION_KEY: &str = "schema_version";
+
+/// A user as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct UserRecord {
+    pub hash: String,
+    pub active: bool,
+    /// Seconds since the Unix epoch.
+    pub created: u64,
+    pub updated: u64,
+}
+
+/// A message's envelope and processed fields as stored (the bytes live in [`RAW`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct MessageRecord {
+    /// Seconds since the Unix epoch.
+    pub received_at: u64,
+    pub user: String,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub subject: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub date: Option<String>,
+    pub message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub text: String,
+    pub html: String,
+    pub attachments: Vec<Attachment>,
+    /// What mail-parser could not read, if anything.
+    pub problem: Option<String>,
+    /// Length of the stored bytes.
+    pub size: u64,
+    pub parent_id: Option<u64>,
+}
+
+/// Serialises a record; cannot fail for these plain structs, but says so if it does.
+pub(super) fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(format!("encoding: {e}")))
+}
+
+/// Deserialises a record, naming what it was on failure.
+pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Checks the file's schema version; writes it and creates the tables in a new file.
+pub(super) fn check_or_initialise(db: &Database) -> Result<(), StoreError> {
+    if let Some(found) = stored_version(db)? {
+        return check(found);
+    }
+    let tx = db.begin_write()?;
+    {
+        let mut meta = tx.open_table(META)?;
+        // Another process may have initialised the file since our read: check again, under
+        // the writer lock.
+        let found = meta.get(VERSION_KEY)?.map(|v| v.value());
+        match found {
+            Some(found) => check(found)?,
+            None => {
+                meta.insert(VERSION_KEY, SCHEMA_VERSION)?;
+            }
+        }
+        tx.open_table(USERS)?;
+        tx.open_table(MESSAGES)?;
+        tx.open_table(RAW)?;
+        tx.open_table(BY_MESSAGE_ID)?;
+        tx.open_table(BY_USER)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn stored_version(db: &Database) -> Result<Option<u64>, StoreError> {
+    let tx = db.begin_read()?;
+    let meta = match tx.open_table(META) {
+        Ok(meta) => meta,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(meta.get(VERSION_KEY)?.map(|v| v.value()))
+}
+
+fn check(found: u64) -> Result<(), StoreError> {
+    if found == SCHEMA_VERSION {
+        Ok(())
+    } else {
+        Err(StoreError::SchemaVersion {
+            found,
+            expected: SCHEMA_VERSION,
+        })
+    }
+}
+
+/// Overwrites the stored schema version (tests of the mismatch path).
+#[cfg(test)]
+pub(super) fn set_version(db: &Database, version: u64) -> Result<(), StoreError> {
+    let tx = db.begin_write()?;
+    tx.open_table(META)?.insert(VERSION_KEY, version)?;
+    tx.commit()?;
+    Ok(())
+}

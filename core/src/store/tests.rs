@@ -1,0 +1,459 @@
+//! Store tests: round trips, reopen, threading, schema version, users, concurrency.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::users::{dummy_hash, tests::take_verified};
+use super::*;
+use crate::message::{Attachment, ParsedMessage};
+use crate::smtp::{MessageId, TlsInfo};
+
+const COST: u32 = 4;
+
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+struct Temp {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn temp_db() -> Temp {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DATABASE_FILE);
+    Temp { _dir: dir, path }
+}
+
+fn new_message(user: &str, message_id: Option<&str>, in_reply_to: Option<&str>) -> NewMessage {
+    NewMessage {
+        received_at: at(1_772_546_709),
+        user: user.into(),
+        mail_from: format!("{user}@example.test"),
+        rcpt_to: vec!["bob@example.test".into(), "carol@example.test".into()],
+        trace: ReceivedTrace {
+            helo: "client.example".into(),
+            peer: "192.0.2.7".parse().unwrap(),
+            hostname: "mail.example".into(),
+            tls: Some(TlsInfo {
+                version: "TLSv1.3".into(),
+                cipher: "TLS13_AES_256_GCM_SHA384".into(),
+            }),
+        },
+        parsed: ParsedMessage {
+            subject: Some("Hello".into()),
+            from: Some(format!("{user}@example.test")),
+            to: Some("bob@example.test".into()),
+            date: Some("2026-03-03T14:05:00Z".into()),
+            message_id: message_id.map(Into::into),
+            in_reply_to: in_reply_to.map(Into::into),
+            text: "Hi *there*".into(),
+            attachments: vec![Attachment {
+                name: Some("a.txt".into()),
+                media_type: "text/plain".into(),
+                size: 3,
+            }],
+            problem: None,
+        },
+        html: "<p>Hi <b>there</b></p>".into(),
+        data: b"Subject: Hello\r\n\r\nHi *there*\r\n..leading dot stays unstuffed\r\n".to_vec(),
+    }
+}
+
+#[test]
+fn message_round_trips_with_every_field() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    let new = new_message("alice", Some("one@example.test"), None);
+    let id = store.insert_message(&new).unwrap();
+    assert_eq!(id, MessageId(1));
+
+    let stored = store.message(id).unwrap();
+    let raw = store.raw_message(id).unwrap();
+    let header = new.trace.header(1, 1_772_546_709);
+    assert_eq!(raw, [header.as_bytes(), &new.data].concat());
+    assert!(header.contains("with ESMTPSA id 1;"));
+    let expected = StoredMessage {
+        id,
+        received_at: 1_772_546_709,
+        user: "alice".into(),
+        mail_from: "alice@example.test".into(),
+        rcpt_to: new.rcpt_to.clone(),
+        subject: Some("Hello".into()),
+        from: Some("alice@example.test".into()),
+        to: Some("bob@example.test".into()),
+        date: Some("2026-03-03T14:05:00Z".into()),
+        message_id: Some("one@example.test".into()),
+        in_reply_to: None,
+        text: "Hi *there*".into(),
+        html: "<p>Hi <b>there</b></p>".into(),
+        attachments: new.parsed.attachments.clone(),
+        problem: None,
+        size: raw.len() as u64,
+        parent_id: None,
+    };
+    assert_eq!(stored, expected);
+}
+
+#[test]
+fn ids_increase_and_survive_reopen() {
+    let t = temp_db();
+    {
+        let store = Store::open(&t.path, COST).unwrap();
+        assert_eq!(
+            store.insert_message(&new_message("a", None, None)).unwrap(),
+            MessageId(1)
+        );
+        assert_eq!(
+            store.insert_message(&new_message("b", None, None)).unwrap(),
+            MessageId(2)
+        );
+        store.add_user("alice", "secret", at(100)).unwrap();
+    }
+    let store = Store::open(&t.path, COST).unwrap();
+    assert_eq!(
+        store.insert_message(&new_message("c", None, None)).unwrap(),
+        MessageId(3)
+    );
+    let users: Vec<String> = store.users().unwrap().into_iter().map(|u| u.name).collect();
+    assert_eq!(users, ["alice"]);
+    assert!(store.verify_user("alice", "secret").unwrap());
+    assert_eq!(store.message(MessageId(2)).unwrap().user, "b");
+}
+
+#[test]
+fn batch_insert_is_one_transaction_and_threads_inside_itself() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    let batch = [
+        new_message("alice", Some("root@x"), None),
+        new_message("bob", Some("reply@x"), Some("root@x")),
+        new_message("alice", None, Some("reply@x")),
+    ];
+    let ids = store.insert_messages(&batch).unwrap();
+    assert_eq!(ids, [MessageId(1), MessageId(2), MessageId(3)]);
+    assert_eq!(
+        store.message(MessageId(2)).unwrap().parent_id,
+        Some(MessageId(1))
+    );
+    assert_eq!(
+        store.message(MessageId(3)).unwrap().parent_id,
+        Some(MessageId(2))
+    );
+    assert_eq!(store.insert_messages(&[]).unwrap(), []);
+}
+
+#[test]
+fn in_reply_to_a_stored_message_sets_parent_id() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    let root = store
+        .insert_message(&new_message("a", Some("root@x"), None))
+        .unwrap();
+    let reply = store
+        .insert_message(&new_message("b", Some("r@x"), Some("root@x")))
+        .unwrap();
+    let stray = store
+        .insert_message(&new_message("b", None, Some("unknown@x")))
+        .unwrap();
+    // A resent copy of the root must not take over its replies.
+    let copy = store
+        .insert_message(&new_message("a", Some("root@x"), None))
+        .unwrap();
+    let late = store
+        .insert_message(&new_message("c", None, Some("root@x")))
+        .unwrap();
+    let self_ref = store
+        .insert_message(&new_message("c", Some("me@x"), Some("me@x")))
+        .unwrap();
+    assert_eq!(store.message(root).unwrap().parent_id, None);
+    assert_eq!(store.message(reply).unwrap().parent_id, Some(root));
+    assert_eq!(store.message(stray).unwrap().parent_id, None);
+    assert_eq!(store.message(copy).unwrap().parent_id, None);
+    assert_eq!(store.message(late).unwrap().parent_id, Some(root));
+    assert_eq!(store.message(self_ref).unwrap().parent_id, None);
+}
+
+#[test]
+fn list_is_newest_first_filtered_by_user_and_limited() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    for user in ["alice", "bob", "alice", "alice", "bob"] {
+        store
+            .insert_message(&new_message(user, None, None))
+            .unwrap();
+    }
+    let ids = |list: Vec<MessageSummary>| list.into_iter().map(|m| m.id.0).collect::<Vec<_>>();
+    assert_eq!(ids(store.messages(None, None).unwrap()), [5, 4, 3, 2, 1]);
+    assert_eq!(ids(store.messages(None, Some(2)).unwrap()), [5, 4]);
+    assert_eq!(ids(store.messages(Some("alice"), None).unwrap()), [4, 3, 1]);
+    assert_eq!(ids(store.messages(Some("alice"), Some(1)).unwrap()), [4]);
+    assert_eq!(
+        ids(store.messages(Some("nobody"), None).unwrap()),
+        Vec::<u64>::new()
+    );
+    // A user whose name is a prefix of another's sees only their own messages.
+    store
+        .insert_message(&new_message("ali", None, None))
+        .unwrap();
+    assert_eq!(ids(store.messages(Some("ali"), None).unwrap()), [6]);
+    let first = store.messages(None, Some(1)).unwrap().remove(0);
+    assert_eq!(first.subject.as_deref(), Some("Hello"));
+    assert_eq!(first.rcpt_to.len(), 2);
+}
+
+#[test]
+fn missing_message_is_named() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    assert_eq!(
+        store.message(MessageId(9)),
+        Err(StoreError::NoSuchMessage(9))
+    );
+    assert_eq!(
+        store.raw_message(MessageId(9)),
+        Err(StoreError::NoSuchMessage(9))
+    );
+}
+
+#[test]
+fn another_schema_version_is_refused() {
+    let t = temp_db();
+    {
+        let store = Store::open(&t.path, COST).unwrap();
+        schema::set_version(&store.db, SCHEMA_VERSION + 1).unwrap();
+    }
+    let error = Store::open(&t.path, COST).unwrap_err();
+    assert_eq!(
+        error,
+        StoreError::SchemaVersion {
+            found: SCHEMA_VERSION + 1,
+            expected: SCHEMA_VERSION
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "database schema version 2 is not supported by this build (expected 1)"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_a_clear_error() {
+    let t = temp_db();
+    std::fs::write(
+        &t.path,
+        b"this is not a redb file, not even close to one....",
+    )
+    .unwrap();
+    match Store::open(&t.path, COST) {
+        Err(StoreError::Database(message)) => {
+            assert!(
+                message.starts_with(&t.path.display().to_string()),
+                "{message}"
+            )
+        }
+        other => panic!("expected a database error, got {other:?}"),
+    }
+}
+
+#[test]
+fn user_lifecycle() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    store
+        .add_user("alice@example.test", "pw1", at(100))
+        .unwrap();
+    assert_eq!(
+        store.user("alice@example.test").unwrap(),
+        User {
+            name: "alice@example.test".into(),
+            active: true,
+            created: 100,
+            updated: 100
+        }
+    );
+    assert!(store.verify_user("alice@example.test", "pw1").unwrap());
+    assert!(!store.verify_user("alice@example.test", "pw2").unwrap());
+
+    store
+        .set_password("alice@example.test", "pw2", at(200))
+        .unwrap();
+    assert!(!store.verify_user("alice@example.test", "pw1").unwrap());
+    assert!(store.verify_user("alice@example.test", "pw2").unwrap());
+
+    store.disable_user("alice@example.test", at(300)).unwrap();
+    assert!(!store.verify_user("alice@example.test", "pw2").unwrap());
+    let user = store.user("alice@example.test").unwrap();
+    assert_eq!((user.active, user.created, user.updated), (false, 100, 300));
+
+    store.enable_user("alice@example.test", at(400)).unwrap();
+    assert!(store.verify_user("alice@example.test", "pw2").unwrap());
+
+    store.delete_user("alice@example.test").unwrap();
+    assert!(!store.verify_user("alice@example.test", "pw2").unwrap());
+    assert_eq!(store.users().unwrap(), []);
+}
+
+#[test]
+fn user_errors_name_the_user() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    store.add_user("alice", "pw", at(1)).unwrap();
+    let no = |name: &str| Err(StoreError::NoSuchUser(name.into()));
+    assert_eq!(
+        store.add_user("alice", "x", at(2)),
+        Err(StoreError::UserExists("alice".into()))
+    );
+    assert_eq!(store.set_password("bob", "x", at(2)), no("bob"));
+    assert_eq!(store.enable_user("bob", at(2)), no("bob"));
+    assert_eq!(store.disable_user("bob", at(2)), no("bob"));
+    assert_eq!(store.delete_user("bob"), no("bob"));
+    assert_eq!(store.user("bob"), Err(StoreError::NoSuchUser("bob".into())));
+    assert_eq!(
+        StoreError::UserExists("alice".into()).to_string(),
+        "user \"alice\" already exists"
+    );
+    assert_eq!(
+        StoreError::NoSuchUser("bob".into()).to_string(),
+        "no user named \"bob\""
+    );
+}
+
+#[test]
+fn bad_user_names_are_refused() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    let long = "a".repeat(MAX_USER_NAME_BYTES + 1);
+    for name in [
+        "",
+        "al ice",
+        "tab\there",
+        "nl\n",
+        "nul\0",
+        "\u{85}next-line",
+        long.as_str(),
+    ] {
+        match store.add_user(name, "pw", at(1)) {
+            Err(StoreError::InvalidUserName(_)) => {}
+            other => panic!("{name:?}: {other:?}"),
+        }
+    }
+    store
+        .add_user(&"a".repeat(MAX_USER_NAME_BYTES), "pw", at(1))
+        .unwrap();
+    store.add_user("josé@exämple.test", "pw", at(1)).unwrap();
+}
+
+#[test]
+fn passwords_bcrypt_would_truncate_are_refused() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    assert_eq!(MAX_PASSWORD_BYTES, 71);
+    let long = "p".repeat(73);
+    assert_eq!(
+        store.add_user("alice", &long, at(1)),
+        Err(StoreError::PasswordTooLong)
+    );
+    let seventy_two = "p".repeat(72);
+    assert_eq!(
+        store.add_user("alice", &seventy_two, at(1)),
+        Err(StoreError::PasswordTooLong)
+    );
+    let exact = "p".repeat(MAX_PASSWORD_BYTES);
+    store.add_user("alice", &exact, at(1)).unwrap();
+    assert_eq!(
+        store.set_password("alice", &long, at(2)),
+        Err(StoreError::PasswordTooLong)
+    );
+    assert!(store.verify_user("alice", &exact).unwrap());
+    // Plain bcrypt would accept both: it keys on 72 bytes, and the password fills them.
+    assert!(!store.verify_user("alice", &long).unwrap());
+    assert!(!store.verify_user("alice", &format!("{exact}p")).unwrap());
+    // 72 bytes (the limit is in bytes, not characters).
+    let multibyte = "é".repeat(36);
+    assert_eq!(
+        store.set_password("alice", &multibyte, at(3)),
+        Err(StoreError::PasswordTooLong)
+    );
+    assert_eq!(
+        store.add_user("bob", "", at(1)),
+        Err(StoreError::PasswordEmpty)
+    );
+}
+
+#[test]
+fn dummy_hash_is_well_formed_and_matches_nothing() {
+    for cost in [4, 5, 12, 31] {
+        let hash = dummy_hash(cost);
+        assert_eq!(hash.len(), 60);
+        assert_eq!(&hash[..7], format!("$2b${cost:02}$"));
+    }
+    assert!(matches!(bcrypt::verify("", &dummy_hash(4)), Ok(false)));
+    assert!(matches!(
+        bcrypt::verify("password", &dummy_hash(4)),
+        Ok(false)
+    ));
+}
+
+#[test]
+fn verify_does_one_bcrypt_of_the_configured_cost_whoever_asks() {
+    let t = temp_db();
+    let store = Store::open(&t.path, 5).unwrap();
+    store.add_user("alice", "pw", at(1)).unwrap();
+    store.add_user("dora", "pw", at(1)).unwrap();
+    store.disable_user("dora", at(2)).unwrap();
+    take_verified();
+    assert!(store.verify_user("alice", "pw").unwrap());
+    assert!(!store.verify_user("alice", "wrong").unwrap());
+    assert!(!store.verify_user("nobody", "pw").unwrap());
+    assert!(!store.verify_user("dora", "pw").unwrap());
+    // Each call verified exactly one hash, and every hash had the configured cost.
+    assert_eq!(take_verified(), ["05", "05", "05", "05"]);
+}
+
+#[test]
+fn bcrypt_cost_outside_the_range_is_refused() {
+    let t = temp_db();
+    assert!(matches!(Store::open(&t.path, 3), Err(StoreError::Hash(_))));
+    assert!(matches!(Store::open(&t.path, 32), Err(StoreError::Hash(_))));
+}
+
+/// Two handles opened independently on one file hold separate open file descriptions, and
+/// redb's multi-process locks are OFD byte-range locks: this is what two processes see.
+#[test]
+fn two_handles_share_the_file_like_two_processes() {
+    let t = temp_db();
+    let daemon = Store::open(&t.path, COST).unwrap();
+    let cli = Store::open(&t.path, COST).unwrap();
+    daemon
+        .insert_message(&new_message("alice", None, None))
+        .unwrap();
+    cli.add_user("alice", "pw", at(1)).unwrap();
+    // Each sees the other's commits at once.
+    assert!(daemon.verify_user("alice", "pw").unwrap());
+    assert_eq!(cli.messages(None, None).unwrap().len(), 1);
+    cli.disable_user("alice", at(2)).unwrap();
+    assert!(!daemon.verify_user("alice", "pw").unwrap());
+    // Interleaved writers from both sides keep ids unique and increasing.
+    let writer = std::thread::spawn(move || {
+        (0..20)
+            .map(|_| {
+                cli.insert_message(&new_message("cli", None, None))
+                    .unwrap()
+                    .0
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut ids: Vec<u64> = (0..20)
+        .map(|_| {
+            daemon
+                .insert_message(&new_message("daemon", None, None))
+                .unwrap()
+                .0
+        })
+        .collect();
+    ids.extend(writer.join().unwrap());
+    ids.sort();
+    assert_eq!(ids, (2..=41).collect::<Vec<_>>());
+    assert_eq!(daemon.messages(Some("cli"), None).unwrap().len(), 20);
+}
