@@ -3,10 +3,16 @@
 //! The pure modules (`smtp`, `sasl`, `markup`, `message`, `config`) never touch a socket, a
 //! clock or a thread; the runtimes feed them bytes and time and carry out what they ask.
 //! `store` (cargo feature `store`) is the only module that touches the database.
+//!
+//! Shared by both runtimes: `policy` (connection gate, login throttle, verifier queue: pure
+//! bookkeeping), `logging` (the wording of every log line), and `tls` (cargo feature `tls`:
+//! rustls server configs, self-signed generation, reload).
 
 pub mod config;
+pub mod logging;
 pub mod markup;
 pub mod message;
+pub mod policy;
 pub mod sasl;
 #[cfg(feature = "store")]
 pub mod service;
@@ -15,3 +21,5 @@ pub mod smtp;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "tls")]
+pub mod tls;

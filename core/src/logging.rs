@@ -1,0 +1,259 @@
+//! The log lines both runtimes write, worded in one place so that operators and fail2ban see
+//! the same thing whichever binary runs.
+//!
+//! Every line is `event key=value …`. Values that came from the client (the user name) are
+//! escaped by [`field`]: no space, `=`, quote or control character survives, so a user name
+//! like `x ip=10.0.0.1` cannot forge a field and make fail2ban ban someone else. Passwords
+//! never reach this module.
+//!
+//! fail2ban filter for the auth failures:
+//! `failregex = auth failure user=\S* ip=<HOST> reason=`
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::smtp::{Reply, TlsInfo};
+
+/// Why an AUTH did not succeed, as written in the `reason=` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// Wrong name or password, or a disabled user (`535`).
+    BadCredentials,
+    /// Too many recent failures from the address (`454`, not checked).
+    Throttled,
+    /// The verifier queue was full or the wait too long (`454`).
+    Busy,
+    /// The verifier failed, e.g. the store could not be read (`454`).
+    Unavailable,
+}
+
+impl AuthFailure {
+    /// The `reason=` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::BadCredentials => "bad_credentials",
+            AuthFailure::Throttled => "throttled",
+            AuthFailure::Busy => "busy",
+            AuthFailure::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// How a connection ended, as written in the `outcome=` field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseOutcome {
+    /// The session closed it (QUIT, timeout, too many errors, shutdown `421`).
+    Closed,
+    /// The client closed its side first.
+    PeerClosed,
+    /// The TLS handshake failed or timed out.
+    TlsFailed(String),
+    /// A read or write failed or timed out.
+    IoError(String),
+    /// The server stopped before the session ended on its own.
+    Aborted,
+}
+
+/// What is known about a connection when it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionSummary {
+    /// The TLS parameters, if TLS was established.
+    pub tls: Option<TlsInfo>,
+    /// The user who logged in, if any.
+    pub user: Option<String>,
+    /// Messages accepted on this connection.
+    pub messages: u32,
+    /// How long the connection was open.
+    pub duration: Duration,
+    /// How it ended.
+    pub outcome: CloseOutcome,
+}
+
+/// `connection open peer=… local=…`, at info level.
+pub fn connection_opened(peer: SocketAddr, local: SocketAddr) {
+    log::info!("{}", format_opened(peer, local));
+}
+
+/// `connection refused peer=… reply="…"`, at warn level: the gate turned it away.
+pub fn connection_refused(peer: SocketAddr, reply: &Reply) {
+    log::warn!("{}", format_refused(peer, reply));
+}
+
+/// `connection close peer=… tls=… user=… messages=… duration_ms=… outcome=…`, at info level.
+pub fn connection_closed(peer: SocketAddr, summary: &ConnectionSummary) {
+    log::info!("{}", format_closed(peer, summary));
+}
+
+/// `auth success user=… ip=… mechanism=…`, at info level.
+pub fn auth_success(user: &str, ip: IpAddr, mechanism: &str) {
+    log::info!("{}", format_auth_success(user, ip, mechanism));
+}
+
+/// `auth failure user=… ip=… reason=…`, at warn level: the line fail2ban matches.
+pub fn auth_failure(user: &str, ip: IpAddr, reason: AuthFailure) {
+    log::warn!("{}", format_auth_failure(user, ip, reason));
+}
+
+/// The text of [`connection_opened`].
+pub fn format_opened(peer: SocketAddr, local: SocketAddr) -> String {
+    format!("connection open peer={peer} local={local}")
+}
+
+/// The text of [`connection_refused`].
+pub fn format_refused(peer: SocketAddr, reply: &Reply) -> String {
+    let text = reply.to_string();
+    format!(
+        "connection refused peer={peer} reply={}",
+        field(text.trim_end())
+    )
+}
+
+/// The text of [`connection_closed`].
+pub fn format_closed(peer: SocketAddr, summary: &ConnectionSummary) -> String {
+    let tls = summary.tls.as_ref().map_or("none", |t| t.version.as_str());
+    let mut line = format!("connection close peer={peer} tls={tls}");
+    if let Some(tls) = &summary.tls {
+        let _ = write!(line, " cipher={}", field(&tls.cipher));
+    }
+    let user = summary
+        .user
+        .as_deref()
+        .map_or_else(|| "-".to_string(), field);
+    let _ = write!(
+        line,
+        " user={user} messages={} duration_ms={} outcome=",
+        summary.messages,
+        summary.duration.as_millis()
+    );
+    match &summary.outcome {
+        CloseOutcome::Closed => line.push_str("closed"),
+        CloseOutcome::PeerClosed => line.push_str("peer_closed"),
+        CloseOutcome::Aborted => line.push_str("aborted"),
+        CloseOutcome::TlsFailed(why) => {
+            let _ = write!(line, "tls_failed error={}", field(why));
+        }
+        CloseOutcome::IoError(why) => {
+            let _ = write!(line, "io_error error={}", field(why));
+        }
+    }
+    line
+}
+
+/// The text of [`auth_success`].
+pub fn format_auth_success(user: &str, ip: IpAddr, mechanism: &str) -> String {
+    format!(
+        "auth success user={} ip={ip} mechanism={}",
+        field(user),
+        field(mechanism)
+    )
+}
+
+/// The text of [`auth_failure`].
+pub fn format_auth_failure(user: &str, ip: IpAddr, reason: AuthFailure) -> String {
+    format!(
+        "auth failure user={} ip={ip} reason={}",
+        field(user),
+        reason.as_str()
+    )
+}
+
+/// Makes a value safe for a `key=value` field: at most 128 characters, and every byte that
+/// is not printable ASCII, or is a space, `=`, `"`, `%` or `\`, written as `%XX`. An empty
+/// value becomes `""`.
+pub fn field(value: &str) -> String {
+    if value.is_empty() {
+        return "\"\"".to_string();
+    }
+    let mut out = String::with_capacity(value.len());
+    for &byte in value.as_bytes().iter().take(128) {
+        match byte {
+            b'!'..=b'~' if !matches!(byte, b'=' | b'"' | b'%' | b'\\') => {
+                out.push(char::from(byte))
+            }
+            _ => {
+                let _ = write!(out, "%{byte:02X}");
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7));
+
+    #[test]
+    fn auth_failure_line_is_fail2ban_friendly() {
+        assert_eq!(
+            format_auth_failure("alice@example.org", IP, AuthFailure::BadCredentials),
+            "auth failure user=alice@example.org ip=192.0.2.7 reason=bad_credentials"
+        );
+        assert_eq!(
+            format_auth_failure("bob", IP, AuthFailure::Throttled),
+            "auth failure user=bob ip=192.0.2.7 reason=throttled"
+        );
+    }
+
+    #[test]
+    fn a_user_name_cannot_forge_the_ip_field() {
+        let line = format_auth_failure("x ip=10.0.0.1\nauth", IP, AuthFailure::BadCredentials);
+        assert_eq!(
+            line,
+            "auth failure user=x%20ip%3D10.0.0.1%0Aauth ip=192.0.2.7 reason=bad_credentials"
+        );
+        assert_eq!(line.matches(" ip=").count(), 1);
+    }
+
+    #[test]
+    fn field_escapes_and_bounds() {
+        assert_eq!(field(""), "\"\"");
+        assert_eq!(field("é%\"\\"), "%C3%A9%25%22%5C");
+        assert_eq!(field(&"a".repeat(500)).len(), 128);
+    }
+
+    #[test]
+    fn close_line_names_tls_user_and_outcome() {
+        let summary = ConnectionSummary {
+            tls: Some(TlsInfo {
+                version: "TLSv1.3".into(),
+                cipher: "TLS13_AES_256_GCM_SHA384".into(),
+            }),
+            user: Some("alice".into()),
+            messages: 2,
+            duration: Duration::from_millis(1234),
+            outcome: CloseOutcome::Closed,
+        };
+        let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        assert_eq!(
+            format_closed(peer, &summary),
+            "connection close peer=192.0.2.7:40000 tls=TLSv1.3 cipher=TLS13_AES_256_GCM_SHA384 \
+             user=alice messages=2 duration_ms=1234 outcome=closed"
+        );
+        let failed = ConnectionSummary {
+            tls: None,
+            user: None,
+            messages: 0,
+            duration: Duration::ZERO,
+            outcome: CloseOutcome::TlsFailed("peer is incompatible".into()),
+        };
+        assert_eq!(
+            format_closed(peer, &failed),
+            "connection close peer=192.0.2.7:40000 tls=none user=- messages=0 duration_ms=0 \
+             outcome=tls_failed error=peer%20is%20incompatible"
+        );
+    }
+
+    #[test]
+    fn refused_line_quotes_the_reply() {
+        let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let reply = crate::smtp::reply::too_many_connections("mx.test");
+        assert_eq!(
+            format_refused(peer, &reply),
+            "connection refused peer=192.0.2.7:40000 \
+             reply=421%204.7.0%20mx.test%20Error:%20too%20many%20connections"
+        );
+    }
+}
