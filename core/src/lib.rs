@@ -2,12 +2,15 @@
 //!
 //! The pure modules (`smtp`, `sasl`, `markup`, `message`, `config`) never touch a socket, a
 //! clock or a thread; the runtimes feed them bytes and time and carry out what they ask.
-//! `store` (cargo feature `store`) is the only module that touches the database.
+//! `store` (cargo feature `store`) is the only module that touches the database; `service` (the
+//! work behind a session's requests) and `cli` (the command line of both binaries) build on it.
 //!
 //! Shared by both runtimes: `policy` (connection gate, login throttle, verifier queue: pure
 //! bookkeeping), `logging` (the wording of every log line), and `tls` (cargo feature `tls`:
 //! rustls server configs, self-signed generation, reload).
 
+#[cfg(feature = "store")]
+pub mod cli;
 pub mod config;
 pub mod logging;
 pub mod markup;

@@ -1,1 +1,129 @@
-//! Helpers for the end-to-end tests.
+//! Helpers for the end-to-end tests: the two binaries, built once per test process, and a
+//! runner that captures what a command printed.
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// One of the two binaries; both must behave the same wherever they share code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binary {
+    /// `atacama-mail`, the smol daemon.
+    Smol,
+    /// `atacama-mail-std`, the thread-per-connection build.
+    Std,
+}
+
+impl Binary {
+    /// Both binaries, for tests that loop over them.
+    pub const ALL: [Binary; 2] = [Binary::Smol, Binary::Std];
+
+    /// The program name, as it prints in errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Binary::Smol => "atacama-mail",
+            Binary::Std => "atacama-mail-std",
+        }
+    }
+
+    /// The built binary; the first call in a test process builds both.
+    ///
+    /// `cargo test` builds only the test targets, not the binaries of other packages, so we run
+    /// `$CARGO build` once (cargo has released its lock by the time tests run).
+    pub fn path(self) -> PathBuf {
+        static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+        match BUILT.get_or_init(build) {
+            Ok(dir) => dir.join(self.name()),
+            Err(error) => panic!("building the binaries failed:\n{error}"),
+        }
+    }
+
+    /// Runs the binary with `args`, feeding it `stdin` (or nothing: stdin is closed).
+    pub fn run<I, S>(self, args: I, stdin: Option<&[u8]>) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut child = Command::new(self.path())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.name()));
+        if let Some(mut pipe) = child.stdin.take() {
+            // A command that exits without reading stdin closes the pipe: not our failure.
+            let _ = pipe.write_all(stdin.unwrap_or_default());
+        }
+        let output = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("cannot wait for {}: {e}", self.name()));
+        Run {
+            code: output.status.code(),
+            stdout: output.stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// What a finished command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// The exit status; `None` if a signal ended it.
+    pub code: Option<i32>,
+    /// Everything it wrote to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout as text (lossy).
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Panics with everything it printed unless it exited 0.
+    pub fn success(self) -> Run {
+        assert_eq!(self.code, Some(0), "expected success; {self:?}");
+        self
+    }
+}
+
+/// Builds both binaries in the test's profile; returns the directory holding them.
+fn build() -> Result<PathBuf, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.args([
+        "build",
+        "--bins",
+        "-p",
+        "atacama-mail",
+        "-p",
+        "atacama-mail-std",
+    ]);
+    if !cfg!(debug_assertions) {
+        command.arg("--release");
+    }
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    profile_dir(&exe).ok_or_else(|| format!("no target directory above {}", exe.display()))
+}
+
+/// target/<profile>/deps/<test binary> → target/<profile>.
+fn profile_dir(exe: &Path) -> Option<PathBuf> {
+    let deps = exe.parent()?;
+    let dir = if deps.file_name()? == "deps" {
+        deps.parent()?
+    } else {
+        deps
+    };
+    Some(dir.to_path_buf())
+}

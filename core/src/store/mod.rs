@@ -1,7 +1,8 @@
 //! The database: users and messages in one redb file (cargo feature `store`).
 //!
-//! This is the only module that touches the database. Records are JSON in redb tables (see
-//! [`schema`]); the file carries a schema version and a file of another version is refused.
+//! This is the only module that touches the database. Records are JSON in redb tables: users,
+//! messages, the raw bytes, and indexes by Message-ID (threading) and by user. The file carries
+//! a schema version ([`SCHEMA_VERSION`]); a file of another version is refused.
 //!
 //! # Durability
 //! Every write transaction commits with `Durability::Immediate`: when [`Store::insert_message`]
@@ -52,7 +53,7 @@ use redb::{Builder, ConcurrencyMode, Database};
 pub use messages::{MessageSummary, NewMessage, StoredMessage};
 pub use schema::SCHEMA_VERSION;
 pub use trace::{ReceivedTrace, rfc3339_utc, rfc5322_date, unix_seconds};
-pub use users::{MAX_PASSWORD_BYTES, MAX_USER_NAME_BYTES, User};
+pub use users::{MAX_PASSWORD_BYTES, MAX_USER_NAME_BYTES, User, validate_user_name};
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "atacama.redb";
@@ -154,6 +155,7 @@ impl fmt::Debug for Store {
 impl Store {
     /// Opens the database at `path`, creating it (but not its directory) if missing.
     ///
+    /// A new file is created readable by its owner only: it holds password hashes and mail.
     /// New and changed passwords are hashed at `bcrypt_cost` (4..=31); unknown and disabled
     /// users are verified against a dummy hash of that cost. Any number of handles, in this
     /// process or others, may have the file open at once.
@@ -163,6 +165,8 @@ impl Store {
                 "bcrypt cost {bcrypt_cost} is outside 4..=31"
             )));
         }
+        create_private_file(path)
+            .map_err(|e| StoreError::Database(format!("{}: {e}", path.display())))?;
         let db = Builder::new()
             .set_concurrency_mode(ConcurrencyMode::MultiWriter)
             .create(path)
@@ -176,9 +180,13 @@ impl Store {
         })
     }
 
-    /// Opens `data_dir/atacama.redb`, creating the directory and the file if missing.
+    /// Opens `data_dir/atacama.redb`, creating the directory (mode 0700) and the file if missing.
     pub fn open_in(data_dir: &Path, bcrypt_cost: u32) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir)
+        let mut dir = std::fs::DirBuilder::new();
+        dir.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+        dir.create(data_dir)
             .map_err(|e| StoreError::Database(format!("{}: {e}", data_dir.display())))?;
         Store::open(&data_dir.join(DATABASE_FILE), bcrypt_cost)
     }
@@ -191,6 +199,18 @@ impl Store {
     /// The bcrypt cost new hashes are made with.
     pub fn bcrypt_cost(&self) -> u32 {
         self.bcrypt_cost
+    }
+}
+
+/// Creates `path` with mode 0600 unless it exists; redb then initialises the empty file.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        result => result.map(drop),
     }
 }
 

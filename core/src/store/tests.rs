@@ -457,3 +457,15 @@ fn two_handles_share_the_file_like_two_processes() {
     assert_eq!(ids, (2..=41).collect::<Vec<_>>());
     assert_eq!(daemon.messages(Some("cli"), None).unwrap().len(), 20);
 }
+
+#[cfg(unix)]
+#[test]
+fn new_files_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _store = Store::open_in(&data, COST).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join(DATABASE_FILE)), 0o600);
+}

@@ -35,7 +35,7 @@ pub struct User {
 impl Store {
     /// Adds an active user. Refuses an existing name with [`StoreError::UserExists`].
     pub fn add_user(&self, name: &str, password: &str, now: SystemTime) -> Result<(), StoreError> {
-        validate_name(name)?;
+        validate_user_name(name)?;
         // Hash before the write transaction: bcrypt is slow and the writer lock is shared with
         // the daemon.
         let hash = self.hash(password)?;
@@ -178,8 +178,9 @@ impl Store {
     }
 }
 
-/// Refuses names that would be ambiguous in a log line, a table, or a SASL exchange.
-pub(super) fn validate_name(name: &str) -> Result<(), StoreError> {
+/// Refuses user names that are empty, over 254 bytes, or hold whitespace or control
+/// characters: they would be ambiguous in a log line, a table, or a SASL exchange.
+pub fn validate_user_name(name: &str) -> Result<(), StoreError> {
     let problem = if name.is_empty() {
         "it is empty"
     } else if name.len() > MAX_USER_NAME_BYTES {

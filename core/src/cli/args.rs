@@ -1,0 +1,411 @@
+//! Parsing the command line (lexopt) into a [`Command`], and the usage texts.
+//!
+//! One pass collects global options, flags and words wherever they appear; the words then pick
+//! the command, which says which options it takes. So `--data-dir` works before or after the
+//! command, and every level answers `--help`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use lexopt::{Arg, Parser};
+
+use super::{CliError, Globals};
+
+/// A parsed command line.
+pub(super) struct Parsed {
+    pub globals: Globals,
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Command {
+    /// Print this usage text to stdout and exit 0.
+    Help(String),
+    Serve {
+        log_level: Option<log::LevelFilter>,
+    },
+    Render {
+        file: Option<PathBuf>,
+    },
+    User(UserCommand),
+    Messages(MessagesCommand),
+}
+
+/// `user …`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum UserCommand {
+    Add { name: String, password_stdin: bool },
+    Passwd { name: String, password_stdin: bool },
+    Disable { name: String },
+    Enable { name: String },
+    Del { name: String },
+    List { json: bool },
+}
+
+/// `messages …`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum MessagesCommand {
+    List {
+        json: bool,
+        user: Option<String>,
+        limit: Option<usize>,
+    },
+    Show {
+        id: u64,
+        format: ShowFormat,
+    },
+}
+
+/// How `messages show` prints a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ShowFormat {
+    Summary,
+    Json,
+    Raw,
+    Html,
+}
+
+/// Options that take a value, besides the global `--config` and `--data-dir`.
+const VALUED: &[&str] = &["user", "limit", "log-level"];
+
+/// The options a command was given, as (name, value).
+struct Options(Vec<(String, Option<String>)>);
+
+impl Options {
+    /// Refuses any option `command` does not take.
+    fn only(&self, allowed: &[&str], command: &str) -> Result<(), CliError> {
+        match self
+            .0
+            .iter()
+            .find(|(name, _)| !allowed.contains(&name.as_str()))
+        {
+            Some((name, _)) => Err(usage(format!("'{command}' does not take --{name}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
+    }
+
+    fn value(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+}
+
+/// Parses the arguments after the program name.
+pub(super) fn parse(program: &str, args: Vec<OsString>) -> Result<Parsed, CliError> {
+    let mut parser = Parser::from_args(args);
+    let mut globals = Globals::default();
+    let mut help = false;
+    let mut words: Vec<OsString> = Vec::new();
+    let mut options = Vec::new();
+    while let Some(arg) = parser.next().map_err(lexopt_error)? {
+        match arg {
+            Arg::Short('h') | Arg::Long("help") => help = true,
+            Arg::Long("config") => {
+                globals.config = Some(parser.value().map_err(lexopt_error)?.into())
+            }
+            Arg::Long("data-dir") => {
+                let dir = parser.value().map_err(lexopt_error)?;
+                if dir.is_empty() {
+                    return Err(usage("--data-dir must not be empty".into()));
+                }
+                globals.data_dir = Some(dir.into());
+            }
+            Arg::Long(name) if VALUED.contains(&name) => {
+                let name = name.to_string();
+                let value = utf8(parser.value().map_err(lexopt_error)?, &format!("--{name}"))?;
+                options.push((name, Some(value)));
+            }
+            Arg::Long(name) => options.push((name.to_string(), None)),
+            Arg::Short(c) => return Err(usage(format!("unknown option -{c}"))),
+            Arg::Value(word) => words.push(word),
+        }
+    }
+    let command = command(program, help, words, &Options(options))?;
+    Ok(Parsed { globals, command })
+}
+
+fn command(
+    program: &str,
+    help: bool,
+    words: Vec<OsString>,
+    options: &Options,
+) -> Result<Command, CliError> {
+    let mut words = words.into_iter();
+    let first = words.next().map(|w| utf8(w, "the command")).transpose()?;
+    let help_for = |text: fn(&str) -> String| Ok(Command::Help(text(program)));
+    match first.as_deref() {
+        None if help => help_for(top_usage),
+        None => Err(usage(format!("no command given (see {program} --help)"))),
+        Some("help") => help_for(top_usage),
+        Some("serve") if help => help_for(serve_usage),
+        Some("serve") => {
+            options.only(&["log-level"], "serve")?;
+            no_more(words, "serve")?;
+            let log_level = options
+                .value("log-level")
+                .map(|level| {
+                    log::LevelFilter::from_str(level).map_err(|_| {
+                        usage(format!(
+                            "--log-level {level:?} is not one of off, error, warn, info, debug, \
+                             trace"
+                        ))
+                    })
+                })
+                .transpose()?;
+            Ok(Command::Serve { log_level })
+        }
+        Some("render") if help => help_for(render_usage),
+        Some("render") => {
+            options.only(&[], "render")?;
+            let file = words.next().map(PathBuf::from);
+            no_more(words, "render")?;
+            Ok(Command::Render { file })
+        }
+        Some("user") if help => help_for(user_usage),
+        Some("user") => user_command(program, words, options).map(Command::User),
+        Some("messages") if help => help_for(messages_usage),
+        Some("messages") => messages_command(program, words, options).map(Command::Messages),
+        Some(other) => Err(usage(format!(
+            "unknown command {other:?} (see {program} --help)"
+        ))),
+    }
+}
+
+fn user_command(
+    program: &str,
+    mut words: impl Iterator<Item = OsString>,
+    options: &Options,
+) -> Result<UserCommand, CliError> {
+    let sub = words
+        .next()
+        .map(|w| utf8(w, "the subcommand"))
+        .transpose()?;
+    let Some(sub) = sub else {
+        return Err(usage(format!(
+            "'user' needs a subcommand (see {program} user --help)"
+        )));
+    };
+    let command = format!("user {sub}");
+    let mut name = || -> Result<String, CliError> {
+        let name = words
+            .next()
+            .ok_or_else(|| usage(format!("'{command}' needs a user NAME")))?;
+        utf8(name, "the user name")
+    };
+    let parsed = match sub.as_str() {
+        "add" | "passwd" => {
+            options.only(&["password-stdin"], &command)?;
+            let name = name()?;
+            let password_stdin = options.flag("password-stdin");
+            if sub == "add" {
+                UserCommand::Add {
+                    name,
+                    password_stdin,
+                }
+            } else {
+                UserCommand::Passwd {
+                    name,
+                    password_stdin,
+                }
+            }
+        }
+        "disable" | "enable" | "del" => {
+            options.only(&[], &command)?;
+            let name = name()?;
+            match sub.as_str() {
+                "disable" => UserCommand::Disable { name },
+                "enable" => UserCommand::Enable { name },
+                _ => UserCommand::Del { name },
+            }
+        }
+        "list" => {
+            options.only(&["json"], &command)?;
+            UserCommand::List {
+                json: options.flag("json"),
+            }
+        }
+        other => {
+            return Err(usage(format!(
+                "unknown subcommand 'user {other}' (see {program} user --help)"
+            )));
+        }
+    };
+    no_more(words, &command)?;
+    Ok(parsed)
+}
+
+fn messages_command(
+    program: &str,
+    mut words: impl Iterator<Item = OsString>,
+    options: &Options,
+) -> Result<MessagesCommand, CliError> {
+    let sub = words
+        .next()
+        .map(|w| utf8(w, "the subcommand"))
+        .transpose()?;
+    let parsed = match sub.as_deref() {
+        None => {
+            return Err(usage(format!(
+                "'messages' needs a subcommand (see {program} messages --help)"
+            )));
+        }
+        Some("list") => {
+            options.only(&["json", "user", "limit"], "messages list")?;
+            let limit = options
+                .value("limit")
+                .map(|n| {
+                    n.parse::<usize>()
+                        .map_err(|_| usage(format!("--limit {n:?} is not a number")))
+                })
+                .transpose()?;
+            MessagesCommand::List {
+                json: options.flag("json"),
+                user: options.value("user").map(str::to_string),
+                limit,
+            }
+        }
+        Some("show") => {
+            options.only(&["json", "raw", "html"], "messages show")?;
+            let id = words
+                .next()
+                .ok_or_else(|| usage("'messages show' needs a message ID".into()))?;
+            let id = utf8(id, "the message ID")?;
+            let id = id
+                .parse::<u64>()
+                .map_err(|_| usage(format!("message ID {id:?} is not a number")))?;
+            let formats = [
+                ("json", ShowFormat::Json),
+                ("raw", ShowFormat::Raw),
+                ("html", ShowFormat::Html),
+            ];
+            let mut chosen = formats.iter().filter(|(name, _)| options.flag(name));
+            let format = match (chosen.next(), chosen.next()) {
+                (None, _) => ShowFormat::Summary,
+                (Some((_, format)), None) => *format,
+                (Some(_), Some(_)) => {
+                    return Err(usage("choose one of --json, --raw and --html".into()));
+                }
+            };
+            MessagesCommand::Show { id, format }
+        }
+        Some(other) => {
+            return Err(usage(format!(
+                "unknown subcommand 'messages {other}' (see {program} messages --help)"
+            )));
+        }
+    };
+    no_more(words, &format!("messages {}", sub.unwrap_or_default()))?;
+    Ok(parsed)
+}
+
+fn no_more(mut words: impl Iterator<Item = OsString>, command: &str) -> Result<(), CliError> {
+    match words.next() {
+        Some(extra) => Err(usage(format!(
+            "unexpected argument {:?} for '{command}'",
+            extra.to_string_lossy()
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn utf8(value: OsString, what: &str) -> Result<String, CliError> {
+    value.into_string().map_err(|v| {
+        usage(format!(
+            "{what} {:?} is not valid UTF-8",
+            v.to_string_lossy()
+        ))
+    })
+}
+
+fn usage(message: String) -> CliError {
+    CliError::Usage(message)
+}
+
+fn lexopt_error(error: lexopt::Error) -> CliError {
+    usage(error.to_string())
+}
+
+fn top_usage(program: &str) -> String {
+    format!(
+        "{program}: the Atacama Mail SMTP submission server
+
+Usage: {program} [--config FILE] [--data-dir DIR] COMMAND
+
+Commands:
+  serve [--log-level LEVEL]       run the server
+  render [FILE]                   render Atacama markup (FILE or stdin) to HTML
+  user SUBCOMMAND                 manage users (see '{program} user --help')
+  messages SUBCOMMAND             read stored messages (see '{program} messages --help')
+
+Options:
+  --config FILE    the TOML configuration (default: built-in defaults)
+  --data-dir DIR   where the database lives (overrides data_dir in the configuration)
+  -h, --help       print help
+
+The database commands work while the server runs.
+"
+    )
+}
+
+fn serve_usage(program: &str) -> String {
+    format!(
+        "Usage: {program} [--config FILE] [--data-dir DIR] serve [--log-level LEVEL]
+
+Runs the server until SIGTERM or SIGINT.
+
+Options:
+  --log-level LEVEL   off, error, warn, info (default), debug or trace
+"
+    )
+}
+
+fn render_usage(program: &str) -> String {
+    format!(
+        "Usage: {program} render [FILE]
+
+Reads Atacama markup from FILE, or standard input, and writes the HTML that a message with
+that text body would store.
+"
+    )
+}
+
+fn user_usage(program: &str) -> String {
+    format!(
+        "Usage: {program} [--config FILE] [--data-dir DIR] user SUBCOMMAND
+
+Subcommands:
+  add NAME [--password-stdin]      add a user (prompts for the password unless --password-stdin)
+  passwd NAME [--password-stdin]   change a user's password
+  disable NAME                     stop a user from logging in
+  enable NAME                      let a disabled user log in again
+  del NAME                         delete a user (their messages stay)
+  list [--json]                    list users
+
+--password-stdin reads the password from the first line of standard input.
+"
+    )
+}
+
+fn messages_usage(program: &str) -> String {
+    format!(
+        "Usage: {program} [--config FILE] [--data-dir DIR] messages SUBCOMMAND
+
+Subcommands:
+  list [--json] [--user NAME] [--limit N]   list messages, newest first
+  show ID [--json | --raw | --html]         show one message: a summary and its text, all
+                                            fields as JSON, the stored bytes, or its HTML
+"
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,586 @@
+//! Every command-line subcommand, run as a process of both binaries against a temporary data
+//! directory. A store handle held open by the test process stands in for the running daemon.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use atacama_core::service::Services;
+use atacama_core::smtp::{Delivery, MessageId, TlsInfo};
+use atacama_core::store::{Store, rfc3339_utc};
+use atacama_tests::{Binary, Run};
+use serde_json::{Value, json};
+
+/// A data directory and a config file with bcrypt cost 4.
+struct Env {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    data: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("atacama.toml");
+        std::fs::write(
+            &config,
+            "hostname = \"mail.example.test\"\n[auth]\nbcrypt_cost = 4\n",
+        )
+        .unwrap();
+        let data = dir.path().join("data");
+        Env {
+            _dir: dir,
+            config,
+            data,
+        }
+    }
+
+    /// Runs `bin --config … --data-dir … args`.
+    fn run(&self, bin: Binary, args: &[&str], stdin: Option<&[u8]>) -> Run {
+        let mut all = vec![
+            "--config".to_string(),
+            self.config.display().to_string(),
+            "--data-dir".to_string(),
+            self.data.display().to_string(),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        bin.run(all, stdin)
+    }
+
+    /// What the daemon would hold: its own handle on the same database.
+    fn services(&self) -> Services {
+        Services::new(Store::open_in(&self.data, 4).unwrap(), "mail.example.test")
+    }
+}
+
+/// Exit status 1 or 2 and exactly one line on stderr: `<name>: error: <message>`.
+fn assert_error(run: &Run, bin: Binary, code: i32, message: &str) {
+    assert_eq!(run.code, Some(code), "{run:?}");
+    assert_eq!(
+        run.stderr,
+        format!("{}: error: {message}\n", bin.name()),
+        "{run:?}"
+    );
+}
+
+fn delivery(user: &str, body: &str) -> Delivery {
+    Delivery {
+        user: user.into(),
+        helo: "client.example".into(),
+        peer: "192.0.2.7:40000".parse().unwrap(),
+        tls: Some(TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_AES_256_GCM_SHA384".into(),
+        }),
+        mail_from: format!("{user}@example.test"),
+        rcpt_to: vec!["bob@example.test".into(), "carol@example.test".into()],
+        data: body.as_bytes().to_vec(),
+    }
+}
+
+fn json_of(run: &Run) -> Value {
+    serde_json::from_slice(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"))
+}
+
+#[test]
+fn help_at_every_level_exits_zero() {
+    for bin in Binary::ALL {
+        for args in [
+            &["--help"][..],
+            &["-h"],
+            &["serve", "--help"],
+            &["render", "--help"],
+            &["user", "--help"],
+            &["user", "add", "--help"],
+            &["messages", "--help"],
+            &["messages", "show", "--help"],
+        ] {
+            let run = bin.run(args, None).success();
+            assert!(run.stdout_text().contains("Usage: "), "{args:?}: {run:?}");
+            assert!(run.stdout_text().contains(bin.name()), "{args:?}: {run:?}");
+            assert_eq!(run.stderr, "");
+        }
+    }
+}
+
+#[test]
+fn bad_arguments_exit_2_with_one_line() {
+    for bin in Binary::ALL {
+        let name = bin.name();
+        assert_error(
+            &bin.run(["frobnicate"], None),
+            bin,
+            2,
+            &format!("unknown command \"frobnicate\" (see {name} --help)"),
+        );
+        assert_error(
+            &bin.run::<[&str; 0], &str>([], None),
+            bin,
+            2,
+            &format!("no command given (see {name} --help)"),
+        );
+        assert_error(
+            &bin.run(["messages", "show", "abc"], None),
+            bin,
+            2,
+            "message ID \"abc\" is not a number",
+        );
+        assert_error(
+            &bin.run(["user", "list", "--frob"], None),
+            bin,
+            2,
+            "'user list' does not take --frob",
+        );
+    }
+}
+
+#[test]
+fn serve_reports_that_it_is_not_built_yet() {
+    for bin in Binary::ALL {
+        let env = Env::new();
+        assert_error(
+            &env.run(bin, &["serve"], None),
+            bin,
+            1,
+            "serve is not implemented in this build yet",
+        );
+    }
+}
+
+#[test]
+fn render_reads_a_file_or_stdin() {
+    let markup = "Hello <world> & \"friends\"\n* one\n";
+    let expected = atacama_core::markup::render(markup);
+    for bin in Binary::ALL {
+        let env = Env::new();
+        let run = bin.run(["render"], Some(markup.as_bytes())).success();
+        assert_eq!(run.stdout_text(), expected);
+        let file = env.data.with_file_name("note.txt");
+        std::fs::write(&file, markup).unwrap();
+        let run = bin
+            .run(["render".as_ref(), file.as_os_str()], None)
+            .success();
+        assert_eq!(run.stdout_text(), expected);
+        let missing = env.data.with_file_name("missing.txt");
+        let run = bin.run(["render".as_ref(), missing.as_os_str()], None);
+        assert_eq!(run.code, Some(1));
+        assert!(
+            run.stderr.starts_with(&format!(
+                "{}: error: cannot read {}: ",
+                bin.name(),
+                missing.display()
+            )),
+            "{run:?}"
+        );
+        assert_error(
+            &bin.run(["render"], Some(b"\xff\xfe")),
+            bin,
+            1,
+            "standard input is not valid UTF-8",
+        );
+    }
+}
+
+#[test]
+fn user_lifecycle_through_every_subcommand() {
+    for bin in Binary::ALL {
+        let env = Env::new();
+        let run = env
+            .run(
+                bin,
+                &["user", "add", "alice@example.test", "--password-stdin"],
+                Some(b"first pw\n"),
+            )
+            .success();
+        assert_eq!(run.stdout_text(), "added user alice@example.test\n");
+        let store = Store::open_in(&env.data, 4).unwrap();
+        assert!(store.verify_user("alice@example.test", "first pw").unwrap());
+
+        // CR LF from a Windows-made file is not part of the password.
+        env.run(
+            bin,
+            &["user", "passwd", "alice@example.test", "--password-stdin"],
+            Some(b"second pw\r\nignored\n"),
+        )
+        .success();
+        assert!(!store.verify_user("alice@example.test", "first pw").unwrap());
+        assert!(
+            store
+                .verify_user("alice@example.test", "second pw")
+                .unwrap()
+        );
+
+        env.run(
+            bin,
+            &["user", "add", "bob", "--password-stdin"],
+            Some(b"pw"),
+        )
+        .success();
+        env.run(bin, &["user", "disable", "bob"], None).success();
+        assert!(!store.verify_user("bob", "pw").unwrap());
+
+        let list = json_of(&env.run(bin, &["user", "list", "--json"], None).success());
+        let users = store.users().unwrap();
+        let expected: Vec<Value> = users
+            .iter()
+            .map(|u| {
+                json!({
+                    "name": u.name,
+                    "active": u.active,
+                    "created": rfc3339_utc(u.created),
+                    "updated": rfc3339_utc(u.updated),
+                })
+            })
+            .collect();
+        assert_eq!(list, Value::Array(expected));
+        assert_eq!(list[0]["name"], "alice@example.test");
+        assert_eq!(list[1]["active"], false);
+
+        let table = env
+            .run(bin, &["user", "list"], None)
+            .success()
+            .stdout_text();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines[0].starts_with("NAME"), "{table}");
+        assert!(
+            lines[1].starts_with("alice@example.test  active"),
+            "{table}"
+        );
+        assert!(
+            lines[2].starts_with("bob                 disabled"),
+            "{table}"
+        );
+
+        env.run(bin, &["user", "enable", "bob"], None).success();
+        assert!(store.verify_user("bob", "pw").unwrap());
+        env.run(bin, &["user", "del", "bob"], None).success();
+        assert!(!store.verify_user("bob", "pw").unwrap());
+        let list = json_of(&env.run(bin, &["user", "list", "--json"], None).success());
+        assert_eq!(list.as_array().map(Vec::len), Some(1));
+    }
+}
+
+#[test]
+fn user_errors_exit_1_with_one_line() {
+    for bin in Binary::ALL {
+        let env = Env::new();
+        env.run(
+            bin,
+            &["user", "add", "alice", "--password-stdin"],
+            Some(b"pw\n"),
+        )
+        .success();
+        let run = env.run(
+            bin,
+            &["user", "add", "alice", "--password-stdin"],
+            Some(b"pw\n"),
+        );
+        assert_error(&run, bin, 1, "user \"alice\" already exists");
+        for sub in ["passwd", "disable", "enable", "del"] {
+            let run = env.run(
+                bin,
+                &["user", sub, "nobody", "--password-stdin"][..if sub == "passwd" { 4 } else { 3 }],
+                Some(b"pw\n"),
+            );
+            assert_error(&run, bin, 1, "no user named \"nobody\"");
+        }
+        let long = format!("{}\n", "x".repeat(72));
+        let run = env.run(
+            bin,
+            &["user", "add", "carol", "--password-stdin"],
+            Some(long.as_bytes()),
+        );
+        assert_error(
+            &run,
+            bin,
+            1,
+            "password is longer than 71 bytes (bcrypt would ignore the rest)",
+        );
+        let run = env.run(bin, &["user", "add", "carol", "--password-stdin"], None);
+        assert_error(&run, bin, 1, "no password on standard input");
+        let run = env.run(
+            bin,
+            &["user", "add", "carol", "--password-stdin"],
+            Some(b"\n"),
+        );
+        assert_error(&run, bin, 1, "password is empty");
+        let run = env.run(
+            bin,
+            &["user", "add", "bad name", "--password-stdin"],
+            Some(b"pw\n"),
+        );
+        assert_error(
+            &run,
+            bin,
+            1,
+            "invalid user name: \"bad name\": it contains whitespace or control characters",
+        );
+        // Without --password-stdin and without a terminal, the prompt fails clearly.
+        let run = env.run(bin, &["user", "add", "carol"], None);
+        assert_eq!(run.code, Some(1), "{run:?}");
+        assert!(run.stderr.contains("use --password-stdin"), "{run:?}");
+        assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    }
+}
+
+#[test]
+fn messages_list_and_show_beside_a_live_daemon() {
+    for bin in Binary::ALL {
+        let env = Env::new();
+        // The daemon stand-in keeps its handle open for the whole test.
+        let daemon = env.services();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_772_546_709);
+        let first = daemon
+            .deliver(
+                &delivery("alice", "Subject: one\r\n\r\nHello *world*\r\n"),
+                t0,
+            )
+            .unwrap();
+        let second = daemon
+            .deliver(
+                &delivery("bob", "Subject: two\r\n\r\n<b>hi</b>\r\n"),
+                t0 + Duration::from_secs(60),
+            )
+            .unwrap();
+        let third = daemon
+            .deliver(
+                &delivery("alice", "Subject: three\r\n\r\nbye\r\n"),
+                SystemTime::now(),
+            )
+            .unwrap();
+        let store = daemon.store();
+
+        let list = json_of(
+            &env.run(bin, &["messages", "list", "--json"], None)
+                .success(),
+        );
+        let expected: Vec<Value> = [third, second, first]
+            .iter()
+            .map(|&id| {
+                let m = store.message(id).unwrap();
+                json!({
+                    "id": id.0,
+                    "received_at": rfc3339_utc(m.received_at),
+                    "user": m.user,
+                    "mail_from": m.mail_from,
+                    "rcpt_to": ["bob@example.test", "carol@example.test"],
+                    "subject": m.subject,
+                    "size": m.size,
+                    "parent_id": null,
+                })
+            })
+            .collect();
+        assert_eq!(list, Value::Array(expected));
+        assert_eq!(list[2]["received_at"], "2026-03-03T14:05:09Z");
+
+        let ids = |run: Run| -> Vec<u64> {
+            json_of(&run)
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_u64().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            ids(env.run(
+                bin,
+                &["messages", "list", "--json", "--user", "alice"],
+                None
+            )),
+            [3, 1]
+        );
+        assert_eq!(
+            ids(env.run(bin, &["messages", "list", "--json", "--limit", "1"], None)),
+            [3]
+        );
+        assert_eq!(
+            ids(env.run(
+                bin,
+                &["messages", "list", "--json", "--user", "nobody"],
+                None
+            )),
+            Vec::<u64>::new()
+        );
+
+        let table = env
+            .run(bin, &["messages", "list"], None)
+            .success()
+            .stdout_text();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(lines[0].starts_with("ID  RECEIVED"), "{table}");
+        assert!(
+            lines[3].starts_with("1   2026-03-03T14:05:09Z  alice  alice@example.test"),
+            "{table}"
+        );
+
+        let raw = env
+            .run(bin, &["messages", "show", "2", "--raw"], None)
+            .success();
+        assert_eq!(raw.stdout, store.raw_message(MessageId(2)).unwrap());
+        assert!(
+            raw.stdout
+                .starts_with(b"Received: from client.example ([192.0.2.7])\r\n\t(using TLSv1.3")
+        );
+        assert!(raw.stdout.ends_with(b"Subject: two\r\n\r\n<b>hi</b>\r\n"));
+
+        let html = env
+            .run(bin, &["messages", "show", "2", "--html"], None)
+            .success();
+        assert_eq!(
+            html.stdout_text(),
+            store.message(MessageId(2)).unwrap().html
+        );
+
+        let shown = json_of(
+            &env.run(bin, &["messages", "show", "1", "--json"], None)
+                .success(),
+        );
+        let m = store.message(MessageId(1)).unwrap();
+        let mut expected = list[2].clone();
+        for (key, value) in [
+            ("message_id", json!(m.message_id)),
+            ("in_reply_to", json!(m.in_reply_to)),
+            ("from", json!(m.from)),
+            ("to", json!(m.to)),
+            ("date", json!(m.date)),
+            ("text", json!(m.text)),
+            ("html", json!(m.html)),
+            ("attachments", json!([])),
+            ("problem", json!(m.problem)),
+        ] {
+            expected[key] = value;
+        }
+        assert_eq!(shown, expected);
+
+        let summary = env
+            .run(bin, &["messages", "show", "1"], None)
+            .success()
+            .stdout_text();
+        assert!(
+            summary.starts_with(
+                "Message:     1\nReceived:    2026-03-03T14:05:09Z\nUser:        alice\n"
+            ),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("Rcpt to:     bob@example.test, carol@example.test\n"),
+            "{summary}"
+        );
+        let text = m.text.replace('\r', "");
+        assert!(summary.ends_with(&format!("\n\n{text}")), "{summary}");
+
+        assert_error(
+            &env.run(bin, &["messages", "show", "99"], None),
+            bin,
+            1,
+            "no message with id 99",
+        );
+        assert_error(
+            &env.run(bin, &["messages", "show", "99", "--raw"], None),
+            bin,
+            1,
+            "no message with id 99",
+        );
+    }
+}
+
+#[test]
+fn cli_writes_are_seen_by_a_live_daemon_and_parallel_cli_processes() {
+    for bin in Binary::ALL {
+        let env = Env::new();
+        let daemon = env.services();
+        // Several CLI processes at once, each a writer, while the daemon writes too.
+        let children: Vec<_> = (0..4)
+            .map(|i| {
+                let (config, data) = (env.config.clone(), env.data.clone());
+                std::thread::spawn(move || {
+                    let args = [
+                        "--config".to_string(),
+                        config.display().to_string(),
+                        "--data-dir".to_string(),
+                        data.display().to_string(),
+                        "user".into(),
+                        "add".into(),
+                        format!("user{i}"),
+                        "--password-stdin".into(),
+                    ];
+                    bin.run(args, Some(format!("pw{i}\n").as_bytes()))
+                })
+            })
+            .collect();
+        for _ in 0..5 {
+            daemon
+                .deliver(&delivery("alice", "hi\r\n"), SystemTime::now())
+                .unwrap();
+        }
+        for child in children {
+            child.join().unwrap().success();
+        }
+        for i in 0..4 {
+            let request = atacama_core::smtp::AuthRequest {
+                mechanism: "PLAIN",
+                username: format!("user{i}"),
+                password: format!("pw{i}"),
+            };
+            assert_eq!(
+                daemon.authenticate(&request),
+                atacama_core::smtp::AuthOutcome::Accepted
+            );
+        }
+        let list = json_of(
+            &env.run(bin, &["messages", "list", "--json"], None)
+                .success(),
+        );
+        assert_eq!(list.as_array().map(Vec::len), Some(5));
+    }
+}
+
+#[test]
+fn unreadable_database_and_bad_config_are_one_line_errors() {
+    for bin in Binary::ALL {
+        let env = Env::new();
+        std::fs::create_dir_all(&env.data).unwrap();
+        let file = env.data.join("atacama.redb");
+        std::fs::write(&file, vec![0x42; 8192]).unwrap();
+        let run = env.run(bin, &["messages", "list"], None);
+        assert_eq!(run.code, Some(1), "{run:?}");
+        let prefix = format!(
+            "{}: error: database error: {}: ",
+            bin.name(),
+            file.display()
+        );
+        assert!(run.stderr.starts_with(&prefix), "{run:?}");
+        assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+
+        std::fs::write(&env.config, "[limits]\nmax_recipents = 5\n").unwrap();
+        let run = env.run(bin, &["user", "list"], None);
+        assert_eq!(run.code, Some(1), "{run:?}");
+        assert!(
+            run.stderr.starts_with(&format!(
+                "{}: error: config key limits.max_recipents: unknown field",
+                bin.name()
+            )),
+            "{run:?}"
+        );
+
+        let missing = env.config.with_file_name("nope.toml");
+        let run = bin.run(
+            [
+                "--config".as_ref(),
+                missing.as_os_str(),
+                "user".as_ref(),
+                "list".as_ref(),
+            ],
+            None,
+        );
+        assert!(
+            run.stderr.starts_with(&format!(
+                "{}: error: cannot read config file {}: ",
+                bin.name(),
+                missing.display()
+            )),
+            "{run:?}"
+        );
+    }
+}
