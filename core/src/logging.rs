@@ -70,6 +70,20 @@ pub struct ConnectionSummary {
     pub outcome: CloseOutcome,
 }
 
+/// Installs the stderr logger of the daemons: `level` (from `--log-level`) if given, else
+/// `RUST_LOG` if it names a level, else `info`. Timestamps are UTC.
+#[cfg(feature = "logger")]
+pub fn init(level: Option<log::LevelFilter>) -> Result<(), log::SetLoggerError> {
+    let mut logger = simple_logger::SimpleLogger::new()
+        .with_level(log::LevelFilter::Info)
+        .env()
+        .with_utc_timestamps();
+    if let Some(level) = level {
+        logger = logger.with_level(level);
+    }
+    logger.init()
+}
+
 /// `connection open peer=… local=…`, at info level.
 pub fn connection_opened(peer: SocketAddr, local: SocketAddr) {
     log::info!("{}", format_opened(peer, local));

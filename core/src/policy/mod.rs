@@ -6,22 +6,26 @@
 //! - [`throttle`]: failed logins per client address across connections; past the limit AUTH
 //!   gets `454 4.7.0` until the window expires, and before that every attempt from an
 //!   address with failures is delayed (A13, R6).
-//! - [`verifier`]: the bounded queue in front of the password verifier, so a login storm
-//!   gets `454 4.7.0` instead of an unbounded backlog (R6).
+//! - [`slots`]: bounded places, e.g. the queue in front of the password verifier, so a login
+//!   storm gets `454 4.7.0` instead of an unbounded backlog (R6).
+//! - [`auth`]: the whole admission of one AUTH (throttle, then verifier queue) and the
+//!   recording and logging of its verdict, so both runtimes only wait and verify.
 //!
-//! The shared handles ([`Gate`], [`SharedThrottle`], [`VerifierQueue`]) are cheap clones of
+//! The shared handles ([`Gate`], [`SharedThrottle`], [`Slots`], [`AuthGate`]) are cheap clones of
 //! an `Arc` around a mutex or an atomic, and release what they hold when dropped, so an early
 //! return or a cancelled task cannot leak a slot.
 
+pub mod auth;
 pub mod gate;
+pub mod slots;
 pub mod throttle;
-pub mod verifier;
 
 use std::time::Duration;
 
+pub use auth::{AuthGate, AuthTicket};
 pub use gate::{ConnectionGate, ConnectionPermit, Gate};
+pub use slots::{Slot, Slots};
 pub use throttle::{AuthAttempt, AuthThrottle, SharedThrottle, ThrottleConfig, Throttled};
-pub use verifier::{QueueSlot, VerifierQueue};
 
 use crate::config::Config;
 
@@ -40,6 +44,8 @@ pub struct ServerLimits {
     pub write_timeout: Duration,
     /// After SIGTERM, how long transactions in progress may take to finish.
     pub shutdown_grace: Duration,
+    /// After our last reply, how long to wait for the client's close before dropping it.
+    pub close_linger: Duration,
     /// Password checks running at once (each is ~50–200 ms of CPU at production costs).
     pub verifier_running: usize,
     /// Password checks waiting for a free verifier; beyond them AUTH gets `454 4.7.0`.
@@ -48,6 +54,9 @@ pub struct ServerLimits {
     pub verifier_wait_timeout: Duration,
     /// The per-address failed-login throttle.
     pub throttle: ThrottleConfig,
+    /// Connections over a cap on the implicit-TLS port that may be handshaking at once to be
+    /// told `421`; beyond them a refused connection is closed without a word.
+    pub max_refusals_in_flight: usize,
 }
 
 impl ServerLimits {
@@ -71,11 +80,13 @@ impl Default for ServerLimits {
             tls_handshake_timeout: Duration::from_secs(20),
             write_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
+            close_linger: Duration::from_secs(2),
             // Two cores here: more running checks would only queue for the CPU.
             verifier_running: 4,
             verifier_waiting: 64,
             verifier_wait_timeout: Duration::from_secs(30),
             throttle: ThrottleConfig::default(),
+            max_refusals_in_flight: 32,
         }
     }
 }
