@@ -468,7 +468,9 @@ fn messages_list_and_show_beside_a_live_daemon() {
             "{summary}"
         );
         let text = m.text.replace('\r', "");
-        assert!(summary.ends_with(&format!("\n\n{text}")), "{summary}");
+        let text = text.trim_end_matches('\n');
+        assert!(!text.is_empty());
+        assert!(summary.ends_with(&format!("\n\n{text}\n")), "{summary}");
 
         assert_error(
             &env.run(bin, &["messages", "show", "99"], None),

@@ -1,18 +1,84 @@
-//! Atacama markup to HTML.
+//! Atacama markup to HTML (spec: `../shared/atacama-markup.md`, version 1).
 //!
-//! PLACEHOLDER: the real implementation lands with issue 3.
+//! The renderer is total, deterministic and pure: every input gives one HTML fragment,
+//! fixed to the byte by the spec, and never a panic. The text is parsed once and each
+//! character escaped once, on output, so no markup can be produced inside an attribute
+//! (the Python original's colour-tag-in-`href` bug, spec §6).
+//!
+//! Structure: `block` splits lines and groups them into paragraphs, lists, breaks and
+//! quotes (§2, §3); `scan` turns each line of a paragraph or list item into atoms (§5.1);
+//! `inline` matches parentheses and renders colours with an explicit frame stack (§4).
+//! Every look-ahead is bounded or consumed, so time is linear in the input (§9), and
+//! nesting costs heap, not call stack.
 
-/// Renders Atacama markup to a safe HTML fragment.
+mod allowlist;
+mod block;
+mod colour;
+mod html;
+mod inline;
+mod scan;
+
+pub use allowlist::check_output_allowlist;
+
+/// Renders Atacama markup to a safe HTML fragment, with no leading or trailing newline.
 pub fn render(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
+    block::render_document(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_a_document_with_every_block_kind() {
+        let input = "Intro <red>hot\r\n* a\r\n# b\r\n----\r\n<<< q >>>\r\nend";
+        let expected = "<p>Intro <span class=\"colorblock color-red\"><span class=\"sigil\">💡\
+                        </span><span class=\"colortext-content\">hot</span></span></p>\n\
+                        <ul>\n<li class=\"bullet-list\">a</li>\n</ul>\n\
+                        <ul>\n<li class=\"number-list\">b</li>\n</ul>\n\
+                        <hr class=\"section-break\" />\n\
+                        <div class=\"mlq\"><button type=\"button\" class=\"mlq-collapse\" \
+                        aria-label=\"Toggle visibility\"><span class=\"mlq-collapse-icon\">-\
+                        </span></button><div class=\"mlq-content\"><p>q</p></div></div>\n\
+                        <p>end</p>";
+        let out = render(input);
+        assert_eq!(out, expected);
+        assert_eq!(check_output_allowlist(&out), Ok(()));
+    }
+
+    #[test]
+    fn a_megabyte_of_unclosed_nesting_is_text() {
+        let count = (1 << 20) / "(<red>".len();
+        let out = render(&"(<red>".repeat(count));
+        assert_eq!(out, format!("<p>{}</p>", "(&lt;red&gt;".repeat(count)));
+    }
+
+    #[test]
+    fn a_megabyte_of_closed_nesting_keeps_eight_blocks() {
+        let depth = (1 << 20) / "(<red>)".len();
+        let out = render(&format!("{}x{}", "(<red>".repeat(depth), ")".repeat(depth)));
+        assert_eq!(out.matches("<span class=\"colorblock").count(), 8);
+        assert_eq!(out.matches("(&lt;red&gt;").count(), depth - 8);
+        assert_eq!(check_output_allowlist(&out), Ok(()));
+    }
+
+    #[test]
+    fn nul_becomes_replacement_character_everywhere() {
+        let table = [
+            ("a\0b", "<p>a\u{FFFD}b</p>"),
+            (
+                "<<\0>>",
+                "<p><span class=\"literal-text\">\u{FFFD}</span></p>",
+            ),
+            ("*\0*", "<p><em>\u{FFFD}</em></p>"),
+            (
+                "[[\0]]",
+                "<p><a href=\"https://en.wikipedia.org/wiki/%EF%BF%BD\" class=\"wikilink\" \
+                 target=\"_blank\" rel=\"noopener noreferrer\">\u{FFFD}</a></p>",
+            ),
+        ];
+        for (input, expected) in table {
+            assert_eq!(render(input), expected, "input {input:?}");
         }
     }
-    out
 }

@@ -46,6 +46,8 @@ pub struct SessionConfig {
     pub max_header_size: usize,
     /// More `Received:` headers than this is a mail loop (RFC 5321 §6.3, L5).
     pub max_received_headers: usize,
+    /// Messages accepted in one session before MAIL gets `452 4.4.5` (E12).
+    pub max_messages_per_session: u32,
 }
 
 impl Default for SessionConfig {
@@ -66,6 +68,7 @@ impl Default for SessionConfig {
             input_buffer: 64 * 1024,
             max_header_size: 1024 * 1024,
             max_received_headers: 50,
+            max_messages_per_session: 1000,
         }
     }
 }

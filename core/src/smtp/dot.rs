@@ -18,6 +18,7 @@ pub struct DataReader {
     at_line_start: bool,
     too_big: bool,
     bare_newline: bool,
+    done: bool,
 }
 
 /// Whether the end of data has been reached.
@@ -51,7 +52,22 @@ impl DataReader {
             at_line_start: true,
             too_big: false,
             bare_newline: false,
+            done: false,
         }
+    }
+
+    /// Reserves room for a message of `size` octets (the client's SIZE declaration), so a
+    /// large body is not copied again and again as it grows. Capped by the size limit.
+    pub fn reserve(&mut self, size: u64) {
+        let size = usize::try_from(size)
+            .unwrap_or(usize::MAX)
+            .min(self.max_size);
+        self.data.reserve(size.saturating_add(2));
+    }
+
+    /// Whether the final `.` line has been consumed.
+    pub fn is_done(&self) -> bool {
+        self.done
     }
 
     /// Octets stored so far (never more than the size limit).
@@ -61,6 +77,9 @@ impl DataReader {
 
     /// Consumes what it can decide from `input`; returns the bytes consumed and the status.
     pub fn feed(&mut self, input: &[u8]) -> (usize, DataStatus) {
+        if self.done {
+            return (0, DataStatus::Done);
+        }
         let mut pos = 0;
         let mut run = 0; // start of bytes not yet copied
         loop {
@@ -71,6 +90,7 @@ impl DataReader {
                         (None, _) | (Some(b'\r'), None) => break,
                         (Some(b'\r'), Some(b'\n')) => {
                             self.emit(&input[run..pos]);
+                            self.done = true;
                             return (pos + 3, DataStatus::Done);
                         }
                         _ => {

@@ -495,6 +495,14 @@ pub fn message_too_big() -> Reply {
     )
 }
 
+pub fn too_many_messages() -> Reply {
+    Reply::new(
+        Code::INSUFFICIENT_STORAGE,
+        Status(4, 4, 5),
+        "Error: too many messages in this session, reconnect",
+    )
+}
+
 pub fn too_many_recipients() -> Reply {
     Reply::new(
         Code::INSUFFICIENT_STORAGE,

@@ -41,6 +41,8 @@ pub struct Session {
     auth_user: Option<String>,
     auth_failures: u32,
     bad_commands: u32,
+    /// Messages acknowledged with 250 in this session.
+    delivered: u32,
     now: Instant,
     deadline: Instant,
     /// When the current DATA must be complete, whatever the rate.
@@ -96,6 +98,7 @@ impl Session {
             auth_user: None,
             auth_failures: 0,
             bad_commands: 0,
+            delivered: 0,
             now,
             data_deadline: None,
             shutting_down: false,
@@ -115,6 +118,15 @@ impl Session {
         self.now = now;
         if matches!(self.phase, Phase::Closed | Phase::Pending(Pending::Tls)) || bytes.is_empty() {
             return;
+        }
+        let mut bytes = &bytes[..bytes.len().min(self.input.space())];
+        if let Phase::Data(reader) = &mut self.phase
+            && self.input.len() == 0
+        {
+            // The hot path: message bytes go straight to the reader, not through the
+            // buffer; only an undecided tail (or what follows the end) is buffered.
+            let (used, _) = reader.feed(bytes);
+            bytes = &bytes[used..];
         }
         self.input.push(bytes);
         if let Some(cap) = self.data_deadline {
@@ -180,10 +192,14 @@ impl Session {
         result: Result<MessageId, DeliveryError>,
     ) -> Result<(), NotPending> {
         self.complete(now, Pending::Delivery)?;
-        self.reply(match result {
-            Ok(id) => reply::queued(id),
+        let reply = match result {
+            Ok(id) => {
+                self.delivered += 1;
+                reply::queued(id)
+            }
             Err(_) => reply::store_failed(),
-        });
+        };
+        self.reply(reply);
         Ok(())
     }
 

@@ -41,6 +41,9 @@ impl Session {
         if self.transaction.is_some() {
             return self.bad_command(reply::nested_mail());
         }
+        if self.delivered >= self.config.max_messages_per_session {
+            return self.reply(reply::too_many_messages());
+        }
         if params
             .size
             .is_some_and(|size| size > self.config.max_message_size as u64)
@@ -98,11 +101,12 @@ impl Session {
             }
             return self.bad_command(reply::need_rcpt());
         }
+        let mut reader = DataReader::new(self.config.max_message_size, self.config.bare_newline);
+        if let Some(size) = tx.params.size {
+            reader.reserve(size);
+        }
         self.reply(reply::start_data());
-        self.phase = Phase::Data(DataReader::new(
-            self.config.max_message_size,
-            self.config.bare_newline,
-        ));
+        self.phase = Phase::Data(reader);
         let cap = self.now + self.config.data_timeout;
         self.data_deadline = Some(cap);
         self.deadline = (self.now + self.config.command_timeout).min(cap);
@@ -113,10 +117,12 @@ impl Session {
         let Phase::Data(reader) = &mut self.phase else {
             return false;
         };
-        let (used, status) = reader.feed(self.input.bytes());
-        self.input.consume(used);
-        if status == DataStatus::NeedMore {
-            return used > 0;
+        if !reader.is_done() {
+            let (used, status) = reader.feed(self.input.bytes());
+            self.input.consume(used);
+            if status == DataStatus::NeedMore {
+                return used > 0;
+            }
         }
         let Phase::Data(reader) = std::mem::replace(&mut self.phase, Phase::Command) else {
             return true;

@@ -1,0 +1,200 @@
+//! Output primitives: the one escaping function (spec §6), the wikilink percent-encoding
+//! (§5.3), and the fixed markup the generator writes.
+
+use super::colour::Colour;
+
+/// U+0000 is rendered as U+FFFD (§2). The renderer reads the input in place, so the
+/// replacement happens here, where characters are written, instead of in a copy.
+const REPLACEMENT: &str = "\u{FFFD}";
+
+/// Bytes that are not written as themselves: the four of §6 and U+0000.
+const fn needs_escape() -> [bool; 256] {
+    let mut table = [false; 256];
+    table[b'&' as usize] = true;
+    table[b'<' as usize] = true;
+    table[b'>' as usize] = true;
+    table[b'"' as usize] = true;
+    table[0] = true;
+    table
+}
+static NEEDS_ESCAPE: [bool; 256] = needs_escape();
+
+/// Appends `text` escaped (§6), with U+0000 replaced (§2).
+pub(crate) fn push_escaped(out: &mut String, text: &str) {
+    let bytes = text.as_bytes();
+    let mut clean_from = 0;
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        // Invariant: the table has an entry for every u8.
+        if !NEEDS_ESCAPE[usize::from(byte)] {
+            at += 1;
+            continue;
+        }
+        // The escaped bytes are ASCII, so `at` and `at + 1` are char boundaries.
+        out.push_str(text.get(clean_from..at).unwrap_or_default());
+        out.push_str(match byte {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            _ => REPLACEMENT,
+        });
+        at += 1;
+        clean_from = at;
+    }
+    out.push_str(text.get(clean_from..).unwrap_or_default());
+}
+
+/// Appends the wikilink target for title `title` (§5.3): spaces become `_`, then every
+/// byte outside the kept set becomes `%XX`.
+pub(crate) fn push_wiki_target(out: &mut String, title: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut utf8 = [0u8; 4];
+    for c in title.chars() {
+        let c = match c {
+            ' ' => '_',
+            '\0' => '\u{FFFD}',
+            c => c,
+        };
+        if c.is_ascii_alphanumeric() || "-._~()!*',:;@/#".contains(c) {
+            out.push(c);
+            continue;
+        }
+        for byte in c.encode_utf8(&mut utf8).bytes() {
+            // Invariant: a nibble is below 16, so both indexes are in bounds.
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xF)]));
+        }
+    }
+}
+
+/// Appends the opening of a colour block (§4.8), up to where its content starts.
+pub(crate) fn push_colour_open(out: &mut String, colour: Colour) {
+    out.push_str("<span class=\"colorblock ");
+    out.push_str(colour.class());
+    out.push_str("\"><span class=\"sigil\">");
+    out.push_str(colour.sigil());
+    out.push_str("</span><span class=\"colortext-content\">");
+}
+
+/// Closes a colour block opened by [`push_colour_open`].
+pub(crate) const COLOUR_CLOSE: &str = "</span></span>";
+
+/// Appends the opening of a quote block (§3.5), up to where its blocks start.
+pub(crate) fn push_quote_open(out: &mut String, colour: Option<Colour>) {
+    out.push_str("<div class=\"mlq");
+    if let Some(colour) = colour {
+        out.push(' ');
+        out.push_str(colour.class());
+    }
+    out.push_str(
+        "\"><button type=\"button\" class=\"mlq-collapse\" aria-label=\"Toggle visibility\">\
+         <span class=\"mlq-collapse-icon\">",
+    );
+    out.push_str(colour.map_or("-", Colour::sigil));
+    out.push_str("</span></button><div class=\"mlq-content\">");
+}
+
+/// Closes a quote block opened by [`push_quote_open`].
+pub(crate) const QUOTE_CLOSE: &str = "</div></div>";
+
+/// A line break inside a paragraph (§5.7).
+pub(crate) const LINE_BREAK: &str = "<br />";
+
+/// A section break (§3.3).
+pub(crate) const SECTION_BREAK: &str = "<hr class=\"section-break\" />";
+
+/// Appends an `a` element for a URL (§5.2).
+pub(crate) fn push_url(out: &mut String, url: &str) {
+    out.push_str("<a href=\"");
+    push_escaped(out, url);
+    out.push_str("\" target=\"_blank\" rel=\"noopener noreferrer\">");
+    push_escaped(out, url);
+    out.push_str("</a>");
+}
+
+/// Appends an `a` element for a wikilink with trimmed title `title` (§5.3).
+pub(crate) fn push_wikilink(out: &mut String, title: &str) {
+    out.push_str("<a href=\"https://en.wikipedia.org/wiki/");
+    push_wiki_target(out, title);
+    out.push_str("\" class=\"wikilink\" target=\"_blank\" rel=\"noopener noreferrer\">");
+    push_escaped(out, title);
+    out.push_str("</a>");
+}
+
+/// Appends `open`, `content` escaped, then `close`.
+pub(crate) fn push_wrapped(out: &mut String, open: &str, content: &str, close: &str) {
+    out.push_str(open);
+    push_escaped(out, content);
+    out.push_str(close);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_the_four_characters_and_replaces_nul() {
+        let table = [
+            ("", ""),
+            ("plain 'text' é 💡", "plain 'text' é 💡"),
+            ("a & b", "a &amp; b"),
+            ("<b>", "&lt;b&gt;"),
+            ("\"q\"", "&quot;q&quot;"),
+            ("&amp;", "&amp;amp;"),
+            ("x\0y", "x\u{FFFD}y"),
+            ("<<&&>>", "&lt;&lt;&amp;&amp;&gt;&gt;"),
+        ];
+        for (input, expected) in table {
+            let mut out = String::new();
+            push_escaped(&mut out, input);
+            assert_eq!(out, expected, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn wiki_target_percent_encodes_utf8_bytes_uppercase() {
+        let table = [
+            ("Article Name", "Article_Name"),
+            ("AT&T \"Labs\"", "AT%26T_%22Labs%22"),
+            ("北京 (city)?", "%E5%8C%97%E4%BA%AC_(city)%3F"),
+            ("a-._~()!*',:;@/#z", "a-._~()!*',:;@/#z"),
+            ("a\tb%c+d<e>", "a%09b%25c%2Bd%3Ce%3E"),
+            ("\0", "%EF%BF%BD"),
+        ];
+        for (input, expected) in table {
+            let mut out = String::new();
+            push_wiki_target(&mut out, input);
+            assert_eq!(out, expected, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn quote_opening_uncoloured_and_coloured() {
+        let mut out = String::new();
+        push_quote_open(&mut out, None);
+        assert_eq!(
+            out,
+            "<div class=\"mlq\"><button type=\"button\" class=\"mlq-collapse\" \
+             aria-label=\"Toggle visibility\"><span class=\"mlq-collapse-icon\">-</span>\
+             </button><div class=\"mlq-content\">"
+        );
+        out.clear();
+        push_quote_open(&mut out, Some(Colour::Teal));
+        assert!(out.starts_with("<div class=\"mlq color-teal\"><button"));
+        assert!(out.contains("<span class=\"mlq-collapse-icon\">🤖</span>"));
+    }
+
+    #[test]
+    fn colour_opening_shape() {
+        let mut out = String::new();
+        push_colour_open(&mut out, Colour::Orange);
+        out.push_str(COLOUR_CLOSE);
+        assert_eq!(
+            out,
+            "<span class=\"colorblock color-orange\"><span class=\"sigil\">\u{2694}\u{FE0F}\
+             </span><span class=\"colortext-content\"></span></span>"
+        );
+    }
+}
