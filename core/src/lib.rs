@@ -7,7 +7,8 @@
 //!
 //! Shared by both runtimes: `policy` (connection gate, login throttle, verifier queue: pure
 //! bookkeeping), `logging` (the wording of every log line), and `tls` (cargo feature `tls`:
-//! rustls server configs, self-signed generation, reload).
+//! rustls server configs, self-signed generation, reload), and `systemd` (cargo feature
+//! `systemd`: readiness, watchdog, socket activation).
 
 #[cfg(feature = "store")]
 pub mod cli;
@@ -22,6 +23,8 @@ pub mod service;
 pub mod smtp;
 #[cfg(feature = "store")]
 pub mod store;
+#[cfg(feature = "systemd")]
+pub mod systemd;
 #[cfg(feature = "testing")]
 pub mod testing;
 #[cfg(feature = "tls")]

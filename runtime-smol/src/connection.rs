@@ -18,8 +18,10 @@ use smol::net::TcpStream;
 use crate::server::Shared;
 use crate::stream::{Stream, StreamError, timeout};
 
-/// Bytes read at most per read; the session may ask for fewer.
+/// Bytes read at most per read once a client sends in bulk; the session may ask for fewer.
 const READ_CHUNK: usize = 16 * 1024;
+/// The read buffer of a new connection: commands are short, and idle connections are many.
+const FIRST_READ_CHUNK: usize = 1024;
 
 /// Serves one accepted connection to its end and logs it; `permit` holds its place in the
 /// connection gate until then.
@@ -87,7 +89,7 @@ impl Connection {
             channel,
         };
         let mut session = Session::new(self.shared.session.clone(), info, Instant::now());
-        let mut buf = vec![0u8; READ_CHUNK];
+        let mut buf = vec![0u8; FIRST_READ_CHUNK];
         let mut eof = false;
         let mut shutdown_seen = false;
         loop {
@@ -120,7 +122,13 @@ impl Connection {
                     session.peer_closed(now);
                 }
                 // Invariant: read returns at most the slice length, which is <= buf.len().
-                Wake::Read(Ok(n)) => session.receive(now, buf.get(..n).unwrap_or_default()),
+                Wake::Read(Ok(n)) => {
+                    session.receive(now, buf.get(..n).unwrap_or_default());
+                    if n == buf.len() && buf.len() < READ_CHUNK {
+                        // A full read: the client is sending a message, not a command.
+                        buf.resize(READ_CHUNK, 0);
+                    }
+                }
                 Wake::Read(Err(error)) => return CloseOutcome::IoError(error.to_string()),
                 Wake::Deadline => session.handle_timeout(now),
                 Wake::Shutdown => {

@@ -11,6 +11,7 @@ use atacama_core::logging;
 use atacama_core::policy::{AuthGate, Gate, ServerLimits, Slots};
 use atacama_core::service::Services;
 use atacama_core::smtp::{Reply, SessionConfig};
+use atacama_core::systemd;
 use atacama_core::tls::{ReloadableTls, TlsSource};
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt as _;
@@ -57,20 +58,32 @@ impl Server {
     /// Takes over the signals, opens the store, loads (or generates) the certificate and
     /// binds every listener; nothing is accepted yet.
     pub fn bind(config: &Config) -> Result<Server, Box<dyn std::error::Error>> {
-        // Signals first: a SIGTERM that arrives once the ports answer must stop us cleanly.
+        let activated = systemd::activated_listeners()?;
+        // Signals next: a SIGTERM that arrives once the ports answer must stop us cleanly.
         let signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup])?;
         let tls = ReloadableTls::new(TlsSource::from_config(config))?;
         let services = Services::open(config)?;
         let limits = ServerLimits::from_config(config);
         let mut listeners = Vec::new();
-        for (addresses, implicit) in [
-            (&config.listen.submission, false),
-            (&config.listen.submissions, true),
-        ] {
-            for address in addresses {
-                let listener = smol::block_on(TcpListener::bind(*address))
-                    .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-                listeners.push((listener, implicit));
+        if let Some(activated) = activated {
+            log::info!("using the sockets passed by systemd; [listen] is ignored");
+            for (sockets, implicit) in
+                [(activated.submission, false), (activated.submissions, true)]
+            {
+                for socket in sockets {
+                    listeners.push((TcpListener::try_from(socket)?, implicit));
+                }
+            }
+        } else {
+            for (addresses, implicit) in [
+                (&config.listen.submission, false),
+                (&config.listen.submissions, true),
+            ] {
+                for address in addresses {
+                    let listener = smol::block_on(TcpListener::bind(*address))
+                        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+                    listeners.push((listener, implicit));
+                }
             }
         }
         let (stop, stopped) = smol::channel::bounded(1);
@@ -139,8 +152,20 @@ impl Server {
                     );
                     accepting.push(executor.spawn(task));
                 }
+                systemd::ready("accepting mail");
+                if let Some(interval) = systemd::watchdog_interval() {
+                    // Pinged from the executor: a stuck executor stops the pings.
+                    accepting.push(executor.spawn(async move {
+                        loop {
+                            systemd::watchdog();
+                            Timer::after(interval).await;
+                        }
+                    }));
+                }
                 wait_for_stop(&mut signals, &shared).await;
+                systemd::stopping();
                 // Dropping the accept tasks drops the listeners: new connections are refused.
+                // (Under socket activation systemd keeps its copy and queues them instead.)
                 drop(accepting);
                 stop.close();
                 shut_down(&shared).await;
@@ -173,15 +198,19 @@ impl Drop for CloseOnDrop {
 async fn wait_for_stop(signals: &mut Signals, shared: &Shared) {
     while let Some(signal) = signals.next().await {
         match signal {
-            Ok(Signal::Hup) => match shared.tls.reload() {
-                Ok(()) => log::info!(
-                    "reloaded the certificate from {}",
-                    shared.tls.source().cert_path().display()
-                ),
-                Err(error) => {
-                    log::error!("certificate reload failed, keeping the old one: {error}")
+            Ok(Signal::Hup) => {
+                systemd::reloading();
+                match shared.tls.reload() {
+                    Ok(()) => log::info!(
+                        "reloaded the certificate from {}",
+                        shared.tls.source().cert_path().display()
+                    ),
+                    Err(error) => {
+                        log::error!("certificate reload failed, keeping the old one: {error}");
+                    }
                 }
-            },
+                systemd::ready("accepting mail");
+            }
             Ok(signal) => {
                 log::info!("{signal:?} received: shutting down");
                 return;

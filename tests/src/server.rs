@@ -22,6 +22,11 @@ pub struct Settings {
     pub auth: Vec<(String, String)>,
     /// `[tls]` certificate and key files; none means a generated self-signed pair.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Environment variables of the server process.
+    pub env: Vec<(String, String)>,
+    /// Hand the listeners over like systemd socket activation (fds 3 and 4, named
+    /// `submission` and `submissions`); `[listen]` then names ports nobody opens.
+    pub socket_activation: bool,
 }
 
 impl Settings {
@@ -34,6 +39,18 @@ impl Settings {
     /// Adds `[auth] key = value`.
     pub fn auth(mut self, key: &str, value: impl ToString) -> Settings {
         self.auth.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Sets an environment variable of the server process.
+    pub fn env(mut self, key: &str, value: impl ToString) -> Settings {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Passes the listeners as systemd socket activation does.
+    pub fn socket_activation(mut self) -> Settings {
+        self.socket_activation = true;
         self
     }
 
@@ -56,6 +73,11 @@ pub struct Server {
     pub config: PathBuf,
     /// The data directory.
     pub data_dir: PathBuf,
+    /// The `[listen]` addresses of the config file, when they differ from the ones served.
+    pub configured: Option<(SocketAddr, SocketAddr)>,
+    env: Vec<(String, String)>,
+    /// Listeners the harness opened for socket activation.
+    activation: Option<(TcpListener, TcpListener)>,
     log: PathBuf,
     child: Option<Child>,
     // Last: removed after the process is gone.
@@ -73,11 +95,18 @@ impl Server {
         let dir = tempfile::tempdir().expect("temporary directory");
         let data_dir = dir.path().join("data");
         let config = dir.path().join("atacama.toml");
-        let submission = free_port();
-        let submissions = free_port();
+        let (submission, submissions) = (free_port(), free_port());
+        let (activation, configured) = if settings.socket_activation {
+            let plain = TcpListener::bind(submission).expect("bind the submission socket");
+            let tls = TcpListener::bind(submissions).expect("bind the submissions socket");
+            (Some((plain, tls)), Some((free_port(), free_port())))
+        } else {
+            (None, None)
+        };
+        let (listen_plain, listen_tls) = configured.unwrap_or((submission, submissions));
         let mut text = format!(
             "hostname = \"mail.example.test\"\ndata_dir = {:?}\n\n[listen]\n\
-             submission = [\"{submission}\"]\nsubmissions = [\"{submissions}\"]\n\n\
+             submission = [\"{listen_plain}\"]\nsubmissions = [\"{listen_tls}\"]\n\n\
              [auth]\n",
             data_dir.display().to_string()
         );
@@ -106,6 +135,9 @@ impl Server {
             submissions,
             config,
             data_dir,
+            configured,
+            env: settings.env,
+            activation,
             log: dir.path().join("server.log"),
             child: None,
             dir,
@@ -126,10 +158,15 @@ impl Server {
             .append(true)
             .open(&self.log)
             .expect("open server log");
-        let child = Command::new(self.binary.path())
+        let mut command = match &self.activation {
+            None => Command::new(self.binary.path()),
+            Some((plain, tls)) => activation_command(&self.binary.path(), plain, tls),
+        };
+        let child = command
             .arg("--config")
             .arg(&self.config)
             .args(["serve", "--log-level", "debug"])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -250,6 +287,44 @@ impl Drop for Server {
             eprintln!("--- {} log ---\n{}", self.binary.name(), self.log());
         }
     }
+}
+
+/// A command that runs `program` the way systemd runs a socket-activated service: the two
+/// listeners as fds 3 and 4, `LISTEN_FDS=2`, `LISTEN_FDNAMES=submission:submissions`, and
+/// `LISTEN_PID` set to the program's own pid (`sh` sets it to `$$`, then `exec`s in place).
+fn activation_command(program: &Path, plain: &TcpListener, tls: &TcpListener) -> Command {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fds = [plain.as_raw_fd(), tls.as_raw_fd()];
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("LISTEN_PID=$$ exec \"$0\" \"$@\"")
+        .arg(program)
+        .env("LISTEN_FDS", "2")
+        .env("LISTEN_FDNAMES", "submission:submissions");
+    // SAFETY: between fork and exec only async-signal-safe calls (fcntl, dup2, close).
+    unsafe {
+        command.pre_exec(move || {
+            // Move both out of the way first, in case either already is fd 3 or 4.
+            let mut high = [0; 2];
+            for (slot, fd) in high.iter_mut().zip(fds) {
+                *slot = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
+                if *slot < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (target, fd) in [3, 4].into_iter().zip(high) {
+                // dup2 clears close-on-exec on the target: it survives the exec.
+                if libc::dup2(fd, target) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(fd);
+            }
+            Ok(())
+        });
+    }
+    command
 }
 
 /// A loopback port nobody listens on now.
