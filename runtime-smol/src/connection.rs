@@ -95,11 +95,9 @@ impl Connection {
         loop {
             while let Some(event) = session.poll_event() {
                 if let Err(outcome) = self.act(&mut session, event, eof).await {
-                    self.user = session.user().map(str::to_string);
                     return outcome;
                 }
             }
-            self.user = session.user().map(str::to_string);
             if let Err(error) = self.stream.flush(self.shared.limits.write_timeout).await {
                 return outcome_of(error);
             }
@@ -166,7 +164,11 @@ impl Connection {
                 let outcome = self.authenticate(request).await;
                 session
                     .auth_result(Instant::now(), outcome)
-                    .map_err(runtime_bug)
+                    .map_err(runtime_bug)?;
+                if let Some(user) = session.user() {
+                    self.user = Some(user.to_string());
+                }
+                Ok(())
             }
             Event::Deliver(delivery) => {
                 self.stream.flush(write_timeout).await.map_err(outcome_of)?;
@@ -262,16 +264,12 @@ impl Connection {
         ticket.finish(&request, verdict, Instant::now())
     }
 
-    /// Process and commit durably on the blocking pool.
+    /// Process and commit durably, batched with other connections' messages.
     async fn deliver(&self, delivery: Delivery) -> Result<MessageId, DeliveryError> {
-        let services = Arc::clone(&self.shared.services);
-        smol::unblock(move || {
-            std::panic::catch_unwind(AssertUnwindSafe(|| {
-                services.deliver(&delivery, SystemTime::now())
-            }))
-            .unwrap_or_else(|_| Err(DeliveryError("internal error while storing".into())))
-        })
-        .await
+        self.shared
+            .committer
+            .deliver(delivery, SystemTime::now())
+            .await
     }
 }
 

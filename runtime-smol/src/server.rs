@@ -1,7 +1,9 @@
 //! Listeners, the accept loops, signals and the shutdown sequence.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,7 @@ use smol::net::{TcpListener, TcpStream};
 use smol::stream::StreamExt as _;
 use smol::{Executor, Timer};
 
+use crate::commit::Committer;
 use crate::connection;
 use crate::stream::{handshake, timeout};
 
@@ -28,6 +31,8 @@ use crate::stream::{handshake, timeout};
 pub struct Shared {
     /// The store and the work behind the session's requests.
     pub services: Arc<Services>,
+    /// Stores deliveries, many per durable commit.
+    pub committer: Committer,
     /// The settings of every session.
     pub session: SessionConfig,
     /// Limits around sessions.
@@ -49,6 +54,7 @@ pub struct Shared {
 /// A bound server, ready to run.
 pub struct Server {
     shared: Arc<Shared>,
+    commit_loop: Pin<Box<dyn Future<Output = ()> + Send>>,
     stop: Sender<()>,
     signals: Signals,
     listeners: Vec<(TcpListener, bool)>,
@@ -87,8 +93,11 @@ impl Server {
             }
         }
         let (stop, stopped) = smol::channel::bounded(1);
+        let services = Arc::new(services);
+        let (committer, commit_loop) = Committer::new(Arc::clone(&services));
         let shared = Shared {
-            services: Arc::new(services),
+            services,
+            committer,
             session: config.session_config(),
             gate: Gate::new(
                 limits.hostname.clone(),
@@ -104,6 +113,7 @@ impl Server {
         };
         Ok(Server {
             shared: Arc::new(shared),
+            commit_loop: Box::pin(commit_loop),
             stop,
             signals,
             listeners,
@@ -123,6 +133,7 @@ impl Server {
         let done = CloseOnDrop(done);
         let Server {
             shared,
+            commit_loop,
             stop,
             mut signals,
             listeners,
@@ -134,6 +145,8 @@ impl Server {
                 scope.spawn(move || smol::block_on(executor.run(finished.recv())));
             }
             let main = async {
+                // Outlives the accept loops: transactions finishing after SIGTERM store too.
+                let committing = executor.spawn(commit_loop);
                 let mut accepting = Vec::new();
                 for (listener, implicit) in listeners {
                     if let Ok(address) = listener.local_addr() {
@@ -169,6 +182,7 @@ impl Server {
                 drop(accepting);
                 stop.close();
                 shut_down(&shared).await;
+                drop(committing);
             };
             smol::block_on(executor.run(main));
             drop(done);
