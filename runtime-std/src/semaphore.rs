@@ -1,0 +1,79 @@
+//! A counting semaphore for threads: std has none. Bounds the password checks running at
+//! once; the core's `AuthGate` bounds how many may wait here.
+
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// `permits` places; a thread waits for one, at most for a given time.
+#[derive(Debug)]
+pub struct Semaphore {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A place taken in a [`Semaphore`]; dropping it frees the place.
+#[derive(Debug)]
+pub struct Permit<'a> {
+    semaphore: &'a Semaphore,
+}
+
+impl Semaphore {
+    /// A semaphore with `permits` places (at least one).
+    pub fn new(permits: usize) -> Semaphore {
+        Semaphore {
+            free: Mutex::new(permits.max(1)),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// A place, once one is free; `None` if none became free within `timeout`.
+    pub fn acquire(&self, timeout: Duration) -> Option<Permit<'_>> {
+        let deadline = Instant::now() + timeout;
+        // The count stays consistent after every statement, so a poisoned lock carries no
+        // news.
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            free = self
+                .freed
+                .wait_timeout(free, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        *free -= 1;
+        Some(Permit { semaphore: self })
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut free = self
+            .semaphore
+            .free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *free += 1;
+        self.semaphore.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_for_a_free_place_and_gives_up_after_the_timeout() {
+        let semaphore = Semaphore::new(1);
+        let first = semaphore.acquire(Duration::ZERO);
+        assert!(first.is_some());
+        assert!(semaphore.acquire(Duration::from_millis(10)).is_none());
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| semaphore.acquire(Duration::from_secs(5)).is_some());
+            drop(first);
+            assert!(waiter.join().unwrap_or(false));
+        });
+    }
+}
