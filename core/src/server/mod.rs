@@ -133,6 +133,9 @@ pub fn listeners(config: &Config) -> Vec<Listener> {
     plain.chain(implicit).collect()
 }
 
+/// How long [`drop_when_unshared`] should wait at exit for work still holding the store.
+pub const STORE_CLOSE_WAIT: Duration = Duration::from_secs(2);
+
 /// Drops `shared` once no other handle on it is left, waiting at most `within` (a commit
 /// in progress finishes; it was never acknowledged if its connection is gone). Returns
 /// whether it was the last handle; if not, logs that the store is still in use.
