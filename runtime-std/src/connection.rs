@@ -1,14 +1,13 @@
-//! One client connection on its own thread: drives a core `Session`, moving bytes and
-//! carrying out what it asks. No protocol decision is taken here.
+//! One client connection on its own thread: moves bytes for a core `Connection` and carries
+//! out what its session asks. No protocol decision is taken here.
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Instant, SystemTime};
 
-use atacama_core::logging::{self, CloseOutcome, ConnectionSummary};
+use atacama_core::logging::CloseOutcome;
 use atacama_core::policy::ConnectionPermit;
-use atacama_core::smtp::{
-    AuthOutcome, AuthRequest, Channel, ConnInfo, Event, NotPending, Session, TlsInfo,
-};
+use atacama_core::server::{Accepted, Connection};
+use atacama_core::smtp::{AuthOutcome, AuthRequest, Channel, Event, TlsInfo};
 
 use crate::server::Shared;
 use crate::stream::{Stream, StreamError, TICK, timed_out};
@@ -25,39 +24,31 @@ pub fn serve(
     implicit_tls: bool,
     permit: ConnectionPermit,
 ) {
-    let started = Instant::now();
-    if let Ok(local) = tcp.local_addr() {
-        logging::connection_opened(peer, local);
-    }
-    let mut connection = Connection {
+    let accepted = Accepted::new(peer, tcp.local_addr().ok(), Instant::now());
+    let mut io = Io {
         shared,
-        stream: Stream::new(tcp, shared.limits.write_timeout),
+        stream: Stream::new(tcp, shared.state.limits.write_timeout),
         peer,
-        messages: 0,
-        user: None,
-        tls: None,
     };
-    let outcome = connection.run(implicit_tls);
-    logging::connection_closed(
-        peer,
-        &ConnectionSummary {
-            tls: connection.tls,
-            user: connection.user,
-            messages: connection.messages,
-            duration: started.elapsed(),
-            outcome,
-        },
-    );
+    let channel = if implicit_tls {
+        match io.upgrade() {
+            Ok(info) => Channel::Implicit(info),
+            Err(outcome) => return accepted.close(outcome, Instant::now()),
+        }
+    } else {
+        Channel::Plain
+    };
+    let mut conn = accepted.start(shared.state.session.clone(), channel, Instant::now());
+    let outcome = io.run(&mut conn);
+    conn.close(outcome, Instant::now());
     drop(permit);
 }
 
-struct Connection<'a> {
+/// The socket side of a connection, and what it needs from the server.
+struct Io<'a> {
     shared: &'a Shared,
     stream: Stream,
     peer: SocketAddr,
-    messages: u32,
-    user: Option<String>,
-    tls: Option<TlsInfo>,
 }
 
 /// What ended a wait.
@@ -69,94 +60,58 @@ enum Wake {
     Abort,
 }
 
-impl Connection<'_> {
-    fn run(&mut self, implicit_tls: bool) -> CloseOutcome {
-        let channel = if implicit_tls {
-            match self.upgrade() {
-                Ok(info) => Channel::Implicit(info),
-                Err(outcome) => return outcome,
-            }
-        } else {
-            Channel::Plain
-        };
-        let info = ConnInfo {
-            peer: self.peer,
-            channel,
-        };
-        let mut session = Session::new(self.shared.session.clone(), info, Instant::now());
+impl Io<'_> {
+    fn run(&mut self, conn: &mut Connection) -> CloseOutcome {
         let mut buf = vec![0u8; READ_CHUNK];
-        let mut eof = false;
-        let mut shutdown_seen = false;
         loop {
-            while let Some(event) = session.poll_event() {
-                if let Err(outcome) = self.act(&mut session, event, eof) {
-                    self.user = session.user().map(str::to_string);
+            while let Some(event) = conn.poll_event() {
+                if let Err(outcome) = self.act(conn, event) {
                     return outcome;
                 }
             }
-            self.user = session.user().map(str::to_string);
-            if eof {
-                // The session had its chance to answer what was buffered and did not close.
-                return CloseOutcome::PeerClosed;
-            }
-            let capacity = session.read_capacity().min(buf.len());
+            let wait = match conn.wait() {
+                Ok(wait) => wait,
+                Err(outcome) => return outcome,
+            };
+            let capacity = wait.capacity.min(buf.len());
             let wake = self.wait(
                 buf.get_mut(..capacity).unwrap_or_default(),
-                session.poll_timeout(),
-                !shutdown_seen,
+                wait.deadline,
+                wait.shutdown,
             );
             let now = Instant::now();
             match wake {
-                Wake::Read(Ok(0)) => {
-                    eof = true;
-                    session.peer_closed(now);
-                }
                 // Invariant: read returns at most the slice length, which is <= buf.len().
-                Wake::Read(Ok(n)) => session.receive(now, buf.get(..n).unwrap_or_default()),
+                Wake::Read(Ok(n)) => conn.received(now, buf.get(..n).unwrap_or_default()),
                 Wake::Read(Err(error)) => return CloseOutcome::IoError(error.to_string()),
-                Wake::Deadline => session.handle_timeout(now),
-                Wake::Shutdown => {
-                    shutdown_seen = true;
-                    session.shutdown(now);
-                }
+                Wake::Deadline => conn.handle_timeout(now),
+                Wake::Shutdown => conn.shutdown(now),
                 Wake::Abort => return CloseOutcome::Aborted,
             }
         }
     }
 
     /// Carries out one event. `Err` ends the connection with that outcome.
-    fn act(&mut self, session: &mut Session, event: Event, eof: bool) -> Result<(), CloseOutcome> {
+    fn act(&mut self, conn: &mut Connection, event: Event) -> Result<(), CloseOutcome> {
         match event {
             // Written through at once: nothing is held back for a later flush.
             Event::Transmit(bytes) => self.stream.write_all(&bytes).map_err(outcome_of),
             Event::StartTls => {
                 let info = self.upgrade()?;
-                session
-                    .tls_established(Instant::now(), info)
-                    .map_err(runtime_bug)
+                conn.tls_established(Instant::now(), info)
             }
             Event::Authenticate(request) => {
                 let outcome = self.authenticate(&request);
-                session
-                    .auth_result(Instant::now(), outcome)
-                    .map_err(runtime_bug)
+                conn.auth_result(Instant::now(), outcome)
             }
             Event::Deliver(delivery) => {
-                let result = self.shared.services.deliver(&delivery, SystemTime::now());
-                if result.is_ok() {
-                    self.messages += 1;
-                }
-                session
-                    .delivery_result(Instant::now(), result)
-                    .map_err(runtime_bug)
+                let services = &self.shared.state.services;
+                let result = services.deliver(&delivery, SystemTime::now());
+                conn.delivery_result(Instant::now(), result)
             }
             Event::Close => {
-                self.stream.close(self.shared.limits.close_linger);
-                Err(if eof {
-                    CloseOutcome::PeerClosed
-                } else {
-                    CloseOutcome::Closed
-                })
+                self.stream.close(self.shared.state.limits.close_linger);
+                Err(conn.close_outcome())
             }
         }
     }
@@ -171,10 +126,11 @@ impl Connection<'_> {
             if watch_shutdown && self.shared.is_stopping() {
                 return Wake::Shutdown;
             }
-            let now = Instant::now();
             let left = match deadline {
-                Some(at) if at <= now => return Wake::Deadline,
-                Some(at) => (at - now).min(TICK),
+                Some(at) => match at.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left.min(TICK),
+                    _ => return Wake::Deadline,
+                },
                 None => TICK,
             };
             if buf.is_empty() {
@@ -192,31 +148,28 @@ impl Connection<'_> {
 
     fn upgrade(&mut self) -> Result<TlsInfo, CloseOutcome> {
         let shared = self.shared;
-        let info = self
-            .stream
+        self.stream
             .upgrade(
-                shared.tls.current(),
-                shared.limits.tls_handshake_timeout,
+                shared.state.tls.current(),
+                shared.state.limits.tls_handshake_timeout,
                 &shared.aborting,
             )
-            .map_err(outcome_of)?;
-        self.tls = Some(info.clone());
-        Ok(info)
+            .map_err(outcome_of)
     }
 
     /// Throttle, queue, then bcrypt on this thread; always exactly one outcome.
     fn authenticate(&self, request: &AuthRequest) -> AuthOutcome {
-        let shared = self.shared;
-        let ticket = match shared.auth.admit(self.peer.ip(), request, Instant::now()) {
+        let state = &self.shared.state;
+        let ticket = match state.auth.admit(self.peer.ip(), request, Instant::now()) {
             Ok(ticket) => ticket,
             Err(outcome) => return outcome,
         };
         std::thread::sleep(ticket.delay());
-        let wait = shared.limits.verifier_wait_timeout;
-        let Some(_running) = shared.verifiers.acquire(wait) else {
+        let wait = state.limits.verifier_wait_timeout;
+        let Some(_running) = self.shared.verifiers.acquire(wait) else {
             return ticket.busy(request);
         };
-        let verdict = shared.services.authenticate(request);
+        let verdict = state.services.authenticate(request);
         ticket.finish(request, verdict, Instant::now())
     }
 }
@@ -227,10 +180,4 @@ fn outcome_of(error: StreamError) -> CloseOutcome {
         StreamError::Io(why) => CloseOutcome::IoError(why),
         StreamError::Aborted => CloseOutcome::Aborted,
     }
-}
-
-/// The session refused a completion: a bug in this runtime, never the client's doing.
-fn runtime_bug(error: NotPending) -> CloseOutcome {
-    log::error!("runtime bug: {error}");
-    CloseOutcome::IoError(format!("internal error: {error}"))
 }

@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 
 use atacama_core::config::Config;
 use atacama_core::logging;
-use atacama_core::policy::{AuthGate, ConnectionPermit, Gate, ServerLimits, Slots};
-use atacama_core::service::Services;
-use atacama_core::smtp::{Reply, SessionConfig, reply};
-use atacama_core::tls::{ReloadableTls, TlsSource};
+use atacama_core::policy::ConnectionPermit;
+use atacama_core::server::{self, ServerState, StartError};
+use atacama_core::smtp::{Reply, reply};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -26,22 +25,10 @@ use crate::stream::Stream;
 
 /// What every connection shares.
 pub struct Shared {
-    /// The store and the work behind the session's requests.
-    pub services: Services,
-    /// The settings of every session.
-    pub session: SessionConfig,
-    /// Limits around sessions.
-    pub limits: ServerLimits,
-    /// The certificate in use, swapped on SIGHUP.
-    pub tls: ReloadableTls,
-    /// Connection counts.
-    pub gate: Gate,
-    /// Login throttle and verifier queue.
-    pub auth: AuthGate,
+    /// What both runtimes share: store, limits, certificate, gate, throttle.
+    pub state: ServerState,
     /// Password checks running at once.
     pub verifiers: Semaphore,
-    /// Refusals on the implicit-TLS port handshaking at once.
-    pub refusals: Slots,
     /// Set on SIGTERM or SIGINT: idle sessions answer `421 4.3.0` and close.
     pub stopping: AtomicBool,
     /// Set when the shutdown grace period is over: every connection closes.
@@ -73,33 +60,19 @@ impl Server {
     pub fn bind(config: &Config) -> Result<Server, Box<dyn std::error::Error>> {
         // Signals first: a SIGTERM that arrives once the ports answer must stop us cleanly.
         let signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-        let tls = ReloadableTls::new(TlsSource::from_config(config))?;
-        let services = Services::open(config)?;
-        let limits = ServerLimits::from_config(config);
+        let state = ServerState::open(config)?;
         let mut listeners = Vec::new();
-        for (addresses, implicit) in [
-            (&config.listen.submission, false),
-            (&config.listen.submissions, true),
-        ] {
-            for address in addresses {
-                let listener = TcpListener::bind(address)
-                    .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-                listeners.push((listener, implicit));
-            }
+        for listener in server::listeners(config) {
+            let address = listener.address;
+            let bound = TcpListener::bind(address).map_err(|e| StartError::Listen {
+                address,
+                problem: e.to_string(),
+            })?;
+            listeners.push((bound, listener.implicit_tls));
         }
         let shared = Shared {
-            services,
-            session: config.session_config(),
-            gate: Gate::new(
-                limits.hostname.clone(),
-                limits.max_connections,
-                limits.max_connections_per_ip,
-            ),
-            auth: AuthGate::new(&limits),
-            verifiers: Semaphore::new(limits.verifier_running),
-            refusals: Slots::new(limits.max_refusals_in_flight),
-            limits,
-            tls,
+            verifiers: Semaphore::new(state.limits.verifier_running),
+            state,
             stopping: AtomicBool::new(false),
             aborting: AtomicBool::new(false),
         };
@@ -119,21 +92,16 @@ impl Server {
             listeners,
         } = self;
         let mut bound = Vec::new();
-        for (listener, implicit) in listeners {
+        for (listener, implicit_tls) in listeners {
             let address = listener.local_addr()?;
-            let kind = if implicit {
-                "submissions (implicit TLS)"
-            } else {
-                "submission (STARTTLS)"
-            };
-            log::info!("listening on {address} for {kind}");
+            logging::listening(address, implicit_tls);
             let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name(format!("accept {address}"))
-                .spawn(move || accept_loop(&shared, &listener, implicit))?;
+                .spawn(move || accept_loop(&shared, &listener, implicit_tls))?;
             bound.push(address);
         }
-        wait_for_stop(&mut signals, &shared);
+        wait_for_stop(&mut signals, &shared.state);
         shared.stopping.store(true, Ordering::Release);
         // Each accept thread sees the flag once its accept returns; it then drops the
         // listener, so new connections are refused.
@@ -141,58 +109,34 @@ impl Server {
             wake(address);
         }
         shut_down(&shared);
-        let open = shared.gate.total();
+        let open = shared.state.gate.total();
         if open > 0 {
-            log::warn!("{open} connections still open after the grace period are aborted");
+            logging::aborting(open);
         }
+        // Connection threads see this within a tick, close, and let go of the store.
         shared.aborting.store(true, Ordering::Release);
-        close_store(shared);
-        log::info!("stopped");
+        server::drop_when_unshared(shared, server::STORE_CLOSE_WAIT);
+        logging::stopped();
         Ok(())
     }
 }
 
 /// Handles SIGHUP (reload the certificate) until SIGTERM or SIGINT.
-fn wait_for_stop(signals: &mut Signals, shared: &Shared) {
+fn wait_for_stop(signals: &mut Signals, state: &ServerState) {
     for signal in signals.forever() {
         match signal {
-            SIGHUP => match shared.tls.reload() {
-                Ok(()) => log::info!(
-                    "reloaded the certificate from {}",
-                    shared.tls.source().cert_path().display()
-                ),
-                Err(error) => {
-                    log::error!("certificate reload failed, keeping the old one: {error}")
-                }
-            },
-            SIGTERM => return log::info!("Term received: shutting down"),
-            _ => return log::info!("Int received: shutting down"),
+            SIGHUP => state.reload_certificate(),
+            SIGTERM => return logging::shutting_down("SIGTERM"),
+            _ => return logging::shutting_down("SIGINT"),
         }
     }
 }
 
 /// Waits for open connections to end, at most the grace period.
 fn shut_down(shared: &Shared) {
-    let deadline = Instant::now() + shared.limits.shutdown_grace;
-    while shared.gate.total() > 0 && Instant::now() < deadline {
+    let deadline = Instant::now() + shared.state.limits.shutdown_grace;
+    while shared.state.gate.total() > 0 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Drops the last handle on the store, waiting briefly for threads that still hold one (a
-/// commit in progress finishes; it was never acknowledged if the connection is gone).
-fn close_store(shared: Arc<Shared>) {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut shared = shared;
-    loop {
-        match Arc::try_unwrap(shared) {
-            Ok(owned) => return drop(owned),
-            Err(still_shared) if Instant::now() < deadline => {
-                shared = still_shared;
-                thread::sleep(Duration::from_millis(10));
-            }
-            Err(_) => return log::warn!("store still in use at exit"),
-        }
     }
 }
 
@@ -217,7 +161,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, implicit_tls: bool)
             Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors, usually: back off instead of spinning.
-                log::warn!("accept failed: {error}");
+                logging::accept_failed(&error);
                 thread::sleep(Duration::from_millis(100));
                 continue;
             }
@@ -227,7 +171,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, implicit_tls: bool)
         if let Err(error) = tcp.set_nodelay(true) {
             log::debug!("TCP_NODELAY failed for {peer}: {error}");
         }
-        match shared.gate.admit(peer.ip()) {
+        match shared.state.gate.admit(peer.ip()) {
             Ok(permit) => start(shared, tcp, peer, implicit_tls, permit),
             Err(reply) => {
                 logging::connection_refused(peer, &reply);
@@ -238,7 +182,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, implicit_tls: bool)
 }
 
 /// Starts the connection's thread; if the system will not give one, the client is told
-/// `421` like any connection over the cap.
+/// `421` like a connection over the cap.
 fn start(
     shared: &Arc<Shared>,
     tcp: TcpStream,
@@ -255,7 +199,7 @@ fn start(
         // The closure, with its permit and socket, is gone; `spare` is the same socket.
         log::error!("cannot start a thread for {peer}: {error}");
         if let Ok(tcp) = spare {
-            let reply = reply::too_many_connections(&shared.limits.hostname);
+            let reply = reply::too_many_connections(&shared.state.limits.hostname);
             refuse(shared, tcp, peer, reply, implicit_tls);
         }
     }
@@ -271,28 +215,23 @@ fn refuse(
 ) {
     let bytes = reply.to_bytes();
     if !implicit_tls {
-        // A fresh socket's send buffer takes a few bytes at once; the deadline is a backstop.
-        let mut stream = Stream::new(tcp, Duration::from_secs(1));
+        let mut stream = Stream::new(tcp, shared.state.limits.refusal_write_timeout);
         let _ = stream.write_all(&bytes);
         let _ = stream.tcp().shutdown(Shutdown::Write);
         return;
     }
     // On 465 the reply can only go inside TLS: handshake in a thread, a bounded number at once.
-    let Some(slot) = shared.refusals.try_enter() else {
+    let Some(slot) = shared.state.refusals.try_enter() else {
         log::debug!("closing {peer} without a reply: too many refusals in flight");
         return;
     };
-    let deadline = shared
-        .limits
-        .tls_handshake_timeout
-        .min(Duration::from_secs(5));
+    let timeout = shared.state.refusal_tls_timeout();
     let shared = Arc::clone(shared);
     let started = thread::Builder::new().name("refuse".into()).spawn(move || {
         let _slot = slot;
-        let mut stream = Stream::new(tcp, deadline);
-        if stream
-            .upgrade(shared.tls.current(), deadline, &shared.aborting)
-            .is_ok()
+        let mut stream = Stream::new(tcp, timeout);
+        let config = shared.state.tls.current();
+        if stream.upgrade(config, timeout, &shared.aborting).is_ok()
             && stream.write_all(&bytes).is_ok()
         {
             stream.close(Duration::ZERO);
