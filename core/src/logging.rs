@@ -124,6 +124,17 @@ pub fn accept_failed(error: &std::io::Error) {
     log::warn!("accept failed: {error}");
 }
 
+/// At debug level: TCP_NODELAY could not be set (the connection goes on, slower).
+pub fn nodelay_failed(peer: SocketAddr, error: &std::io::Error) {
+    log::debug!("TCP_NODELAY failed for {peer}: {error}");
+}
+
+/// At debug level: a connection over a cap closed without its `421` (on 465, where the
+/// reply needs a handshake, when too many refusals are in flight).
+pub fn refused_without_reply(peer: SocketAddr, why: &dyn std::fmt::Display) {
+    log::debug!("closing {peer} without a reply: {why}");
+}
+
 /// After SIGHUP: `reloaded the certificate from PATH`.
 pub fn certificate_reloaded(cert: &std::path::Path) {
     log::info!("reloaded the certificate from {}", cert.display());
