@@ -169,7 +169,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, implicit_tls: bool)
         // Without it a TLS 1.3 ticket write and the next reply meet the client's delayed
         // ACK: a 40 ms stall per connection.
         if let Err(error) = tcp.set_nodelay(true) {
-            log::debug!("TCP_NODELAY failed for {peer}: {error}");
+            logging::nodelay_failed(peer, &error);
         }
         match shared.state.gate.admit(peer.ip()) {
             Ok(permit) => start(shared, tcp, peer, implicit_tls, permit),
@@ -222,7 +222,7 @@ fn refuse(
     }
     // On 465 the reply can only go inside TLS: handshake in a thread, a bounded number at once.
     let Some(slot) = shared.state.refusals.try_enter() else {
-        log::debug!("closing {peer} without a reply: too many refusals in flight");
+        logging::refused_without_reply(peer, &"too many refusals in flight");
         return;
     };
     let timeout = shared.state.refusal_tls_timeout();
@@ -238,6 +238,6 @@ fn refuse(
         }
     });
     if let Err(error) = started {
-        log::debug!("closing {peer} without a reply: {error}");
+        logging::refused_without_reply(peer, &error);
     }
 }
