@@ -256,3 +256,153 @@ impl Write for Deadline<'_> {
 fn io_error(error: io::Error) -> StreamError {
     StreamError::Io(error.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::net::TcpListener;
+
+    /// A connected pair on loopback: (server side, client side).
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (server, client)
+    }
+
+    /// A server config and a client config that trusts it.
+    fn configs(dir: &std::path::Path) -> (Arc<ServerConfig>, Arc<rustls::ClientConfig>) {
+        let source = atacama_core::tls::TlsSource::SelfSigned {
+            dir: dir.to_path_buf(),
+            hostname: "mx.test".into(),
+        };
+        let server = source.load().unwrap();
+        let pem = std::fs::read(source.cert_path()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(&pem).unwrap())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (server, Arc::new(client))
+    }
+
+    #[test]
+    fn t11_a_silent_client_fails_the_handshake_at_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, _) = configs(dir.path());
+        let (server, _client) = pair();
+        let mut stream = Stream::new(server, Duration::from_secs(1));
+        let started = Instant::now();
+        let result = stream.upgrade(config, Duration::from_millis(300), &AtomicBool::new(false));
+        let elapsed = started.elapsed();
+        assert!(matches!(result, Err(StreamError::Tls(ref why)) if why == "handshake timed out"));
+        assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    }
+
+    #[test]
+    fn a_handshake_gives_up_within_a_tick_of_the_abort() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, _) = configs(dir.path());
+        let (server, _client) = pair();
+        let mut stream = Stream::new(server, Duration::from_secs(1));
+        let abort = AtomicBool::new(false);
+        let started = Instant::now();
+        let result = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                abort.store(true, Ordering::Release);
+            });
+            stream.upgrade(config, Duration::from_secs(20), &abort)
+        });
+        assert!(matches!(result, Err(StreamError::Aborted)), "{result:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn t5_plaintext_after_starttls_fails_the_handshake() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, _) = configs(dir.path());
+        let (server, mut client) = pair();
+        client.write_all(b"EHLO x\r\n").unwrap();
+        let mut stream = Stream::new(server, Duration::from_secs(1));
+        let result = stream.upgrade(config, Duration::from_secs(5), &AtomicBool::new(false));
+        assert!(matches!(result, Err(StreamError::Tls(_))), "{result:?}");
+    }
+
+    #[test]
+    fn tls_carries_bytes_both_ways_and_close_notify_reads_as_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server_config, client_config) = configs(dir.path());
+        let (server, client) = pair();
+        std::thread::scope(|scope| {
+            let peer = scope.spawn(move || {
+                let name = ServerName::try_from("localhost").unwrap();
+                let conn = rustls::ClientConnection::new(client_config, name).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, client);
+                tls.write_all(b"EHLO c.test\r\n").unwrap();
+                let mut reply = [0u8; 8];
+                tls.read_exact(&mut reply).unwrap();
+                tls.conn.send_close_notify();
+                tls.flush().unwrap();
+                reply
+            });
+            let mut stream = Stream::new(server, Duration::from_secs(5));
+            let info = stream
+                .upgrade(
+                    server_config,
+                    Duration::from_secs(5),
+                    &AtomicBool::new(false),
+                )
+                .unwrap();
+            assert_eq!(info.version, "TLSv1.3");
+            let mut buf = [0u8; 64];
+            let mut got = Vec::new();
+            while got.len() < 13 {
+                let n = stream.read(&mut buf, Duration::from_secs(5)).unwrap();
+                assert!(n > 0);
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(got, b"EHLO c.test\r\n");
+            stream.write_all(b"250 ok\r\n").unwrap();
+            assert_eq!(&peer.join().unwrap(), b"250 ok\r\n");
+            assert_eq!(stream.read(&mut buf, Duration::from_secs(5)).unwrap(), 0);
+        });
+    }
+
+    #[test]
+    fn a_read_with_nothing_to_read_times_out() {
+        let (server, _client) = pair();
+        let mut stream = Stream::new(server, Duration::from_secs(1));
+        let mut buf = [0u8; 16];
+        let error = stream
+            .read(&mut buf, Duration::from_millis(50))
+            .unwrap_err();
+        assert!(timed_out(&error), "{error:?}");
+    }
+
+    #[test]
+    fn p4_a_client_that_never_reads_fails_the_write_at_its_deadline() {
+        let (server, _client) = pair();
+        let timeout = Duration::from_millis(200);
+        let mut stream = Stream::new(server, timeout);
+        let chunk = vec![b'x'; 1 << 20];
+        // Loopback buffers hold a few MiB at most; bounded in case they hold more.
+        for _ in 0..256 {
+            let started = Instant::now();
+            if let Err(error) = stream.write_all(&chunk) {
+                assert!(matches!(error, StreamError::Io(ref why) if why == "write timed out"));
+                assert!(started.elapsed() < timeout + Duration::from_secs(2));
+                return;
+            }
+        }
+        panic!("256 MiB went to a client that reads nothing");
+    }
+}
