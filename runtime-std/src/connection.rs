@@ -166,7 +166,7 @@ impl Io<'_> {
         };
         std::thread::sleep(ticket.delay());
         let wait = state.limits.verifier_wait_timeout;
-        let Some(_running) = self.shared.verifiers.acquire(wait) else {
+        let Some(_running) = self.shared.verifiers.acquire(wait, &self.shared.aborting) else {
             return ticket.busy(request);
         };
         let verdict = state.services.authenticate(request);
