@@ -72,6 +72,9 @@ pub struct ConnectionSummary {
 
 /// Installs the stderr logger of the daemons: `level` (from `--log-level`) if given, else
 /// `RUST_LOG` if it names a level, else `info`. Timestamps are UTC.
+///
+/// simple_logger writes with `eprintln!`, which panics when stderr is gone (a closed pipe):
+/// the wrapper turns that into a lost line instead of a dead connection or a hung shutdown.
 #[cfg(feature = "logger")]
 pub fn init(level: Option<log::LevelFilter>) -> Result<(), log::SetLoggerError> {
     let mut logger = simple_logger::SimpleLogger::new()
@@ -81,7 +84,27 @@ pub fn init(level: Option<log::LevelFilter>) -> Result<(), log::SetLoggerError> 
     if let Some(level) = level {
         logger = logger.with_level(level);
     }
-    logger.init()
+    log::set_max_level(logger.max_level());
+    log::set_boxed_logger(Box::new(NeverPanics(logger)))
+}
+
+/// A logger whose failures to write are ignored.
+#[cfg(feature = "logger")]
+struct NeverPanics<L>(L);
+
+#[cfg(feature = "logger")]
+impl<L: log::Log> log::Log for NeverPanics<L> {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.log(record)));
+    }
+
+    fn flush(&self) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.flush()));
+    }
 }
 
 /// `connection open peer=… local=…`, at info level.

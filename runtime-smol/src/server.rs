@@ -1,6 +1,7 @@
 //! Listeners, the accept loops, signals and the shutdown sequence.
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use atacama_core::service::Services;
 use atacama_core::smtp::{Reply, SessionConfig};
 use atacama_core::tls::{ReloadableTls, TlsSource};
 use smol::channel::{Receiver, Sender};
+use smol::future::FutureExt as _;
 use smol::io::AsyncWriteExt as _;
 use smol::lock::Semaphore;
 use smol::net::{TcpListener, TcpStream};
@@ -103,6 +105,9 @@ impl Server {
             .min(4);
         let executor = Arc::new(Executor::new());
         let (done, finished) = smol::channel::bounded::<()>(1);
+        // Closed however the main future ends, even by a panic: the worker threads must
+        // stop, or the scope below would wait for them forever.
+        let done = CloseOnDrop(done);
         let Server {
             shared,
             stop,
@@ -141,7 +146,7 @@ impl Server {
                 shut_down(&shared).await;
             };
             smol::block_on(executor.run(main));
-            done.close();
+            drop(done);
         });
         let open = shared.gate.total();
         if open > 0 {
@@ -152,6 +157,15 @@ impl Server {
         close_store(shared);
         log::info!("stopped");
         Ok(())
+    }
+}
+
+/// Closes the channel when dropped.
+struct CloseOnDrop(Sender<()>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
@@ -238,7 +252,14 @@ async fn accept_loop(
         match shared.gate.admit(peer.ip()) {
             Ok(permit) => {
                 let task = connection::serve(Arc::clone(&shared), tcp, peer, implicit_tls, permit);
-                executor.spawn(task).detach();
+                // A panic (a bug, or a log line to a closed stderr) ends this connection
+                // only; unwinding drops its permit. The panic hook has already reported it.
+                let task = AssertUnwindSafe(task).catch_unwind();
+                executor
+                    .spawn(async move {
+                        let _ = task.await;
+                    })
+                    .detach();
             }
             Err(reply) => {
                 logging::connection_refused(peer, &reply);

@@ -127,3 +127,9 @@ fn profile_dir(exe: &Path) -> Option<PathBuf> {
     };
     Some(dir.to_path_buf())
 }
+
+pub mod client;
+pub mod server;
+
+pub use client::Client;
+pub use server::{Server, Settings};
