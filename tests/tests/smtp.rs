@@ -496,8 +496,10 @@ macro_rules! end_to_end {
         mod smol {
             $( #[test] fn $test() { super::$test(atacama_tests::Binary::Smol) } )*
         }
-        // `atacama-mail-std` joins here once its `serve` exists:
-        // mod std { $( #[test] fn $test() { super::$test(atacama_tests::Binary::Std) } )* }
+        // Not `mod std`: that would shadow the standard library in this file.
+        mod std_threads {
+            $( #[test] fn $test() { super::$test(atacama_tests::Binary::Std) } )*
+        }
     };
 }
 
