@@ -11,7 +11,8 @@
 //!     while let Some(event) = conn.poll_event() { act; completions go to conn }
 //!     let wait = match conn.wait() { Ok(wait) => wait, Err(outcome) => break outcome };
 //!     // ONE of: a read of at most wait.capacity bytes, wait.deadline, the stop (wait.shutdown)
-//!     conn.received(now, bytes) | conn.handle_timeout(now) | conn.shutdown(now)
+//!     conn.received(now, bytes) | conn.read_failed(now, &error)?
+//!         | conn.handle_timeout(now) | conn.shutdown(now)
 //! };
 //! conn.close(outcome, now);                                        // `connection close`
 //! ```
@@ -124,6 +125,23 @@ impl Connection {
             self.session.peer_closed(now);
         } else {
             self.session.receive(now, bytes);
+        }
+    }
+
+    /// A read failed. A TLS connection that ends without close_notify is still the
+    /// client's close (many clients hang up that way, and SMTP needs no truncation
+    /// protection: nothing counts before its CR LF or its CR LF . CR LF); any other error
+    /// ends the connection.
+    pub fn read_failed(
+        &mut self,
+        now: Instant,
+        error: &std::io::Error,
+    ) -> Result<(), CloseOutcome> {
+        if error.kind() == std::io::ErrorKind::UnexpectedEof {
+            self.received(now, &[]);
+            Ok(())
+        } else {
+            Err(CloseOutcome::IoError(error.to_string()))
         }
     }
 
@@ -247,6 +265,24 @@ mod tests {
         assert!(closed);
         assert_eq!(conn.close_outcome(), CloseOutcome::PeerClosed);
         assert_eq!(conn.wait(), Err(CloseOutcome::PeerClosed));
+        conn.close(CloseOutcome::PeerClosed, now);
+    }
+
+    #[test]
+    fn a_tls_hang_up_without_close_notify_is_the_clients_close() {
+        let now = Instant::now();
+        let mut conn = connection(now);
+        drain(&mut conn);
+        let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no close_notify");
+        assert_eq!(conn.read_failed(now, &eof), Ok(()));
+        let (_, closed) = drain(&mut conn);
+        assert!(closed);
+        assert_eq!(conn.close_outcome(), CloseOutcome::PeerClosed);
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(matches!(
+            conn.read_failed(now, &reset),
+            Err(CloseOutcome::IoError(_))
+        ));
         conn.close(CloseOutcome::PeerClosed, now);
     }
 
