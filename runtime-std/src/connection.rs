@@ -83,7 +83,11 @@ impl Io<'_> {
             match wake {
                 // Invariant: read returns at most the slice length, which is <= buf.len().
                 Wake::Read(Ok(n)) => conn.received(now, buf.get(..n).unwrap_or_default()),
-                Wake::Read(Err(error)) => return CloseOutcome::IoError(error.to_string()),
+                Wake::Read(Err(error)) => {
+                    if let Err(outcome) = conn.read_failed(now, &error) {
+                        return outcome;
+                    }
+                }
                 Wake::Deadline => conn.handle_timeout(now),
                 Wake::Shutdown => conn.shutdown(now),
                 Wake::Abort => return CloseOutcome::Aborted,

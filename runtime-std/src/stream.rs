@@ -72,7 +72,8 @@ impl Stream {
     }
 
     /// Reads at most `buf.len()` bytes, waiting at most `timeout`; 0 means the client closed
-    /// its side, `WouldBlock` or `TimedOut` that the time ran out.
+    /// its side, `WouldBlock` or `TimedOut` that the time ran out, `UnexpectedEof` that a TLS
+    /// client closed without close_notify.
     pub fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
         // A zero timeout would mean "block forever" to the socket.
         self.tcp
@@ -84,8 +85,6 @@ impl Stream {
             match tls.reader().read(buf) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // The TCP connection ended without close_notify: still the client's close.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                 Err(e) => return Err(e),
             }
             // 0 bytes records the EOF in rustls; the reader above then reports it.
