@@ -75,10 +75,9 @@ impl Stream {
     /// its side, `WouldBlock` or `TimedOut` that the time ran out, `UnexpectedEof` that a TLS
     /// client closed without close_notify.
     pub fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
-        // A zero timeout would mean "block forever" to the socket.
-        self.tcp
-            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        let deadline = Instant::now() + timeout;
         let Some(tls) = self.tls.as_deref_mut() else {
+            set_read_deadline(&self.tcp, deadline)?;
             return self.tcp.read(buf);
         };
         loop {
@@ -87,6 +86,9 @@ impl Stream {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
+            // One deadline for the whole read: a client trickling a record byte by byte
+            // must not hold us here past it (R2).
+            set_read_deadline(&self.tcp, deadline)?;
             // 0 bytes records the EOF in rustls; the reader above then reports it.
             tls.read_tls(&mut self.tcp)?;
             if let Err(error) = tls.process_new_packets() {
@@ -109,6 +111,9 @@ impl Stream {
         while !rest.is_empty() {
             // rustls takes as much as its buffer limit allows; send that, then the rest.
             let taken = tls.writer().write(rest).map_err(io_error)?;
+            if taken == 0 && !tls.wants_write() {
+                return Err(StreamError::Io("TLS refused more data".into()));
+            }
             rest = rest.get(taken..).unwrap_or_default();
             send_tls_by(tls, &mut self.tcp, deadline).map_err(io_error)?;
         }
@@ -186,6 +191,17 @@ pub fn handshake(
             Err(e) => return Err(StreamError::Tls(e.to_string())),
         }
     }
+}
+
+/// Makes the next blocking read on `tcp` give up at `deadline` (`WouldBlock`), or at once
+/// if it has passed.
+fn set_read_deadline(tcp: &TcpStream, deadline: Instant) -> io::Result<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    // Never `Some(0)`: the socket would refuse it; and `None` would mean forever.
+    tcp.set_read_timeout(Some(left.max(Duration::from_millis(1))))
 }
 
 /// Whether a socket error means only that the timeout passed.
@@ -373,6 +389,49 @@ mod tests {
             stream.write_all(b"250 ok\r\n").unwrap();
             assert_eq!(&peer.join().unwrap(), b"250 ok\r\n");
             assert_eq!(stream.read(&mut buf, Duration::from_secs(5)).unwrap(), 0);
+        });
+    }
+
+    #[test]
+    fn r2_a_trickled_tls_record_cannot_hold_a_read_past_its_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server_config, client_config) = configs(dir.path());
+        let (server, client) = pair();
+        let done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let done = &done;
+            scope.spawn(move || {
+                let name = ServerName::try_from("localhost").unwrap();
+                let conn = rustls::ClientConnection::new(client_config, name).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, client);
+                tls.conn.complete_io(&mut tls.sock).unwrap();
+                // The header of an application-data record, then its body a byte at a time.
+                tls.sock.write_all(&[0x17, 0x03, 0x03, 0x00, 0x40]).unwrap();
+                for _ in 0..60 {
+                    if done.load(Ordering::Acquire) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                    let _ = tls.sock.write_all(&[0]);
+                }
+            });
+            let mut stream = Stream::new(server, Duration::from_secs(5));
+            stream
+                .upgrade(
+                    server_config,
+                    Duration::from_secs(5),
+                    &AtomicBool::new(false),
+                )
+                .unwrap();
+            let started = Instant::now();
+            let mut buf = [0u8; 64];
+            let error = stream
+                .read(&mut buf, Duration::from_millis(300))
+                .unwrap_err();
+            let took = started.elapsed();
+            done.store(true, Ordering::Release);
+            assert!(timed_out(&error), "{error:?}");
+            assert!(took < Duration::from_millis(900), "{took:?}");
         });
     }
 
