@@ -129,6 +129,7 @@ fn profile_dir(exe: &Path) -> Option<PathBuf> {
 }
 
 pub mod client;
+pub mod load;
 pub mod server;
 
 pub use client::Client;

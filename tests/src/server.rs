@@ -18,7 +18,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Settings {
     /// `key = value` lines of `[limits]`.
     pub limits: Vec<(String, String)>,
-    /// `key = value` lines of `[auth]` (besides `bcrypt_cost = 4`).
+    /// `key = value` lines of `[auth]` (`bcrypt_cost = 4` unless given here).
     pub auth: Vec<(String, String)>,
     /// `[tls]` certificate and key files; none means a generated self-signed pair.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -78,9 +78,12 @@ impl Server {
         let mut text = format!(
             "hostname = \"mail.example.test\"\ndata_dir = {:?}\n\n[listen]\n\
              submission = [\"{submission}\"]\nsubmissions = [\"{submissions}\"]\n\n\
-             [auth]\nbcrypt_cost = 4\n",
+             [auth]\n",
             data_dir.display().to_string()
         );
+        if !settings.auth.iter().any(|(key, _)| key == "bcrypt_cost") {
+            text.push_str("bcrypt_cost = 4\n");
+        }
         for (key, value) in &settings.auth {
             let _ = writeln!(text, "{key} = {value}");
         }

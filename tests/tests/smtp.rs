@@ -490,6 +490,94 @@ fn s1_lf_dot_crlf_is_content_never_two_messages(binary: Binary) {
     c.command("QUIT", 221);
 }
 
+fn a13_failed_logins_across_connections_are_throttled_with_454(binary: Binary) {
+    let server = server_with(binary, Settings::default());
+    let try_password = |c: &mut Client, password: &str| {
+        c.send(format!("AUTH PLAIN {}\r\n", plain("alice", password)))
+            .and_then(|()| c.reply())
+            .expect("a reply to AUTH")
+    };
+    let connect = || {
+        let mut c = Client::connect_tls(server.submissions, &server.cert_pem()).expect("connect");
+        c.expect(220);
+        c.command("EHLO client.test", 250);
+        c
+    };
+    // Three failures end a connection (A13, per session); the throttle counts distinct ones.
+    let mut c = connect();
+    assert_eq!(try_password(&mut c, "guess-1").code, 535);
+    assert_eq!(try_password(&mut c, "guess-1").code, 535);
+    assert_eq!(try_password(&mut c, "guess-2").code, 421);
+    // New connections from the same address go on where the last one stopped.
+    let mut c = connect();
+    assert_eq!(try_password(&mut c, "guess-3").code, 535);
+    assert_eq!(try_password(&mut c, "guess-4").code, 535);
+    assert_eq!(try_password(&mut c, "guess-5").code, 421);
+    // Five distinct wrong passwords: even the right one is not checked now.
+    let mut c = connect();
+    let throttled = try_password(&mut c, "s3cret");
+    assert_eq!(throttled.code, 454, "{throttled:?}");
+    assert!(throttled.lines[0].starts_with("4.7.0"), "{throttled:?}");
+    let log = server.log();
+    assert_eq!(log.matches("reason=bad_credentials").count(), 6, "{log}");
+    assert!(
+        log.contains("auth failure user=alice ip=127.0.0.1 reason=throttled"),
+        "{log}"
+    );
+}
+
+fn r6_login_storm_does_not_stall_mail(binary: Binary) {
+    // bcrypt cost 10 makes each check ~50 ms of CPU: the storm saturates the verifiers.
+    let server = server_with(binary, Settings::default().auth("bcrypt_cost", 10));
+    let mut mail = logged_in(&server);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut slowest = Duration::ZERO;
+    std::thread::scope(|scope| {
+        for _ in 0..24 {
+            scope.spawn(|| {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline
+                {
+                    let Ok(mut c) = Client::connect_tls(server.submissions, &server.cert_pem())
+                    else {
+                        continue;
+                    };
+                    let _ = c.reply();
+                    let _ = c.send(format!(
+                        "EHLO storm.test\r\nAUTH PLAIN {}\r\nQUIT\r\n",
+                        plain("alice", "s3cret")
+                    ));
+                    let _ = c.closed_within(Duration::from_secs(10));
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        for n in 0..5 {
+            let started = Instant::now();
+            mail.command("MAIL FROM:<alice@example.org>", 250);
+            mail.command("RCPT TO:<bob@example.org>", 250);
+            mail.command("DATA", 354);
+            mail.command(
+                &format!("Subject: during the storm {n}\r\n\r\nhi\r\n."),
+                250,
+            );
+            slowest = slowest.max(started.elapsed());
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert!(
+        slowest < Duration::from_millis(750),
+        "a message took {slowest:?}"
+    );
+    assert_eq!(stored_subjects(&server).len(), 5);
+    let storm_logins = server.log().matches("auth success").count();
+    assert!(
+        storm_logins > 10,
+        "the storm did run: {storm_logins} logins"
+    );
+    eprintln!("slowest message during the storm: {slowest:?}, {storm_logins} logins");
+}
+
 /// Instantiates every end-to-end test for the binaries that serve mail.
 macro_rules! end_to_end {
     ($($test:ident),* $(,)?) => {
@@ -517,4 +605,6 @@ end_to_end!(
     sigkill_after_acknowledged_messages_loses_none,
     t1_starttls_injection_is_not_answered_inside_tls,
     s1_lf_dot_crlf_is_content_never_two_messages,
+    a13_failed_logins_across_connections_are_throttled_with_454,
+    r6_login_storm_does_not_stall_mail,
 );

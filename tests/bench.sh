@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Issue 9 benchmark: scenarios a–e against both runtimes on loopback, one table at the end.
+#
+#   tests/bench.sh [smol|std|both] [--quick]
+#
+# Builds release binaries, starts each runtime on a fresh data dir (bcrypt cost 12, TLS 1.3,
+# the generated ECDSA P-256 certificate), drives it with target/release/smtp-load, and
+# prints msg/s, conn/s, latencies and server memory. Every run is bounded (--deadline).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+which_runtime=${1:-both}
+quick=${2:-}
+idle_big=10000
+[ "$quick" = "--quick" ] && idle_big=2000
+
+cargo build --release --bins -p atacama-mail -p atacama-mail-std -p atacama-tests >&2
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+load=target/release/smtp-load
+work=$(mktemp -d /tmp/atacama-bench.XXXXXX)
+results="$work/results.jsonl"
+server_pid=""
+trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
+
+start_server() { # name binary port_base [extra toml]
+  local name=$1 bin=$2 base=$3 extra=${4:-}
+  local dir="$work/$name"
+  rm -rf "$dir"; mkdir -p "$dir"
+  cat > "$dir/config.toml" <<TOML
+hostname = "localhost"
+data_dir = "$dir/data"
+[listen]
+submission = ["127.0.0.1:${base}587"]
+submissions = ["127.0.0.1:${base}465"]
+[limits]
+max_connections = 20000
+max_connections_per_ip = 20000
+command_timeout_secs = 600
+[auth]
+bcrypt_cost = 12
+$extra
+TOML
+  echo s3cret | "target/release/$bin" --config "$dir/config.toml" user add alice --password-stdin >/dev/null
+  "target/release/$bin" --config "$dir/config.toml" serve --log-level warn 2>"$dir/server.log" &
+  server_pid=$!
+  for _ in $(seq 100); do
+    (echo > "/dev/tcp/127.0.0.1/${base}587") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "server $name did not start" >&2; cat "$dir/server.log" >&2; exit 1
+}
+
+stop_server() {
+  kill -TERM "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+
+run() { # runtime scenario smtp-load args...
+  local runtime=$1 scenario=$2; shift 2
+  local out
+  out=$("$load" --json "$@") || true
+  echo "{\"runtime\":\"$runtime\",\"scenario\":\"$scenario\",\"r\":${out:-null}}" >> "$results"
+  echo "  $runtime $scenario done" >&2
+}
+
+bench_runtime() { # runtime binary port_base
+  local runtime=$1 bin=$2 base=$3
+  local addr="127.0.0.1:${base}587"
+  start_server "$runtime" "$bin" "$base"
+  run "$runtime" "a: 1 conn x 200 msg" --addr "$addr" -c 1 -m 200 --deadline 120
+  run "$runtime" "b: 20 conn x 250 msg" --addr "$addr" -c 20 -m 250 --deadline 300
+  run "$runtime" "b: 20 conn x 250 msg, pipelined" --addr "$addr" -c 20 -m 250 --pipelined --deadline 300
+  run "$runtime" "c: 50 new conn x 1 msg" --addr "$addr" -c 50 -m 1 --connect-concurrency 50 --deadline 120
+  # e: the same senders, first alone, then beside a storm of 50 fresh logins.
+  run "$runtime" "e0: 20 senders, no storm" --addr "$addr" -c 20 -m 100 --deadline 300
+  "$load" --json --addr "$addr" -c 50 -m 1 --connect-concurrency 50 --deadline 120 > "$work/storm.json" &
+  local storm=$!
+  run "$runtime" "e: 20 senders during 50 logins" --addr "$addr" -c 20 -m 100 --deadline 300
+  wait "$storm" || true
+  echo "{\"runtime\":\"$runtime\",\"scenario\":\"e: the 50 logins\",\"r\":$(cat "$work/storm.json")}" >> "$results"
+  run "$runtime" "d: 1000 idle after STARTTLS" --addr "$addr" -c 1000 --idle 3 --server-pid "$server_pid" --connect-concurrency 100 --deadline 300
+  run "$runtime" "d: $idle_big idle after STARTTLS" --addr "$addr" -c "$idle_big" --idle 3 --server-pid "$server_pid" --connect-concurrency 100 --deadline 600
+  stop_server
+}
+
+case "$which_runtime" in
+  smol) bench_runtime atacama-mail atacama-mail 31 ;;
+  std) bench_runtime atacama-mail-std atacama-mail-std 32 ;;
+  *) bench_runtime atacama-mail atacama-mail 31; bench_runtime atacama-mail-std atacama-mail-std 32 ;;
+esac
+
+python3 - "$results" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+head = f"{'runtime':<17} {'scenario':<34} {'msg/s':>8} {'conn/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'login p50':>9} {'login p99':>9} {'KiB/conn':>8} {'ok/fail':>11}  failures"
+print(head); print("-" * len(head))
+for row in rows:
+    r = row["r"]
+    if not r:
+        print(f"{row['runtime']:<17} {row['scenario']:<34} (no result)"); continue
+    lat, login = r["latency_ms"], r["login_ms"]
+    kib = r.get("server_kib_per_idle_conn")
+    idle = r["idle_established"]
+    okf = f"{r['connections_ok']}/{r['connections_failed']}" if not idle else f"{r['idle_noop_ok']}/{idle}"
+    print(f"{row['runtime']:<17} {row['scenario']:<34} {r['msg_per_s']:>8.0f} {r['conn_per_s']:>7.1f} {lat['p50']:>7.2f} {lat['p99']:>7.2f} {lat['max']:>7.2f} {login['p50']:>9.0f} {login['p99']:>9.0f} {('%.1f' % kib) if kib is not None else '-':>8} {okf:>11}  {r['failures'] or ''}")
+PY

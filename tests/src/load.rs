@@ -1,0 +1,649 @@
+//! `smtp-load`: a bounded load generator for SMTP submission servers on loopback.
+//!
+//! C connections, each: connect, STARTTLS (or implicit TLS), EHLO, AUTH PLAIN once, then M
+//! messages of S bytes, lock-step or pipelined (MAIL, RCPT and DATA in one write, RFC
+//! 2920). Idle mode instead holds C TLS connections open and then checks that every one
+//! still answers NOOP. Every run is bounded: a loopback address only, a deadline for the
+//! whole run, and a timeout on every read.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use smol::Timer;
+
+/// How the client reaches TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plaintext, then STARTTLS (port 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub addr: SocketAddr,
+    pub tls: TlsMode,
+    /// Name for SNI and certificate verification.
+    pub server_name: String,
+    /// Trust anchor; `None` accepts any certificate (benchmarks against test servers only).
+    pub ca: Option<PathBuf>,
+    pub user: String,
+    pub password: String,
+    pub from: String,
+    pub to: String,
+    pub connections: usize,
+    pub messages: usize,
+    pub size: usize,
+    pub pipelined: bool,
+    /// Idle mode: hold the connections this long, then NOOP each.
+    pub idle: Option<Duration>,
+    /// Connections being set up at once (keeps the listen backlog from overflowing).
+    pub connect_concurrency: usize,
+    /// The whole run stops here, finished or not.
+    pub deadline: Duration,
+    /// Timeout of every single read or write.
+    pub io_timeout: Duration,
+    /// Executor threads.
+    pub threads: usize,
+    /// A server process whose memory (PSS) is measured around idle mode.
+    pub server_pid: Option<u32>,
+}
+
+/// What happened.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub wall: Duration,
+    pub connections_ok: usize,
+    pub connections_failed: usize,
+    pub messages_ok: usize,
+    pub message_latencies: Vec<Duration>,
+    pub login_latencies: Vec<Duration>,
+    /// Failures by reply code, or `io` / `timeout` / `tls`.
+    pub failures: BTreeMap<String, u64>,
+    pub cpu: Duration,
+    pub idle_established: usize,
+    pub idle_noop_ok: usize,
+    pub server_pss_before_kib: Option<u64>,
+    pub server_pss_idle_kib: Option<u64>,
+    pub deadline_hit: bool,
+    /// When every connection had logged in and messages started.
+    pub sending_started: Option<Instant>,
+    /// When the last message was acknowledged.
+    pub sending_finished: Option<Instant>,
+    /// The first few connection failures, in words.
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug)]
+enum Failure {
+    Io(String),
+    Timeout,
+    Tls(String),
+    Reply(u16),
+}
+
+impl Failure {
+    fn key(&self) -> String {
+        match self {
+            Failure::Io(_) => "io".into(),
+            Failure::Timeout => "timeout".into(),
+            Failure::Tls(_) => "tls".into(),
+            Failure::Reply(code) => code.to_string(),
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Failure::Io(e) => format!("io: {e}"),
+            Failure::Timeout => "timeout".into(),
+            Failure::Tls(e) => format!("tls: {e}"),
+            Failure::Reply(code) => format!("reply {code}"),
+        }
+    }
+}
+
+/// Runs the load described by `options`.
+pub fn run(options: Options) -> Result<Report, String> {
+    if !options.addr.ip().is_loopback() {
+        return Err(format!(
+            "refusing to load {}: only loopback targets are allowed",
+            options.addr
+        ));
+    }
+    let tls = Arc::new(client_config(options.ca.as_deref())?);
+    let body = Arc::new(message(&options.from, &options.to, options.size));
+    let options = Arc::new(options);
+    let stats = Arc::new(Mutex::new(Report::default()));
+    let ex = Arc::new(smol::Executor::new());
+    let (stop, stop_rx) = smol::channel::unbounded::<()>();
+    let cpu_start = cpu_time();
+    let start = Instant::now();
+    // The calling thread runs the executor too.
+    let threads: Vec<_> = (1..options.threads.max(1))
+        .map(|_| {
+            let ex = ex.clone();
+            let stop_rx = stop_rx.clone();
+            std::thread::spawn(move || smol::block_on(ex.run(stop_rx.recv())))
+        })
+        .collect();
+    let deadline_hit = smol::block_on(ex.run(async {
+        let work = drive(ex.clone(), options.clone(), tls, body, stats.clone());
+        let limit = async {
+            Timer::after(options.deadline).await;
+            true
+        };
+        smol::future::or(
+            async {
+                work.await;
+                false
+            },
+            limit,
+        )
+        .await
+    }));
+    drop(stop);
+    for t in threads {
+        let _ = t.join();
+    }
+    let mut report = std::mem::take(&mut *stats.lock().map_err(|_| "stats poisoned")?);
+    report.wall = start.elapsed();
+    report.cpu = cpu_time().saturating_sub(cpu_start);
+    report.deadline_hit = deadline_hit;
+    Ok(report)
+}
+
+async fn drive(
+    ex: Arc<smol::Executor<'static>>,
+    options: Arc<Options>,
+    tls: Arc<rustls::ClientConfig>,
+    body: Arc<Vec<u8>>,
+    stats: Arc<Mutex<Report>>,
+) {
+    let gate = Arc::new(smol::lock::Semaphore::new(
+        options.connect_concurrency.max(1),
+    ));
+    if let Some(pid) = options.server_pid {
+        lock(&stats).server_pss_before_kib = pss_kib(pid);
+    }
+    let (established_tx, established_rx) = smol::channel::unbounded::<bool>();
+    // Idle mode: the driver releases the held connections; busy mode: logins done.
+    let parties = options.connections + usize::from(options.idle.is_some());
+    let release = Arc::new(smol::lock::Barrier::new(parties));
+    let tasks: Vec<_> = (0..options.connections)
+        .map(|_| {
+            let (options, tls, body, stats, gate) = (
+                options.clone(),
+                tls.clone(),
+                body.clone(),
+                stats.clone(),
+                gate.clone(),
+            );
+            let (established_tx, release) = (established_tx.clone(), release.clone());
+            ex.spawn(async move {
+                let result = match options.idle {
+                    Some(_) => {
+                        idle_connection(&options, tls, &gate, &stats, established_tx, release).await
+                    }
+                    None => busy_connection(&options, tls, &body, &gate, &stats, &release).await,
+                };
+                let mut s = lock(&stats);
+                match result {
+                    Ok(()) => s.connections_ok += 1,
+                    Err(failure) => {
+                        s.connections_failed += 1;
+                        *s.failures.entry(failure.key()).or_default() += 1;
+                        if s.errors.len() < 5 {
+                            s.errors.push(failure.detail());
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(established_tx);
+    if let Some(idle) = options.idle {
+        // Every connection is set up (or failed) when the channel closes or all reported.
+        let (mut reported, mut established) = (0, 0);
+        while reported < options.connections {
+            match established_rx.recv().await {
+                Ok(ok) => {
+                    reported += 1;
+                    established += usize::from(ok);
+                }
+                Err(_) => break,
+            }
+        }
+        lock(&stats).idle_established = established;
+        Timer::after(idle).await;
+        if let Some(pid) = options.server_pid {
+            lock(&stats).server_pss_idle_kib = pss_kib(pid);
+        }
+        release.wait().await;
+    }
+    for t in tasks {
+        t.await;
+    }
+}
+
+fn lock(stats: &Mutex<Report>) -> std::sync::MutexGuard<'_, Report> {
+    stats
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Connect, TLS, EHLO; returns the TLS stream ready for commands.
+async fn open(
+    options: &Options,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<Replies<futures_rustls::client::TlsStream<smol::net::TcpStream>>, Failure> {
+    let tcp = timed(options.io_timeout, async {
+        smol::net::TcpStream::connect(options.addr)
+            .await
+            .map_err(|e| Failure::Io(e.to_string()))
+    })
+    .await?;
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::try_from(options.server_name.clone())
+        .map_err(|e| Failure::Tls(e.to_string()))?;
+    let connector = futures_rustls::TlsConnector::from(tls);
+    let tcp = match options.tls {
+        TlsMode::Implicit => tcp,
+        TlsMode::StartTls => {
+            let mut plain = Replies::new(tcp, options.io_timeout);
+            plain.expect(220).await?;
+            plain.command(b"EHLO load.test\r\n", 250).await?;
+            plain.command(b"STARTTLS\r\n", 220).await?;
+            plain.into_inner()?
+        }
+    };
+    let stream = timed(options.io_timeout, async {
+        connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| Failure::Tls(e.to_string()))
+    })
+    .await?;
+    let mut conn = Replies::new(stream, options.io_timeout);
+    if options.tls == TlsMode::Implicit {
+        conn.expect(220).await?;
+    }
+    conn.command(b"EHLO load.test\r\n", 250).await?;
+    Ok(conn)
+}
+
+async fn busy_connection(
+    options: &Options,
+    tls: Arc<rustls::ClientConfig>,
+    body: &[u8],
+    gate: &smol::lock::Semaphore,
+    stats: &Mutex<Report>,
+    logged_in: &smol::lock::Barrier,
+) -> Result<(), Failure> {
+    let login = async {
+        let _permit = gate.acquire().await;
+        let mut conn = open(options, tls).await?;
+        let login = Instant::now();
+        let auth = format!(
+            "AUTH PLAIN {}\r\n",
+            atacama_core::sasl::encode(
+                format!("\0{}\0{}", options.user, options.password).as_bytes()
+            )
+        );
+        conn.command(auth.as_bytes(), 235).await?;
+        lock(stats).login_latencies.push(login.elapsed());
+        Ok(conn)
+    }
+    .await;
+    // Messages start together once every connection has logged in (or failed), so that
+    // msg/s measures mail, not bcrypt.
+    if logged_in.wait().await.is_leader() {
+        lock(stats).sending_started = Some(Instant::now());
+    }
+    let mut conn = login?;
+    let envelope = format!(
+        "MAIL FROM:<{}>\r\nRCPT TO:<{}>\r\nDATA\r\n",
+        options.from, options.to
+    );
+    for _ in 0..options.messages {
+        let result = if options.pipelined {
+            conn.send(envelope.as_bytes()).await?;
+            conn.expect_all(&[250, 250, 354]).await
+        } else {
+            let (mail, rest) = envelope.split_at(envelope.find("RCPT").unwrap_or(0));
+            let (rcpt, data) = rest.split_at(rest.find("DATA").unwrap_or(0));
+            conn.command(mail.as_bytes(), 250).await?;
+            conn.command(rcpt.as_bytes(), 250).await?;
+            conn.command(data.as_bytes(), 354).await
+        };
+        if let Err(failure) = result {
+            *lock(stats).failures.entry(failure.key()).or_default() += 1;
+            conn.command(b"RSET\r\n", 250).await?;
+            continue;
+        }
+        let sent = Instant::now();
+        conn.send(body).await?;
+        match conn.expect(250).await {
+            Ok(()) => {
+                let mut s = lock(stats);
+                s.messages_ok += 1;
+                s.message_latencies.push(sent.elapsed());
+                s.sending_finished = Some(Instant::now());
+            }
+            Err(Failure::Reply(code)) => {
+                *lock(stats).failures.entry(code.to_string()).or_default() += 1
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    conn.command(b"QUIT\r\n", 221).await?;
+    Ok(())
+}
+
+async fn idle_connection(
+    options: &Options,
+    tls: Arc<rustls::ClientConfig>,
+    gate: &smol::lock::Semaphore,
+    stats: &Mutex<Report>,
+    established: smol::channel::Sender<bool>,
+    release: Arc<smol::lock::Barrier>,
+) -> Result<(), Failure> {
+    let opened = {
+        let _permit = gate.acquire().await;
+        open(options, tls).await
+    };
+    // Report in any case, so the driver never waits for a connection that failed.
+    let _ = established.send(opened.is_ok()).await;
+    drop(established);
+    release.wait().await;
+    let mut conn = opened?;
+    conn.io_timeout = options.io_timeout.max(Duration::from_secs(30));
+    conn.command(b"NOOP\r\n", 250).await?;
+    lock(stats).idle_noop_ok += 1;
+    conn.command(b"QUIT\r\n", 221).await
+}
+
+/// Reads SMTP replies from a stream, with a timeout on every read.
+struct Replies<S> {
+    io: S,
+    buf: Vec<u8>,
+    io_timeout: Duration,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Replies<S> {
+    fn new(io: S, io_timeout: Duration) -> Self {
+        Replies {
+            io,
+            buf: Vec::new(),
+            io_timeout,
+        }
+    }
+
+    /// The stream back, for the TLS handshake; buffered bytes here would be injected.
+    fn into_inner(self) -> Result<S, Failure> {
+        if self.buf.is_empty() {
+            Ok(self.io)
+        } else {
+            Err(Failure::Io(
+                "server sent data after 220 Ready to start TLS".into(),
+            ))
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        let io = &mut self.io;
+        timed(self.io_timeout, async {
+            io.write_all(bytes)
+                .await
+                .map_err(|e| Failure::Io(e.to_string()))?;
+            io.flush().await.map_err(|e| Failure::Io(e.to_string()))
+        })
+        .await
+    }
+
+    async fn command(&mut self, line: &[u8], code: u16) -> Result<(), Failure> {
+        self.send(line).await?;
+        self.expect(code).await
+    }
+
+    async fn expect_all(&mut self, codes: &[u16]) -> Result<(), Failure> {
+        let mut first_failure = None;
+        for &code in codes {
+            let got = self.reply().await?;
+            if got != code && first_failure.is_none() {
+                first_failure = Some(Failure::Reply(got));
+            }
+        }
+        first_failure.map_or(Ok(()), Err)
+    }
+
+    async fn expect(&mut self, code: u16) -> Result<(), Failure> {
+        match self.reply().await? {
+            got if got == code => Ok(()),
+            got => Err(Failure::Reply(got)),
+        }
+    }
+
+    /// Reads one whole (possibly multi-line) reply and returns its code.
+    async fn reply(&mut self) -> Result<u16, Failure> {
+        loop {
+            while let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.buf.drain(..end + 2).collect();
+                let code = std::str::from_utf8(line.get(..3).unwrap_or_default())
+                    .ok()
+                    .and_then(|c| c.parse::<u16>().ok())
+                    .ok_or_else(|| {
+                        Failure::Io(format!("bad reply {:?}", String::from_utf8_lossy(&line)))
+                    })?;
+                if line.get(3) != Some(&b'-') {
+                    return Ok(code);
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let io = &mut self.io;
+            let n = timed(self.io_timeout, async {
+                io.read(&mut chunk)
+                    .await
+                    .map_err(|e| Failure::Io(e.to_string()))
+            })
+            .await?;
+            if n == 0 {
+                return Err(Failure::Io("connection closed".into()));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+async fn timed<T>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    smol::future::or(fut, async {
+        Timer::after(limit).await;
+        Err(Failure::Timeout)
+    })
+    .await
+}
+
+/// A message of about `size` bytes whose body uses Atacama colour tags, dot-stuffed and
+/// terminated, ready to send after `354`.
+pub fn message(from: &str, to: &str, size: usize) -> Vec<u8> {
+    let mut text = format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: load test\r\nMessage-ID: <load@load.test>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+    );
+    let lines = [
+        "<red>This is a forceful statement about the load test.",
+        "<blue>A counterpoint (<green>with a technical aside) follows here.",
+        "* a list item with a link https://example.org/page",
+        "Plain text that fills the paragraph with words and more words.",
+        "----",
+    ];
+    let mut i = 0;
+    while text.len() < size {
+        text.push_str(lines[i % lines.len()]);
+        text.push_str("\r\n");
+        i += 1;
+    }
+    atacama_core::smtp::dot_stuff(text.as_bytes())
+}
+
+fn client_config(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    Ok(match ca {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+            {
+                roots
+                    .add(cert.map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny))
+            .with_no_client_auth(),
+    })
+}
+
+/// Accepts any server certificate: for benchmarking test servers on loopback only.
+#[derive(Debug)]
+struct AcceptAny;
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// User plus system CPU time of this process.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Proportional set size of a process, from /proc.
+pub fn pss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The `q` quantile (0..=1) of sorted durations, in milliseconds.
+pub fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1].as_secs_f64() * 1000.0
+}
+
+impl Report {
+    /// From the moment every connection had logged in to the last acknowledgement.
+    pub fn sending_window(&self) -> Duration {
+        match (self.sending_started, self.sending_finished) {
+            (Some(start), Some(end)) => end.saturating_duration_since(start),
+            _ => self.wall,
+        }
+    }
+
+    /// The figures as one JSON object.
+    pub fn to_json(&self, options: &Options) -> serde_json::Value {
+        let mut lat = self.message_latencies.clone();
+        lat.sort_unstable();
+        let mut login = self.login_latencies.clone();
+        login.sort_unstable();
+        let secs = self.wall.as_secs_f64().max(1e-9);
+        serde_json::json!({
+            "addr": options.addr.to_string(),
+            "tls": if options.tls == TlsMode::StartTls { "starttls" } else { "implicit" },
+            "connections": options.connections,
+            "messages_per_connection": options.messages,
+            "size": options.size,
+            "pipelined": options.pipelined,
+            "wall_s": secs,
+            "connections_ok": self.connections_ok,
+            "connections_failed": self.connections_failed,
+            "conn_per_s": self.connections_ok as f64 / secs,
+            "messages_ok": self.messages_ok,
+            "msg_per_s": self.messages_ok as f64 / self.sending_window().as_secs_f64().max(1e-9),
+            "sending_window_s": self.sending_window().as_secs_f64(),
+            "latency_ms": {
+                "p50": quantile_ms(&lat, 0.50), "p90": quantile_ms(&lat, 0.90),
+                "p99": quantile_ms(&lat, 0.99), "max": quantile_ms(&lat, 1.0),
+            },
+            "login_ms": { "p50": quantile_ms(&login, 0.50), "p99": quantile_ms(&login, 0.99), "max": quantile_ms(&login, 1.0) },
+            "failures": self.failures,
+            "client_cpu_s": self.cpu.as_secs_f64(),
+            "idle_established": self.idle_established,
+            "idle_noop_ok": self.idle_noop_ok,
+            "server_pss_before_kib": self.server_pss_before_kib,
+            "server_pss_idle_kib": self.server_pss_idle_kib,
+            "server_kib_per_idle_conn": match (self.server_pss_before_kib, self.server_pss_idle_kib) {
+                (Some(b), Some(i)) if self.idle_established > 0 => Some(i.saturating_sub(b) as f64 / self.idle_established as f64),
+                _ => None,
+            },
+            "deadline_hit": self.deadline_hit,
+            "errors": self.errors,
+        })
+    }
+}
