@@ -22,36 +22,34 @@ fn greeted(server: &Server) -> Client {
     c
 }
 
-fn p6_pipelined_auth_and_envelope_are_answered_in_order(binary: Binary) {
-    let server = server(binary);
-    let mut c = greeted(&server);
-    // One write: MAIL is judged after the (slow) AUTH completes, never a spurious 530.
+/// One write: AUTH PLAIN with `password`, MAIL, RCPT and DATA.
+fn pipelined_login(server: &Server, password: &str) -> Client {
+    let mut c = greeted(server);
     c.send(format!(
         "AUTH PLAIN {}\r\nMAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\n\
          DATA\r\n",
-        plain("alice", "s3cret")
+        plain("alice", password)
     ))
     .expect("send");
-    c.expect(235);
-    c.expect(250);
-    c.expect(250);
-    c.expect(354);
+    c
+}
+
+fn p6_pipelined_auth_and_envelope_are_answered_in_order(binary: Binary) {
+    let server = server(binary);
+    // MAIL is judged after the (slow) AUTH completes: never a spurious 530.
+    let mut c = pipelined_login(&server, "s3cret");
+    for code in [235, 250, 250, 354] {
+        c.expect(code);
+    }
     c.send("Subject: pipelined\r\n\r\nbody\r\n.\r\n")
         .expect("send");
     assert!(c.expect(250).starts_with("2.0.0 Ok: queued as 1"));
     c.command("QUIT", 221);
 
-    let mut c = greeted(&server);
-    c.send(format!(
-        "AUTH PLAIN {}\r\nMAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\n\
-         DATA\r\n",
-        plain("alice", "wrong")
-    ))
-    .expect("send");
-    c.expect(535);
-    c.expect(530);
-    c.expect(503);
-    c.expect(503);
+    let mut c = pipelined_login(&server, "wrong");
+    for code in [535, 530, 503, 503] {
+        c.expect(code);
+    }
     c.command("QUIT", 221);
 }
 
