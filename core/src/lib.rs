@@ -6,9 +6,10 @@
 //! work behind a session's requests) and `cli` (the command line of both binaries) build on it.
 //!
 //! Shared by both runtimes: `policy` (connection gate, login throttle, verifier queue: pure
-//! bookkeeping), `logging` (the wording of every log line), and `tls` (cargo feature `tls`:
-//! rustls server configs, self-signed generation, reload), and `systemd` (cargo feature
-//! `systemd`: readiness, watchdog, socket activation).
+//! bookkeeping), `logging` (the wording of every log line), `tls` (cargo feature `tls`:
+//! rustls server configs, self-signed generation, reload), `systemd` (cargo feature
+//! `systemd`: readiness, watchdog, socket activation), and `server` (features `store` and
+//! `tls`: the state every connection shares and the bookkeeping of one connection's loop).
 
 #[cfg(feature = "store")]
 pub mod cli;
@@ -18,6 +19,8 @@ pub mod markup;
 pub mod message;
 pub mod policy;
 pub mod sasl;
+#[cfg(all(feature = "store", feature = "tls"))]
+pub mod server;
 #[cfg(feature = "store")]
 pub mod service;
 pub mod smtp;

@@ -132,6 +132,67 @@ pub fn auth_failure(user: &str, ip: IpAddr, reason: AuthFailure) {
     log::warn!("{}", format_auth_failure(user, ip, reason));
 }
 
+/// `listening on ADDRESS for submission (STARTTLS)` (or `submissions (implicit TLS)`).
+pub fn listening(address: SocketAddr, implicit_tls: bool) {
+    let kind = if implicit_tls {
+        "submissions (implicit TLS)"
+    } else {
+        "submission (STARTTLS)"
+    };
+    log::info!("listening on {address} for {kind}");
+}
+
+/// `accept failed: …`, at warn level (out of file descriptors, usually).
+pub fn accept_failed(error: &std::io::Error) {
+    log::warn!("accept failed: {error}");
+}
+
+/// At debug level: TCP_NODELAY could not be set (the connection goes on, slower).
+pub fn nodelay_failed(peer: SocketAddr, error: &std::io::Error) {
+    log::debug!("TCP_NODELAY failed for {peer}: {error}");
+}
+
+/// At debug level: a connection over a cap closed without its `421` (on 465, where the
+/// reply needs a handshake, when too many refusals are in flight).
+pub fn refused_without_reply(peer: SocketAddr, why: &dyn std::fmt::Display) {
+    log::debug!("closing {peer} without a reply: {why}");
+}
+
+/// After SIGHUP: `reloaded the certificate from PATH`.
+pub fn certificate_reloaded(cert: &std::path::Path) {
+    log::info!("reloaded the certificate from {}", cert.display());
+}
+
+/// After SIGHUP, at error level: the new pair is bad and the old one stays in use.
+pub fn certificate_reload_failed(error: &dyn std::fmt::Display) {
+    log::error!("certificate reload failed, keeping the old one: {error}");
+}
+
+/// `SIGNAL received: shutting down`; `signal` is its name, e.g. `SIGTERM`.
+pub fn shutting_down(signal: &str) {
+    log::info!("{signal} received: shutting down");
+}
+
+/// At warn level: connections the grace period did not see end are cut.
+pub fn aborting(open: usize) {
+    log::warn!("{open} connections still open after the grace period are aborted");
+}
+
+/// At warn level: something still held the store when the process had to exit.
+pub fn store_still_in_use() {
+    log::warn!("store still in use at exit");
+}
+
+/// `stopped`: the last line of a clean shutdown.
+pub fn stopped() {
+    log::info!("stopped");
+}
+
+/// At error level: the session refused a completion, a bug in the runtime.
+pub fn runtime_bug(error: &dyn std::fmt::Display) {
+    log::error!("runtime bug: {error}");
+}
+
 /// The text of [`connection_opened`].
 pub fn format_opened(peer: SocketAddr, local: SocketAddr) -> String {
     format!("connection open peer={peer} local={local}")

@@ -4,6 +4,7 @@
 //! Both calls block (bcrypt, fsync): the smol runtime runs them on its blocking pool, the
 //! threaded runtime on the connection's thread. Throttling AUTH is the caller's job.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::SystemTime;
 
 use crate::config::Config;
@@ -51,9 +52,13 @@ impl Services {
     /// Checks credentials: the same bcrypt work whether or not the user exists.
     ///
     /// A store failure is a `TemporaryFailure` (454), so a broken disk never counts against
-    /// the client as a wrong password.
+    /// the client as a wrong password. So is a panic below: every AUTH gets one reply (A16).
     pub fn authenticate(&self, request: &AuthRequest) -> AuthOutcome {
-        match self.store.verify_user(&request.username, &request.password) {
+        let verified = catch_unwind(AssertUnwindSafe(|| {
+            self.store.verify_user(&request.username, &request.password)
+        }))
+        .unwrap_or_else(|_| Err(StoreError::Database("panic while verifying".into())));
+        match verified {
             Ok(true) => AuthOutcome::Accepted,
             Ok(false) => {
                 // {:?} escapes control characters: the name is the client's, not ours.
@@ -74,14 +79,20 @@ impl Services {
         }
     }
 
-    /// Parses, renders and stores one message; returns once it is durably committed.
+    /// Parses, renders and stores one message; returns once it is durably committed. A
+    /// panic in parsing, rendering or storing is a failed delivery (`451 4.3.0`), not a
+    /// lost connection.
     pub fn deliver(
         &self,
         delivery: &Delivery,
         received_at: SystemTime,
     ) -> Result<MessageId, DeliveryError> {
-        let message = self.prepare(delivery, received_at);
-        let id = self.store.insert_message(&message).map_err(|error| {
+        let stored = catch_unwind(AssertUnwindSafe(|| {
+            let message = self.prepare(delivery, received_at);
+            self.store.insert_message(&message)
+        }))
+        .unwrap_or_else(|_| Err(StoreError::Database("panic while storing".into())));
+        let id = stored.map_err(|error| {
             log::error!("delivery for user={:?} failed: {error}", delivery.user);
             DeliveryError(error.to_string())
         })?;

@@ -57,6 +57,12 @@ pub struct ServerLimits {
     /// Connections over a cap on the implicit-TLS port that may be handshaking at once to be
     /// told `421`; beyond them a refused connection is closed without a word.
     pub max_refusals_in_flight: usize,
+    /// How long writing the `421` to a connection over a cap may take on the plaintext port
+    /// (a fresh socket takes it at once; this is a backstop).
+    pub refusal_write_timeout: Duration,
+    /// How long telling a connection over a cap `421` may take on the implicit-TLS port,
+    /// handshake included (and never longer than `tls_handshake_timeout`).
+    pub refusal_tls_timeout: Duration,
 }
 
 impl ServerLimits {
@@ -87,6 +93,8 @@ impl Default for ServerLimits {
             verifier_wait_timeout: Duration::from_secs(30),
             throttle: ThrottleConfig::default(),
             max_refusals_in_flight: 32,
+            refusal_write_timeout: Duration::from_secs(1),
+            refusal_tls_timeout: Duration::from_secs(5),
         }
     }
 }
