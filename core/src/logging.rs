@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::smtp::{Reply, TlsInfo};
+use crate::smtp::{CloseReason, Reply, TlsInfo};
 
 /// Why an AUTH did not succeed, as written in the `reason=` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,9 +43,9 @@ impl AuthFailure {
 /// How a connection ended, as written in the `outcome=` field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseOutcome {
-    /// The session closed it (QUIT, timeout, too many errors, shutdown `421`).
-    Closed,
-    /// The client closed its side first.
+    /// The session closed it, for this reason (`quit`, `timeout`, `shutdown`, …).
+    Closed(CloseReason),
+    /// The client closed its side, and the session had nothing left to say.
     PeerClosed,
     /// The TLS handshake failed or timed out.
     TlsFailed(String),
@@ -173,6 +173,21 @@ pub fn shutting_down(signal: &str) {
     log::info!("{signal} received: shutting down");
 }
 
+/// At warn level: the signal handler failed to deliver a signal (the server goes on).
+pub fn signals_failed(error: &dyn std::fmt::Display) {
+    log::warn!("reading signals failed: {error}");
+}
+
+/// At info level: systemd passed the listening sockets (socket activation).
+pub fn using_activated_sockets() {
+    log::info!("using the sockets passed by systemd; [listen] is ignored");
+}
+
+/// At error level: the system would not start a thread for a connection.
+pub fn no_thread_for(peer: SocketAddr, error: &dyn std::fmt::Display) {
+    log::error!("cannot start a thread for {peer}: {error}");
+}
+
 /// At warn level: connections the grace period did not see end are cut.
 pub fn aborting(open: usize) {
     log::warn!("{open} connections still open after the grace period are aborted");
@@ -225,7 +240,7 @@ pub fn format_closed(peer: SocketAddr, summary: &ConnectionSummary) -> String {
         summary.duration.as_millis()
     );
     match &summary.outcome {
-        CloseOutcome::Closed => line.push_str("closed"),
+        CloseOutcome::Closed(reason) => line.push_str(reason.as_str()),
         CloseOutcome::PeerClosed => line.push_str("peer_closed"),
         CloseOutcome::Aborted => line.push_str("aborted"),
         CloseOutcome::TlsFailed(why) => {
@@ -322,13 +337,13 @@ mod tests {
             user: Some("alice".into()),
             messages: 2,
             duration: Duration::from_millis(1234),
-            outcome: CloseOutcome::Closed,
+            outcome: CloseOutcome::Closed(CloseReason::Quit),
         };
         let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
         assert_eq!(
             format_closed(peer, &summary),
             "connection close peer=192.0.2.7:40000 tls=TLSv1.3 cipher=TLS13_AES_256_GCM_SHA384 \
-             user=alice messages=2 duration_ms=1234 outcome=closed"
+             user=alice messages=2 duration_ms=1234 outcome=quit"
         );
         let failed = ConnectionSummary {
             tls: None,

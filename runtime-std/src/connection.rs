@@ -12,9 +12,6 @@ use atacama_core::smtp::{AuthOutcome, AuthRequest, Channel, Event, TlsInfo};
 use crate::server::Shared;
 use crate::stream::{Stream, StreamError, TICK, timed_out};
 
-/// Bytes read at most per read; the session may ask for fewer.
-const READ_CHUNK: usize = 16 * 1024;
-
 /// Serves one accepted connection to its end and logs it; `permit` holds its place in the
 /// connection gate until then.
 pub fn serve(
@@ -62,7 +59,6 @@ enum Wake {
 
 impl Io<'_> {
     fn run(&mut self, conn: &mut Connection) -> CloseOutcome {
-        let mut buf = vec![0u8; READ_CHUNK];
         loop {
             while let Some(event) = conn.poll_event() {
                 if let Err(outcome) = self.act(conn, event) {
@@ -73,18 +69,11 @@ impl Io<'_> {
                 Ok(wait) => wait,
                 Err(outcome) => return outcome,
             };
-            let capacity = wait.capacity.min(buf.len());
-            let wake = self.wait(
-                buf.get_mut(..capacity).unwrap_or_default(),
-                wait.deadline,
-                wait.shutdown,
-            );
+            let wake = self.wait(wait.buf, wait.deadline, wait.shutdown);
             let now = Instant::now();
             match wake {
-                // Invariant: read returns at most the slice length, which is <= buf.len().
-                Wake::Read(Ok(n)) => conn.received(now, buf.get(..n).unwrap_or_default()),
-                Wake::Read(Err(error)) => {
-                    if let Err(outcome) = conn.read_failed(now, &error) {
+                Wake::Read(result) => {
+                    if let Err(outcome) = conn.read_finished(now, result) {
                         return outcome;
                     }
                 }

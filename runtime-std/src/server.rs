@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use atacama_core::config::Config;
 use atacama_core::logging;
 use atacama_core::policy::ConnectionPermit;
-use atacama_core::server::{self, ServerState, StartError};
+use atacama_core::server::{self, AfterSignal, ServerState, StartError};
 use atacama_core::smtp::{Reply, reply};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -108,35 +108,38 @@ impl Server {
         for address in bound {
             wake(address);
         }
-        shut_down(&shared);
-        let open = shared.state.gate.total();
-        if open > 0 {
-            logging::aborting(open);
+        let state = &shared.state;
+        drain(state, state.grace_deadline(Instant::now()));
+        if state.abort_open() > 0 {
+            // Connection threads see this within a tick, log their end, and let go.
+            shared.aborting.store(true, Ordering::Release);
+            drain(state, Instant::now() + server::STORE_CLOSE_WAIT);
         }
-        // Connection threads see this within a tick, close, and let go of the store.
-        shared.aborting.store(true, Ordering::Release);
-        server::drop_when_unshared(shared, server::STORE_CLOSE_WAIT);
-        logging::stopped();
+        server::close(shared, |shared| shared.state);
         Ok(())
     }
 }
 
-/// Handles SIGHUP (reload the certificate) until SIGTERM or SIGINT.
+/// Handles SIGHUP until SIGTERM or SIGINT.
 fn wait_for_stop(signals: &mut Signals, state: &ServerState) {
     for signal in signals.forever() {
-        match signal {
-            SIGHUP => state.reload_certificate(),
-            SIGTERM => return logging::shutting_down("SIGTERM"),
-            _ => return logging::shutting_down("SIGINT"),
+        let signal = match signal {
+            SIGHUP => server::Signal::Hangup,
+            SIGTERM => server::Signal::Terminate,
+            SIGINT => server::Signal::Interrupt,
+            // Not registered for any other.
+            _ => continue,
+        };
+        if state.on_signal(signal) == AfterSignal::ShutDown {
+            return;
         }
     }
 }
 
-/// Waits for open connections to end, at most the grace period.
-fn shut_down(shared: &Shared) {
-    let deadline = Instant::now() + shared.state.limits.shutdown_grace;
-    while shared.state.gate.total() > 0 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
+/// Waits for the open connections to end, until `until` at most.
+fn drain(state: &ServerState, until: Instant) {
+    while let Some(pause) = state.next_drain_check(Instant::now(), until) {
+        thread::sleep(pause);
     }
 }
 
@@ -160,9 +163,8 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, implicit_tls: bool)
         let (tcp, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
-                // Out of file descriptors, usually: back off instead of spinning.
                 logging::accept_failed(&error);
-                thread::sleep(Duration::from_millis(100));
+                thread::sleep(server::ACCEPT_BACKOFF);
                 continue;
             }
         };
@@ -171,12 +173,9 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, implicit_tls: bool)
         if let Err(error) = tcp.set_nodelay(true) {
             logging::nodelay_failed(peer, &error);
         }
-        match shared.state.gate.admit(peer.ip()) {
+        match shared.state.admit(peer) {
             Ok(permit) => start(shared, tcp, peer, implicit_tls, permit),
-            Err(reply) => {
-                logging::connection_refused(peer, &reply);
-                refuse(shared, tcp, peer, reply, implicit_tls);
-            }
+            Err(reply) => refuse(shared, tcp, peer, reply, implicit_tls),
         }
     }
 }
@@ -197,7 +196,7 @@ fn start(
         .spawn(move || connection::serve(&thread_shared, tcp, peer, implicit_tls, permit));
     if let Err(error) = started {
         // The closure, with its permit and socket, is gone; `spare` is the same socket.
-        log::error!("cannot start a thread for {peer}: {error}");
+        logging::no_thread_for(peer, &error);
         if let Ok(tcp) = spare {
             let reply = reply::too_many_connections(&shared.state.limits.hostname);
             refuse(shared, tcp, peer, reply, implicit_tls);
