@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use atacama_core::logging::CloseOutcome;
 use atacama_core::policy::ConnectionPermit;
-use atacama_core::server::{Accepted, Connection};
+use atacama_core::server::{Accepted, Connection, Submitted};
 use atacama_core::smtp::{
     AuthOutcome, AuthRequest, Channel, Delivery, DeliveryError, Event, MessageId, TlsInfo,
 };
@@ -201,12 +201,17 @@ impl Io {
         ticket.finish(&request, verdict, Instant::now())
     }
 
-    /// Process and commit durably, batched with other connections' messages.
+    /// Process and commit durably: batched by the committer, or on the blocking pool.
     async fn deliver(&self, delivery: Delivery) -> Result<MessageId, DeliveryError> {
-        self.shared
-            .committer
-            .deliver(delivery, SystemTime::now())
-            .await
+        match self
+            .shared
+            .state
+            .deliveries
+            .submit(delivery, SystemTime::now())
+        {
+            Submitted::Queued(pending) => pending.await,
+            Submitted::Direct(job) => smol::unblock(move || job.run()).await,
+        }
     }
 }
 

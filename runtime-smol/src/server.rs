@@ -1,10 +1,8 @@
 //! Listeners, the accept loops, signals and the shutdown sequence: the life of a server as
 //! `core::server` lays it out, on a smol executor.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,7 +20,6 @@ use smol::net::{TcpListener, TcpStream};
 use smol::stream::StreamExt as _;
 use smol::{Executor, Timer};
 
-use crate::commit::Committer;
 use crate::connection;
 use crate::stream::{handshake, timeout};
 
@@ -30,8 +27,6 @@ use crate::stream::{handshake, timeout};
 pub struct Shared {
     /// What both runtimes share: store, limits, certificate, gate, throttle.
     pub state: ServerState,
-    /// Stores deliveries, many per durable commit.
-    pub committer: Committer,
     /// Password checks running at once.
     pub verifiers: Arc<Semaphore>,
     /// Closed (never sent on) when the server stops: idle sessions answer `421 4.3.0`.
@@ -43,7 +38,6 @@ pub struct Shared {
 /// A bound server, ready to run.
 pub struct Server {
     shared: Arc<Shared>,
-    commit_loop: Pin<Box<dyn Future<Output = ()> + Send>>,
     stop: Sender<()>,
     abort: Sender<()>,
     signals: Signals,
@@ -63,17 +57,14 @@ impl Server {
         }
         let (stop, stopped) = smol::channel::bounded(1);
         let (abort, aborted) = smol::channel::bounded(1);
-        let (committer, commit_loop) = Committer::new(Arc::clone(&state.services));
         let shared = Shared {
             verifiers: Arc::new(Semaphore::new(state.limits.verifier_running.max(1))),
             state,
-            committer,
             stop: stopped,
             abort: aborted,
         };
         Ok(Server {
             shared: Arc::new(shared),
-            commit_loop: Box::pin(commit_loop),
             stop,
             abort,
             signals,
@@ -94,7 +85,6 @@ impl Server {
         let done = CloseOnDrop(done);
         let Server {
             shared,
-            commit_loop,
             stop,
             abort,
             mut signals,
@@ -111,8 +101,6 @@ impl Server {
                 scope.spawn(move || smol::block_on(executor.run(finished.recv())));
             }
             let main = async {
-                // Outlives the accept loops: transactions finishing after SIGTERM store too.
-                let committing = executor.spawn(commit_loop);
                 let mut accepting = Vec::new();
                 for (listener, implicit_tls) in listeners {
                     let task = accept_loop(
@@ -144,7 +132,6 @@ impl Server {
                     abort.close();
                     drain(state, Instant::now() + server::STORE_CLOSE_WAIT).await;
                 }
-                drop(committing);
             };
             smol::block_on(executor.run(main));
             drop(done);

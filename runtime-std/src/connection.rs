@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 
 use atacama_core::logging::CloseOutcome;
 use atacama_core::policy::ConnectionPermit;
-use atacama_core::server::{Accepted, Connection};
+use atacama_core::server::{Accepted, Connection, Submitted};
 use atacama_core::smtp::{AuthOutcome, AuthRequest, Channel, Event, TlsInfo};
 
 use crate::server::Shared;
@@ -98,8 +98,11 @@ impl Io<'_> {
                 conn.auth_result(Instant::now(), outcome)
             }
             Event::Deliver(delivery) => {
-                let services = &self.shared.state.services;
-                let result = services.deliver(&delivery, SystemTime::now());
+                let deliveries = &self.shared.state.deliveries;
+                let result = match deliveries.submit(delivery, SystemTime::now()) {
+                    Submitted::Queued(pending) => pending.wait(),
+                    Submitted::Direct(job) => job.run(),
+                };
                 conn.delivery_result(Instant::now(), result)
             }
             Event::Close => {

@@ -222,16 +222,30 @@ fn a1_auth_on_plaintext_gets_538(binary: Binary) {
 }
 
 fn fifty_concurrent_clients_each_store_four_messages_exactly_once(binary: Binary) {
-    const CLIENTS: usize = 50;
-    const MESSAGES: usize = 4;
+    concurrent_clients_store_each_message_once(binary, Settings::default(), 50, 4);
+}
+
+fn without_group_commit_concurrent_messages_are_each_stored_once(binary: Binary) {
+    let settings = Settings::default().limit("group_commit", false);
+    concurrent_clients_store_each_message_once(binary, settings, 10, 3);
+}
+
+/// `clients` clients at once, half on each port, each sending `messages` messages: every
+/// message is stored exactly once.
+fn concurrent_clients_store_each_message_once(
+    binary: Binary,
+    settings: Settings,
+    clients: usize,
+    messages: usize,
+) {
     let server = server_with(
         binary,
-        Settings::default().limit("max_connections_per_ip", CLIENTS * 2),
+        settings.limit("max_connections_per_ip", clients * 2),
     );
     let started = Instant::now();
     std::thread::scope(|scope| {
         let server = &server;
-        let handles: Vec<_> = (0..CLIENTS)
+        let handles: Vec<_> = (0..clients)
             .map(|client| {
                 scope.spawn(move || {
                     // Half the clients on each port.
@@ -240,7 +254,7 @@ fn fifty_concurrent_clients_each_store_four_messages_exactly_once(binary: Binary
                     } else {
                         implicit_mailer(server, "s3cret", Mechanism::Login)
                     };
-                    for n in 0..MESSAGES {
+                    for n in 0..messages {
                         let subject = format!("client {client} message {n}");
                         mailer
                             .send(&email(&subject, "load\r\n"))
@@ -257,17 +271,17 @@ fn fifty_concurrent_clients_each_store_four_messages_exactly_once(binary: Binary
     let subjects = stored_subjects(&server);
     assert_eq!(
         subjects.len(),
-        CLIENTS * MESSAGES,
+        clients * messages,
         "stored exactly once each"
     );
     let unique: BTreeSet<&String> = subjects.iter().collect();
-    let expected: BTreeSet<String> = (0..CLIENTS)
-        .flat_map(|c| (0..MESSAGES).map(move |n| format!("client {c} message {n}")))
+    let expected: BTreeSet<String> = (0..clients)
+        .flat_map(|c| (0..messages).map(move |n| format!("client {c} message {n}")))
         .collect();
     assert_eq!(unique, expected.iter().collect());
     eprintln!(
-        "{} messages over {CLIENTS} clients in {elapsed:?}",
-        CLIENTS * MESSAGES
+        "{} messages over {clients} clients in {elapsed:?}",
+        clients * messages
     );
 }
 
@@ -661,6 +675,7 @@ end_to_end!(
     wrong_password_gets_535_and_one_log_line,
     a1_auth_on_plaintext_gets_538,
     fifty_concurrent_clients_each_store_four_messages_exactly_once,
+    without_group_commit_concurrent_messages_are_each_stored_once,
     r3_per_ip_connection_cap_gets_421,
     r4_global_connection_cap_gets_421,
     r1_idle_client_gets_421_after_the_command_timeout,

@@ -18,6 +18,8 @@
 //! server::close(shared, |shared| shared.state);      // store closed, `stopped`
 //! ```
 
+pub mod commit;
+mod completion;
 mod connection;
 
 use std::fmt;
@@ -25,6 +27,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use commit::{Deliveries, Submitted};
 pub use connection::{Accepted, Connection, FIRST_READ_CHUNK, READ_CHUNK, Wait};
 
 use crate::config::Config;
@@ -53,6 +56,8 @@ pub struct ServerState {
     /// The store and the work behind the session's requests; an `Arc` so that a runtime
     /// can hand it to a blocking pool.
     pub services: Arc<Services>,
+    /// Where `Event::Deliver` goes: the committer, or the runtime's own blocking work.
+    pub deliveries: Deliveries,
     /// The settings of every session.
     pub session: SessionConfig,
     /// Limits around sessions.
@@ -121,6 +126,8 @@ pub enum StartError {
     },
     /// systemd passed sockets that cannot be used.
     Activation(ActivationError),
+    /// The committer thread could not be started.
+    Committer(String),
 }
 
 impl fmt::Display for StartError {
@@ -132,6 +139,9 @@ impl fmt::Display for StartError {
                 write!(f, "cannot listen on {address}: {problem}")
             }
             StartError::Activation(error) => error.fmt(f),
+            StartError::Committer(problem) => {
+                write!(f, "cannot start the committer thread: {problem}")
+            }
         }
     }
 }
@@ -153,10 +163,13 @@ impl ServerState {
     /// Loads (or generates) the certificate and opens the store; binds nothing.
     pub fn open(config: &Config) -> Result<ServerState, StartError> {
         let tls = ReloadableTls::new(TlsSource::from_config(config)).map_err(StartError::Tls)?;
-        let services = Services::open(config).map_err(StartError::Store)?;
+        let services = Arc::new(Services::open(config).map_err(StartError::Store)?);
+        let deliveries = Deliveries::new(Arc::clone(&services), config.limits.group_commit)
+            .map_err(|e| StartError::Committer(e.to_string()))?;
         let limits = ServerLimits::from_config(config);
         Ok(ServerState {
-            services: Arc::new(services),
+            services,
+            deliveries,
             session: config.session_config(),
             gate: Gate::new(
                 limits.hostname.clone(),
@@ -323,7 +336,13 @@ pub fn close<T>(shared: Arc<T>, state: impl FnOnce(T) -> ServerState) {
     let deadline = Instant::now() + STORE_CLOSE_WAIT;
     match unwrap_by(shared, deadline) {
         Some(shared) => {
-            let ServerState { services, .. } = state(shared);
+            let ServerState {
+                services,
+                deliveries,
+                ..
+            } = state(shared);
+            // The committer stores what is queued, ends, and lets go of the store.
+            drop(deliveries);
             if unwrap_by(services, deadline).is_none() {
                 logging::store_still_in_use();
             }
