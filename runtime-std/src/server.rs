@@ -1,5 +1,5 @@
 //! Listeners, one accept thread each, one thread per admitted connection, signals and the
-//! shutdown sequence.
+//! shutdown sequence: the life of a server as `core::server` lays it out, on threads.
 //!
 //! Threads are bounded by the connection gate: a thread is started only for a connection
 //! the gate admitted, and a refused one gets its `421` from the accept thread (or, on the
@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 use atacama_core::config::Config;
 use atacama_core::logging;
 use atacama_core::policy::ConnectionPermit;
-use atacama_core::server::{self, AfterSignal, ServerState, StartError};
+use atacama_core::server::{self, AfterSignal, ServerState};
 use atacama_core::smtp::{Reply, reply};
+use atacama_core::systemd;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::connection;
 use crate::semaphore::Semaphore;
-use crate::stream::Stream;
+use crate::stream::{Stream, TICK};
 
 /// What every connection shares.
 pub struct Shared {
@@ -56,20 +57,15 @@ pub struct Server {
 
 impl Server {
     /// Takes over the signals, opens the store, loads (or generates) the certificate and
-    /// binds every listener; nothing is accepted yet.
+    /// binds every listener (or takes those systemd passed); nothing is accepted yet.
     pub fn bind(config: &Config) -> Result<Server, Box<dyn std::error::Error>> {
         // Signals first: a SIGTERM that arrives once the ports answer must stop us cleanly.
         let signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         let state = ServerState::open(config)?;
-        let mut listeners = Vec::new();
-        for listener in server::listeners(config) {
-            let address = listener.address;
-            let bound = TcpListener::bind(address).map_err(|e| StartError::Listen {
-                address,
-                problem: e.to_string(),
-            })?;
-            listeners.push((bound, listener.implicit_tls));
-        }
+        let listeners = server::bind(config)?
+            .into_iter()
+            .map(|bound| (bound.socket, bound.implicit_tls))
+            .collect();
         let shared = Shared {
             verifiers: Semaphore::new(state.limits.verifier_running),
             state,
@@ -91,21 +87,27 @@ impl Server {
             mut signals,
             listeners,
         } = self;
-        let mut bound = Vec::new();
+        let mut listening = Vec::new();
         for (listener, implicit_tls) in listeners {
             let address = listener.local_addr()?;
-            logging::listening(address, implicit_tls);
             let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name(format!("accept {address}"))
                 .spawn(move || accept_loop(&shared, &listener, implicit_tls))?;
-            bound.push(address);
+            listening.push((address, implicit_tls));
+        }
+        server::ready(&listening);
+        if let Some(interval) = systemd::watchdog_interval() {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("watchdog".into())
+                .spawn(move || watchdog(&shared, interval))?;
         }
         wait_for_stop(&mut signals, &shared.state);
         shared.stopping.store(true, Ordering::Release);
         // Each accept thread sees the flag once its accept returns; it then drops the
         // listener, so new connections are refused.
-        for address in bound {
+        for &(address, _) in &listening {
             wake(address);
         }
         let state = &shared.state;
@@ -133,6 +135,21 @@ fn wait_for_stop(signals: &mut Signals, state: &ServerState) {
         if state.on_signal(signal) == AfterSignal::ShutDown {
             return;
         }
+    }
+}
+
+/// Tells systemd the server is alive every `interval`, until it stops. The accept and
+/// connection threads block on their sockets and cannot ping, and there is no executor to
+/// get stuck: a thread of its own pings.
+fn watchdog(shared: &Shared, interval: Duration) {
+    let mut next = Instant::now();
+    while !shared.is_stopping() {
+        if Instant::now() >= next {
+            systemd::watchdog();
+            next = Instant::now() + interval;
+        }
+        // A stop is seen within a tick, so that this thread lets go of the state in time.
+        thread::sleep(TICK.min(interval));
     }
 }
 

@@ -686,18 +686,6 @@ end_to_end!(
     s1_lf_dot_crlf_is_content_never_two_messages,
     a13_failed_logins_across_connections_are_throttled_with_454,
     r6_login_storm_does_not_stall_mail,
+    systemd_hears_ready_watchdog_and_stopping,
+    systemd_socket_activation_serves_the_passed_sockets,
 );
-
-// systemd readiness and socket activation exist in atacama-mail only so far; issue 7 brings
-// them to atacama-mail-std, and these two then join the list above.
-mod smol_systemd {
-    #[test]
-    fn systemd_hears_ready_watchdog_and_stopping() {
-        super::systemd_hears_ready_watchdog_and_stopping(atacama_tests::Binary::Smol)
-    }
-
-    #[test]
-    fn systemd_socket_activation_serves_the_passed_sockets() {
-        super::systemd_socket_activation_serves_the_passed_sockets(atacama_tests::Binary::Smol)
-    }
-}
