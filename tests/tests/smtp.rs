@@ -202,6 +202,37 @@ fn wrong_password_gets_535_and_one_log_line(binary: Binary) {
     );
 }
 
+fn under_journald_lines_start_with_the_syslog_priority_and_carry_no_timestamp(binary: Binary) {
+    // What systemd sets for a service whose stderr goes to the journal (device:inode).
+    let server = server_with(binary, Settings::default().env("JOURNAL_STREAM", "1:1"));
+    implicit_mailer(&server, "wrong", Mechanism::Plain)
+        .send(&email("never", "x\r\n"))
+        .expect_err("a wrong password is refused");
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<6>") && l.contains("] listening on ")),
+        "{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<4>") && l.contains("] auth failure user=alice ")),
+        "{log}"
+    );
+    for line in lines {
+        let priority = line.get(..3).unwrap_or_default();
+        assert!(
+            ["<3>", "<4>", "<6>", "<7>"].contains(&priority),
+            "no priority: {line}"
+        );
+        // `<6>[target] message`: no timestamp, no level name.
+        assert!(line[3..].starts_with('['), "{line}");
+    }
+}
+
 fn a1_auth_on_plaintext_gets_538(binary: Binary) {
     let server = server_with(binary, Settings::default());
     let mut c = Client::connect(server.submission).expect("connect");
@@ -673,6 +704,7 @@ end_to_end!(
     starttls_auth_plain_message_reads_back_exactly,
     implicit_tls_auth_login_message_is_stored,
     wrong_password_gets_535_and_one_log_line,
+    under_journald_lines_start_with_the_syslog_priority_and_carry_no_timestamp,
     a1_auth_on_plaintext_gets_538,
     fifty_concurrent_clients_each_store_four_messages_exactly_once,
     without_group_commit_concurrent_messages_are_each_stored_once,
