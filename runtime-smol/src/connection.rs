@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use atacama_core::logging::CloseOutcome;
 use atacama_core::policy::ConnectionPermit;
-use atacama_core::server::{Accepted, Connection, Submitted};
+use atacama_core::server::{Accepted, Connection, Submitted, Wait, Wake};
 use atacama_core::smtp::{
     AuthOutcome, AuthRequest, Channel, Delivery, DeliveryError, Event, MessageId, TlsInfo,
 };
@@ -63,13 +63,6 @@ struct Io {
     peer: SocketAddr,
 }
 
-/// What ended a wait.
-enum Wake {
-    Read(std::io::Result<usize>),
-    Deadline,
-    Shutdown,
-}
-
 impl Io {
     async fn run(&mut self, conn: &mut Connection) -> CloseOutcome {
         let write_timeout = self.shared.state.limits.write_timeout;
@@ -87,16 +80,9 @@ impl Io {
                 Ok(wait) => wait,
                 Err(outcome) => return outcome,
             };
-            let wake = self.wait(wait.buf, wait.deadline, wait.shutdown).await;
-            let now = Instant::now();
-            match wake {
-                Wake::Read(result) => {
-                    if let Err(outcome) = conn.read_finished(now, result) {
-                        return outcome;
-                    }
-                }
-                Wake::Deadline => conn.handle_timeout(now),
-                Wake::Shutdown => conn.shutdown(now),
+            let wake = self.wait(wait).await;
+            if let Err(outcome) = conn.woke(Instant::now(), wake) {
+                return outcome;
             }
         }
     }
@@ -137,22 +123,17 @@ impl Io {
     }
 
     /// Waits for ONE thing: bytes from the client, the session's deadline, or shutdown.
-    async fn wait(
-        &mut self,
-        buf: &mut [u8],
-        deadline: Option<Instant>,
-        watch_shutdown: bool,
-    ) -> Wake {
+    async fn wait(&mut self, wait: Wait<'_>) -> Wake {
         let stop = self.shared.stop.clone();
         let read = async {
-            if buf.is_empty() {
+            if wait.buf.is_empty() {
                 // The session takes no input now; only its deadline or shutdown can help.
                 std::future::pending::<()>().await;
             }
-            Wake::Read(self.stream.read(buf).await)
+            Wake::Read(self.stream.read(wait.buf).await)
         };
         let timer = async {
-            match deadline {
+            match wait.deadline {
                 Some(at) => {
                     Timer::at(at).await;
                 }
@@ -161,7 +142,7 @@ impl Io {
             Wake::Deadline
         };
         let shutdown = async {
-            if watch_shutdown {
+            if wait.shutdown {
                 // The channel is never sent on: closing it is the broadcast.
                 let _ = stop.recv().await;
                 Wake::Shutdown

@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 
 use atacama_core::logging::CloseOutcome;
 use atacama_core::policy::ConnectionPermit;
-use atacama_core::server::{Accepted, Connection, Submitted};
+use atacama_core::server::{Accepted, Connection, Submitted, Wait, Wake};
 use atacama_core::smtp::{AuthOutcome, AuthRequest, Channel, Event, TlsInfo};
 
 use crate::server::Shared;
@@ -48,15 +48,6 @@ struct Io<'a> {
     peer: SocketAddr,
 }
 
-/// What ended a wait.
-enum Wake {
-    Read(std::io::Result<usize>),
-    Deadline,
-    Shutdown,
-    /// The shutdown grace period is over.
-    Abort,
-}
-
 impl Io<'_> {
     fn run(&mut self, conn: &mut Connection) -> CloseOutcome {
         loop {
@@ -69,17 +60,9 @@ impl Io<'_> {
                 Ok(wait) => wait,
                 Err(outcome) => return outcome,
             };
-            let wake = self.wait(wait.buf, wait.deadline, wait.shutdown);
-            let now = Instant::now();
-            match wake {
-                Wake::Read(result) => {
-                    if let Err(outcome) = conn.read_finished(now, result) {
-                        return outcome;
-                    }
-                }
-                Wake::Deadline => conn.handle_timeout(now),
-                Wake::Shutdown => conn.shutdown(now),
-                Wake::Abort => return CloseOutcome::Aborted,
+            let wake = self.wait(wait);
+            if let Err(outcome) = conn.woke(Instant::now(), wake) {
+                return outcome;
             }
         }
     }
@@ -114,27 +97,27 @@ impl Io<'_> {
 
     /// Waits for ONE thing: bytes from the client, the session's deadline, or shutdown.
     /// Each blocking read lasts at most a [`TICK`], so that a stop is seen soon.
-    fn wait(&mut self, buf: &mut [u8], deadline: Option<Instant>, watch_shutdown: bool) -> Wake {
+    fn wait(&mut self, wait: Wait<'_>) -> Wake {
         loop {
             if self.shared.is_aborting() {
                 return Wake::Abort;
             }
-            if watch_shutdown && self.shared.is_stopping() {
+            if wait.shutdown && self.shared.is_stopping() {
                 return Wake::Shutdown;
             }
-            let left = match deadline {
+            let left = match wait.deadline {
                 Some(at) => match at.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => left.min(TICK),
                     _ => return Wake::Deadline,
                 },
                 None => TICK,
             };
-            if buf.is_empty() {
+            if wait.buf.is_empty() {
                 // The session takes no input now; only its deadline or shutdown can help.
                 std::thread::sleep(left);
                 continue;
             }
-            match self.stream.read(buf, left) {
+            match self.stream.read(wait.buf, left) {
                 Err(error) if timed_out(&error) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
                 result => return Wake::Read(result),

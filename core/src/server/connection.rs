@@ -10,8 +10,9 @@
 //! let outcome = loop {
 //!     while let Some(event) = conn.poll_event() { act; completions go to conn }
 //!     let wait = match conn.wait() { Ok(wait) => wait, Err(outcome) => break outcome };
-//!     // ONE of: a read into wait.buf, wait.deadline, the stop (if wait.shutdown)
-//!     conn.read_finished(now, result)? | conn.handle_timeout(now) | conn.shutdown(now)
+//!     // ONE of: a read into wait.buf, wait.deadline, the stop (if wait.shutdown), the abort
+//!     let wake: Wake = …;
+//!     if let Err(outcome) = conn.woke(now, wake) { break outcome }
 //! };
 //! conn.close(outcome, now);                                        // `connection close`
 //! ```
@@ -60,10 +61,24 @@ pub struct Connection {
 pub struct Wait<'a> {
     /// Read at most this many bytes, into here; empty means do not read at all now.
     pub buf: &'a mut [u8],
-    /// When to call [`Connection::handle_timeout`]; `None`: no deadline.
+    /// When the deadline passes ([`Wake::Deadline`]); `None`: no deadline.
     pub deadline: Option<Instant>,
-    /// Whether the server stopping should wake the connection (then [`Connection::shutdown`]).
+    /// Whether the server stopping should wake the connection ([`Wake::Shutdown`]).
     pub shutdown: bool,
+}
+
+/// What ended a runtime's wait; [`Connection::woke`] turns it into session input.
+#[derive(Debug)]
+pub enum Wake {
+    /// A read into [`Wait::buf`] ended: `Ok(0)` is the client's FIN, `Ok(n)` the first `n`
+    /// bytes of the buffer.
+    Read(io::Result<usize>),
+    /// [`Wait::deadline`] passed.
+    Deadline,
+    /// The server is stopping (watched only while [`Wait::shutdown`] says so).
+    Shutdown,
+    /// The shutdown grace period is over: the connection ends now.
+    Abort,
 }
 
 impl Accepted {
@@ -126,41 +141,23 @@ impl Connection {
         })
     }
 
-    /// A read into [`Wait::buf`] ended: `Ok(0)` is the client's FIN, `Ok(n)` the first `n`
-    /// bytes of the buffer. A TLS connection that ends without close_notify
-    /// (`UnexpectedEof`) is still the client's close: many clients hang up that way, and SMTP
-    /// needs no truncation protection, as nothing counts before its CR LF or its
-    /// CR LF . CR LF. Any other error ends the connection.
-    pub fn read_finished(
-        &mut self,
-        now: Instant,
-        result: io::Result<usize>,
-    ) -> Result<(), CloseOutcome> {
-        match result {
-            Ok(0) => self.peer_closed(now),
-            Ok(n) => {
-                // Invariant: the read went into `wait().buf`, so n <= buf.len().
-                self.session
-                    .receive(now, self.buf.get(..n).unwrap_or_default());
-                if n == self.buf.len() && n < READ_CHUNK {
-                    self.buf.resize(READ_CHUNK, 0);
-                }
+    /// Feeds what ended the wait to the session. `Err` ends the connection with that
+    /// outcome: a read error, or the abort.
+    ///
+    /// A TLS connection that ends without close_notify (a read's `UnexpectedEof`) is still
+    /// the client's close: many clients hang up that way, and SMTP needs no truncation
+    /// protection, as nothing counts before its CR LF or its CR LF . CR LF.
+    pub fn woke(&mut self, now: Instant, wake: Wake) -> Result<(), CloseOutcome> {
+        match wake {
+            Wake::Read(result) => return self.read_finished(now, result),
+            Wake::Deadline => self.session.handle_timeout(now),
+            Wake::Shutdown => {
+                self.shutdown_seen = true;
+                self.session.shutdown(now);
             }
-            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => self.peer_closed(now),
-            Err(error) => return Err(CloseOutcome::IoError(error.to_string())),
+            Wake::Abort => return Err(CloseOutcome::Aborted),
         }
         Ok(())
-    }
-
-    /// The wait's deadline passed.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.session.handle_timeout(now);
-    }
-
-    /// The server is stopping: idle sessions answer `421 4.3.0`, transactions go on.
-    pub fn shutdown(&mut self, now: Instant) {
-        self.shutdown_seen = true;
-        self.session.shutdown(now);
     }
 
     /// The handshake asked for by [`Event::StartTls`] succeeded.
@@ -208,6 +205,28 @@ impl Connection {
             outcome,
         };
         logging::connection_closed(self.peer, &summary);
+    }
+
+    fn read_finished(
+        &mut self,
+        now: Instant,
+        result: io::Result<usize>,
+    ) -> Result<(), CloseOutcome> {
+        match result {
+            Ok(0) => self.peer_closed(now),
+            Ok(n) => {
+                // Invariant: the read went into `wait().buf`, so n <= buf.len().
+                self.session
+                    .receive(now, self.buf.get(..n).unwrap_or_default());
+                if n == self.buf.len() && n < READ_CHUNK {
+                    // A full read: the client is sending a message, not a command.
+                    self.buf.resize(READ_CHUNK, 0);
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => self.peer_closed(now),
+            Err(error) => return Err(CloseOutcome::IoError(error.to_string())),
+        }
+        Ok(())
     }
 
     fn peer_closed(&mut self, now: Instant) {
@@ -259,7 +278,7 @@ mod tests {
             let n = rest.len().min(wait.buf.len());
             wait.buf[..n].copy_from_slice(&rest[..n]);
             rest = &rest[n..];
-            conn.read_finished(now, Ok(n)).unwrap();
+            conn.woke(now, Wake::Read(Ok(n))).unwrap();
         }
     }
 
@@ -276,7 +295,7 @@ mod tests {
         );
         assert!(wait.shutdown);
         client(&mut conn, now, b"NOOP\r\n");
-        conn.read_finished(now, Ok(0)).unwrap();
+        conn.woke(now, Wake::Read(Ok(0))).unwrap();
         let (out, closed) = drain(&mut conn);
         assert_eq!(
             out, "250 2.0.0 Ok\r\n",
@@ -297,7 +316,7 @@ mod tests {
         let mut conn = connection(now);
         drain(&mut conn);
         let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "no close_notify");
-        assert_eq!(conn.read_finished(now, Err(eof)), Ok(()));
+        assert!(conn.woke(now, Wake::Read(Err(eof))).is_ok());
         let (_, closed) = drain(&mut conn);
         assert!(closed);
         assert_eq!(
@@ -306,7 +325,7 @@ mod tests {
         );
         let reset = io::Error::from(io::ErrorKind::ConnectionReset);
         assert!(matches!(
-            conn.read_finished(now, Err(reset)),
+            conn.woke(now, Wake::Read(Err(reset))),
             Err(CloseOutcome::IoError(_))
         ));
         conn.close(CloseOutcome::PeerClosed, now);
@@ -330,7 +349,7 @@ mod tests {
         let now = Instant::now();
         let mut conn = connection(now);
         drain(&mut conn);
-        conn.shutdown(now);
+        conn.woke(now, Wake::Shutdown).unwrap();
         assert!(!conn.wait().unwrap().shutdown);
         let (out, closed) = drain(&mut conn);
         assert!(out.starts_with("421 4.3.0"), "{out}");
@@ -343,12 +362,22 @@ mod tests {
     }
 
     #[test]
+    fn the_abort_ends_the_connection_as_aborted() {
+        let now = Instant::now();
+        let mut conn = connection(now);
+        drain(&mut conn);
+        assert_eq!(conn.woke(now, Wake::Abort), Err(CloseOutcome::Aborted));
+        conn.close(CloseOutcome::Aborted, now);
+    }
+
+    #[test]
     fn the_deadline_times_out_the_session() {
         let now = Instant::now();
         let mut conn = connection(now);
         drain(&mut conn);
         let deadline = conn.wait().unwrap().deadline.unwrap();
-        conn.handle_timeout(deadline + Duration::from_millis(1));
+        let late = deadline + Duration::from_millis(1);
+        conn.woke(late, Wake::Deadline).unwrap();
         let (out, closed) = drain(&mut conn);
         assert!(out.starts_with("421 4.4.2"), "{out}");
         assert!(closed);

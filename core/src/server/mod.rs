@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use commit::{Deliveries, Submitted};
-pub use connection::{Accepted, Connection, FIRST_READ_CHUNK, READ_CHUNK, Wait};
+pub use connection::{Accepted, Connection, FIRST_READ_CHUNK, READ_CHUNK, Wait, Wake};
 
 use crate::config::Config;
 use crate::logging;
