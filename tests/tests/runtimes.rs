@@ -73,6 +73,30 @@ fn a_transaction_that_outlives_the_grace_period_is_cut_and_the_server_exits_0(bi
     let took = signalled.elapsed();
     assert_eq!(status.code(), Some(0), "{}", server.log());
     assert!(took < Duration::from_secs(12), "{took:?}");
+    // The cut connection still logs its end, and the store is closed before `stopped`.
+    let log = server.log();
+    let tail: Vec<&str> = log
+        .lines()
+        .skip_while(|l| !l.contains("SIGTERM received: shutting down"))
+        .filter_map(|l| l.split_once("] ").map(|(_, message)| message))
+        .collect();
+    assert_eq!(
+        tail.first().copied(),
+        Some("SIGTERM received: shutting down"),
+        "{log}"
+    );
+    assert!(
+        tail.contains(&"1 connections still open after the grace period are aborted"),
+        "{log}"
+    );
+    assert!(
+        tail.iter().any(|l| l.starts_with("connection close ")
+            && l.contains(" user=alice ")
+            && l.ends_with(" outcome=aborted")),
+        "{log}"
+    );
+    assert_eq!(tail.last().copied(), Some("stopped"), "{log}");
+    assert!(!log.contains("store still in use"), "{log}");
     // Nothing half-received was stored, and the store opens cleanly afterwards.
     let run = server.cli(&["messages", "list", "--json"], None).success();
     assert_eq!(run.stdout_text().trim(), "[]");
