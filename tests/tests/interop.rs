@@ -31,6 +31,24 @@ struct Expected<'a> {
     mechanism: &'a str,
 }
 
+/// Which of the two ports a client uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    /// 587: plaintext, then STARTTLS.
+    StartTls,
+    /// 465: TLS from the first byte.
+    Implicit,
+}
+
+impl Tls {
+    fn port(self, server: &Server) -> String {
+        match self {
+            Tls::StartTls => server.submission.port().to_string(),
+            Tls::Implicit => server.submissions.port().to_string(),
+        }
+    }
+}
+
 /// A server with user alice / s3cret (bcrypt cost 4, from the harness).
 fn server(binary: Binary) -> Server {
     let server = Server::start(binary);
@@ -142,10 +160,6 @@ fn write_message(server: &Server, name: &str, lines: &[&str]) -> PathBuf {
     path
 }
 
-fn port(addr: std::net::SocketAddr) -> String {
-    addr.port().to_string()
-}
-
 // --- swaks ------------------------------------------------------------------------------------
 
 const SWAKS_PACKAGES: &str = "swaks libnet-ssleay-perl libauthen-sasl-perl";
@@ -164,7 +178,7 @@ fn swaks_starttls_auth_plain(binary: Binary) {
         "--server",
         "127.0.0.1",
         "--port",
-        &port(server.submission),
+        &Tls::StartTls.port(&server),
         "--tls",
         "--auth",
         "PLAIN",
@@ -223,7 +237,7 @@ fn swaks_implicit_tls_auth_login(binary: Binary) {
         "--server",
         "127.0.0.1",
         "--port",
-        &port(server.submissions),
+        &Tls::Implicit.port(&server),
         "--tls-on-connect",
         "--auth",
         "LOGIN",
@@ -255,10 +269,11 @@ fn swaks_implicit_tls_auth_login(binary: Binary) {
 // --- msmtp ------------------------------------------------------------------------------------
 
 /// msmtp with no configuration file of its own, checking the server's certificate.
-fn msmtp(server: &Server, tls: &str, auth: &str, password: &str, message: &[u8]) -> ToolRun {
-    let (port, starttls) = match tls {
-        "starttls" => (port(server.submission), "on"),
-        _ => (port(server.submissions), "off"),
+fn msmtp(server: &Server, tls: Tls, auth: &str, password: &str, message: &[u8]) -> ToolRun {
+    let port = tls.port(server);
+    let starttls = match tls {
+        Tls::StartTls => "on",
+        Tls::Implicit => "off",
     };
     let mut command = Command::new(tools::require("msmtp", "msmtp"));
     command.args([
@@ -284,7 +299,7 @@ const MSMTP_MESSAGE: &[u8] = b"From: Alice <alice@example.org>\r\nTo: bob@exampl
 
 fn msmtp_starttls_auth_plain(binary: Binary) {
     let server = server(binary);
-    msmtp(&server, "starttls", "plain", "s3cret", MSMTP_MESSAGE).success("msmtp STARTTLS");
+    msmtp(&server, Tls::StartTls, "plain", "s3cret", MSMTP_MESSAGE).success("msmtp STARTTLS");
     assert_stored(
         &server,
         &Expected {
@@ -300,7 +315,7 @@ fn msmtp_starttls_auth_plain(binary: Binary) {
 
 fn msmtp_implicit_tls_auth_login(binary: Binary) {
     let server = server(binary);
-    msmtp(&server, "implicit", "login", "s3cret", MSMTP_MESSAGE).success("msmtp implicit TLS");
+    msmtp(&server, Tls::Implicit, "login", "s3cret", MSMTP_MESSAGE).success("msmtp implicit TLS");
     assert_stored(
         &server,
         &Expected {
@@ -316,7 +331,7 @@ fn msmtp_implicit_tls_auth_login(binary: Binary) {
 
 fn msmtp_wrong_password_exits_77_with_535(binary: Binary) {
     let server = server(binary);
-    let run = msmtp(&server, "starttls", "plain", "Wr0ngPass", MSMTP_MESSAGE);
+    let run = msmtp(&server, Tls::StartTls, "plain", "Wr0ngPass", MSMTP_MESSAGE);
     // sysexits EX_NOPERM: msmtp's "authentication failed".
     assert_eq!(run.code, Some(77), "{run:?}");
     assert!(
@@ -457,13 +472,13 @@ except smtplib.SMTPAuthenticationError as e:
     sys.exit(3)
 "#;
 
-fn smtplib(server: &Server, mode: &str, password: &str) -> ToolRun {
-    let port = match mode {
-        "starttls" => port(server.submission),
-        _ => port(server.submissions),
+fn smtplib(server: &Server, tls: Tls, password: &str) -> ToolRun {
+    let mode = match tls {
+        Tls::StartTls => "starttls",
+        Tls::Implicit => "ssl",
     };
     let mut command = Command::new(tools::require("python3", "python3"));
-    command.args(["-c", SMTPLIB_SCRIPT, mode, &port]);
+    command.args(["-c", SMTPLIB_SCRIPT, mode, &tls.port(server)]);
     command.arg(cert_file(server)).arg(password);
     tools::run(command, None)
 }
@@ -480,21 +495,21 @@ const SMTPLIB_EXPECTED: Expected<'static> = Expected {
 
 fn smtplib_starttls_login(binary: Binary) {
     let server = server(binary);
-    let run = smtplib(&server, "starttls", "s3cret").success("smtplib starttls + login");
+    let run = smtplib(&server, Tls::StartTls, "s3cret").success("smtplib starttls + login");
     assert_eq!(run.stdout.trim(), "sent, refused: {}");
     assert_stored(&server, &SMTPLIB_EXPECTED);
 }
 
 fn smtplib_smtp_ssl_login(binary: Binary) {
     let server = server(binary);
-    let run = smtplib(&server, "ssl", "s3cret").success("smtplib SMTP_SSL + login");
+    let run = smtplib(&server, Tls::Implicit, "s3cret").success("smtplib SMTP_SSL + login");
     assert_eq!(run.stdout.trim(), "sent, refused: {}");
     assert_stored(&server, &SMTPLIB_EXPECTED);
 }
 
 fn smtplib_wrong_password_raises_535(binary: Binary) {
     let server = server(binary);
-    let run = smtplib(&server, "ssl", "Wr0ngPass");
+    let run = smtplib(&server, Tls::Implicit, "Wr0ngPass");
     assert_eq!(run.code, Some(3), "{run:?}");
     assert_eq!(
         run.stdout.trim(),
