@@ -8,8 +8,9 @@
 //! Shared by both runtimes: `policy` (connection gate, login throttle, verifier queue: pure
 //! bookkeeping), `logging` (the wording of every log line), `tls` (cargo feature `tls`:
 //! rustls server configs, self-signed generation, reload), `systemd` (cargo feature
-//! `systemd`: readiness, watchdog, socket activation), and `server` (features `store` and
-//! `tls`: the state every connection shares and the bookkeeping of one connection's loop).
+//! `systemd`: readiness, watchdog, socket activation), and `server` (features `store`, `tls`
+//! and `systemd`: the state every connection shares, the life of a server, and the
+//! bookkeeping of one connection's loop).
 
 #[cfg(feature = "store")]
 pub mod cli;
@@ -19,7 +20,7 @@ pub mod markup;
 pub mod message;
 pub mod policy;
 pub mod sasl;
-#[cfg(all(feature = "store", feature = "tls"))]
+#[cfg(all(feature = "store", feature = "tls", feature = "systemd"))]
 pub mod server;
 #[cfg(feature = "store")]
 pub mod service;

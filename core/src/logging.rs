@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::smtp::{Reply, TlsInfo};
+use crate::smtp::{CloseReason, Reply, TlsInfo};
 
 /// Why an AUTH did not succeed, as written in the `reason=` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,9 +43,9 @@ impl AuthFailure {
 /// How a connection ended, as written in the `outcome=` field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseOutcome {
-    /// The session closed it (QUIT, timeout, too many errors, shutdown `421`).
-    Closed,
-    /// The client closed its side first.
+    /// The session closed it, for this reason (`quit`, `timeout`, `shutdown`, …).
+    Closed(CloseReason),
+    /// The client closed its side, and the session had nothing left to say.
     PeerClosed,
     /// The TLS handshake failed or timed out.
     TlsFailed(String),
@@ -71,7 +71,12 @@ pub struct ConnectionSummary {
 }
 
 /// Installs the stderr logger of the daemons: `level` (from `--log-level`) if given, else
-/// `RUST_LOG` if it names a level, else `info`. Timestamps are UTC.
+/// `RUST_LOG` if it names a level, else `info`.
+///
+/// Started by systemd (`JOURNAL_STREAM` is set), each line is [`format_journald`]: a `<N>`
+/// syslog priority prefix and no timestamp (the journal stamps it), so that
+/// `journalctl -p warning` finds warnings and errors. Otherwise each line starts with a UTC
+/// timestamp and the level name.
 ///
 /// simple_logger writes with `eprintln!`, which panics when stderr is gone (a closed pipe):
 /// the wrapper turns that into a lost line instead of a dead connection or a hung shutdown.
@@ -85,7 +90,11 @@ pub fn init(level: Option<log::LevelFilter>) -> Result<(), log::SetLoggerError> 
         logger = logger.with_level(level);
     }
     log::set_max_level(logger.max_level());
-    log::set_boxed_logger(Box::new(NeverPanics(logger)))
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        log::set_boxed_logger(Box::new(Journald(logger)))
+    } else {
+        log::set_boxed_logger(Box::new(NeverPanics(logger)))
+    }
 }
 
 /// A logger whose failures to write are ignored.
@@ -104,6 +113,58 @@ impl<L: log::Log> log::Log for NeverPanics<L> {
 
     fn flush(&self) {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.flush()));
+    }
+}
+
+/// Writes [`format_journald`] lines to stderr, filtered by the levels of the logger inside;
+/// a failed write is a lost line.
+#[cfg(feature = "logger")]
+struct Journald<L>(L);
+
+#[cfg(feature = "logger")]
+impl<L: log::Log> log::Log for Journald<L> {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        use std::io::Write as _;
+        if self.enabled(record.metadata()) {
+            let message = record.args().to_string();
+            let text = format_journald(record.level(), record.target(), &message);
+            // One write per record, so that lines of two threads never interleave.
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        }
+    }
+
+    fn flush(&self) {
+        use std::io::Write as _;
+        let _ = std::io::stderr().flush();
+    }
+}
+
+/// A log record as journald reads it from a service's stderr (sd-daemon(3)): every line of
+/// `message` starts with the record's `<N>` syslog priority ([`syslog_priority`]), then the
+/// target in brackets; no timestamp. Ends with a newline.
+pub fn format_journald(level: log::Level, target: &str, message: &str) -> String {
+    let priority = syslog_priority(level);
+    let mut text = String::with_capacity(message.len() + target.len() + 8);
+    for line in message.lines() {
+        let _ = writeln!(text, "<{priority}>[{target}] {line}");
+    }
+    if text.is_empty() {
+        let _ = writeln!(text, "<{priority}>[{target}] ");
+    }
+    text
+}
+
+/// The syslog priority of a log level: error 3, warning 4, info 6, debug and trace 7.
+pub fn syslog_priority(level: log::Level) -> u8 {
+    match level {
+        log::Level::Error => 3,
+        log::Level::Warn => 4,
+        log::Level::Info => 6,
+        log::Level::Debug | log::Level::Trace => 7,
     }
 }
 
@@ -173,6 +234,21 @@ pub fn shutting_down(signal: &str) {
     log::info!("{signal} received: shutting down");
 }
 
+/// At warn level: the signal handler failed to deliver a signal (the server goes on).
+pub fn signals_failed(error: &dyn std::fmt::Display) {
+    log::warn!("reading signals failed: {error}");
+}
+
+/// At info level: systemd passed the listening sockets (socket activation).
+pub fn using_activated_sockets() {
+    log::info!("using the sockets passed by systemd; [listen] is ignored");
+}
+
+/// At error level: the system would not start a thread for a connection.
+pub fn no_thread_for(peer: SocketAddr, error: &dyn std::fmt::Display) {
+    log::error!("cannot start a thread for {peer}: {error}");
+}
+
 /// At warn level: connections the grace period did not see end are cut.
 pub fn aborting(open: usize) {
     log::warn!("{open} connections still open after the grace period are aborted");
@@ -225,7 +301,7 @@ pub fn format_closed(peer: SocketAddr, summary: &ConnectionSummary) -> String {
         summary.duration.as_millis()
     );
     match &summary.outcome {
-        CloseOutcome::Closed => line.push_str("closed"),
+        CloseOutcome::Closed(reason) => line.push_str(reason.as_str()),
         CloseOutcome::PeerClosed => line.push_str("peer_closed"),
         CloseOutcome::Aborted => line.push_str("aborted"),
         CloseOutcome::TlsFailed(why) => {
@@ -322,13 +398,13 @@ mod tests {
             user: Some("alice".into()),
             messages: 2,
             duration: Duration::from_millis(1234),
-            outcome: CloseOutcome::Closed,
+            outcome: CloseOutcome::Closed(CloseReason::Quit),
         };
         let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
         assert_eq!(
             format_closed(peer, &summary),
             "connection close peer=192.0.2.7:40000 tls=TLSv1.3 cipher=TLS13_AES_256_GCM_SHA384 \
-             user=alice messages=2 duration_ms=1234 outcome=closed"
+             user=alice messages=2 duration_ms=1234 outcome=quit"
         );
         let failed = ConnectionSummary {
             tls: None,
@@ -342,6 +418,34 @@ mod tests {
             "connection close peer=192.0.2.7:40000 tls=none user=- messages=0 duration_ms=0 \
              outcome=tls_failed error=peer%20is%20incompatible"
         );
+    }
+
+    #[test]
+    fn journald_lines_carry_the_syslog_priority_and_no_timestamp() {
+        use log::Level;
+        let target = "atacama_core::logging";
+        assert_eq!(
+            format_journald(Level::Info, target, "connection open peer=192.0.2.7:40000"),
+            "<6>[atacama_core::logging] connection open peer=192.0.2.7:40000\n"
+        );
+        for (level, prefix) in [
+            (Level::Error, "<3>"),
+            (Level::Warn, "<4>"),
+            (Level::Info, "<6>"),
+            (Level::Debug, "<7>"),
+            (Level::Trace, "<7>"),
+        ] {
+            assert!(
+                format_journald(level, "t", "x").starts_with(prefix),
+                "{level}"
+            );
+        }
+        // Each line of a long message keeps its priority; none is left for journald to guess.
+        assert_eq!(
+            format_journald(Level::Error, "t", "panicked\nat main.rs"),
+            "<3>[t] panicked\n<3>[t] at main.rs\n"
+        );
+        assert_eq!(format_journald(Level::Warn, "t", ""), "<4>[t] \n");
     }
 
     #[test]

@@ -100,29 +100,53 @@ impl Services {
         Ok(id)
     }
 
-    /// Stores several messages in one durable transaction (group commit): all succeed or all
-    /// fail with the same error. Results are in the order of `batch`.
+    /// Stores several messages in one durable transaction (group commit). Results are in
+    /// the order of `batch`: a message whose processing panics fails alone (`451 4.3.0`);
+    /// a failed transaction fails every other message with the same error.
     pub fn deliver_batch(
         &self,
         batch: &[(Delivery, SystemTime)],
     ) -> Vec<Result<MessageId, DeliveryError>> {
-        let messages: Vec<NewMessage> = batch
-            .iter()
-            .map(|(delivery, received_at)| self.prepare(delivery, *received_at))
-            .collect();
-        match self.store.insert_messages(&messages) {
-            Ok(ids) => {
-                for (id, (delivery, _)) in ids.iter().zip(batch) {
-                    log_accepted(*id, delivery);
+        let mut outcomes: Vec<Option<Result<MessageId, DeliveryError>>> = Vec::new();
+        let mut messages = Vec::new();
+        for (delivery, received_at) in batch {
+            match catch_unwind(AssertUnwindSafe(|| self.prepare(delivery, *received_at))) {
+                Ok(message) => {
+                    messages.push(message);
+                    outcomes.push(None);
                 }
-                ids.into_iter().map(Ok).collect()
-            }
-            Err(error) => {
-                log::error!("delivery of a batch of {} failed: {error}", batch.len());
-                let error = DeliveryError(error.to_string());
-                batch.iter().map(|_| Err(error.clone())).collect()
+                Err(_) => {
+                    let error = StoreError::Database("panic while processing".into());
+                    log::error!("delivery for user={:?} failed: {error}", delivery.user);
+                    outcomes.push(Some(Err(DeliveryError(error.to_string()))));
+                }
             }
         }
+        let stored = catch_unwind(AssertUnwindSafe(|| self.store.insert_messages(&messages)))
+            .unwrap_or_else(|_| Err(StoreError::Database("panic while storing".into())));
+        let stored: Vec<Result<MessageId, DeliveryError>> = match stored {
+            Ok(ids) => ids.into_iter().map(Ok).collect(),
+            Err(error) => {
+                log::error!("delivery of a batch of {} failed: {error}", messages.len());
+                vec![Err(DeliveryError(error.to_string())); messages.len()]
+            }
+        };
+        let mut stored = stored.into_iter();
+        outcomes
+            .into_iter()
+            .zip(batch)
+            .map(|(outcome, (delivery, _))| {
+                let outcome = outcome.or_else(|| stored.next()).unwrap_or_else(|| {
+                    Err(DeliveryError(
+                        "internal error: the store lost a message".into(),
+                    ))
+                });
+                if let Ok(id) = outcome {
+                    log_accepted(id, delivery);
+                }
+                outcome
+            })
+            .collect()
     }
 
     /// The record a delivery becomes: parsed fields, rendered text, trace facts.

@@ -1,15 +1,15 @@
-//! One client connection: drives a core `Session`, moving bytes and carrying out what it
-//! asks. No protocol decision is taken here.
+//! One client connection as a task: moves bytes for a core `Connection` and carries out what
+//! its session asks. No protocol decision is taken here.
 
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use atacama_core::logging::{self, CloseOutcome, ConnectionSummary};
+use atacama_core::logging::CloseOutcome;
 use atacama_core::policy::ConnectionPermit;
+use atacama_core::server::{Accepted, Connection, Submitted};
 use atacama_core::smtp::{
-    AuthOutcome, AuthRequest, Channel, ConnInfo, Delivery, DeliveryError, Event, MessageId, Session,
+    AuthOutcome, AuthRequest, Channel, Delivery, DeliveryError, Event, MessageId, TlsInfo,
 };
 use smol::Timer;
 use smol::future::FutureExt as _;
@@ -17,11 +17,6 @@ use smol::net::TcpStream;
 
 use crate::server::Shared;
 use crate::stream::{Stream, StreamError, timeout};
-
-/// Bytes read at most per read once a client sends in bulk; the session may ask for fewer.
-const READ_CHUNK: usize = 16 * 1024;
-/// The read buffer of a new connection: commands are short, and idle connections are many.
-const FIRST_READ_CHUNK: usize = 1024;
 
 /// Serves one accepted connection to its end and logs it; `permit` holds its place in the
 /// connection gate until then.
@@ -32,39 +27,40 @@ pub async fn serve(
     implicit_tls: bool,
     permit: ConnectionPermit,
 ) {
-    let started = Instant::now();
-    if let Ok(local) = tcp.local_addr() {
-        logging::connection_opened(peer, local);
-    }
-    let mut connection = Connection {
-        shared,
+    let accepted = Accepted::new(peer, tcp.local_addr().ok(), Instant::now());
+    let mut io = Io {
+        shared: Arc::clone(&shared),
         stream: Stream::Plain(tcp),
         peer,
-        messages: 0,
-        user: None,
-        tls: None,
     };
-    let outcome = connection.run(implicit_tls).await;
-    logging::connection_closed(
-        peer,
-        &ConnectionSummary {
-            tls: connection.tls,
-            user: connection.user,
-            messages: connection.messages,
-            duration: started.elapsed(),
-            outcome,
-        },
-    );
+    let channel = if implicit_tls {
+        let aborted = async { Err(aborted(&shared).await) };
+        match io.upgrade().or(aborted).await {
+            Ok(info) => Channel::Implicit(info),
+            Err(outcome) => return accepted.close(outcome, Instant::now()),
+        }
+    } else {
+        Channel::Plain
+    };
+    let mut conn = accepted.start(shared.state.session.clone(), channel, Instant::now());
+    // Past the grace period the connection's work is dropped wherever it waits.
+    let outcome = io.run(&mut conn).or(aborted(&shared)).await;
+    conn.close(outcome, Instant::now());
     drop(permit);
 }
 
-struct Connection {
+/// Returns once the shutdown grace period is over.
+async fn aborted(shared: &Shared) -> CloseOutcome {
+    // The channel is never sent on: closing it is the broadcast.
+    let _ = shared.abort.recv().await;
+    CloseOutcome::Aborted
+}
+
+/// The socket side of a connection, and what it needs from the server.
+struct Io {
     shared: Arc<Shared>,
     stream: Stream,
     peer: SocketAddr,
-    messages: u32,
-    user: Option<String>,
-    tls: Option<atacama_core::smtp::TlsInfo>,
 }
 
 /// What ended a wait.
@@ -74,77 +70,40 @@ enum Wake {
     Shutdown,
 }
 
-impl Connection {
-    async fn run(&mut self, implicit_tls: bool) -> CloseOutcome {
-        let channel = if implicit_tls {
-            match self.upgrade().await {
-                Ok(info) => Channel::Implicit(info),
-                Err(outcome) => return outcome,
-            }
-        } else {
-            Channel::Plain
-        };
-        let info = ConnInfo {
-            peer: self.peer,
-            channel,
-        };
-        let mut session = Session::new(self.shared.session.clone(), info, Instant::now());
-        let mut buf = vec![0u8; FIRST_READ_CHUNK];
-        let mut eof = false;
-        let mut shutdown_seen = false;
+impl Io {
+    async fn run(&mut self, conn: &mut Connection) -> CloseOutcome {
+        let write_timeout = self.shared.state.limits.write_timeout;
         loop {
-            while let Some(event) = session.poll_event() {
-                if let Err(outcome) = self.act(&mut session, event, eof).await {
+            while let Some(event) = conn.poll_event() {
+                if let Err(outcome) = self.act(conn, event).await {
                     return outcome;
                 }
             }
-            if let Err(error) = self.stream.flush(self.shared.limits.write_timeout).await {
+            // Replies sit in the TLS buffer until flushed: all of them go before we wait.
+            if let Err(error) = self.stream.flush(write_timeout).await {
                 return outcome_of(error);
             }
-            if eof {
-                // The session had its chance to answer what was buffered and did not close.
-                return CloseOutcome::PeerClosed;
-            }
-            let capacity = session.read_capacity().min(buf.len());
-            let wake = self
-                .wait(
-                    buf.get_mut(..capacity).unwrap_or_default(),
-                    session.poll_timeout(),
-                    !shutdown_seen,
-                )
-                .await;
+            let wait = match conn.wait() {
+                Ok(wait) => wait,
+                Err(outcome) => return outcome,
+            };
+            let wake = self.wait(wait.buf, wait.deadline, wait.shutdown).await;
             let now = Instant::now();
             match wake {
-                Wake::Read(Ok(0)) => {
-                    eof = true;
-                    session.peer_closed(now);
-                }
-                // Invariant: read returns at most the slice length, which is <= buf.len().
-                Wake::Read(Ok(n)) => {
-                    session.receive(now, buf.get(..n).unwrap_or_default());
-                    if n == buf.len() && buf.len() < READ_CHUNK {
-                        // A full read: the client is sending a message, not a command.
-                        buf.resize(READ_CHUNK, 0);
+                Wake::Read(result) => {
+                    if let Err(outcome) = conn.read_finished(now, result) {
+                        return outcome;
                     }
                 }
-                Wake::Read(Err(error)) => return CloseOutcome::IoError(error.to_string()),
-                Wake::Deadline => session.handle_timeout(now),
-                Wake::Shutdown => {
-                    shutdown_seen = true;
-                    session.shutdown(now);
-                }
+                Wake::Deadline => conn.handle_timeout(now),
+                Wake::Shutdown => conn.shutdown(now),
             }
         }
     }
 
     /// Carries out one event. `Err` ends the connection with that outcome.
-    async fn act(
-        &mut self,
-        session: &mut Session,
-        event: Event,
-        eof: bool,
-    ) -> Result<(), CloseOutcome> {
-        let write_timeout = self.shared.limits.write_timeout;
+    async fn act(&mut self, conn: &mut Connection, event: Event) -> Result<(), CloseOutcome> {
+        let write_timeout = self.shared.state.limits.write_timeout;
         match event {
             Event::Transmit(bytes) => self
                 .stream
@@ -154,40 +113,25 @@ impl Connection {
             Event::StartTls => {
                 self.stream.flush(write_timeout).await.map_err(outcome_of)?;
                 let info = self.upgrade().await?;
-                session
-                    .tls_established(Instant::now(), info)
-                    .map_err(runtime_bug)
+                conn.tls_established(Instant::now(), info)
             }
             Event::Authenticate(request) => {
                 // Earlier replies go out before the (possibly long) check.
                 self.stream.flush(write_timeout).await.map_err(outcome_of)?;
                 let outcome = self.authenticate(request).await;
-                session
-                    .auth_result(Instant::now(), outcome)
-                    .map_err(runtime_bug)?;
-                if let Some(user) = session.user() {
-                    self.user = Some(user.to_string());
-                }
-                Ok(())
+                conn.auth_result(Instant::now(), outcome)
             }
             Event::Deliver(delivery) => {
                 self.stream.flush(write_timeout).await.map_err(outcome_of)?;
                 let result = self.deliver(delivery).await;
-                if result.is_ok() {
-                    self.messages += 1;
-                }
-                session
-                    .delivery_result(Instant::now(), result)
-                    .map_err(runtime_bug)
+                conn.delivery_result(Instant::now(), result)
             }
             Event::Close => {
                 self.stream.flush(write_timeout).await.map_err(outcome_of)?;
-                self.stream.close(self.shared.limits.close_linger).await;
-                Err(if eof {
-                    CloseOutcome::PeerClosed
-                } else {
-                    CloseOutcome::Closed
-                })
+                self.stream
+                    .close(self.shared.state.limits.close_linger)
+                    .await;
+                Err(conn.close_outcome())
             }
         }
     }
@@ -228,48 +172,46 @@ impl Connection {
         read.or(timer).or(shutdown).await
     }
 
-    async fn upgrade(&mut self) -> Result<atacama_core::smtp::TlsInfo, CloseOutcome> {
-        let config = self.shared.tls.current();
-        let deadline = self.shared.limits.tls_handshake_timeout;
-        let info = self
-            .stream
-            .upgrade(config, deadline)
+    async fn upgrade(&mut self) -> Result<TlsInfo, CloseOutcome> {
+        let state = &self.shared.state;
+        self.stream
+            .upgrade(state.tls.current(), state.limits.tls_handshake_timeout)
             .await
-            .map_err(outcome_of)?;
-        self.tls = Some(info.clone());
-        Ok(info)
+            .map_err(outcome_of)
     }
 
     /// Throttle, queue, then bcrypt on the blocking pool; always exactly one outcome.
     async fn authenticate(&self, request: AuthRequest) -> AuthOutcome {
-        let shared = &self.shared;
-        let ticket = match shared.auth.admit(self.peer.ip(), &request, Instant::now()) {
+        let state = &self.shared.state;
+        let ticket = match state.auth.admit(self.peer.ip(), &request, Instant::now()) {
             Ok(ticket) => ticket,
             Err(outcome) => return outcome,
         };
         Timer::after(ticket.delay()).await;
-        let wait = shared.limits.verifier_wait_timeout;
-        let Some(_running) = timeout(wait, shared.verifiers.acquire_arc()).await else {
+        let wait = state.limits.verifier_wait_timeout;
+        let Some(_running) = timeout(wait, self.shared.verifiers.acquire_arc()).await else {
             return ticket.busy(&request);
         };
-        let services = Arc::clone(&shared.services);
+        let services = Arc::clone(&state.services);
         let (request, verdict) = smol::unblock(move || {
-            // A panicking verifier must still end the AUTH with one reply.
-            let verdict =
-                std::panic::catch_unwind(AssertUnwindSafe(|| services.authenticate(&request)))
-                    .unwrap_or(AuthOutcome::TemporaryFailure);
+            let verdict = services.authenticate(&request);
             (request, verdict)
         })
         .await;
         ticket.finish(&request, verdict, Instant::now())
     }
 
-    /// Process and commit durably, batched with other connections' messages.
+    /// Process and commit durably: batched by the committer, or on the blocking pool.
     async fn deliver(&self, delivery: Delivery) -> Result<MessageId, DeliveryError> {
-        self.shared
-            .committer
-            .deliver(delivery, SystemTime::now())
-            .await
+        match self
+            .shared
+            .state
+            .deliveries
+            .submit(delivery, SystemTime::now())
+        {
+            Submitted::Queued(pending) => pending.await,
+            Submitted::Direct(job) => smol::unblock(move || job.run()).await,
+        }
     }
 }
 
@@ -278,10 +220,4 @@ fn outcome_of(error: StreamError) -> CloseOutcome {
         StreamError::Tls(why) => CloseOutcome::TlsFailed(why),
         StreamError::Io(why) => CloseOutcome::IoError(why),
     }
-}
-
-/// The session refused a completion: a bug in this runtime, never the client's doing.
-fn runtime_bug(error: atacama_core::smtp::NotPending) -> CloseOutcome {
-    log::error!("runtime bug: {error}");
-    CloseOutcome::IoError(format!("internal error: {error}"))
 }

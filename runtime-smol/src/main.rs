@@ -1,9 +1,9 @@
 //! `atacama-mail`: the smol daemon. The command line is shared (`atacama_core::cli`); only
 //! `serve` is ours: listeners, TLS, and one task per connection driving a core `Session`.
-//! Password checks and store writes run on the blocking pool, never on the executor; store
-//! writes are batched, one durable commit for the messages of many connections.
+//! Password checks run on the blocking pool, never on the executor; deliveries go to the
+//! core's committer (one durable commit for the messages of many connections), or, with
+//! group commit off, to the blocking pool too.
 
-mod commit;
 mod connection;
 mod server;
 mod stream;

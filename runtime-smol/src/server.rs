@@ -1,20 +1,17 @@
-//! Listeners, the accept loops, signals and the shutdown sequence.
+//! Listeners, the accept loops, signals and the shutdown sequence: the life of a server as
+//! `core::server` lays it out, on a smol executor.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_signal::{Signal, Signals};
 use atacama_core::config::Config;
 use atacama_core::logging;
-use atacama_core::policy::{AuthGate, Gate, ServerLimits, Slots};
-use atacama_core::service::Services;
-use atacama_core::smtp::{Reply, SessionConfig};
+use atacama_core::server::{self, AfterSignal, ServerState};
+use atacama_core::smtp::Reply;
 use atacama_core::systemd;
-use atacama_core::tls::{ReloadableTls, TlsSource};
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt as _;
 use smol::io::AsyncWriteExt as _;
@@ -23,98 +20,53 @@ use smol::net::{TcpListener, TcpStream};
 use smol::stream::StreamExt as _;
 use smol::{Executor, Timer};
 
-use crate::commit::Committer;
 use crate::connection;
 use crate::stream::{handshake, timeout};
 
 /// What every connection shares.
 pub struct Shared {
-    /// The store and the work behind the session's requests.
-    pub services: Arc<Services>,
-    /// Stores deliveries, many per durable commit.
-    pub committer: Committer,
-    /// The settings of every session.
-    pub session: SessionConfig,
-    /// Limits around sessions.
-    pub limits: ServerLimits,
-    /// The certificate in use, swapped on SIGHUP.
-    pub tls: Arc<ReloadableTls>,
-    /// Connection counts.
-    pub gate: Gate,
-    /// Login throttle and verifier queue.
-    pub auth: AuthGate,
+    /// What both runtimes share: store, limits, certificate, gate, throttle.
+    pub state: ServerState,
     /// Password checks running at once.
     pub verifiers: Arc<Semaphore>,
-    /// Refusals on the implicit-TLS port handshaking at once.
-    pub refusals: Slots,
-    /// Closed (never sent on) when the server stops.
+    /// Closed (never sent on) when the server stops: idle sessions answer `421 4.3.0`.
     pub stop: Receiver<()>,
+    /// Closed (never sent on) when the grace period is over: every connection ends.
+    pub abort: Receiver<()>,
 }
 
 /// A bound server, ready to run.
 pub struct Server {
     shared: Arc<Shared>,
-    commit_loop: Pin<Box<dyn Future<Output = ()> + Send>>,
     stop: Sender<()>,
+    abort: Sender<()>,
     signals: Signals,
     listeners: Vec<(TcpListener, bool)>,
 }
 
 impl Server {
     /// Takes over the signals, opens the store, loads (or generates) the certificate and
-    /// binds every listener; nothing is accepted yet.
+    /// binds every listener (or takes those systemd passed); nothing is accepted yet.
     pub fn bind(config: &Config) -> Result<Server, Box<dyn std::error::Error>> {
-        let activated = systemd::activated_listeners()?;
-        // Signals next: a SIGTERM that arrives once the ports answer must stop us cleanly.
+        // Signals first: a SIGTERM that arrives once the ports answer must stop us cleanly.
         let signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup])?;
-        let tls = ReloadableTls::new(TlsSource::from_config(config))?;
-        let services = Services::open(config)?;
-        let limits = ServerLimits::from_config(config);
+        let state = ServerState::open(config)?;
         let mut listeners = Vec::new();
-        if let Some(activated) = activated {
-            log::info!("using the sockets passed by systemd; [listen] is ignored");
-            for (sockets, implicit) in
-                [(activated.submission, false), (activated.submissions, true)]
-            {
-                for socket in sockets {
-                    listeners.push((TcpListener::try_from(socket)?, implicit));
-                }
-            }
-        } else {
-            for (addresses, implicit) in [
-                (&config.listen.submission, false),
-                (&config.listen.submissions, true),
-            ] {
-                for address in addresses {
-                    let listener = smol::block_on(TcpListener::bind(*address))
-                        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-                    listeners.push((listener, implicit));
-                }
-            }
+        for bound in server::bind(config)? {
+            listeners.push((TcpListener::try_from(bound.socket)?, bound.implicit_tls));
         }
         let (stop, stopped) = smol::channel::bounded(1);
-        let services = Arc::new(services);
-        let (committer, commit_loop) = Committer::new(Arc::clone(&services));
+        let (abort, aborted) = smol::channel::bounded(1);
         let shared = Shared {
-            services,
-            committer,
-            session: config.session_config(),
-            gate: Gate::new(
-                limits.hostname.clone(),
-                limits.max_connections,
-                limits.max_connections_per_ip,
-            ),
-            auth: AuthGate::new(&limits),
-            verifiers: Arc::new(Semaphore::new(limits.verifier_running.max(1))),
-            refusals: Slots::new(limits.max_refusals_in_flight),
-            limits,
-            tls: Arc::new(tls),
+            verifiers: Arc::new(Semaphore::new(state.limits.verifier_running.max(1))),
+            state,
             stop: stopped,
+            abort: aborted,
         };
         Ok(Server {
             shared: Arc::new(shared),
-            commit_loop: Box::pin(commit_loop),
             stop,
+            abort,
             signals,
             listeners,
         })
@@ -133,11 +85,15 @@ impl Server {
         let done = CloseOnDrop(done);
         let Server {
             shared,
-            commit_loop,
             stop,
+            abort,
             mut signals,
             listeners,
         } = self;
+        let mut listening = Vec::new();
+        for (listener, implicit_tls) in &listeners {
+            listening.push((listener.local_addr()?, *implicit_tls));
+        }
         std::thread::scope(|scope| {
             for _ in 1..threads {
                 let executor = Arc::clone(&executor);
@@ -145,27 +101,17 @@ impl Server {
                 scope.spawn(move || smol::block_on(executor.run(finished.recv())));
             }
             let main = async {
-                // Outlives the accept loops: transactions finishing after SIGTERM store too.
-                let committing = executor.spawn(commit_loop);
                 let mut accepting = Vec::new();
-                for (listener, implicit) in listeners {
-                    if let Ok(address) = listener.local_addr() {
-                        let kind = if implicit {
-                            "submissions (implicit TLS)"
-                        } else {
-                            "submission (STARTTLS)"
-                        };
-                        log::info!("listening on {address} for {kind}");
-                    }
+                for (listener, implicit_tls) in listeners {
                     let task = accept_loop(
                         Arc::clone(&executor),
                         Arc::clone(&shared),
                         listener,
-                        implicit,
+                        implicit_tls,
                     );
                     accepting.push(executor.spawn(task));
                 }
-                systemd::ready("accepting mail");
+                server::ready(&listening);
                 if let Some(interval) = systemd::watchdog_interval() {
                     // Pinged from the executor: a stuck executor stops the pings.
                     accepting.push(executor.spawn(async move {
@@ -175,26 +121,24 @@ impl Server {
                         }
                     }));
                 }
-                wait_for_stop(&mut signals, &shared).await;
-                systemd::stopping();
+                wait_for_stop(&mut signals, &shared.state).await;
                 // Dropping the accept tasks drops the listeners: new connections are refused.
                 // (Under socket activation systemd keeps its copy and queues them instead.)
                 drop(accepting);
                 stop.close();
-                shut_down(&shared).await;
-                drop(committing);
+                let state = &shared.state;
+                drain(state, state.grace_deadline(Instant::now())).await;
+                if state.abort_open() > 0 {
+                    abort.close();
+                    drain(state, Instant::now() + server::STORE_CLOSE_WAIT).await;
+                }
             };
             smol::block_on(executor.run(main));
             drop(done);
         });
-        let open = shared.gate.total();
-        if open > 0 {
-            log::warn!("{open} connections still open after the grace period are aborted");
-        }
         // Connection tasks still alive hold the shared state: drop them, then the store.
         drop(executor);
-        close_store(shared);
-        log::info!("stopped");
+        server::close(shared, |shared| shared.state);
         Ok(())
     }
 }
@@ -208,66 +152,30 @@ impl Drop for CloseOnDrop {
     }
 }
 
-/// Handles SIGHUP (reload the certificate) until SIGTERM or SIGINT.
-async fn wait_for_stop(signals: &mut Signals, shared: &Shared) {
+/// Handles SIGHUP until SIGTERM or SIGINT.
+async fn wait_for_stop(signals: &mut Signals, state: &ServerState) {
     while let Some(signal) = signals.next().await {
-        match signal {
-            Ok(Signal::Hup) => {
-                systemd::reloading();
-                match shared.tls.reload() {
-                    Ok(()) => log::info!(
-                        "reloaded the certificate from {}",
-                        shared.tls.source().cert_path().display()
-                    ),
-                    Err(error) => {
-                        log::error!("certificate reload failed, keeping the old one: {error}");
-                    }
-                }
-                systemd::ready("accepting mail");
+        let signal = match signal {
+            Ok(Signal::Hup) => server::Signal::Hangup,
+            Ok(Signal::Term) => server::Signal::Terminate,
+            Ok(Signal::Int) => server::Signal::Interrupt,
+            // Not registered for any other.
+            Ok(_) => continue,
+            Err(error) => {
+                logging::signals_failed(&error);
+                continue;
             }
-            Ok(signal) => {
-                log::info!("{signal:?} received: shutting down");
-                return;
-            }
-            Err(error) => log::warn!("reading signals failed: {error}"),
+        };
+        if state.on_signal(signal) == AfterSignal::ShutDown {
+            return;
         }
     }
 }
 
-/// Waits for open connections to end, at most the grace period.
-async fn shut_down(shared: &Shared) {
-    let deadline = Instant::now() + shared.limits.shutdown_grace;
-    while shared.gate.total() > 0 && Instant::now() < deadline {
-        Timer::after(Duration::from_millis(20)).await;
-    }
-}
-
-/// Drops the last handle on the store, waiting briefly for deliveries still on the blocking
-/// pool (their commits finish; they were never acknowledged if the connection is gone).
-fn close_store(shared: Arc<Shared>) {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut shared = shared;
-    loop {
-        match Arc::try_unwrap(shared) {
-            Ok(owned) => {
-                match Arc::try_unwrap(owned.services) {
-                    Ok(services) => drop(services),
-                    Err(services) => {
-                        log::warn!("store still in use at exit");
-                        drop(services);
-                    }
-                }
-                return;
-            }
-            Err(still_shared) if Instant::now() < deadline => {
-                shared = still_shared;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(_) => {
-                log::warn!("store still in use at exit");
-                return;
-            }
-        }
+/// Waits for the open connections to end, until `until` at most.
+async fn drain(state: &ServerState, until: Instant) {
+    while let Some(pause) = state.next_drain_check(Instant::now(), until) {
+        Timer::after(pause).await;
     }
 }
 
@@ -281,18 +189,17 @@ async fn accept_loop(
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
-                // Out of file descriptors, usually: back off instead of spinning.
-                log::warn!("accept failed: {error}");
-                Timer::after(Duration::from_millis(100)).await;
+                logging::accept_failed(&error);
+                Timer::after(server::ACCEPT_BACKOFF).await;
                 continue;
             }
         };
         // Without it a TLS 1.3 ticket write and the next reply meet the client's delayed
         // ACK: a 40 ms stall per connection.
         if let Err(error) = tcp.set_nodelay(true) {
-            log::debug!("TCP_NODELAY failed for {peer}: {error}");
+            logging::nodelay_failed(peer, &error);
         }
-        match shared.gate.admit(peer.ip()) {
+        match shared.state.admit(peer) {
             Ok(permit) => {
                 let task = connection::serve(Arc::clone(&shared), tcp, peer, implicit_tls, permit);
                 // A panic (a bug, or a log line to a closed stderr) ends this connection
@@ -305,7 +212,6 @@ async fn accept_loop(
                     .detach();
             }
             Err(reply) => {
-                logging::connection_refused(peer, &reply);
                 refuse(&executor, &shared, tcp, peer, reply, implicit_tls).await;
             }
         }
@@ -324,20 +230,18 @@ async fn refuse(
     let bytes = reply.to_bytes();
     if !implicit_tls {
         // A fresh socket's send buffer takes a few bytes at once; the deadline is a backstop.
-        let _ = timeout(Duration::from_secs(1), tcp.write_all(&bytes)).await;
+        let write_timeout = shared.state.limits.refusal_write_timeout;
+        let _ = timeout(write_timeout, tcp.write_all(&bytes)).await;
         let _ = tcp.shutdown(std::net::Shutdown::Write);
         return;
     }
     // On 465 the reply can only go inside TLS: handshake in a task, a bounded number at once.
-    let Some(slot) = shared.refusals.try_enter() else {
-        log::debug!("closing {peer} without a reply: too many refusals in flight");
+    let Some(slot) = shared.state.refusals.try_enter() else {
+        logging::refused_without_reply(peer, &"too many refusals in flight");
         return;
     };
-    let config = shared.tls.current();
-    let deadline = shared
-        .limits
-        .tls_handshake_timeout
-        .min(Duration::from_secs(5));
+    let config = shared.state.tls.current();
+    let deadline = shared.state.refusal_tls_timeout();
     executor
         .spawn(async move {
             let _slot = slot;

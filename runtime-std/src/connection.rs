@@ -6,14 +6,11 @@ use std::time::{Instant, SystemTime};
 
 use atacama_core::logging::CloseOutcome;
 use atacama_core::policy::ConnectionPermit;
-use atacama_core::server::{Accepted, Connection};
+use atacama_core::server::{Accepted, Connection, Submitted};
 use atacama_core::smtp::{AuthOutcome, AuthRequest, Channel, Event, TlsInfo};
 
 use crate::server::Shared;
 use crate::stream::{Stream, StreamError, TICK, timed_out};
-
-/// Bytes read at most per read; the session may ask for fewer.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// Serves one accepted connection to its end and logs it; `permit` holds its place in the
 /// connection gate until then.
@@ -62,7 +59,6 @@ enum Wake {
 
 impl Io<'_> {
     fn run(&mut self, conn: &mut Connection) -> CloseOutcome {
-        let mut buf = vec![0u8; READ_CHUNK];
         loop {
             while let Some(event) = conn.poll_event() {
                 if let Err(outcome) = self.act(conn, event) {
@@ -73,18 +69,11 @@ impl Io<'_> {
                 Ok(wait) => wait,
                 Err(outcome) => return outcome,
             };
-            let capacity = wait.capacity.min(buf.len());
-            let wake = self.wait(
-                buf.get_mut(..capacity).unwrap_or_default(),
-                wait.deadline,
-                wait.shutdown,
-            );
+            let wake = self.wait(wait.buf, wait.deadline, wait.shutdown);
             let now = Instant::now();
             match wake {
-                // Invariant: read returns at most the slice length, which is <= buf.len().
-                Wake::Read(Ok(n)) => conn.received(now, buf.get(..n).unwrap_or_default()),
-                Wake::Read(Err(error)) => {
-                    if let Err(outcome) = conn.read_failed(now, &error) {
+                Wake::Read(result) => {
+                    if let Err(outcome) = conn.read_finished(now, result) {
                         return outcome;
                     }
                 }
@@ -109,8 +98,11 @@ impl Io<'_> {
                 conn.auth_result(Instant::now(), outcome)
             }
             Event::Deliver(delivery) => {
-                let services = &self.shared.state.services;
-                let result = services.deliver(&delivery, SystemTime::now());
+                let deliveries = &self.shared.state.deliveries;
+                let result = match deliveries.submit(delivery, SystemTime::now()) {
+                    Submitted::Queued(pending) => pending.wait(),
+                    Submitted::Direct(job) => job.run(),
+                };
                 conn.delivery_result(Instant::now(), result)
             }
             Event::Close => {

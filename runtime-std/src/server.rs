@@ -1,5 +1,5 @@
 //! Listeners, one accept thread each, one thread per admitted connection, signals and the
-//! shutdown sequence.
+//! shutdown sequence: the life of a server as `core::server` lays it out, on threads.
 //!
 //! Threads are bounded by the connection gate: a thread is started only for a connection
 //! the gate admitted, and a refused one gets its `421` from the accept thread (or, on the
@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 use atacama_core::config::Config;
 use atacama_core::logging;
 use atacama_core::policy::ConnectionPermit;
-use atacama_core::server::{self, ServerState, StartError};
+use atacama_core::server::{self, AfterSignal, ServerState};
 use atacama_core::smtp::{Reply, reply};
+use atacama_core::systemd;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::connection;
 use crate::semaphore::Semaphore;
-use crate::stream::Stream;
+use crate::stream::{Stream, TICK};
 
 /// What every connection shares.
 pub struct Shared {
@@ -56,20 +57,15 @@ pub struct Server {
 
 impl Server {
     /// Takes over the signals, opens the store, loads (or generates) the certificate and
-    /// binds every listener; nothing is accepted yet.
+    /// binds every listener (or takes those systemd passed); nothing is accepted yet.
     pub fn bind(config: &Config) -> Result<Server, Box<dyn std::error::Error>> {
         // Signals first: a SIGTERM that arrives once the ports answer must stop us cleanly.
         let signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         let state = ServerState::open(config)?;
-        let mut listeners = Vec::new();
-        for listener in server::listeners(config) {
-            let address = listener.address;
-            let bound = TcpListener::bind(address).map_err(|e| StartError::Listen {
-                address,
-                problem: e.to_string(),
-            })?;
-            listeners.push((bound, listener.implicit_tls));
-        }
+        let listeners = server::bind(config)?
+            .into_iter()
+            .map(|bound| (bound.socket, bound.implicit_tls))
+            .collect();
         let shared = Shared {
             verifiers: Semaphore::new(state.limits.verifier_running),
             state,
@@ -91,52 +87,76 @@ impl Server {
             mut signals,
             listeners,
         } = self;
-        let mut bound = Vec::new();
+        let mut listening = Vec::new();
         for (listener, implicit_tls) in listeners {
             let address = listener.local_addr()?;
-            logging::listening(address, implicit_tls);
             let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name(format!("accept {address}"))
                 .spawn(move || accept_loop(&shared, &listener, implicit_tls))?;
-            bound.push(address);
+            listening.push((address, implicit_tls));
+        }
+        server::ready(&listening);
+        if let Some(interval) = systemd::watchdog_interval() {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("watchdog".into())
+                .spawn(move || watchdog(&shared, interval))?;
         }
         wait_for_stop(&mut signals, &shared.state);
         shared.stopping.store(true, Ordering::Release);
         // Each accept thread sees the flag once its accept returns; it then drops the
         // listener, so new connections are refused.
-        for address in bound {
+        for &(address, _) in &listening {
             wake(address);
         }
-        shut_down(&shared);
-        let open = shared.state.gate.total();
-        if open > 0 {
-            logging::aborting(open);
+        let state = &shared.state;
+        drain(state, state.grace_deadline(Instant::now()));
+        if state.abort_open() > 0 {
+            // Connection threads see this within a tick, log their end, and let go.
+            shared.aborting.store(true, Ordering::Release);
+            drain(state, Instant::now() + server::STORE_CLOSE_WAIT);
         }
-        // Connection threads see this within a tick, close, and let go of the store.
-        shared.aborting.store(true, Ordering::Release);
-        server::drop_when_unshared(shared, server::STORE_CLOSE_WAIT);
-        logging::stopped();
+        server::close(shared, |shared| shared.state);
         Ok(())
     }
 }
 
-/// Handles SIGHUP (reload the certificate) until SIGTERM or SIGINT.
+/// Handles SIGHUP until SIGTERM or SIGINT.
 fn wait_for_stop(signals: &mut Signals, state: &ServerState) {
     for signal in signals.forever() {
-        match signal {
-            SIGHUP => state.reload_certificate(),
-            SIGTERM => return logging::shutting_down("SIGTERM"),
-            _ => return logging::shutting_down("SIGINT"),
+        let signal = match signal {
+            SIGHUP => server::Signal::Hangup,
+            SIGTERM => server::Signal::Terminate,
+            SIGINT => server::Signal::Interrupt,
+            // Not registered for any other.
+            _ => continue,
+        };
+        if state.on_signal(signal) == AfterSignal::ShutDown {
+            return;
         }
     }
 }
 
-/// Waits for open connections to end, at most the grace period.
-fn shut_down(shared: &Shared) {
-    let deadline = Instant::now() + shared.state.limits.shutdown_grace;
-    while shared.state.gate.total() > 0 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
+/// Tells systemd the server is alive every `interval`, until it stops. The accept and
+/// connection threads block on their sockets and cannot ping, and there is no executor to
+/// get stuck: a thread of its own pings.
+fn watchdog(shared: &Shared, interval: Duration) {
+    let mut next = Instant::now();
+    while !shared.is_stopping() {
+        if Instant::now() >= next {
+            systemd::watchdog();
+            next = Instant::now() + interval;
+        }
+        // A stop is seen within a tick, so that this thread lets go of the state in time.
+        thread::sleep(TICK.min(interval));
+    }
+}
+
+/// Waits for the open connections to end, until `until` at most.
+fn drain(state: &ServerState, until: Instant) {
+    while let Some(pause) = state.next_drain_check(Instant::now(), until) {
+        thread::sleep(pause);
     }
 }
 
@@ -160,9 +180,8 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, implicit_tls: bool)
         let (tcp, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
-                // Out of file descriptors, usually: back off instead of spinning.
                 logging::accept_failed(&error);
-                thread::sleep(Duration::from_millis(100));
+                thread::sleep(server::ACCEPT_BACKOFF);
                 continue;
             }
         };
@@ -171,12 +190,9 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, implicit_tls: bool)
         if let Err(error) = tcp.set_nodelay(true) {
             logging::nodelay_failed(peer, &error);
         }
-        match shared.state.gate.admit(peer.ip()) {
+        match shared.state.admit(peer) {
             Ok(permit) => start(shared, tcp, peer, implicit_tls, permit),
-            Err(reply) => {
-                logging::connection_refused(peer, &reply);
-                refuse(shared, tcp, peer, reply, implicit_tls);
-            }
+            Err(reply) => refuse(shared, tcp, peer, reply, implicit_tls),
         }
     }
 }
@@ -197,7 +213,7 @@ fn start(
         .spawn(move || connection::serve(&thread_shared, tcp, peer, implicit_tls, permit));
     if let Err(error) = started {
         // The closure, with its permit and socket, is gone; `spare` is the same socket.
-        log::error!("cannot start a thread for {peer}: {error}");
+        logging::no_thread_for(peer, &error);
         if let Ok(tcp) = spare {
             let reply = reply::too_many_connections(&shared.state.limits.hostname);
             refuse(shared, tcp, peer, reply, implicit_tls);

@@ -202,6 +202,37 @@ fn wrong_password_gets_535_and_one_log_line(binary: Binary) {
     );
 }
 
+fn under_journald_lines_start_with_the_syslog_priority_and_carry_no_timestamp(binary: Binary) {
+    // What systemd sets for a service whose stderr goes to the journal (device:inode).
+    let server = server_with(binary, Settings::default().env("JOURNAL_STREAM", "1:1"));
+    implicit_mailer(&server, "wrong", Mechanism::Plain)
+        .send(&email("never", "x\r\n"))
+        .expect_err("a wrong password is refused");
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<6>") && l.contains("] listening on ")),
+        "{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<4>") && l.contains("] auth failure user=alice ")),
+        "{log}"
+    );
+    for line in lines {
+        let priority = line.get(..3).unwrap_or_default();
+        assert!(
+            ["<3>", "<4>", "<6>", "<7>"].contains(&priority),
+            "no priority: {line}"
+        );
+        // `<6>[target] message`: no timestamp, no level name.
+        assert!(line[3..].starts_with('['), "{line}");
+    }
+}
+
 fn a1_auth_on_plaintext_gets_538(binary: Binary) {
     let server = server_with(binary, Settings::default());
     let mut c = Client::connect(server.submission).expect("connect");
@@ -222,16 +253,30 @@ fn a1_auth_on_plaintext_gets_538(binary: Binary) {
 }
 
 fn fifty_concurrent_clients_each_store_four_messages_exactly_once(binary: Binary) {
-    const CLIENTS: usize = 50;
-    const MESSAGES: usize = 4;
+    concurrent_clients_store_each_message_once(binary, Settings::default(), 50, 4);
+}
+
+fn without_group_commit_concurrent_messages_are_each_stored_once(binary: Binary) {
+    let settings = Settings::default().limit("group_commit", false);
+    concurrent_clients_store_each_message_once(binary, settings, 10, 3);
+}
+
+/// `clients` clients at once, half on each port, each sending `messages` messages: every
+/// message is stored exactly once.
+fn concurrent_clients_store_each_message_once(
+    binary: Binary,
+    settings: Settings,
+    clients: usize,
+    messages: usize,
+) {
     let server = server_with(
         binary,
-        Settings::default().limit("max_connections_per_ip", CLIENTS * 2),
+        settings.limit("max_connections_per_ip", clients * 2),
     );
     let started = Instant::now();
     std::thread::scope(|scope| {
         let server = &server;
-        let handles: Vec<_> = (0..CLIENTS)
+        let handles: Vec<_> = (0..clients)
             .map(|client| {
                 scope.spawn(move || {
                     // Half the clients on each port.
@@ -240,7 +285,7 @@ fn fifty_concurrent_clients_each_store_four_messages_exactly_once(binary: Binary
                     } else {
                         implicit_mailer(server, "s3cret", Mechanism::Login)
                     };
-                    for n in 0..MESSAGES {
+                    for n in 0..messages {
                         let subject = format!("client {client} message {n}");
                         mailer
                             .send(&email(&subject, "load\r\n"))
@@ -257,17 +302,17 @@ fn fifty_concurrent_clients_each_store_four_messages_exactly_once(binary: Binary
     let subjects = stored_subjects(&server);
     assert_eq!(
         subjects.len(),
-        CLIENTS * MESSAGES,
+        clients * messages,
         "stored exactly once each"
     );
     let unique: BTreeSet<&String> = subjects.iter().collect();
-    let expected: BTreeSet<String> = (0..CLIENTS)
-        .flat_map(|c| (0..MESSAGES).map(move |n| format!("client {c} message {n}")))
+    let expected: BTreeSet<String> = (0..clients)
+        .flat_map(|c| (0..messages).map(move |n| format!("client {c} message {n}")))
         .collect();
     assert_eq!(unique, expected.iter().collect());
     eprintln!(
-        "{} messages over {CLIENTS} clients in {elapsed:?}",
-        CLIENTS * MESSAGES
+        "{} messages over {clients} clients in {elapsed:?}",
+        clients * messages
     );
 }
 
@@ -659,8 +704,10 @@ end_to_end!(
     starttls_auth_plain_message_reads_back_exactly,
     implicit_tls_auth_login_message_is_stored,
     wrong_password_gets_535_and_one_log_line,
+    under_journald_lines_start_with_the_syslog_priority_and_carry_no_timestamp,
     a1_auth_on_plaintext_gets_538,
     fifty_concurrent_clients_each_store_four_messages_exactly_once,
+    without_group_commit_concurrent_messages_are_each_stored_once,
     r3_per_ip_connection_cap_gets_421,
     r4_global_connection_cap_gets_421,
     r1_idle_client_gets_421_after_the_command_timeout,
@@ -671,18 +718,6 @@ end_to_end!(
     s1_lf_dot_crlf_is_content_never_two_messages,
     a13_failed_logins_across_connections_are_throttled_with_454,
     r6_login_storm_does_not_stall_mail,
+    systemd_hears_ready_watchdog_and_stopping,
+    systemd_socket_activation_serves_the_passed_sockets,
 );
-
-// systemd readiness and socket activation exist in atacama-mail only so far; issue 7 brings
-// them to atacama-mail-std, and these two then join the list above.
-mod smol_systemd {
-    #[test]
-    fn systemd_hears_ready_watchdog_and_stopping() {
-        super::systemd_hears_ready_watchdog_and_stopping(atacama_tests::Binary::Smol)
-    }
-
-    #[test]
-    fn systemd_socket_activation_serves_the_passed_sockets() {
-        super::systemd_socket_activation_serves_the_passed_sockets(atacama_tests::Binary::Smol)
-    }
-}

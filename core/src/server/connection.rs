@@ -1,7 +1,7 @@
 //! The bookkeeping of one connection's loop, the same in both runtimes: which session input
-//! a wake-up becomes, when the loop ends and with which outcome, what completions count,
-//! and the `connection open` / `connection close` log lines. The runtime keeps the socket,
-//! the waits, and the work behind each event.
+//! a wake-up becomes, when the loop ends and with which outcome, the read buffer, and the
+//! `connection open` / `connection close` log lines. The runtime keeps the socket, the
+//! waits, and the work behind each event.
 //!
 //! ```text
 //! let accepted = Accepted::new(peer, local, now);                  // `connection open`
@@ -10,13 +10,13 @@
 //! let outcome = loop {
 //!     while let Some(event) = conn.poll_event() { act; completions go to conn }
 //!     let wait = match conn.wait() { Ok(wait) => wait, Err(outcome) => break outcome };
-//!     // ONE of: a read of at most wait.capacity bytes, wait.deadline, the stop (wait.shutdown)
-//!     conn.received(now, bytes) | conn.read_failed(now, &error)?
-//!         | conn.handle_timeout(now) | conn.shutdown(now)
+//!     // ONE of: a read into wait.buf, wait.deadline, the stop (if wait.shutdown)
+//!     conn.read_finished(now, result)? | conn.handle_timeout(now) | conn.shutdown(now)
 //! };
 //! conn.close(outcome, now);                                        // `connection close`
 //! ```
 
+use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -25,6 +25,11 @@ use crate::smtp::{
     AuthOutcome, Channel, ConnInfo, DeliveryError, Event, MessageId, NotPending, Session,
     SessionConfig, TlsInfo,
 };
+
+/// The read buffer of a new connection: commands are short, and idle connections are many.
+pub const FIRST_READ_CHUNK: usize = 1024;
+/// What the read buffer grows to once a read fills it: the client is sending a message.
+pub const READ_CHUNK: usize = 16 * 1024;
 
 /// A connection the gate admitted, before its session starts (on 465: before the
 /// handshake).
@@ -46,15 +51,15 @@ pub struct Connection {
     eof: bool,
     /// `Session::shutdown` was called; the stop needs no more watching.
     shutdown_seen: bool,
-    /// Messages acknowledged with `250`.
-    messages: u32,
+    /// Where reads go; grows from [`FIRST_READ_CHUNK`] to [`READ_CHUNK`] on a full read.
+    buf: Vec<u8>,
 }
 
 /// What a runtime waits for next: ONE of these, whichever comes first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Wait {
-    /// A read of at most this many bytes; 0 means do not read at all now.
-    pub capacity: usize,
+#[derive(Debug, PartialEq, Eq)]
+pub struct Wait<'a> {
+    /// Read at most this many bytes, into here; empty means do not read at all now.
+    pub buf: &'a mut [u8],
     /// When to call [`Connection::handle_timeout`]; `None`: no deadline.
     pub deadline: Option<Instant>,
     /// Whether the server stopping should wake the connection (then [`Connection::shutdown`]).
@@ -82,11 +87,12 @@ impl Accepted {
             session: Session::new(config, info, now),
             eof: false,
             shutdown_seen: false,
-            messages: 0,
+            buf: vec![0; FIRST_READ_CHUNK],
         }
     }
 
-    /// Ends a connection that never got a session (the handshake on 465 failed) and logs it.
+    /// Ends a connection that never got a session (the handshake on 465 failed, or the
+    /// server stopped first) and logs it.
     pub fn close(self, outcome: CloseOutcome, now: Instant) {
         let summary = ConnectionSummary {
             tls: None,
@@ -107,42 +113,43 @@ impl Connection {
 
     /// What to wait for next, or how the connection ended: once the client has closed its
     /// side and the session has answered what it had, there is nothing left to wait for.
-    pub fn wait(&self) -> Result<Wait, CloseOutcome> {
+    pub fn wait(&mut self) -> Result<Wait<'_>, CloseOutcome> {
         if self.eof {
             return Err(CloseOutcome::PeerClosed);
         }
+        let capacity = self.session.read_capacity().min(self.buf.len());
         Ok(Wait {
-            capacity: self.session.read_capacity(),
+            // Invariant: capacity <= buf.len().
+            buf: self.buf.get_mut(..capacity).unwrap_or_default(),
             deadline: self.session.poll_timeout(),
             shutdown: !self.shutdown_seen,
         })
     }
 
-    /// A read returned `bytes`; an empty read is the client's FIN.
-    pub fn received(&mut self, now: Instant, bytes: &[u8]) {
-        if bytes.is_empty() {
-            self.eof = true;
-            self.session.peer_closed(now);
-        } else {
-            self.session.receive(now, bytes);
-        }
-    }
-
-    /// A read failed. A TLS connection that ends without close_notify is still the
-    /// client's close (many clients hang up that way, and SMTP needs no truncation
-    /// protection: nothing counts before its CR LF or its CR LF . CR LF); any other error
-    /// ends the connection.
-    pub fn read_failed(
+    /// A read into [`Wait::buf`] ended: `Ok(0)` is the client's FIN, `Ok(n)` the first `n`
+    /// bytes of the buffer. A TLS connection that ends without close_notify
+    /// (`UnexpectedEof`) is still the client's close: many clients hang up that way, and SMTP
+    /// needs no truncation protection, as nothing counts before its CR LF or its
+    /// CR LF . CR LF. Any other error ends the connection.
+    pub fn read_finished(
         &mut self,
         now: Instant,
-        error: &std::io::Error,
+        result: io::Result<usize>,
     ) -> Result<(), CloseOutcome> {
-        if error.kind() == std::io::ErrorKind::UnexpectedEof {
-            self.received(now, &[]);
-            Ok(())
-        } else {
-            Err(CloseOutcome::IoError(error.to_string()))
+        match result {
+            Ok(0) => self.peer_closed(now),
+            Ok(n) => {
+                // Invariant: the read went into `wait().buf`, so n <= buf.len().
+                self.session
+                    .receive(now, self.buf.get(..n).unwrap_or_default());
+                if n == self.buf.len() && n < READ_CHUNK {
+                    self.buf.resize(READ_CHUNK, 0);
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => self.peer_closed(now),
+            Err(error) => return Err(CloseOutcome::IoError(error.to_string())),
         }
+        Ok(())
     }
 
     /// The wait's deadline passed.
@@ -166,28 +173,23 @@ impl Connection {
         self.session.auth_result(now, outcome).map_err(runtime_bug)
     }
 
-    /// The outcome of [`Event::Deliver`]; a stored message counts for the close line.
+    /// The outcome of [`Event::Deliver`].
     pub fn delivery_result(
         &mut self,
         now: Instant,
         result: Result<MessageId, DeliveryError>,
     ) -> Result<(), CloseOutcome> {
-        let stored = result.is_ok();
         self.session
             .delivery_result(now, result)
-            .map_err(runtime_bug)?;
-        if stored {
-            self.messages += 1;
-        }
-        Ok(())
+            .map_err(runtime_bug)
     }
 
     /// How the connection ended when the session asked to close ([`Event::Close`]).
     pub fn close_outcome(&self) -> CloseOutcome {
-        if self.eof {
-            CloseOutcome::PeerClosed
-        } else {
-            CloseOutcome::Closed
+        match self.session.close_reason() {
+            Some(reason) => CloseOutcome::Closed(reason),
+            // Not reached: the session names its reason with every `Event::Close`.
+            None => CloseOutcome::PeerClosed,
         }
     }
 
@@ -201,11 +203,16 @@ impl Connection {
         let summary = ConnectionSummary {
             tls: self.session.tls().cloned(),
             user: self.session.user().map(str::to_string),
-            messages: self.messages,
+            messages: self.session.delivered(),
             duration: now.saturating_duration_since(self.started),
             outcome,
         };
         logging::connection_closed(self.peer, &summary);
+    }
+
+    fn peer_closed(&mut self, now: Instant) {
+        self.eof = true;
+        self.session.peer_closed(now);
     }
 }
 
@@ -218,6 +225,7 @@ fn runtime_bug(error: NotPending) -> CloseOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::smtp::CloseReason;
     use std::time::Duration;
 
     fn connection(now: Instant) -> Connection {
@@ -243,27 +251,42 @@ mod tests {
         (String::from_utf8_lossy(&out).into_owned(), closed)
     }
 
+    /// Feeds `bytes` as the runtime does: copied into the wait's buffer, then reported read.
+    fn client(conn: &mut Connection, now: Instant, bytes: &[u8]) {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let wait = conn.wait().unwrap();
+            let n = rest.len().min(wait.buf.len());
+            wait.buf[..n].copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            conn.read_finished(now, Ok(n)).unwrap();
+        }
+    }
+
     #[test]
     fn an_empty_read_is_the_fin_and_ends_the_wait_as_peer_closed() {
         let now = Instant::now();
         let mut conn = connection(now);
         drain(&mut conn);
         let wait = conn.wait().unwrap();
-        assert!(wait.capacity > 0);
+        assert_eq!(wait.buf.len(), FIRST_READ_CHUNK);
         assert_eq!(
             wait.deadline,
             Some(now + SessionConfig::default().command_timeout)
         );
         assert!(wait.shutdown);
-        conn.received(now, b"NOOP\r\n");
-        conn.received(now, b"");
+        client(&mut conn, now, b"NOOP\r\n");
+        conn.read_finished(now, Ok(0)).unwrap();
         let (out, closed) = drain(&mut conn);
         assert_eq!(
             out, "250 2.0.0 Ok\r\n",
             "what was sent before the FIN is answered"
         );
         assert!(closed);
-        assert_eq!(conn.close_outcome(), CloseOutcome::PeerClosed);
+        assert_eq!(
+            conn.close_outcome(),
+            CloseOutcome::Closed(CloseReason::PeerClosed)
+        );
         assert_eq!(conn.wait(), Err(CloseOutcome::PeerClosed));
         conn.close(CloseOutcome::PeerClosed, now);
     }
@@ -273,16 +296,32 @@ mod tests {
         let now = Instant::now();
         let mut conn = connection(now);
         drain(&mut conn);
-        let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no close_notify");
-        assert_eq!(conn.read_failed(now, &eof), Ok(()));
+        let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "no close_notify");
+        assert_eq!(conn.read_finished(now, Err(eof)), Ok(()));
         let (_, closed) = drain(&mut conn);
         assert!(closed);
-        assert_eq!(conn.close_outcome(), CloseOutcome::PeerClosed);
-        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            conn.close_outcome(),
+            CloseOutcome::Closed(CloseReason::PeerClosed)
+        );
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
         assert!(matches!(
-            conn.read_failed(now, &reset),
+            conn.read_finished(now, Err(reset)),
             Err(CloseOutcome::IoError(_))
         ));
+        conn.close(CloseOutcome::PeerClosed, now);
+    }
+
+    #[test]
+    fn the_read_buffer_grows_only_when_a_read_fills_it() {
+        let now = Instant::now();
+        let mut conn = connection(now);
+        drain(&mut conn);
+        client(&mut conn, now, b"NOOP\r\n");
+        assert_eq!(conn.wait().unwrap().buf.len(), FIRST_READ_CHUNK);
+        // A full buffer of a long line: the client sends in bulk.
+        client(&mut conn, now, &[b'x'; FIRST_READ_CHUNK]);
+        assert_eq!(conn.wait().unwrap().buf.len(), READ_CHUNK);
         conn.close(CloseOutcome::PeerClosed, now);
     }
 
@@ -296,8 +335,11 @@ mod tests {
         let (out, closed) = drain(&mut conn);
         assert!(out.starts_with("421 4.3.0"), "{out}");
         assert!(closed);
-        assert_eq!(conn.close_outcome(), CloseOutcome::Closed);
-        conn.close(CloseOutcome::Closed, now);
+        assert_eq!(
+            conn.close_outcome(),
+            CloseOutcome::Closed(CloseReason::Shutdown)
+        );
+        conn.close(CloseOutcome::Closed(CloseReason::Shutdown), now);
     }
 
     #[test]
@@ -310,6 +352,10 @@ mod tests {
         let (out, closed) = drain(&mut conn);
         assert!(out.starts_with("421 4.4.2"), "{out}");
         assert!(closed);
+        assert_eq!(
+            conn.close_outcome(),
+            CloseOutcome::Closed(CloseReason::Timeout)
+        );
     }
 
     #[test]
@@ -319,24 +365,29 @@ mod tests {
         let channel = Channel::Implicit(crate::testing::tls_info());
         let mut conn =
             Accepted::new(peer, None, now).start(crate::testing::test_config(), channel, now);
-        conn.received(now, b"EHLO c.test\r\nAUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n");
+        client(
+            &mut conn,
+            now,
+            b"EHLO c.test\r\nAUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n",
+        );
         drain(&mut conn);
         conn.auth_result(now, AuthOutcome::Accepted).unwrap();
         for (attempt, result) in [Ok(MessageId(7)), Err(DeliveryError("disk".into()))]
             .into_iter()
             .enumerate()
         {
-            conn.received(
+            client(
+                &mut conn,
                 now,
                 b"MAIL FROM:<alice@mx.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n",
             );
-            conn.received(now, b"Subject: hi\r\n\r\nbody\r\n.\r\n");
+            client(&mut conn, now, b"Subject: hi\r\n\r\nbody\r\n.\r\n");
             drain(&mut conn);
             conn.delivery_result(now, result).unwrap();
-            assert_eq!(conn.messages, 1, "after attempt {attempt}");
+            assert_eq!(conn.session().delivered(), 1, "after attempt {attempt}");
         }
         assert_eq!(conn.session().user(), Some("alice"));
-        conn.close(CloseOutcome::Closed, now);
+        conn.close(CloseOutcome::Closed(CloseReason::Quit), now);
     }
 
     #[test]
@@ -347,7 +398,11 @@ mod tests {
         let outcome = conn.auth_result(now, AuthOutcome::Accepted).unwrap_err();
         assert!(matches!(outcome, CloseOutcome::IoError(why) if why.starts_with("internal")));
         assert!(conn.delivery_result(now, Ok(MessageId(1))).is_err());
-        assert_eq!(conn.messages, 0, "a refused completion counts nothing");
-        conn.close(CloseOutcome::Closed, now);
+        assert_eq!(
+            conn.session().delivered(),
+            0,
+            "a refused completion counts nothing"
+        );
+        conn.close(CloseOutcome::Closed(CloseReason::Quit), now);
     }
 }
