@@ -156,3 +156,8 @@ fn socket_activate_serves_and_notifies(binary: Binary) {
 fn smol_socket_activate_serves_and_notifies() {
     socket_activate_serves_and_notifies(Binary::Smol);
 }
+
+#[test]
+fn std_socket_activate_serves_and_notifies() {
+    socket_activate_serves_and_notifies(Binary::Std);
+}
