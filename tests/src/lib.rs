@@ -146,6 +146,7 @@ fn profile_dir(exe: &Path) -> Option<PathBuf> {
 pub mod client;
 pub mod load;
 pub mod server;
+pub mod tools;
 
 pub use client::Client;
 pub use server::{Server, Settings};

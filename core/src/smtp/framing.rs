@@ -85,20 +85,26 @@ impl InputBuffer {
         self.discarding = false;
     }
 
-    /// Finds the next line of at most `limit` octets (line ending included). Ranges are
-    /// relative to [`InputBuffer::bytes`].
-    pub fn next_line(&mut self, limit: usize) -> Frame {
+    /// Drops what has arrived of an over-long line; true once it is gone, so that the
+    /// bytes start a new line (whose limit may depend on how it starts).
+    pub fn skip_long_line(&mut self) -> bool {
         if self.discarding {
             match memchr::memchr(b'\n', self.bytes()) {
                 Some(lf) => {
                     self.consume(lf + 1);
                     self.discarding = false;
                 }
-                None => {
-                    self.consume(self.len());
-                    return Frame::Incomplete;
-                }
+                None => self.consume(self.len()),
             }
+        }
+        !self.discarding
+    }
+
+    /// Finds the next line of at most `limit` octets (line ending included). Ranges are
+    /// relative to [`InputBuffer::bytes`].
+    pub fn next_line(&mut self, limit: usize) -> Frame {
+        if !self.skip_long_line() {
+            return Frame::Incomplete;
         }
         let bytes = self.bytes();
         let window = &bytes[..bytes.len().min(limit)];
@@ -186,6 +192,16 @@ mod tests {
                 assert_eq!(lines(&[&input[..i], &input[i..j], &input[j..]], 12), whole);
             }
         }
+    }
+
+    #[test]
+    fn a_new_line_is_visible_once_the_long_one_is_skipped() {
+        let mut b = InputBuffer::new(64);
+        b.push(b"xxxxxxxxxxxx\r\n");
+        assert_eq!(b.next_line(8), Frame::TooLong);
+        b.push(b"AUTH PLAIN");
+        assert!(b.skip_long_line());
+        assert_eq!(b.bytes(), b"AUTH PLAIN");
     }
 
     #[test]

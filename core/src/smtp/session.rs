@@ -296,6 +296,11 @@ impl Session {
     }
 
     fn step_command(&mut self) -> bool {
+        // The checks below read how the line starts, so the rest of a long line must go
+        // first: otherwise its tail would pick the limit of the next line.
+        if !self.input.skip_long_line() {
+            return false;
+        }
         let bytes = self.input.bytes();
         if self.tls.is_none() && bytes.starts_with(&[0x16, 0x03]) {
             // A TLS ClientHello on the plaintext port (T6): no SMTP reply can help.

@@ -31,10 +31,12 @@ impl Checker {
         if self.closed {
             return Err(Violation(format!("event after Close: {event:?}")));
         }
-        let limit = session
-            .config()
+        // The session sizes its buffer so that any line it must read fits (Session::new).
+        let config = session.config();
+        let limit = config
             .input_buffer
-            .max(session.config().max_auth_line);
+            .max(config.max_auth_line)
+            .max(config.max_command_line);
         if session.buffered() > limit {
             return Err(Violation(format!(
                 "buffered {} > limit {limit}",

@@ -2,6 +2,7 @@
 //! (cargo feature `testing`): a harness that drives a real [`Session`](crate::smtp::Session)
 //! on a virtual clock, a scripted runtime, and the invariant checks every event must pass.
 
+pub mod fuzz;
 mod harness;
 mod invariants;
 mod script;
