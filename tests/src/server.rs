@@ -328,7 +328,25 @@ fn activation_command(program: &Path, plain: &TcpListener, tls: &TcpListener) ->
 }
 
 /// A loopback port nobody listens on now.
-fn free_port() -> SocketAddr {
+/// A loopback port no one holds, below the kernel's ephemeral range (32768 and up here): a
+/// port from bind(0) can be taken by another test's outgoing connection before the server
+/// binds it, which made a server fail to start now and then.
+pub fn free_port() -> SocketAddr {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    // Test binaries run one after another, threads within one at once: a per-process start
+    // and an atomic step keep them apart.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = (std::process::id() % u32::from(SPAN)) as u16;
+    for _ in 0..SPAN {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed) % SPAN;
+        let port = FIRST + (base + step) % SPAN;
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        if TcpListener::bind(address).is_ok() {
+            return address;
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("its address")
 }

@@ -3,18 +3,13 @@
 //! `LISTEN_FDNAMES`, and the daemon reports READY=1 (then STOPPING=1) to a `NOTIFY_SOCKET`
 //! this test listens on — what `atacama-mail-submission.socket` and friends do in production.
 
-use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use atacama_tests::Binary;
 use atacama_tests::client::{Client, plain};
-
-fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address")
-}
+use atacama_tests::server::free_port;
 
 /// Waits for a datagram on `notify` containing `needle`; returns everything received.
 fn wait_for(notify: &UnixDatagram, needle: &str, limit: Duration) -> String {
