@@ -89,6 +89,12 @@ pub fn init(level: Option<log::LevelFilter>) -> Result<(), log::SetLoggerError> 
     if let Some(level) = level {
         logger = logger.with_level(level);
     }
+    if logger.max_level() < log::LevelFilter::Trace {
+        // rustls warns whenever a client sends an IP address as SNI (msmtp and curl do):
+        // client behaviour, not a server problem, and noise under `journalctl -p warning`.
+        // Only `trace` shows it.
+        logger = logger.with_module_level("rustls", log::LevelFilter::Error);
+    }
     log::set_max_level(logger.max_level());
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         log::set_boxed_logger(Box::new(Journald(logger)))
