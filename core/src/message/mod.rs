@@ -225,7 +225,9 @@ fn joined_text(message: &Message<'_>, part_ids: &[u32]) -> (String, bool) {
         }
         out.push_str(text);
     }
-    (out.replace("\r\n", "\n"), damaged)
+    // Every CR before an LF goes, not just one: "\r\r\n" would otherwise leave a CR LF.
+    let lines: Vec<&str> = out.split('\n').map(|l| l.trim_end_matches('\r')).collect();
+    (lines.join("\n"), damaged)
 }
 
 fn plain_text<'a>(part: &MessagePart<'_>, text: &'a str) -> Cow<'a, str> {
