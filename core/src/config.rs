@@ -72,6 +72,10 @@ pub struct Limits {
     pub data_timeout_secs: u64,
     /// What to do with bare LF / bare CR in a message.
     pub bare_newline: BareNewline,
+    /// Store the messages that arrive together in one durable transaction (one fsync for
+    /// many); each `250` still waits for the commit holding its message. `false`: one
+    /// transaction per message.
+    pub group_commit: bool,
 }
 
 /// Authentication policy.
@@ -177,6 +181,7 @@ impl Default for Limits {
             command_timeout_secs: session.command_timeout.as_secs(),
             data_timeout_secs: session.data_timeout.as_secs(),
             bare_newline: session.bare_newline,
+            group_commit: true,
         }
     }
 }

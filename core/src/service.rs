@@ -4,6 +4,7 @@
 //! Both calls block (bcrypt, fsync): the smol runtime runs them on its blocking pool, the
 //! threaded runtime on the connection's thread. Throttling AUTH is the caller's job.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::SystemTime;
 
 use crate::config::Config;
@@ -51,9 +52,13 @@ impl Services {
     /// Checks credentials: the same bcrypt work whether or not the user exists.
     ///
     /// A store failure is a `TemporaryFailure` (454), so a broken disk never counts against
-    /// the client as a wrong password.
+    /// the client as a wrong password. So is a panic below: every AUTH gets one reply (A16).
     pub fn authenticate(&self, request: &AuthRequest) -> AuthOutcome {
-        match self.store.verify_user(&request.username, &request.password) {
+        let verified = catch_unwind(AssertUnwindSafe(|| {
+            self.store.verify_user(&request.username, &request.password)
+        }))
+        .unwrap_or_else(|_| Err(StoreError::Database("panic while verifying".into())));
+        match verified {
             Ok(true) => AuthOutcome::Accepted,
             Ok(false) => {
                 // {:?} escapes control characters: the name is the client's, not ours.
@@ -74,14 +79,20 @@ impl Services {
         }
     }
 
-    /// Parses, renders and stores one message; returns once it is durably committed.
+    /// Parses, renders and stores one message; returns once it is durably committed. A
+    /// panic in parsing, rendering or storing is a failed delivery (`451 4.3.0`), not a
+    /// lost connection.
     pub fn deliver(
         &self,
         delivery: &Delivery,
         received_at: SystemTime,
     ) -> Result<MessageId, DeliveryError> {
-        let message = self.prepare(delivery, received_at);
-        let id = self.store.insert_message(&message).map_err(|error| {
+        let stored = catch_unwind(AssertUnwindSafe(|| {
+            let message = self.prepare(delivery, received_at);
+            self.store.insert_message(&message)
+        }))
+        .unwrap_or_else(|_| Err(StoreError::Database("panic while storing".into())));
+        let id = stored.map_err(|error| {
             log::error!("delivery for user={:?} failed: {error}", delivery.user);
             DeliveryError(error.to_string())
         })?;
@@ -89,29 +100,53 @@ impl Services {
         Ok(id)
     }
 
-    /// Stores several messages in one durable transaction (group commit): all succeed or all
-    /// fail with the same error. Results are in the order of `batch`.
+    /// Stores several messages in one durable transaction (group commit). Results are in
+    /// the order of `batch`: a message whose processing panics fails alone (`451 4.3.0`);
+    /// a failed transaction fails every other message with the same error.
     pub fn deliver_batch(
         &self,
         batch: &[(Delivery, SystemTime)],
     ) -> Vec<Result<MessageId, DeliveryError>> {
-        let messages: Vec<NewMessage> = batch
-            .iter()
-            .map(|(delivery, received_at)| self.prepare(delivery, *received_at))
-            .collect();
-        match self.store.insert_messages(&messages) {
-            Ok(ids) => {
-                for (id, (delivery, _)) in ids.iter().zip(batch) {
-                    log_accepted(*id, delivery);
+        let mut outcomes: Vec<Option<Result<MessageId, DeliveryError>>> = Vec::new();
+        let mut messages = Vec::new();
+        for (delivery, received_at) in batch {
+            match catch_unwind(AssertUnwindSafe(|| self.prepare(delivery, *received_at))) {
+                Ok(message) => {
+                    messages.push(message);
+                    outcomes.push(None);
                 }
-                ids.into_iter().map(Ok).collect()
-            }
-            Err(error) => {
-                log::error!("delivery of a batch of {} failed: {error}", batch.len());
-                let error = DeliveryError(error.to_string());
-                batch.iter().map(|_| Err(error.clone())).collect()
+                Err(_) => {
+                    let error = StoreError::Database("panic while processing".into());
+                    log::error!("delivery for user={:?} failed: {error}", delivery.user);
+                    outcomes.push(Some(Err(DeliveryError(error.to_string()))));
+                }
             }
         }
+        let stored = catch_unwind(AssertUnwindSafe(|| self.store.insert_messages(&messages)))
+            .unwrap_or_else(|_| Err(StoreError::Database("panic while storing".into())));
+        let stored: Vec<Result<MessageId, DeliveryError>> = match stored {
+            Ok(ids) => ids.into_iter().map(Ok).collect(),
+            Err(error) => {
+                log::error!("delivery of a batch of {} failed: {error}", messages.len());
+                vec![Err(DeliveryError(error.to_string())); messages.len()]
+            }
+        };
+        let mut stored = stored.into_iter();
+        outcomes
+            .into_iter()
+            .zip(batch)
+            .map(|(outcome, (delivery, _))| {
+                let outcome = outcome.or_else(|| stored.next()).unwrap_or_else(|| {
+                    Err(DeliveryError(
+                        "internal error: the store lost a message".into(),
+                    ))
+                });
+                if let Ok(id) = outcome {
+                    log_accepted(id, delivery);
+                }
+                outcome
+            })
+            .collect()
     }
 
     /// The record a delivery becomes: parsed fields, rendered text, trace facts.

@@ -334,3 +334,28 @@ fn completions_without_a_request_are_refused() {
     h.client("NOOP\r\n");
     h.expect_reply(250);
 }
+
+#[test]
+fn close_reasons_name_why_the_session_ended() {
+    use atacama_core::smtp::CloseReason;
+    let mut h = Harness::submission();
+    h.client("QUIT\r\n");
+    assert_eq!(h.session.close_reason(), Some(CloseReason::Quit));
+    let mut h = Harness::submission();
+    h.advance(Duration::from_secs(300));
+    assert_eq!(h.session.close_reason(), Some(CloseReason::Timeout));
+    let mut h = Harness::submission();
+    h.shutdown();
+    assert_eq!(h.session.close_reason(), Some(CloseReason::Shutdown));
+    let mut h = Harness::submission();
+    h.client("GET / HTTP/1.1\r\n");
+    assert_eq!(
+        h.session.close_reason(),
+        Some(CloseReason::ForbiddenCommand)
+    );
+    let mut h = Harness::submission();
+    h.peer_closed();
+    assert_eq!(h.session.close_reason(), Some(CloseReason::PeerClosed));
+    let h = Harness::submission();
+    assert_eq!(h.session.close_reason(), None);
+}

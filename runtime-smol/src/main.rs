@@ -1,4 +1,12 @@
-//! `atacama-mail`: the smol daemon. The command line is shared; only `serve` is ours.
+//! `atacama-mail`: the smol daemon. The command line is shared (`atacama_core::cli`); only
+//! `serve` is ours: listeners, TLS, and one task per connection driving a core `Session`.
+//! Password checks run on the blocking pool, never on the executor; deliveries go to the
+//! core's committer (one durable commit for the messages of many connections), or, with
+//! group commit off, to the blocking pool too.
+
+mod connection;
+mod server;
+mod stream;
 
 use atacama_core::cli::{self, ServeContext};
 
@@ -6,7 +14,8 @@ fn main() -> std::process::ExitCode {
     cli::main("atacama-mail", serve)
 }
 
-/// Runs the smol server.
-fn serve(_context: &ServeContext) -> Result<(), Box<dyn std::error::Error>> {
-    Err("serve is not implemented in this build yet".into())
+/// Runs the smol server until SIGTERM or SIGINT.
+fn serve(context: &ServeContext) -> Result<(), Box<dyn std::error::Error>> {
+    atacama_core::logging::init(context.log_level)?;
+    server::Server::bind(&context.config)?.run()
 }

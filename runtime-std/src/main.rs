@@ -1,5 +1,11 @@
-//! `atacama-mail-std`: the blocking build for small hosts. The command line is shared; only
-//! `serve` is ours.
+//! `atacama-mail-std`: the blocking build for small hosts. The command line is shared
+//! (`atacama_core::cli`); only `serve` is ours: listeners, TLS, and one thread per admitted
+//! connection driving a core `Session`. No async runtime.
+
+mod connection;
+mod semaphore;
+mod server;
+mod stream;
 
 use atacama_core::cli::{self, ServeContext};
 
@@ -7,7 +13,8 @@ fn main() -> std::process::ExitCode {
     cli::main("atacama-mail-std", serve)
 }
 
-/// Runs the thread-per-connection server.
-fn serve(_context: &ServeContext) -> Result<(), Box<dyn std::error::Error>> {
-    Err("serve is not implemented in this build yet".into())
+/// Runs the thread-per-connection server until SIGTERM or SIGINT.
+fn serve(context: &ServeContext) -> Result<(), Box<dyn std::error::Error>> {
+    atacama_core::logging::init(context.log_level)?;
+    server::Server::bind(&context.config)?.run()
 }

@@ -96,6 +96,21 @@ impl Run {
 fn build() -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
+    // cargo sets CARGO_MANIFEST_DIR, CARGO_PKG_NAME… for the test process; ring's build
+    // script watches them, so passing them on would rebuild ring, rustls and both binaries
+    // on every test run (and again on the next plain cargo command).
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                key.as_ref(),
+                "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR"
+            )
+        {
+            command.env_remove(key.as_ref());
+        }
+    }
     command.args([
         "build",
         "--bins",
@@ -128,4 +143,10 @@ fn profile_dir(exe: &Path) -> Option<PathBuf> {
     Some(dir.to_path_buf())
 }
 
+pub mod client;
 pub mod load;
+pub mod server;
+pub mod tools;
+
+pub use client::Client;
+pub use server::{Server, Settings};

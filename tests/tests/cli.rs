@@ -134,14 +134,29 @@ fn bad_arguments_exit_2_with_one_line() {
 }
 
 #[test]
-fn serve_reports_that_it_is_not_built_yet() {
+fn serve_on_a_busy_address_fails_with_one_line_naming_it() {
+    // Held by the test: the server must give up on it, never serve half its listeners.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = busy.local_addr().unwrap();
     for bin in Binary::ALL {
         let env = Env::new();
-        assert_error(
-            &env.run(bin, &["serve"], None),
-            bin,
-            1,
-            "serve is not implemented in this build yet",
+        std::fs::write(
+            &env.config,
+            format!(
+                "hostname = \"mail.example.test\"\n[listen]\nsubmission = [\"{address}\"]\n\
+                 submissions = []\n[auth]\nbcrypt_cost = 4\n"
+            ),
+        )
+        .unwrap();
+        let run = env.run(bin, &["serve"], None);
+        assert_eq!(run.code, Some(1), "{run:?}");
+        let last = run.stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with(&format!(
+                "{}: error: cannot listen on {address}: ",
+                bin.name()
+            )),
+            "{run:?}"
         );
     }
 }

@@ -36,6 +36,7 @@ fn no_file_gives_the_documented_defaults() {
     );
     assert_eq!((l.command_timeout_secs, l.data_timeout_secs), (300, 600));
     assert_eq!(l.bare_newline, BareNewline::Reject);
+    assert!(l.group_commit);
     assert_eq!(
         config.auth,
         Auth {
@@ -86,6 +87,7 @@ fn every_key_is_read() {
         command_timeout_secs = 30
         data_timeout_secs = 60
         bare_newline = "normalize"
+        group_commit = false
         [auth]
         bcrypt_cost = 4
         require_tls = false
@@ -114,6 +116,7 @@ fn every_key_is_read() {
             command_timeout_secs: 30,
             data_timeout_secs: 60,
             bare_newline: BareNewline::Normalize,
+            group_commit: false,
         },
         auth: Auth {
             bcrypt_cost: 4,
@@ -170,6 +173,7 @@ fn bad_values_are_named() {
         ),
         ("[limits]\nmax_message_size = -1", "limits.max_message_size"),
         ("[limits]\nbare_newline = \"allow\"", "limits.bare_newline"),
+        ("[limits]\ngroup_commit = \"yes\"", "limits.group_commit"),
         (
             "[listen]\nsubmission = [\"localhost:587\"]",
             "listen.submission",

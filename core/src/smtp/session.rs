@@ -49,6 +49,7 @@ pub struct Session {
     data_deadline: Option<Instant>,
     shutting_down: bool,
     peer_closed: bool,
+    close_reason: Option<CloseReason>,
 }
 
 #[derive(Debug)]
@@ -103,6 +104,7 @@ impl Session {
             data_deadline: None,
             shutting_down: false,
             peer_closed: false,
+            close_reason: None,
             config,
         };
         session.reply(reply::greeting(&session.config.hostname));
@@ -144,10 +146,10 @@ impl Session {
         match self.phase {
             Phase::Closed | Phase::Pending(Pending::Auth | Pending::Delivery) => {}
             // Never answer in plaintext after `220 Ready to start TLS` (T5, T11).
-            Phase::Pending(Pending::Tls) => self.close(),
+            Phase::Pending(Pending::Tls) => self.close(CloseReason::Timeout),
             Phase::Command | Phase::Sasl(_) | Phase::Data(_) => {
                 self.reply(reply::timeout(&self.config.hostname));
-                self.close();
+                self.close(CloseReason::Timeout);
             }
         }
     }
@@ -219,7 +221,7 @@ impl Session {
             && self.events.is_empty()
             && matches!(self.phase, Phase::Command | Phase::Sasl(_) | Phase::Data(_))
         {
-            self.close();
+            self.close(CloseReason::PeerClosed);
         }
         self.events.pop_front()
     }
@@ -244,6 +246,16 @@ impl Session {
     /// Bytes received and not yet processed.
     pub fn buffered(&self) -> usize {
         self.input.len()
+    }
+
+    /// Why the session closed, once [`Event::Close`] has been issued (for the log line).
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.close_reason
+    }
+
+    /// Messages acknowledged with `250` in this session.
+    pub fn delivered(&self) -> u32 {
+        self.delivered
     }
 
     /// Whether [`Event::Close`] has been issued.
@@ -275,7 +287,7 @@ impl Session {
             Phase::Data(_) => self.step_data(),
             Phase::Sasl(_) | Phase::Command if self.shutting_down && self.transaction.is_none() => {
                 self.reply(reply::shutting_down(&self.config.hostname));
-                self.close();
+                self.close(CloseReason::Shutdown);
                 true
             }
             Phase::Sasl(_) => self.step_sasl(),
@@ -292,7 +304,7 @@ impl Session {
         let bytes = self.input.bytes();
         if self.tls.is_none() && bytes.starts_with(&[0x16, 0x03]) {
             // A TLS ClientHello on the plaintext port (T6): no SMTP reply can help.
-            self.close();
+            self.close(CloseReason::TlsOnPlaintext);
             return true;
         }
         let is_auth = bytes
@@ -331,7 +343,7 @@ impl Session {
         };
         if verb == Verb::Forbidden {
             self.reply(reply::forbidden_command(&self.config.hostname));
-            self.close();
+            self.close(CloseReason::ForbiddenCommand);
             return;
         }
         if self.config.require_tls && self.tls.is_none() {
@@ -363,7 +375,7 @@ impl Session {
             Command::Noop => self.reply(reply::ok()),
             Command::Quit => {
                 self.reply(reply::closing(&self.config.hostname));
-                self.close();
+                self.close(CloseReason::Quit);
             }
             Command::Vrfy | Command::Expn => self.reply(reply::vrfy()),
             Command::Help => self.reply(reply::help()),
@@ -422,7 +434,7 @@ impl Session {
         self.bad_commands += 1;
         if self.bad_commands >= self.config.max_bad_commands {
             self.reply(reply::too_many_errors(&self.config.hostname));
-            self.close();
+            self.close(CloseReason::TooManyErrors);
         } else {
             self.reply(reply);
         }
@@ -446,8 +458,9 @@ impl Session {
         }
     }
 
-    fn close(&mut self) {
+    fn close(&mut self, reason: CloseReason) {
         self.phase = Phase::Closed;
+        self.close_reason = Some(reason);
         self.events.push_back(Event::Close);
     }
 

@@ -113,3 +113,40 @@ impl std::fmt::Display for NotPending {
 }
 
 impl std::error::Error for NotPending {}
+
+/// Why a session closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent QUIT.
+    Quit,
+    /// The client closed its side.
+    PeerClosed,
+    /// A command, DATA or TLS handshake deadline passed.
+    Timeout,
+    /// The server is shutting down.
+    Shutdown,
+    /// Too many bad commands (L8).
+    TooManyErrors,
+    /// Too many failed logins (A13).
+    TooManyAuthFailures,
+    /// An HTTP request or a header line instead of a command (L9).
+    ForbiddenCommand,
+    /// A TLS ClientHello on the plaintext port (T6).
+    TlsOnPlaintext,
+}
+
+impl CloseReason {
+    /// A short name for log lines: `quit`, `timeout`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Quit => "quit",
+            CloseReason::PeerClosed => "peer_closed",
+            CloseReason::Timeout => "timeout",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::TooManyErrors => "too_many_errors",
+            CloseReason::TooManyAuthFailures => "too_many_auth_failures",
+            CloseReason::ForbiddenCommand => "forbidden_command",
+            CloseReason::TlsOnPlaintext => "tls_on_plaintext",
+        }
+    }
+}

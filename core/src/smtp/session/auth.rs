@@ -4,7 +4,7 @@
 //! Every AUTH ends in exactly one final reply (A16), and a PLAIN authorization identity other
 //! than the user is refused (A9).
 
-use super::{Authenticated, Event, Pending, Phase, Session};
+use super::{Authenticated, CloseReason, Event, Pending, Phase, Session};
 use crate::sasl::{self, Credentials, SaslError};
 use crate::smtp::command::Mechanism;
 use crate::smtp::framing::Frame;
@@ -134,7 +134,7 @@ impl Session {
         self.auth_failures += 1;
         if self.auth_failures >= self.config.max_auth_failures {
             self.reply(reply::too_many_auth_failures(&self.config.hostname));
-            self.close();
+            self.close(CloseReason::TooManyAuthFailures);
         } else {
             self.reply(reply::auth_failed());
         }

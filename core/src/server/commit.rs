@@ -1,0 +1,285 @@
+//! How deliveries reach the store, the same in both runtimes (`[limits] group_commit`).
+//!
+//! Group commit (the default): deliveries from all connections go to one committer thread,
+//! which stores whatever has queued up while its previous commit ran in one durable
+//! transaction ([`Services::deliver_batch`]). One fsync then acknowledges many messages, and
+//! each `250` still waits for the commit that holds its message (DESIGN.md, Storage). A lone
+//! message waits for nobody: the committer takes what is queued, it never waits for more.
+//!
+//! Without it, each delivery is its own transaction, run by the runtime where it runs
+//! blocking work ([`Services::deliver`]).
+//!
+//! ```text
+//! match state.deliveries.submit(delivery, received_at) {
+//!     Submitted::Queued(pending) => pending.wait() (a thread) | pending.await (a task),
+//!     Submitted::Direct(job) => job.run() on a thread that may block,
+//! }
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use super::completion::{self, Completer, Completion};
+use crate::service::Services;
+use crate::smtp::{Delivery, DeliveryError, MessageId};
+
+/// Messages stored in one transaction at most: bounds the memory of a batch and the
+/// latency of its first message.
+pub const MAX_BATCH: usize = 64;
+
+/// What a delivery comes to: the id of the stored message, or why it was not stored.
+pub type Outcome = Result<MessageId, DeliveryError>;
+
+/// The way deliveries reach the store, chosen by `[limits] group_commit`.
+#[derive(Debug)]
+pub enum Deliveries {
+    /// One transaction per delivery, run by the runtime.
+    Direct(Arc<Services>),
+    /// Batched by a committer thread.
+    Grouped(Committer),
+}
+
+/// What to do with a submitted delivery.
+#[derive(Debug)]
+#[must_use = "a delivery is stored only once it is waited for or run"]
+pub enum Submitted {
+    /// Queued for the committer: wait for (or await) its outcome.
+    Queued(PendingDelivery),
+    /// To be stored by the caller, on a thread that may block.
+    Direct(Box<DirectDelivery>),
+}
+
+/// A delivery queued for the committer: [`PendingDelivery::wait`] on a thread, or `.await`
+/// in a task (it needs no particular executor).
+#[derive(Debug)]
+#[must_use = "the outcome decides the reply"]
+pub struct PendingDelivery(Completion<Outcome>);
+
+/// A delivery its runtime stores itself (group commit off).
+#[derive(Debug)]
+#[must_use = "a delivery is stored only once it is run"]
+pub struct DirectDelivery {
+    services: Arc<Services>,
+    delivery: Delivery,
+    received_at: SystemTime,
+}
+
+/// The sending side of the committer thread. Dropping it lets the thread store what is
+/// queued and end; the thread's handle on the store goes with it.
+#[derive(Debug)]
+pub struct Committer {
+    jobs: Sender<Job>,
+}
+
+/// One delivery waiting for its commit.
+#[derive(Debug)]
+struct Job {
+    delivery: Delivery,
+    received_at: SystemTime,
+    done: Completer<Outcome>,
+}
+
+impl Deliveries {
+    /// Group commit through a new committer thread if `grouped`, else one transaction each.
+    pub fn new(services: Arc<Services>, grouped: bool) -> std::io::Result<Deliveries> {
+        if grouped {
+            Committer::start(services).map(Deliveries::Grouped)
+        } else {
+            Ok(Deliveries::Direct(services))
+        }
+    }
+
+    /// Hands over a delivery received at `received_at`; never blocks.
+    pub fn submit(&self, delivery: Delivery, received_at: SystemTime) -> Submitted {
+        match self {
+            Deliveries::Direct(services) => Submitted::Direct(Box::new(DirectDelivery {
+                services: Arc::clone(services),
+                delivery,
+                received_at,
+            })),
+            Deliveries::Grouped(committer) => {
+                Submitted::Queued(committer.submit(delivery, received_at))
+            }
+        }
+    }
+}
+
+impl Committer {
+    /// Starts the committer thread.
+    pub fn start(services: Arc<Services>) -> std::io::Result<Committer> {
+        // Unbounded, yet bounded by the connection gate: a session has one delivery pending
+        // at most.
+        let (jobs, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("commit".into())
+            .spawn(move || commit_loop(&services, &queue))?;
+        Ok(Committer { jobs })
+    }
+
+    /// Queues `delivery` for the next commit.
+    pub fn submit(&self, delivery: Delivery, received_at: SystemTime) -> PendingDelivery {
+        let (done, outcome) = completion::pair();
+        let job = Job {
+            delivery,
+            received_at,
+            done,
+        };
+        // If the thread is gone the job comes back and is dropped: `closing` answers it.
+        let _ = self.jobs.send(job);
+        PendingDelivery(outcome)
+    }
+}
+
+impl PendingDelivery {
+    /// Blocks the thread until the message is committed (or failed).
+    pub fn wait(self) -> Outcome {
+        self.0.wait().unwrap_or_else(closing)
+    }
+}
+
+impl Future for PendingDelivery {
+    type Output = Outcome;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|outcome| outcome.unwrap_or_else(closing))
+    }
+}
+
+impl DirectDelivery {
+    /// Processes and stores the message in its own durable transaction; blocks.
+    pub fn run(self) -> Outcome {
+        self.services.deliver(&self.delivery, self.received_at)
+    }
+}
+
+/// The outcome of a delivery whose committer went away without an answer.
+fn closing() -> Outcome {
+    Err(DeliveryError("the store is closing".into()))
+}
+
+/// Stores batches until every [`Committer`] is gone and the queue is empty.
+fn commit_loop(services: &Services, queue: &Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut jobs = vec![first];
+        // What queued up during the last commit; never a wait for more.
+        jobs.extend(queue.try_iter().take(MAX_BATCH - 1));
+        let (batch, done): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .map(|job| ((job.delivery, job.received_at), job.done))
+            .unzip();
+        let outcomes = services.deliver_batch(&batch);
+        // A connection that is gone drops its answer; its message is stored all the same.
+        for (done, outcome) in done.into_iter().zip(outcomes) {
+            done.complete(outcome);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use std::time::UNIX_EPOCH;
+
+    fn services() -> (tempfile::TempDir, Arc<Services>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path(), 4).unwrap();
+        (dir, Arc::new(Services::new(store, "mail.example")))
+    }
+
+    fn delivery(subject: &str) -> Delivery {
+        Delivery {
+            user: "alice".into(),
+            helo: "client.example".into(),
+            peer: "192.0.2.7:40000".parse().unwrap(),
+            tls: None,
+            mail_from: "alice".into(),
+            rcpt_to: vec!["bob@example.test".into()],
+            data: format!("Subject: {subject}\r\n\r\nbody\r\n").into_bytes(),
+        }
+    }
+
+    #[test]
+    fn deliveries_from_many_threads_are_each_stored_once() {
+        let (_dir, services) = services();
+        let deliveries = Deliveries::new(Arc::clone(&services), true).unwrap();
+        let mut ids: Vec<MessageId> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..8)
+                .map(|n| {
+                    let deliveries = &deliveries;
+                    scope.spawn(move || {
+                        let Submitted::Queued(pending) =
+                            deliveries.submit(delivery(&format!("m{n}")), UNIX_EPOCH)
+                        else {
+                            panic!("group commit queues");
+                        };
+                        pending.wait().unwrap()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        ids.sort();
+        assert_eq!(ids, (1..=8).map(MessageId).collect::<Vec<_>>());
+        for id in ids {
+            assert!(services.store().message(id).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_lone_delivery_is_committed_without_waiting_for_company() {
+        let (_dir, services) = services();
+        let committer = Committer::start(services).unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(
+            committer.submit(delivery("alone"), UNIX_EPOCH).wait(),
+            Ok(MessageId(1))
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn without_group_commit_the_caller_stores_the_message() {
+        let (_dir, services) = services();
+        let deliveries = Deliveries::new(Arc::clone(&services), false).unwrap();
+        let Submitted::Direct(job) = deliveries.submit(delivery("direct"), UNIX_EPOCH) else {
+            panic!("no committer without group commit");
+        };
+        assert_eq!(job.run(), Ok(MessageId(1)));
+    }
+
+    #[test]
+    fn a_dropped_committer_stores_what_is_queued_and_lets_go_of_the_store() {
+        let (_dir, services) = services();
+        let committer = Committer::start(Arc::clone(&services)).unwrap();
+        let pending: Vec<_> = (0..3)
+            .map(|n| committer.submit(delivery(&format!("q{n}")), UNIX_EPOCH))
+            .collect();
+        drop(committer);
+        for outcome in pending {
+            assert!(outcome.wait().is_ok());
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while Arc::strong_count(&services) > 1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(Arc::strong_count(&services), 1, "the thread has ended");
+    }
+
+    #[test]
+    fn a_committer_that_is_gone_answers_store_closing() {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        drop(queue);
+        let committer = Committer { jobs };
+        assert_eq!(
+            committer.submit(delivery("late"), UNIX_EPOCH).wait(),
+            Err(DeliveryError("the store is closing".into()))
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! One client connection as a task: moves bytes for a core `Connection` and carries out what
+//! its session asks. No protocol decision is taken here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use atacama_core::logging::CloseOutcome;
+use atacama_core::policy::ConnectionPermit;
+use atacama_core::server::{Accepted, Connection, Submitted, Wait, Wake};
+use atacama_core::smtp::{
+    AuthOutcome, AuthRequest, Channel, Delivery, DeliveryError, Event, MessageId, TlsInfo,
+};
+use smol::Timer;
+use smol::future::FutureExt as _;
+use smol::net::TcpStream;
+
+use crate::server::Shared;
+use crate::stream::{Stream, StreamError, timeout};
+
+/// Serves one accepted connection to its end and logs it; `permit` holds its place in the
+/// connection gate until then.
+pub async fn serve(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    implicit_tls: bool,
+    permit: ConnectionPermit,
+) {
+    let accepted = Accepted::new(peer, tcp.local_addr().ok(), Instant::now());
+    let mut io = Io {
+        shared: Arc::clone(&shared),
+        stream: Stream::Plain(tcp),
+        peer,
+    };
+    let channel = if implicit_tls {
+        let aborted = async { Err(aborted(&shared).await) };
+        match io.upgrade().or(aborted).await {
+            Ok(info) => Channel::Implicit(info),
+            Err(outcome) => return accepted.close(outcome, Instant::now()),
+        }
+    } else {
+        Channel::Plain
+    };
+    let mut conn = accepted.start(shared.state.session.clone(), channel, Instant::now());
+    // Past the grace period the connection's work is dropped wherever it waits.
+    let outcome = io.run(&mut conn).or(aborted(&shared)).await;
+    conn.close(outcome, Instant::now());
+    drop(permit);
+}
+
+/// Returns once the shutdown grace period is over.
+async fn aborted(shared: &Shared) -> CloseOutcome {
+    // The channel is never sent on: closing it is the broadcast.
+    let _ = shared.abort.recv().await;
+    CloseOutcome::Aborted
+}
+
+/// The socket side of a connection, and what it needs from the server.
+struct Io {
+    shared: Arc<Shared>,
+    stream: Stream,
+    peer: SocketAddr,
+}
+
+impl Io {
+    async fn run(&mut self, conn: &mut Connection) -> CloseOutcome {
+        let write_timeout = self.shared.state.limits.write_timeout;
+        loop {
+            while let Some(event) = conn.poll_event() {
+                if let Err(outcome) = self.act(conn, event).await {
+                    return outcome;
+                }
+            }
+            // Replies sit in the TLS buffer until flushed: all of them go before we wait.
+            if let Err(error) = self.stream.flush(write_timeout).await {
+                return outcome_of(error);
+            }
+            let wait = match conn.wait() {
+                Ok(wait) => wait,
+                Err(outcome) => return outcome,
+            };
+            let wake = self.wait(wait).await;
+            if let Err(outcome) = conn.woke(Instant::now(), wake) {
+                return outcome;
+            }
+        }
+    }
+
+    /// Carries out one event. `Err` ends the connection with that outcome.
+    async fn act(&mut self, conn: &mut Connection, event: Event) -> Result<(), CloseOutcome> {
+        let write_timeout = self.shared.state.limits.write_timeout;
+        match event {
+            Event::Transmit(bytes) => self
+                .stream
+                .write_all(&bytes, write_timeout)
+                .await
+                .map_err(outcome_of),
+            Event::StartTls => {
+                self.stream.flush(write_timeout).await.map_err(outcome_of)?;
+                let info = self.upgrade().await?;
+                conn.tls_established(Instant::now(), info)
+            }
+            Event::Authenticate(request) => {
+                // Earlier replies go out before the (possibly long) check.
+                self.stream.flush(write_timeout).await.map_err(outcome_of)?;
+                let outcome = self.authenticate(request).await;
+                conn.auth_result(Instant::now(), outcome)
+            }
+            Event::Deliver(delivery) => {
+                self.stream.flush(write_timeout).await.map_err(outcome_of)?;
+                let result = self.deliver(delivery).await;
+                conn.delivery_result(Instant::now(), result)
+            }
+            Event::Close => {
+                self.stream.flush(write_timeout).await.map_err(outcome_of)?;
+                self.stream
+                    .close(self.shared.state.limits.close_linger)
+                    .await;
+                Err(conn.close_outcome())
+            }
+        }
+    }
+
+    /// Waits for ONE thing: bytes from the client, the session's deadline, or shutdown.
+    async fn wait(&mut self, wait: Wait<'_>) -> Wake {
+        let stop = self.shared.stop.clone();
+        let read = async {
+            if wait.buf.is_empty() {
+                // The session takes no input now; only its deadline or shutdown can help.
+                std::future::pending::<()>().await;
+            }
+            Wake::Read(self.stream.read(wait.buf).await)
+        };
+        let timer = async {
+            match wait.deadline {
+                Some(at) => {
+                    Timer::at(at).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+            Wake::Deadline
+        };
+        let shutdown = async {
+            if wait.shutdown {
+                // The channel is never sent on: closing it is the broadcast.
+                let _ = stop.recv().await;
+                Wake::Shutdown
+            } else {
+                std::future::pending().await
+            }
+        };
+        read.or(timer).or(shutdown).await
+    }
+
+    async fn upgrade(&mut self) -> Result<TlsInfo, CloseOutcome> {
+        let state = &self.shared.state;
+        self.stream
+            .upgrade(state.tls.current(), state.limits.tls_handshake_timeout)
+            .await
+            .map_err(outcome_of)
+    }
+
+    /// Throttle, queue, then bcrypt on the blocking pool; always exactly one outcome.
+    async fn authenticate(&self, request: AuthRequest) -> AuthOutcome {
+        let state = &self.shared.state;
+        let ticket = match state.auth.admit(self.peer.ip(), &request, Instant::now()) {
+            Ok(ticket) => ticket,
+            Err(outcome) => return outcome,
+        };
+        Timer::after(ticket.delay()).await;
+        let wait = state.limits.verifier_wait_timeout;
+        let Some(_running) = timeout(wait, self.shared.verifiers.acquire_arc()).await else {
+            return ticket.busy(&request);
+        };
+        let services = Arc::clone(&state.services);
+        let (request, verdict) = smol::unblock(move || {
+            let verdict = services.authenticate(&request);
+            (request, verdict)
+        })
+        .await;
+        ticket.finish(&request, verdict, Instant::now())
+    }
+
+    /// Process and commit durably: batched by the committer, or on the blocking pool.
+    async fn deliver(&self, delivery: Delivery) -> Result<MessageId, DeliveryError> {
+        match self
+            .shared
+            .state
+            .deliveries
+            .submit(delivery, SystemTime::now())
+        {
+            Submitted::Queued(pending) => pending.await,
+            Submitted::Direct(job) => smol::unblock(move || job.run()).await,
+        }
+    }
+}
+
+fn outcome_of(error: StreamError) -> CloseOutcome {
+    match error {
+        StreamError::Tls(why) => CloseOutcome::TlsFailed(why),
+        StreamError::Io(why) => CloseOutcome::IoError(why),
+    }
+}

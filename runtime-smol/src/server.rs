@@ -1,0 +1,257 @@
+//! Listeners, the accept loops, signals and the shutdown sequence: the life of a server as
+//! `core::server` lays it out, on a smol executor.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_signal::{Signal, Signals};
+use atacama_core::config::Config;
+use atacama_core::logging;
+use atacama_core::server::{self, AfterSignal, ServerState};
+use atacama_core::smtp::Reply;
+use atacama_core::systemd;
+use smol::channel::{Receiver, Sender};
+use smol::future::FutureExt as _;
+use smol::io::AsyncWriteExt as _;
+use smol::lock::Semaphore;
+use smol::net::{TcpListener, TcpStream};
+use smol::stream::StreamExt as _;
+use smol::{Executor, Timer};
+
+use crate::connection;
+use crate::stream::{handshake, timeout};
+
+/// What every connection shares.
+pub struct Shared {
+    /// What both runtimes share: store, limits, certificate, gate, throttle.
+    pub state: ServerState,
+    /// Password checks running at once.
+    pub verifiers: Arc<Semaphore>,
+    /// Closed (never sent on) when the server stops: idle sessions answer `421 4.3.0`.
+    pub stop: Receiver<()>,
+    /// Closed (never sent on) when the grace period is over: every connection ends.
+    pub abort: Receiver<()>,
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    shared: Arc<Shared>,
+    stop: Sender<()>,
+    abort: Sender<()>,
+    signals: Signals,
+    listeners: Vec<(TcpListener, bool)>,
+}
+
+impl Server {
+    /// Takes over the signals, opens the store, loads (or generates) the certificate and
+    /// binds every listener (or takes those systemd passed); nothing is accepted yet.
+    pub fn bind(config: &Config) -> Result<Server, Box<dyn std::error::Error>> {
+        // Signals first: a SIGTERM that arrives once the ports answer must stop us cleanly.
+        let signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup])?;
+        let state = ServerState::open(config)?;
+        let mut listeners = Vec::new();
+        for bound in server::bind(config)? {
+            listeners.push((TcpListener::try_from(bound.socket)?, bound.implicit_tls));
+        }
+        let (stop, stopped) = smol::channel::bounded(1);
+        let (abort, aborted) = smol::channel::bounded(1);
+        let shared = Shared {
+            verifiers: Arc::new(Semaphore::new(state.limits.verifier_running.max(1))),
+            state,
+            stop: stopped,
+            abort: aborted,
+        };
+        Ok(Server {
+            shared: Arc::new(shared),
+            stop,
+            abort,
+            signals,
+            listeners,
+        })
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down: stop accepting, `421 4.3.0` to idle
+    /// sessions, up to `shutdown_grace` for transactions in progress, close the store.
+    pub fn run(self) -> Result<(), Box<dyn std::error::Error>> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(4);
+        let executor = Arc::new(Executor::new());
+        let (done, finished) = smol::channel::bounded::<()>(1);
+        // Closed however the main future ends, even by a panic: the worker threads must
+        // stop, or the scope below would wait for them forever.
+        let done = CloseOnDrop(done);
+        let Server {
+            shared,
+            stop,
+            abort,
+            mut signals,
+            listeners,
+        } = self;
+        let mut listening = Vec::new();
+        for (listener, implicit_tls) in &listeners {
+            listening.push((listener.local_addr()?, *implicit_tls));
+        }
+        std::thread::scope(|scope| {
+            for _ in 1..threads {
+                let executor = Arc::clone(&executor);
+                let finished = finished.clone();
+                scope.spawn(move || smol::block_on(executor.run(finished.recv())));
+            }
+            let main = async {
+                let mut accepting = Vec::new();
+                for (listener, implicit_tls) in listeners {
+                    let task = accept_loop(
+                        Arc::clone(&executor),
+                        Arc::clone(&shared),
+                        listener,
+                        implicit_tls,
+                    );
+                    accepting.push(executor.spawn(task));
+                }
+                server::ready(&listening);
+                if let Some(interval) = systemd::watchdog_interval() {
+                    // Pinged from the executor: a stuck executor stops the pings.
+                    accepting.push(executor.spawn(async move {
+                        loop {
+                            systemd::watchdog();
+                            Timer::after(interval).await;
+                        }
+                    }));
+                }
+                wait_for_stop(&mut signals, &shared.state).await;
+                // Dropping the accept tasks drops the listeners: new connections are refused.
+                // (Under socket activation systemd keeps its copy and queues them instead.)
+                drop(accepting);
+                stop.close();
+                let state = &shared.state;
+                drain(state, state.grace_deadline(Instant::now())).await;
+                if state.abort_open() > 0 {
+                    abort.close();
+                    drain(state, Instant::now() + server::STORE_CLOSE_WAIT).await;
+                }
+            };
+            smol::block_on(executor.run(main));
+            drop(done);
+        });
+        // Connection tasks still alive hold the shared state: drop them, then the store.
+        drop(executor);
+        server::close(shared, |shared| shared.state);
+        Ok(())
+    }
+}
+
+/// Closes the channel when dropped.
+struct CloseOnDrop(Sender<()>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Handles SIGHUP until SIGTERM or SIGINT.
+async fn wait_for_stop(signals: &mut Signals, state: &ServerState) {
+    while let Some(signal) = signals.next().await {
+        let signal = match signal {
+            Ok(Signal::Hup) => server::Signal::Hangup,
+            Ok(Signal::Term) => server::Signal::Terminate,
+            Ok(Signal::Int) => server::Signal::Interrupt,
+            // Not registered for any other.
+            Ok(_) => continue,
+            Err(error) => {
+                logging::signals_failed(&error);
+                continue;
+            }
+        };
+        if state.on_signal(signal) == AfterSignal::ShutDown {
+            return;
+        }
+    }
+}
+
+/// Waits for the open connections to end, until `until` at most.
+async fn drain(state: &ServerState, until: Instant) {
+    while let Some(pause) = state.next_drain_check(Instant::now(), until) {
+        Timer::after(pause).await;
+    }
+}
+
+async fn accept_loop(
+    executor: Arc<Executor<'static>>,
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    implicit_tls: bool,
+) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                logging::accept_failed(&error);
+                Timer::after(server::ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        // Without it a TLS 1.3 ticket write and the next reply meet the client's delayed
+        // ACK: a 40 ms stall per connection.
+        if let Err(error) = tcp.set_nodelay(true) {
+            logging::nodelay_failed(peer, &error);
+        }
+        match shared.state.admit(peer) {
+            Ok(permit) => {
+                let task = connection::serve(Arc::clone(&shared), tcp, peer, implicit_tls, permit);
+                // A panic (a bug, or a log line to a closed stderr) ends this connection
+                // only; unwinding drops its permit. The panic hook has already reported it.
+                let task = AssertUnwindSafe(task).catch_unwind();
+                executor
+                    .spawn(async move {
+                        let _ = task.await;
+                    })
+                    .detach();
+            }
+            Err(reply) => {
+                refuse(&executor, &shared, tcp, peer, reply, implicit_tls).await;
+            }
+        }
+    }
+}
+
+/// Sends the gate's `421` and closes; never waits on the client for long.
+async fn refuse(
+    executor: &Executor<'static>,
+    shared: &Arc<Shared>,
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    reply: Reply,
+    implicit_tls: bool,
+) {
+    let bytes = reply.to_bytes();
+    if !implicit_tls {
+        // A fresh socket's send buffer takes a few bytes at once; the deadline is a backstop.
+        let write_timeout = shared.state.limits.refusal_write_timeout;
+        let _ = timeout(write_timeout, tcp.write_all(&bytes)).await;
+        let _ = tcp.shutdown(std::net::Shutdown::Write);
+        return;
+    }
+    // On 465 the reply can only go inside TLS: handshake in a task, a bounded number at once.
+    let Some(slot) = shared.state.refusals.try_enter() else {
+        logging::refused_without_reply(peer, &"too many refusals in flight");
+        return;
+    };
+    let config = shared.state.tls.current();
+    let deadline = shared.state.refusal_tls_timeout();
+    executor
+        .spawn(async move {
+            let _slot = slot;
+            if let Ok(mut tls) = handshake(config, tcp, deadline).await {
+                let _ = timeout(deadline, async {
+                    tls.write_all(&bytes).await?;
+                    tls.close().await
+                })
+                .await;
+            }
+        })
+        .detach();
+}
