@@ -483,7 +483,7 @@ impl Runtime {
                     Err(DeliveryError("fuzzed failure".into()))
                 };
                 if self.complete(Request::Delivery, |s, now| s.delivery_result(now, result))? {
-                    self.next_id += 1;
+                    self.next_id += u64::from(ok);
                     self.checker.completed(self.session.user().is_some());
                 }
             }
@@ -674,6 +674,9 @@ impl Runtime {
                 {
                     return violation("delivery with no or too many recipients");
                 }
+                if self.session.delivered() >= self.config.max_messages_per_session {
+                    return violation("delivery past max_messages_per_session");
+                }
                 self.pending = Some(Request::Delivery);
             }
             Event::Close => {
@@ -701,8 +704,12 @@ impl Runtime {
     fn check_waiting(&self) -> Result<(), Violation> {
         let s = &self.session;
         self.check_buffer()?;
-        if s.is_closed() != self.closed {
-            return violation("is_closed disagrees with the Close event");
+        if s.is_closed() != self.closed || s.close_reason().is_some() != self.closed {
+            return violation("is_closed or close_reason disagrees with the Close event");
+        }
+        // Invariant: ids count up from 1, one per stored delivery.
+        if u64::from(s.delivered()) != self.next_id - 1 {
+            return violation("delivered() is not the number of stored deliveries");
         }
         if s.user() != self.user.as_deref() {
             return Err(Violation(format!(
