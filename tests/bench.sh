@@ -21,7 +21,7 @@ results="$work/results.jsonl"
 server_pid=""
 trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
 
-start_server() { # name binary port_base [extra toml]
+start_server() { # name binary port_base [extra [limits] line]
   local name=$1 bin=$2 base=$3 extra=${4:-}
   local dir="$work/$name"
   rm -rf "$dir"; mkdir -p "$dir"
@@ -35,9 +35,9 @@ submissions = ["127.0.0.1:${base}465"]
 max_connections = 20000
 max_connections_per_ip = 20000
 command_timeout_secs = 600
+$extra
 [auth]
 bcrypt_cost = 12
-$extra
 TOML
   echo s3cret | "target/release/$bin" --config "$dir/config.toml" user add alice --password-stdin >/dev/null
   "target/release/$bin" --config "$dir/config.toml" serve --log-level warn 2>"$dir/server.log" &
@@ -80,6 +80,13 @@ bench_runtime() { # runtime binary port_base
   echo "{\"runtime\":\"$runtime\",\"scenario\":\"e: the 50 logins\",\"r\":$(cat "$work/storm.json")}" >> "$results"
   run "$runtime" "d: 1000 idle after STARTTLS" --addr "$addr" -c 1000 --idle 3 --server-pid "$server_pid" --connect-concurrency 100 --deadline 300
   run "$runtime" "d: $idle_big idle after STARTTLS" --addr "$addr" -c "$idle_big" --idle 3 --server-pid "$server_pid" --connect-concurrency 100 --deadline 600
+  stop_server
+  # b again on a fresh data dir, with and without group commit, so the two share a start.
+  start_server "$runtime" "$bin" "$base"
+  run "$runtime" "b: group commit on (fresh)" --addr "$addr" -c 20 -m 250 --deadline 300
+  stop_server
+  start_server "$runtime" "$bin" "$base" "group_commit = false"
+  run "$runtime" "b: group commit off (fresh)" --addr "$addr" -c 20 -m 250 --deadline 300
   stop_server
 }
 

@@ -107,19 +107,46 @@ impl Services {
         &self,
         batch: &[(Delivery, SystemTime)],
     ) -> Vec<Result<MessageId, DeliveryError>> {
+        let prepared: Vec<_> = batch
+            .iter()
+            .map(|(delivery, received_at)| self.prepare_checked(delivery, *received_at))
+            .collect();
+        let deliveries: Vec<&Delivery> = batch.iter().map(|(delivery, _)| delivery).collect();
+        self.store_prepared(prepared, &deliveries)
+    }
+
+    /// [`Services::prepare`], with a panic in parsing or rendering turned into a failed
+    /// delivery (logged), so one bad message cannot take its batch or its thread down.
+    pub fn prepare_checked(
+        &self,
+        delivery: &Delivery,
+        received_at: SystemTime,
+    ) -> Result<NewMessage, DeliveryError> {
+        catch_unwind(AssertUnwindSafe(|| self.prepare(delivery, received_at))).map_err(|_| {
+            let error = StoreError::Database("panic while processing".into());
+            log::error!("delivery for user={:?} failed: {error}", delivery.user);
+            DeliveryError(error.to_string())
+        })
+    }
+
+    /// Stores the prepared messages of a batch in one durable transaction; the second half
+    /// of [`Services::deliver_batch`], for a committer that prepares ahead of its commits.
+    /// `prepared[i]` came from `deliveries[i]`; a message that failed to prepare keeps its
+    /// error, the others share the transaction's fate.
+    pub fn store_prepared(
+        &self,
+        prepared: Vec<Result<NewMessage, DeliveryError>>,
+        deliveries: &[&Delivery],
+    ) -> Vec<Result<MessageId, DeliveryError>> {
         let mut outcomes: Vec<Option<Result<MessageId, DeliveryError>>> = Vec::new();
         let mut messages = Vec::new();
-        for (delivery, received_at) in batch {
-            match catch_unwind(AssertUnwindSafe(|| self.prepare(delivery, *received_at))) {
+        for message in prepared {
+            match message {
                 Ok(message) => {
                     messages.push(message);
                     outcomes.push(None);
                 }
-                Err(_) => {
-                    let error = StoreError::Database("panic while processing".into());
-                    log::error!("delivery for user={:?} failed: {error}", delivery.user);
-                    outcomes.push(Some(Err(DeliveryError(error.to_string()))));
-                }
+                Err(error) => outcomes.push(Some(Err(error))),
             }
         }
         let stored = catch_unwind(AssertUnwindSafe(|| self.store.insert_messages(&messages)))
@@ -134,8 +161,8 @@ impl Services {
         let mut stored = stored.into_iter();
         outcomes
             .into_iter()
-            .zip(batch)
-            .map(|(outcome, (delivery, _))| {
+            .zip(deliveries)
+            .map(|(outcome, delivery)| {
                 let outcome = outcome.or_else(|| stored.next()).unwrap_or_else(|| {
                     Err(DeliveryError(
                         "internal error: the store lost a message".into(),
@@ -280,5 +307,27 @@ mod tests {
         let results = s.deliver_batch(&batch);
         assert_eq!(results, [Ok(MessageId(1)), Ok(MessageId(2))]);
         assert_eq!(s.deliver_batch(&[]), []);
+    }
+
+    #[test]
+    fn store_prepared_keeps_a_failed_preparation_in_its_place() {
+        let (_dir, s) = services();
+        let (a, b) = (delivery(true), delivery(false));
+        let failed = DeliveryError("panic while processing".into());
+        let prepared = vec![
+            s.prepare_checked(&a, UNIX_EPOCH),
+            Err(failed.clone()),
+            s.prepare_checked(&b, UNIX_EPOCH),
+        ];
+        let outcomes = s.store_prepared(prepared, &[&a, &a, &b]);
+        assert_eq!(outcomes, [Ok(MessageId(1)), Err(failed), Ok(MessageId(2))]);
+        let stored = s.store().messages(None, None).unwrap();
+        assert_eq!(stored.len(), 2);
+        assert!(
+            s.store()
+                .raw_message(MessageId(2))
+                .unwrap()
+                .ends_with(&b.data)
+        );
     }
 }

@@ -1,10 +1,13 @@
 //! How deliveries reach the store, the same in both runtimes (`[limits] group_commit`).
 //!
-//! Group commit (the default): deliveries from all connections go to one committer thread,
-//! which stores whatever has queued up while its previous commit ran in one durable
-//! transaction ([`Services::deliver_batch`]). One fsync then acknowledges many messages, and
-//! each `250` still waits for the commit that holds its message (DESIGN.md, Storage). A lone
-//! message waits for nobody: the committer takes what is queued, it never waits for more.
+//! Group commit (the default): deliveries from all connections go to a two-stage pipeline.
+//! A `prepare` thread parses and renders each message ([`Services::prepare_checked`]) as it
+//! arrives; the `commit` thread stores whatever prepared messages queued up while its
+//! previous commit ran, in one durable transaction ([`Services::store_prepared`]). One fsync
+//! then acknowledges many messages, the next batch is processed while the disk syncs the
+//! last, and each `250` still waits for the commit that holds its message (DESIGN.md,
+//! Storage). A lone message waits for nobody: each stage takes what is queued, it never
+//! waits for more.
 //!
 //! Without it, each delivery is its own transaction, run by the runtime where it runs
 //! blocking work ([`Services::deliver`]).
@@ -26,6 +29,7 @@ use std::time::SystemTime;
 use super::completion::{self, Completer, Completion};
 use crate::service::Services;
 use crate::smtp::{Delivery, DeliveryError, MessageId};
+use crate::store::NewMessage;
 
 /// Messages stored in one transaction at most: bounds the memory of a batch and the
 /// latency of its first message.
@@ -39,7 +43,7 @@ pub type Outcome = Result<MessageId, DeliveryError>;
 pub enum Deliveries {
     /// One transaction per delivery, run by the runtime.
     Direct(Arc<Services>),
-    /// Batched by a committer thread.
+    /// Batched by the committer's prepare and commit threads.
     Grouped(Committer),
 }
 
@@ -68,8 +72,8 @@ pub struct DirectDelivery {
     received_at: SystemTime,
 }
 
-/// The sending side of the committer thread. Dropping it lets the thread store what is
-/// queued and end; the thread's handle on the store goes with it.
+/// The sending side of the committer's threads. Dropping it lets them store what is queued
+/// and end; their handles on the store go with them.
 #[derive(Debug)]
 pub struct Committer {
     jobs: Sender<Job>,
@@ -83,8 +87,16 @@ struct Job {
     done: Completer<Outcome>,
 }
 
+/// A delivery processed into its record (or its processing failure), waiting for a commit.
+#[derive(Debug)]
+struct Prepared {
+    delivery: Delivery,
+    message: Result<NewMessage, DeliveryError>,
+    done: Completer<Outcome>,
+}
+
 impl Deliveries {
-    /// Group commit through a new committer thread if `grouped`, else one transaction each.
+    /// Group commit through new committer threads if `grouped`, else one transaction each.
     pub fn new(services: Arc<Services>, grouped: bool) -> std::io::Result<Deliveries> {
         if grouped {
             Committer::start(services).map(Deliveries::Grouped)
@@ -109,14 +121,19 @@ impl Deliveries {
 }
 
 impl Committer {
-    /// Starts the committer thread.
+    /// Starts the prepare and commit threads.
     pub fn start(services: Arc<Services>) -> std::io::Result<Committer> {
         // Unbounded, yet bounded by the connection gate: a session has one delivery pending
-        // at most.
+        // at most, in one of the two queues.
         let (jobs, queue) = mpsc::channel();
+        let (prepared, to_commit) = mpsc::channel();
+        let committing = Arc::clone(&services);
         std::thread::Builder::new()
             .name("commit".into())
-            .spawn(move || commit_loop(&services, &queue))?;
+            .spawn(move || commit_loop(&committing, &to_commit))?;
+        std::thread::Builder::new()
+            .name("prepare".into())
+            .spawn(move || prepare_loop(&services, &queue, &prepared))?;
         Ok(Committer { jobs })
     }
 
@@ -163,17 +180,39 @@ fn closing() -> Outcome {
     Err(DeliveryError("the store is closing".into()))
 }
 
-/// Stores batches until every [`Committer`] is gone and the queue is empty.
-fn commit_loop(services: &Services, queue: &Receiver<Job>) {
+/// Processes deliveries in arrival order until every [`Committer`] is gone; dropping
+/// `prepared` at the end lets the commit thread finish the queue and end.
+fn prepare_loop(services: &Services, queue: &Receiver<Job>, prepared: &Sender<Prepared>) {
+    for job in queue {
+        let message = services.prepare_checked(&job.delivery, job.received_at);
+        let ready = Prepared {
+            delivery: job.delivery,
+            message,
+            done: job.done,
+        };
+        // The commit thread outlives this one; if it is gone anyway, `closing` answers.
+        if prepared.send(ready).is_err() {
+            return;
+        }
+    }
+}
+
+/// Stores batches until the prepare thread is gone and the queue is empty.
+fn commit_loop(services: &Services, queue: &Receiver<Prepared>) {
     while let Ok(first) = queue.recv() {
         let mut jobs = vec![first];
-        // What queued up during the last commit; never a wait for more.
+        // What was prepared during the last commit; never a wait for more.
         jobs.extend(queue.try_iter().take(MAX_BATCH - 1));
-        let (batch, done): (Vec<_>, Vec<_>) = jobs
-            .into_iter()
-            .map(|job| ((job.delivery, job.received_at), job.done))
-            .unzip();
-        let outcomes = services.deliver_batch(&batch);
+        let mut deliveries = Vec::with_capacity(jobs.len());
+        let mut messages = Vec::with_capacity(jobs.len());
+        let mut done = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            deliveries.push(job.delivery);
+            messages.push(job.message);
+            done.push(job.done);
+        }
+        let deliveries: Vec<&Delivery> = deliveries.iter().collect();
+        let outcomes = services.store_prepared(messages, &deliveries);
         // A connection that is gone drops its answer; its message is stored all the same.
         for (done, outcome) in done.into_iter().zip(outcomes) {
             done.complete(outcome);

@@ -126,7 +126,7 @@ pub enum StartError {
     },
     /// systemd passed sockets that cannot be used.
     Activation(ActivationError),
-    /// The committer thread could not be started.
+    /// The committer's threads could not be started.
     Committer(String),
 }
 
@@ -140,7 +140,7 @@ impl fmt::Display for StartError {
             }
             StartError::Activation(error) => error.fmt(f),
             StartError::Committer(problem) => {
-                write!(f, "cannot start the committer thread: {problem}")
+                write!(f, "cannot start the committer threads: {problem}")
             }
         }
     }
