@@ -96,7 +96,7 @@ impl Services {
             log::error!("delivery for user={:?} failed: {error}", delivery.user);
             DeliveryError(error.to_string())
         })?;
-        log_accepted(id, delivery);
+        log_accepted(id, &delivery.user, delivery.data.len());
         Ok(id)
     }
 
@@ -107,12 +107,11 @@ impl Services {
         &self,
         batch: &[(Delivery, SystemTime)],
     ) -> Vec<Result<MessageId, DeliveryError>> {
-        let prepared: Vec<_> = batch
+        let prepared = batch
             .iter()
             .map(|(delivery, received_at)| self.prepare_checked(delivery, *received_at))
             .collect();
-        let deliveries: Vec<&Delivery> = batch.iter().map(|(delivery, _)| delivery).collect();
-        self.store_prepared(prepared, &deliveries)
+        self.store_prepared(prepared)
     }
 
     /// [`Services::prepare`], with a panic in parsing or rendering turned into a failed
@@ -131,12 +130,11 @@ impl Services {
 
     /// Stores the prepared messages of a batch in one durable transaction; the second half
     /// of [`Services::deliver_batch`], for a committer that prepares ahead of its commits.
-    /// `prepared[i]` came from `deliveries[i]`; a message that failed to prepare keeps its
+    /// Results are in the order of `prepared`: a message that failed to prepare keeps its
     /// error, the others share the transaction's fate.
     pub fn store_prepared(
         &self,
         prepared: Vec<Result<NewMessage, DeliveryError>>,
-        deliveries: &[&Delivery],
     ) -> Vec<Result<MessageId, DeliveryError>> {
         let mut outcomes: Vec<Option<Result<MessageId, DeliveryError>>> = Vec::new();
         let mut messages = Vec::new();
@@ -158,20 +156,21 @@ impl Services {
                 vec![Err(DeliveryError(error.to_string())); messages.len()]
             }
         };
-        let mut stored = stored.into_iter();
+        // Paired with its message, each stored outcome logs its acceptance as it is used.
+        let mut stored = stored.into_iter().zip(&messages).map(|(outcome, message)| {
+            if let Ok(id) = outcome {
+                log_accepted(id, &message.user, message.data.len());
+            }
+            outcome
+        });
         outcomes
             .into_iter()
-            .zip(deliveries)
-            .map(|(outcome, delivery)| {
-                let outcome = outcome.or_else(|| stored.next()).unwrap_or_else(|| {
+            .map(|outcome| {
+                outcome.or_else(|| stored.next()).unwrap_or_else(|| {
                     Err(DeliveryError(
                         "internal error: the store lost a message".into(),
                     ))
-                });
-                if let Ok(id) = outcome {
-                    log_accepted(id, delivery);
-                }
-                outcome
+                })
             })
             .collect()
     }
@@ -198,12 +197,8 @@ impl Services {
     }
 }
 
-fn log_accepted(id: MessageId, delivery: &Delivery) {
-    log::info!(
-        "message accepted id={id} user={:?} size={}",
-        delivery.user,
-        delivery.data.len()
-    );
+fn log_accepted(id: MessageId, user: &str, size: usize) {
+    log::info!("message accepted id={id} user={user:?} size={size}");
 }
 
 #[cfg(test)]
@@ -319,7 +314,7 @@ mod tests {
             Err(failed.clone()),
             s.prepare_checked(&b, UNIX_EPOCH),
         ];
-        let outcomes = s.store_prepared(prepared, &[&a, &a, &b]);
+        let outcomes = s.store_prepared(prepared);
         assert_eq!(outcomes, [Ok(MessageId(1)), Err(failed), Ok(MessageId(2))]);
         let stored = s.store().messages(None, None).unwrap();
         assert_eq!(stored.len(), 2);

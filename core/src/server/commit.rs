@@ -90,7 +90,6 @@ struct Job {
 /// A delivery processed into its record (or its processing failure), waiting for a commit.
 #[derive(Debug)]
 struct Prepared {
-    delivery: Delivery,
     message: Result<NewMessage, DeliveryError>,
     done: Completer<Outcome>,
 }
@@ -186,7 +185,6 @@ fn prepare_loop(services: &Services, queue: &Receiver<Job>, prepared: &Sender<Pr
     for job in queue {
         let message = services.prepare_checked(&job.delivery, job.received_at);
         let ready = Prepared {
-            delivery: job.delivery,
             message,
             done: job.done,
         };
@@ -203,16 +201,9 @@ fn commit_loop(services: &Services, queue: &Receiver<Prepared>) {
         let mut jobs = vec![first];
         // What was prepared during the last commit; never a wait for more.
         jobs.extend(queue.try_iter().take(MAX_BATCH - 1));
-        let mut deliveries = Vec::with_capacity(jobs.len());
-        let mut messages = Vec::with_capacity(jobs.len());
-        let mut done = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            deliveries.push(job.delivery);
-            messages.push(job.message);
-            done.push(job.done);
-        }
-        let deliveries: Vec<&Delivery> = deliveries.iter().collect();
-        let outcomes = services.store_prepared(messages, &deliveries);
+        let (messages, done): (Vec<_>, Vec<_>) =
+            jobs.into_iter().map(|job| (job.message, job.done)).unzip();
+        let outcomes = services.store_prepared(messages);
         // A connection that is gone drops its answer; its message is stored all the same.
         for (done, outcome) in done.into_iter().zip(outcomes) {
             done.complete(outcome);
