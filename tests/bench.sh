@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Issue 9 benchmark: scenarios a–e against both runtimes on loopback, one table at the end.
 #
-#   tests/bench.sh [smol|std|both] [--quick]
+#   tests/bench.sh [smol|std|both|postfix|all] [--quick]       (default: all)
 #
 # Builds release binaries, starts each runtime on a fresh data dir (bcrypt cost 12, TLS 1.3,
 # the generated ECDSA P-256 certificate), drives it with target/release/smtp-load, and
 # prints msg/s, conn/s, latencies and server memory. Every run is bounded (--deadline).
+# `all` first runs a, b, c and d against Postfix (tests/postfix-instance.sh) when it is
+# installed and we are root, so the comparison is made in the same run, on the same disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-which_runtime=${1:-both}
+which_runtime=${1:-all}
 quick=${2:-}
 idle_big=10000
 [ "$quick" = "--quick" ] && idle_big=2000
@@ -19,7 +21,9 @@ load=target/release/smtp-load
 work=$(mktemp -d /tmp/atacama-bench.XXXXXX)
 results="$work/results.jsonl"
 server_pid=""
-trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
+# Not under $work (mode 0700): Postfix's daemons, running as postfix, must reach their queue.
+postfix_dir=$(mktemp -d /tmp/atacama-postfix.XXXXXX)
+trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; [ -d "$postfix_dir" ] && tests/postfix-instance.sh stop "$postfix_dir"; rm -rf "$work" "$postfix_dir"' EXIT
 
 start_server() { # name binary port_base [extra [limits] line]
   local name=$1 bin=$2 base=$3 extra=${4:-}
@@ -90,10 +94,30 @@ bench_runtime() { # runtime binary port_base
   stop_server
 }
 
+# Postfix: the same a–d (no e: it verifies passwords without bcrypt). Its master forks an
+# smtpd per connection, so d counts the PSS of the whole process tree.
+bench_postfix() { # port_base
+  local addr="127.0.0.1:${1}587" name pid
+  if ! command -v postfix >/dev/null || ! command -v saslpasswd2 >/dev/null || [ "$(id -u)" != 0 ]; then
+    echo "  postfix skipped: needs root and apt-get install postfix sasl2-bin libsasl2-modules" >&2
+    return 0
+  fi
+  name="postfix-$(postconf -h mail_version)"
+  pid=$(tests/postfix-instance.sh start "$postfix_dir" "${1}587")
+  run "$name" "a: 1 conn x 200 msg" --addr "$addr" -c 1 -m 200 --deadline 120
+  run "$name" "b: 20 conn x 250 msg" --addr "$addr" -c 20 -m 250 --deadline 300
+  run "$name" "b: 20 conn x 250 msg, pipelined" --addr "$addr" -c 20 -m 250 --pipelined --deadline 300
+  run "$name" "c: 50 new conn x 1 msg" --addr "$addr" -c 50 -m 1 --connect-concurrency 50 --deadline 120
+  run "$name" "d: 1000 idle after STARTTLS" --addr "$addr" -c 1000 --idle 3 --server-pid "$pid" --connect-concurrency 100 --deadline 300
+  tests/postfix-instance.sh stop "$postfix_dir"
+}
+
 case "$which_runtime" in
   smol) bench_runtime atacama-mail atacama-mail 31 ;;
   std) bench_runtime atacama-mail-std atacama-mail-std 32 ;;
-  *) bench_runtime atacama-mail atacama-mail 31; bench_runtime atacama-mail-std atacama-mail-std 32 ;;
+  both) bench_runtime atacama-mail atacama-mail 31; bench_runtime atacama-mail-std atacama-mail-std 32 ;;
+  postfix) bench_postfix 33 ;;
+  *) bench_postfix 33; bench_runtime atacama-mail atacama-mail 31; bench_runtime atacama-mail-std atacama-mail-std 32 ;;
 esac
 
 python3 - "$results" <<'PY'

@@ -580,12 +580,50 @@ fn cpu_time() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-/// Proportional set size of a process, from /proc.
+/// Proportional set size of a process and all its descendants, from /proc: a server that
+/// forks a process per connection (Postfix's smtpd) is measured whole, as a threaded one is.
 pub fn pss_kib(pid: u32) -> Option<u64> {
+    let mut total = process_pss_kib(pid)?;
+    for child in descendants(pid) {
+        // A child may exit between the listing and the read; it then holds nothing.
+        total += process_pss_kib(child).unwrap_or(0);
+    }
+    Some(total)
+}
+
+fn process_pss_kib(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix("Pss:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Every process below `root`, from each process's parent in /proc/PID/stat.
+fn descendants(root: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(u32, u32)> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, parent_pid(pid)?)))
+        .collect();
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for &(pid, _) in parents.iter().filter(|&&(_, ppid)| ppid == parent) {
+            found.push(pid);
+            frontier.push(pid);
+        }
+    }
+    found
+}
+
+/// The parent pid: the field after the state, which follows the `)` closing the name (a
+/// name may itself hold spaces and parentheses).
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The `q` quantile (0..=1) of sorted durations, in milliseconds.
@@ -645,5 +683,37 @@ impl Report {
             "deadline_hit": self.deadline_hit,
             "errors": self.errors,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_is_measured_with_the_processes_it_forked() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep runs");
+        let me = std::process::id();
+        let found = descendants(me);
+        let alone = process_pss_kib(me).expect("own smaps_rollup");
+        let child_pss = process_pss_kib(child.id()).expect("child's smaps_rollup");
+        let whole = pss_kib(me).expect("tree pss");
+        let parent = parent_pid(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            found.contains(&child.id()),
+            "{found:?} lacks {}",
+            child.id()
+        );
+        assert_eq!(parent, Some(me));
+        assert!(child_pss > 0);
+        assert!(
+            whole >= alone + child_pss - alone / 10,
+            "{whole} < {alone} + {child_pss}"
+        );
     }
 }
