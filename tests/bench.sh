@@ -63,7 +63,10 @@ run() { # runtime scenario smtp-load args...
   local runtime=$1 scenario=$2; shift 2
   local out
   out=$("$load" --json "$@") || true
-  echo "{\"runtime\":\"$runtime\",\"scenario\":\"$scenario\",\"r\":${out:-null}}" >> "$results"
+  # The server's memory after the scenario: does it grow with the mail it has stored?
+  local pss=null
+  [ -n "$server_pid" ] && pss=$(awk '/^Pss:/ {print $2}' "/proc/$server_pid/smaps_rollup" 2>/dev/null || echo null)
+  echo "{\"runtime\":\"$runtime\",\"scenario\":\"$scenario\",\"pss_after_kib\":${pss:-null},\"r\":${out:-null}}" >> "$results"
   echo "  $runtime $scenario done" >&2
 }
 
@@ -123,15 +126,16 @@ esac
 python3 - "$results" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-head = f"{'runtime':<17} {'scenario':<34} {'msg/s':>8} {'conn/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'login p50':>9} {'login p99':>9} {'KiB/conn':>8} {'ok/fail':>11}  failures"
+head = f"{'runtime':<17} {'scenario':<34} {'msg/s':>8} {'conn/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'login p50':>9} {'login p99':>9} {'KiB/conn':>8} {'PSS MiB':>7} {'ok/fail':>11}  failures"
 print(head); print("-" * len(head))
 for row in rows:
     r = row["r"]
     if not r:
         print(f"{row['runtime']:<17} {row['scenario']:<34} (no result)"); continue
     lat, login = r["latency_ms"], r["login_ms"]
+    pss = row.get("pss_after_kib")
     kib = r.get("server_kib_per_idle_conn")
     idle = r["idle_established"]
     okf = f"{r['connections_ok']}/{r['connections_failed']}" if not idle else f"{r['idle_noop_ok']}/{idle}"
-    print(f"{row['runtime']:<17} {row['scenario']:<34} {r['msg_per_s']:>8.0f} {r['conn_per_s']:>7.1f} {lat['p50']:>7.2f} {lat['p99']:>7.2f} {lat['max']:>7.2f} {login['p50']:>9.0f} {login['p99']:>9.0f} {('%.1f' % kib) if kib is not None else '-':>8} {okf:>11}  {r['failures'] or ''}")
+    print(f"{row['runtime']:<17} {row['scenario']:<34} {r['msg_per_s']:>8.0f} {r['conn_per_s']:>7.1f} {lat['p50']:>7.2f} {lat['p99']:>7.2f} {lat['max']:>7.2f} {login['p50']:>9.0f} {login['p99']:>9.0f} {('%.1f' % kib) if kib is not None else '-':>8} {('%.0f' % (pss / 1024)) if pss is not None else '-':>7} {okf:>11}  {r['failures'] or ''}")
 PY
