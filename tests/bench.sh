@@ -2,6 +2,12 @@
 # Issue 9 benchmark: scenarios a–e against both runtimes on loopback, one table at the end.
 #
 #   tests/bench.sh [smol|std|both|postfix|all] [--quick] [--tmpfs]      (default: all)
+#   tests/bench.sh compare [ROUNDS] [--tmpfs]                           (default: 5 rounds)
+#
+# compare starts Postfix (if it can), atacama-mail and atacama-mail-std at once, each on a
+# fresh data dir, and runs a then b against each in turn, ROUNDS times round-robin, then
+# prints the median and range of each: on a machine whose disk speed drifts, as this VM's
+# does by 2× within minutes, every server meets the same drift.
 #
 # --quick holds 2 000 idle connections instead of 10 000. --tmpfs puts every data dir and
 # Postfix's queue on /dev/shm, where fsync costs nothing: what is left is the servers' own
@@ -14,13 +20,17 @@
 # installed and we are root, so the comparison is made in the same run, on the same disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-which_runtime=all idle_big=10000 base=/tmp
+which_runtime=all idle_big=10000 base=/tmp rounds=5
 for arg in "$@"; do
   case "$arg" in
     --quick) idle_big=2000 ;;
     --tmpfs) base=/dev/shm ;;
-    smol|std|both|postfix|all) which_runtime=$arg ;;
-    *) echo "usage: tests/bench.sh [smol|std|both|postfix|all] [--quick] [--tmpfs]" >&2; exit 2 ;;
+    smol|std|both|postfix|all|compare) which_runtime=$arg ;;
+    [1-9]|[1-9][0-9]) rounds=$arg ;;
+    *)
+      echo "usage: tests/bench.sh [smol|std|both|postfix|all] [--quick] [--tmpfs]" >&2
+      echo "       tests/bench.sh compare [ROUNDS 1-99] [--tmpfs]" >&2
+      exit 2 ;;
   esac
 done
 
@@ -30,9 +40,10 @@ load=target/release/smtp-load
 work=$(mktemp -d "$base/atacama-bench.XXXXXX")
 results="$work/results.jsonl"
 server_pid=""
+other_pids=""  # compare mode: the servers not being measured right now
 # Not under $work (mode 0700): Postfix's daemons, running as postfix, must reach their queue.
 postfix_dir=$(mktemp -d "$base/atacama-postfix.XXXXXX")
-trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; [ -d "$postfix_dir" ] && tests/postfix-instance.sh stop "$postfix_dir"; rm -rf "$work" "$postfix_dir"' EXIT
+trap 'for p in $server_pid $other_pids; do kill "$p" 2>/dev/null; done; [ -d "$postfix_dir" ] && tests/postfix-instance.sh stop "$postfix_dir"; rm -rf "$work" "$postfix_dir"' EXIT
 
 start_server() { # name binary port_base [extra [limits] line]
   local name=$1 bin=$2 base=$3 extra=${4:-}
@@ -106,11 +117,66 @@ bench_runtime() { # runtime binary port_base
   stop_server
 }
 
+postfix_usable() {
+  command -v postfix >/dev/null && command -v saslpasswd2 >/dev/null && [ "$(id -u)" = 0 ]
+}
+
+# a then b against every server in turn, $rounds times; the servers stay up throughout.
+compare() {
+  local names=() addrs=() pids=() i
+  if postfix_usable; then
+    names+=("postfix-$(postconf -h mail_version)"); addrs+=("127.0.0.1:33587")
+    pids+=("$(tests/postfix-instance.sh start "$postfix_dir" 33587)")
+    # Its pid is not ours to kill: tests/postfix-instance.sh stop (in the trap) ends it.
+    pids[0]=""
+  else
+    echo "  postfix skipped: needs root and apt-get install postfix sasl2-bin libsasl2-modules" >&2
+  fi
+  start_server atacama-mail atacama-mail 31
+  names+=(atacama-mail); addrs+=("127.0.0.1:31587"); pids+=("$server_pid")
+  start_server atacama-mail-std atacama-mail-std 32
+  names+=(atacama-mail-std); addrs+=("127.0.0.1:32587"); pids+=("$server_pid")
+  other_pids="${pids[*]}"; server_pid=""
+  for round in $(seq "$rounds"); do
+    for i in "${!names[@]}"; do
+      server_pid=${pids[$i]}
+      run "${names[$i]}" "a: 1 conn x 200 msg" --addr "${addrs[$i]}" -c 1 -m 200 --deadline 120
+      run "${names[$i]}" "b: 20 conn x 250 msg" --addr "${addrs[$i]}" -c 20 -m 250 --deadline 300
+    done
+    echo "  round $round of $rounds done" >&2
+  done
+  for p in $other_pids; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  other_pids=""; server_pid=""
+  python3 - "$results" "$rounds" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+runs = {}
+for row in rows:
+    runs.setdefault((row["runtime"], row["scenario"]), []).append(row["r"])
+head = f"{'server':<17} {'scenario':<22} {'runs':>4} {'msg/s median':>12} {'msg/s range':>13} {'p99 ms median':>13} {'p99 ms range':>13}  failures"
+print(head); print("-" * len(head))
+for (server, scenario), results in runs.items():
+    ok = [r for r in results if r]
+    rate = [r["msg_per_s"] for r in ok]
+    p99 = [r["latency_ms"]["p99"] for r in ok]
+    failures = {}
+    for r in ok:
+        for code, n in r["failures"].items():
+            failures[code] = failures.get(code, 0) + n
+    if not ok:
+        print(f"{server:<17} {scenario:<22} (no result)"); continue
+    print(f"{server:<17} {scenario:<22} {len(ok):>4} {statistics.median(rate):>12.0f} {min(rate):>6.0f}–{max(rate):<6.0f} {statistics.median(p99):>13.2f} {min(p99):>6.2f}–{max(p99):<6.2f}  {failures or ''}")
+print("\nmsg/s by round (each round adds 5 200 messages to every data dir):")
+for (server, scenario), results in runs.items():
+    print(f"{server:<17} {scenario:<22} " + " ".join(f"{r['msg_per_s']:.0f}" if r else "-" for r in results))
+PY
+}
+
 # Postfix: the same a–d (no e: it verifies passwords without bcrypt). Its master forks an
 # smtpd per connection, so d counts the PSS of the whole process tree.
 bench_postfix() { # port_base
   local addr="127.0.0.1:${1}587" name pid
-  if ! command -v postfix >/dev/null || ! command -v saslpasswd2 >/dev/null || [ "$(id -u)" != 0 ]; then
+  if ! postfix_usable; then
     echo "  postfix skipped: needs root and apt-get install postfix sasl2-bin libsasl2-modules" >&2
     return 0
   fi
@@ -123,6 +189,11 @@ bench_postfix() { # port_base
   run "$name" "d: 1000 idle after STARTTLS" --addr "$addr" -c 1000 --idle 3 --server-pid "$pid" --connect-concurrency 100 --deadline 300
   tests/postfix-instance.sh stop "$postfix_dir"
 }
+
+if [ "$which_runtime" = compare ]; then
+  compare
+  exit 0
+fi
 
 case "$which_runtime" in
   smol) bench_runtime atacama-mail atacama-mail 31 ;;
