@@ -475,6 +475,11 @@ async fn timed<T>(
 /// A message of about `size` bytes whose body uses Atacama colour tags, dot-stuffed and
 /// terminated, ready to send after `354`.
 pub fn message(from: &str, to: &str, size: usize) -> Vec<u8> {
+    atacama_core::smtp::dot_stuff(&colour_mail(from, to, size))
+}
+
+/// The same message as the server stores it: the data after `354`, not dot-stuffed.
+pub fn colour_mail(from: &str, to: &str, size: usize) -> Vec<u8> {
     let mut text = format!(
         "From: {from}\r\nTo: {to}\r\nSubject: load test\r\nMessage-ID: <load@load.test>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
     );
@@ -485,13 +490,14 @@ pub fn message(from: &str, to: &str, size: usize) -> Vec<u8> {
         "Plain text that fills the paragraph with words and more words.",
         "----",
     ];
-    let mut i = 0;
-    while text.len() < size {
-        text.push_str(lines[i % lines.len()]);
+    for line in lines.iter().cycle() {
+        if text.len() >= size {
+            break;
+        }
+        text.push_str(line);
         text.push_str("\r\n");
-        i += 1;
     }
-    atacama_core::smtp::dot_stuff(text.as_bytes())
+    text.into_bytes()
 }
 
 fn client_config(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {

@@ -1,0 +1,68 @@
+//! What one delivery costs the server beyond the network, on the sample message the load
+//! generator sends (10 KB, colour tags): parsing and rendering it, then storing it durably
+//! (one message per transaction, as one lock-step connection does, and twenty per
+//! transaction, as group commit does for twenty connections). The store lives in a
+//! temporary directory under $TMPDIR (/tmp if unset): point it at the disk you care about.
+//! Prints time per message; `cargo bench -p atacama-tests --bench delivery`.
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use atacama_core::service::Services;
+use atacama_core::smtp::{Delivery, TlsInfo};
+use atacama_core::store::Store;
+use atacama_tests::load::colour_mail;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+fn delivery() -> Delivery {
+    Delivery {
+        user: "alice".into(),
+        helo: "load.test".into(),
+        peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
+        tls: Some(TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_AES_256_GCM_SHA384".into(),
+        }),
+        mail_from: "alice@example.org".into(),
+        rcpt_to: vec!["bob@example.org".into()],
+        data: colour_mail("alice@example.org", "bob@example.org", 10 * 1024),
+    }
+}
+
+fn deliveries(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = Store::open_in(dir.path(), 4).expect("a new store");
+    let services = Services::new(store, "localhost");
+    let delivery = delivery();
+
+    let mut group = c.benchmark_group("delivery");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("prepare: parse and render", |b| {
+        b.iter(|| black_box(services.prepare_checked(&delivery, SystemTime::now())))
+    });
+    group.sample_size(30);
+    group.bench_function("store: 1 message per durable commit", |b| {
+        b.iter_batched(
+            || vec![services.prepare_checked(&delivery, SystemTime::now())],
+            |prepared| black_box(services.store_prepared(prepared)),
+            BatchSize::SmallInput,
+        )
+    });
+    group.throughput(Throughput::Elements(20));
+    group.bench_function("store: 20 messages per durable commit", |b| {
+        b.iter_batched(
+            || {
+                (0..20)
+                    .map(|_| services.prepare_checked(&delivery, SystemTime::now()))
+                    .collect()
+            },
+            |prepared| black_box(services.store_prepared(prepared)),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, deliveries);
+criterion_main!(benches);
