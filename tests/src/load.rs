@@ -54,6 +54,9 @@ pub struct Options {
     pub threads: usize,
     /// A server process whose memory (PSS) is measured around idle mode.
     pub server_pid: Option<u32>,
+    /// Busy mode: created once every connection has logged in, when the messages start, so
+    /// a script can start other load (a login storm) against senders already sending.
+    pub ready_file: Option<std::path::PathBuf>,
 }
 
 /// What happened.
@@ -305,6 +308,10 @@ async fn busy_connection(
     // msg/s measures mail, not bcrypt.
     if logged_in.wait().await.is_leader() {
         lock(stats).sending_started = Some(Instant::now());
+        if let Some(path) = &options.ready_file {
+            // A script polls for it; if it cannot be made, the script's bounded wait says so.
+            let _ = std::fs::write(path, b"sending\n");
+        }
     }
     let mut conn = login?;
     let envelope = format!(

@@ -24,6 +24,8 @@ Usage: smtp-load --addr 127.0.0.1:2587 [options]
   --idle SECONDS         idle mode: hold the connections, then NOOP each
   --connect-concurrency N  connections being set up at once (default 64)
   --server-pid PID       measure this server's PSS around idle mode
+  --ready-file PATH      create PATH once every connection has logged in and the
+                         messages start (to start other load against busy senders)
   --threads N            client threads (default 1: beside the server on the same
                          cores, a second one costs more in wake-ups than it adds)
   --deadline SECONDS     bound on the whole run (default 120)
@@ -124,6 +126,7 @@ fn parse() -> Result<Option<(Options, bool)>, String> {
         io_timeout: Duration::from_secs(30),
         threads: 1,
         server_pid: None,
+        ready_file: None,
     };
     let mut json = false;
     let text = |p: &mut lexopt::Parser| -> Result<String, String> {
@@ -153,6 +156,7 @@ fn parse() -> Result<Option<(Options, bool)>, String> {
             Long("idle") => o.idle = Some(Duration::from_secs(number(&mut p)?)),
             Long("connect-concurrency") => o.connect_concurrency = number(&mut p)? as usize,
             Long("server-pid") => o.server_pid = Some(number(&mut p)? as u32),
+            Long("ready-file") => o.ready_file = Some(text(&mut p)?.into()),
             Long("threads") => o.threads = number(&mut p)? as usize,
             Long("deadline") => o.deadline = Duration::from_secs(number(&mut p)?),
             Long("io-timeout") => o.io_timeout = Duration::from_secs(number(&mut p)?),
