@@ -161,7 +161,7 @@ impl Io {
             .map_err(outcome_of)
     }
 
-    /// Throttle, queue, then bcrypt on the blocking pool; always exactly one outcome.
+    /// Throttle, queue, then bcrypt on the verifier threads; always exactly one outcome.
     async fn authenticate(&self, request: AuthRequest) -> AuthOutcome {
         let state = &self.shared.state;
         let ticket = match state.auth.admit(self.peer.ip(), &request, Instant::now()) {
@@ -173,12 +173,7 @@ impl Io {
         let Some(_running) = timeout(wait, self.shared.verifiers.acquire_arc()).await else {
             return ticket.busy(&request);
         };
-        let services = Arc::clone(&state.services);
-        let (request, verdict) = smol::unblock(move || {
-            let verdict = services.authenticate(&request);
-            (request, verdict)
-        })
-        .await;
+        let verdict = state.verifier.verify(request.clone()).await;
         ticket.finish(&request, verdict, Instant::now())
     }
 

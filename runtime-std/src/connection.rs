@@ -136,7 +136,7 @@ impl Io<'_> {
             .map_err(outcome_of)
     }
 
-    /// Throttle, queue, then bcrypt on this thread; always exactly one outcome.
+    /// Throttle, queue, then bcrypt on the verifier threads; always exactly one outcome.
     fn authenticate(&self, request: &AuthRequest) -> AuthOutcome {
         let state = &self.shared.state;
         let ticket = match state.auth.admit(self.peer.ip(), request, Instant::now()) {
@@ -148,7 +148,7 @@ impl Io<'_> {
         let Some(_running) = self.shared.verifiers.acquire(wait, &self.shared.aborting) else {
             return ticket.busy(request);
         };
-        let verdict = state.services.authenticate(request);
+        let verdict = state.verifier.verify(request.clone()).wait();
         ticket.finish(request, verdict, Instant::now())
     }
 }

@@ -21,6 +21,7 @@
 pub mod commit;
 mod completion;
 mod connection;
+pub mod verify;
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
@@ -58,6 +59,8 @@ pub struct ServerState {
     pub services: Arc<Services>,
     /// Where `Event::Deliver` goes: the committer, or the runtime's own blocking work.
     pub deliveries: Deliveries,
+    /// Where the password checks run: `verifier_running` threads at a lower priority.
+    pub verifier: verify::Verifier,
     /// The settings of every session.
     pub session: SessionConfig,
     /// Limits around sessions.
@@ -128,6 +131,8 @@ pub enum StartError {
     Activation(ActivationError),
     /// The committer's threads could not be started.
     Committer(String),
+    /// The password-check threads could not be started.
+    Verifier(String),
 }
 
 impl fmt::Display for StartError {
@@ -141,6 +146,9 @@ impl fmt::Display for StartError {
             StartError::Activation(error) => error.fmt(f),
             StartError::Committer(problem) => {
                 write!(f, "cannot start the committer threads: {problem}")
+            }
+            StartError::Verifier(problem) => {
+                write!(f, "cannot start the password-check threads: {problem}")
             }
         }
     }
@@ -167,9 +175,12 @@ impl ServerState {
         let deliveries = Deliveries::new(Arc::clone(&services), config.limits.group_commit)
             .map_err(|e| StartError::Committer(e.to_string()))?;
         let limits = ServerLimits::from_config(config);
+        let verifier = verify::Verifier::start(Arc::clone(&services), limits.verifier_running)
+            .map_err(|e| StartError::Verifier(e.to_string()))?;
         Ok(ServerState {
             services,
             deliveries,
+            verifier,
             session: config.session_config(),
             gate: Gate::new(
                 limits.hostname.clone(),
@@ -339,10 +350,13 @@ pub fn close<T>(shared: Arc<T>, state: impl FnOnce(T) -> ServerState) {
             let ServerState {
                 services,
                 deliveries,
+                verifier,
                 ..
             } = state(shared);
-            // The committer stores what is queued, ends, and lets go of the store.
+            // The committer stores what is queued, ends, and lets go of the store; the
+            // verifier threads end once their queue is empty.
             drop(deliveries);
+            drop(verifier);
             if unwrap_by(services, deadline).is_none() {
                 logging::store_still_in_use();
             }
