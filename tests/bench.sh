@@ -132,20 +132,19 @@ bench_runtime() { # runtime binary port_base
   stop_server
 }
 
-postfix_usable() {
-  command -v postfix >/dev/null && command -v saslpasswd2 >/dev/null && [ "$(id -u)" = 0 ]
+postfix_usable() { # says why not when it is not
+  command -v postfix >/dev/null && command -v saslpasswd2 >/dev/null && [ "$(id -u)" = 0 ] && return 0
+  echo "  postfix skipped: needs root and apt-get install postfix sasl2-bin libsasl2-modules" >&2
+  return 1
 }
 
 # a then b against every server in turn, $rounds times; the servers stay up throughout.
 compare() {
   local names=() addrs=() pids=() i
   if postfix_usable; then
-    names+=("postfix-$(postconf -h mail_version)"); addrs+=("127.0.0.1:33587")
-    pids+=("$(tests/postfix-instance.sh start "$postfix_dir" 33587)")
-    # Its pid is not ours to kill: tests/postfix-instance.sh stop (in the trap) ends it.
-    pids[0]=""
-  else
-    echo "  postfix skipped: needs root and apt-get install postfix sasl2-bin libsasl2-modules" >&2
+    tests/postfix-instance.sh start "$postfix_dir" 33587 >/dev/null
+    # No pid of ours to kill: tests/postfix-instance.sh stop (in the trap) ends it.
+    names+=("postfix-$(postconf -h mail_version)"); addrs+=("127.0.0.1:33587"); pids+=("")
   fi
   start_server atacama-mail atacama-mail 31
   names+=(atacama-mail); addrs+=("127.0.0.1:31587"); pids+=("$server_pid")
@@ -162,7 +161,7 @@ compare() {
   done
   for p in $other_pids; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   other_pids=""; server_pid=""
-  python3 - "$results" "$rounds" <<'PY'
+  python3 - "$results" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 runs = {}
@@ -191,10 +190,7 @@ PY
 # smtpd per connection, so d counts the PSS of the whole process tree.
 bench_postfix() { # port_base
   local addr="127.0.0.1:${1}587" name pid
-  if ! postfix_usable; then
-    echo "  postfix skipped: needs root and apt-get install postfix sasl2-bin libsasl2-modules" >&2
-    return 0
-  fi
+  postfix_usable || return 0
   name="postfix-$(postconf -h mail_version)"
   pid=$(tests/postfix-instance.sh start "$postfix_dir" "${1}587")
   run "$name" "a: 1 conn x 200 msg" --addr "$addr" -c 1 -m 200 --deadline 120
