@@ -151,20 +151,21 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_verifier_thread_runs_at_the_lower_priority() {
-        // SAFETY: as in lower_priority; 0..=19 are not error values.
-        let here = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        // The calling thread's nice value. SAFETY: as in lower_priority; 0..=19 are not
+        // error values.
+        fn nice() -> i32 {
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+        }
+        let here = nice();
         let lowered = std::thread::spawn(|| {
             lower_priority();
-            // SAFETY: as above.
-            unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+            nice()
         })
         .join()
         .unwrap();
         // A test run already niced above 10 cannot be raised back to it, and stays put.
         assert_eq!(lowered, VERIFIER_NICE.max(here));
-        // SAFETY: as above.
-        let after = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-        assert_eq!(after, here, "only the verifier thread was lowered");
+        assert_eq!(nice(), here, "only the verifier thread was lowered");
     }
 
     #[test]
