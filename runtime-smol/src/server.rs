@@ -120,9 +120,14 @@ impl Server {
                     }));
                 }
                 wait_for_stop(&mut signals, &shared.state).await;
-                // Dropping the accept tasks drops the listeners: new connections are refused.
+                // Cancelling the accept tasks drops the listeners: new connections are refused.
                 // (Under socket activation systemd keeps its copy and queues them instead.)
-                drop(accepting);
+                // Awaited, not just dropped: a dropped task leaves its future for the executor
+                // to drop when next it runs, and each accept loop holds the executor, so the
+                // executor and the shared state would keep each other alive past the end.
+                for task in accepting {
+                    task.cancel().await;
+                }
                 stop.close();
                 let state = &shared.state;
                 drain(state, state.grace_deadline(Instant::now())).await;
