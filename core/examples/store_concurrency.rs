@@ -5,7 +5,7 @@
 //! For each redb concurrency mode it times durable single-message commits (4 KiB values,
 //! `Durability::Immediate`) and read transactions; for `MultiWriter` it also times them while a
 //! second handle, standing in for the command line, has the same file open. It then times a
-//! Unix-socket round trip, the fixed cost a control socket would add to every CLI request.
+//! Unix-socket round trip, the fixed cost the control socket adds to every CLI request while a daemon runs.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

@@ -3,7 +3,8 @@
 //! The pure modules (`smtp`, `sasl`, `markup`, `message`, `config`) never touch a socket, a
 //! clock or a thread; the runtimes feed them bytes and time and carry out what they ask.
 //! `store` (cargo feature `store`) is the only module that touches the database; `service` (the
-//! work behind a session's requests) and `cli` (the command line of both binaries) build on it.
+//! work behind a session's requests), `control` (the command line's socket into a running
+//! daemon's store) and `cli` (the command line of both binaries) build on it.
 //!
 //! Shared by both runtimes: `policy` (connection gate, login throttle, verifier queue: pure
 //! bookkeeping), `logging` (the wording of every log line), `tls` (cargo feature `tls`:
@@ -15,6 +16,8 @@
 #[cfg(feature = "store")]
 pub mod cli;
 pub mod config;
+#[cfg(feature = "store")]
+pub mod control;
 pub mod logging;
 pub mod markup;
 pub mod message;

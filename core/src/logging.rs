@@ -265,6 +265,24 @@ pub fn store_still_in_use() {
     log::warn!("store still in use at exit");
 }
 
+/// `control: WHAT: ok` (or the error) after a command-line request on the control socket.
+pub fn control_request(what: &str, error: Option<&dyn std::fmt::Display>) {
+    match error {
+        None => log::info!("control: {what}: ok"),
+        Some(error) => log::info!("control: {what}: {error}"),
+    }
+}
+
+/// At warn level: a control-socket peer that is neither the daemon's user nor root.
+pub fn control_refused(who: &dyn std::fmt::Display) {
+    log::warn!("control: refused a connection from {who}");
+}
+
+/// At warn level: a control-socket connection failed (the daemon goes on).
+pub fn control_failed(error: &dyn std::fmt::Display) {
+    log::warn!("control: {error}");
+}
+
 /// `stopped`: the last line of a clean shutdown.
 pub fn stopped() {
     log::info!("stopped");

@@ -13,6 +13,10 @@ use crate::store::{NewMessage, ReceivedTrace, Store, StoreError};
 use crate::{markup, message};
 
 /// The store plus the facts about this server that delivery needs.
+/// How long a starting server waits for the database file: a command line holds it for one
+/// command, a bcrypt hash at most. A second server holds it for good, and is reported after.
+pub const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug)]
 pub struct Services {
     store: Store,
@@ -28,9 +32,10 @@ impl Services {
         }
     }
 
-    /// Opens the store in `config.data_dir` with the configured bcrypt cost.
+    /// Opens the store in `config.data_dir` with the configured bcrypt cost, waiting up to
+    /// [`OPEN_WAIT`] for a command line that holds the file to finish.
     pub fn open(config: &Config) -> Result<Services, StoreError> {
-        let store = Store::open_in(&config.data_dir, config.auth.bcrypt_cost)?;
+        let store = Store::open_in_waiting(&config.data_dir, config.auth.bcrypt_cost, OPEN_WAIT)?;
         Ok(Services::new(store, config.hostname.clone()))
     }
 

@@ -1,9 +1,12 @@
 //! Every command-line subcommand, run as a process of both binaries against a temporary data
-//! directory. A store handle held open by the test process stands in for the running daemon.
+//! directory. The running daemon's stand-in is what the daemon itself holds: the store, opened
+//! by the test process, and the control socket serving it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use atacama_core::control::ControlServer;
 use atacama_core::service::Services;
 use atacama_core::smtp::{Delivery, MessageId, TlsInfo};
 use atacama_core::store::{Store, rfc3339_utc};
@@ -46,9 +49,32 @@ impl Env {
         bin.run(all, stdin)
     }
 
-    /// What the daemon would hold: its own handle on the same database.
-    fn services(&self) -> Services {
-        Services::new(Store::open_in(&self.data, 4).unwrap(), "mail.example.test")
+    /// What the daemon holds: the database, and the control socket the command line uses
+    /// while it does.
+    fn daemon(&self) -> Daemon {
+        let services = Arc::new(Services::new(
+            Store::open_in(&self.data, 4).unwrap(),
+            "mail.example.test",
+        ));
+        let control = ControlServer::start(&self.data, Arc::clone(&services)).unwrap();
+        Daemon {
+            services,
+            _control: control,
+        }
+    }
+}
+
+/// The stand-in for a running daemon.
+struct Daemon {
+    services: Arc<Services>,
+    _control: ControlServer,
+}
+
+impl std::ops::Deref for Daemon {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.services
     }
 }
 
@@ -207,7 +233,10 @@ fn user_lifecycle_through_every_subcommand() {
             )
             .success();
         assert_eq!(run.stdout_text(), "added user alice@example.test\n");
-        let store = Store::open_in(&env.data, 4).unwrap();
+        // That command opened the file itself; from here on a daemon holds it, and the
+        // commands go through its socket.
+        let daemon = env.daemon();
+        let store = daemon.store();
         assert!(store.verify_user("alice@example.test", "first pw").unwrap());
 
         // CR LF from a Windows-made file is not part of the password.
@@ -277,7 +306,11 @@ fn user_lifecycle_through_every_subcommand() {
 
 #[test]
 fn user_errors_exit_1_with_one_line() {
-    for bin in Binary::ALL {
+    // The same errors whether the command opens the file or asks a daemon that holds it.
+    for (bin, with_daemon) in Binary::ALL
+        .into_iter()
+        .flat_map(|b| [(b, false), (b, true)])
+    {
         let env = Env::new();
         env.run(
             bin,
@@ -285,6 +318,7 @@ fn user_errors_exit_1_with_one_line() {
             Some(b"pw\n"),
         )
         .success();
+        let _daemon = with_daemon.then(|| env.daemon());
         let run = env.run(
             bin,
             &["user", "add", "alice", "--password-stdin"],
@@ -343,7 +377,7 @@ fn messages_list_and_show_beside_a_live_daemon() {
     for bin in Binary::ALL {
         let env = Env::new();
         // The daemon stand-in keeps its handle open for the whole test.
-        let daemon = env.services();
+        let daemon = env.daemon();
         let t0 = UNIX_EPOCH + Duration::from_secs(1_772_546_709);
         let first = daemon
             .deliver(
@@ -506,7 +540,7 @@ fn messages_list_and_show_beside_a_live_daemon() {
 fn cli_writes_are_seen_by_a_live_daemon_and_parallel_cli_processes() {
     for bin in Binary::ALL {
         let env = Env::new();
-        let daemon = env.services();
+        let daemon = env.daemon();
         // Several CLI processes at once, each a writer, while the daemon writes too.
         let children: Vec<_> = (0..4)
             .map(|i| {
@@ -550,6 +584,63 @@ fn cli_writes_are_seen_by_a_live_daemon_and_parallel_cli_processes() {
                 .success(),
         );
         assert_eq!(list.as_array().map(Vec::len), Some(5));
+    }
+}
+
+/// Without a daemon, command lines take turns at the file: each waits while another holds it.
+#[test]
+fn parallel_cli_processes_without_a_daemon_take_turns() {
+    for bin in Binary::ALL {
+        let env = Env::new();
+        let children: Vec<_> = (0..4)
+            .map(|i| {
+                let (config, data) = (env.config.clone(), env.data.clone());
+                std::thread::spawn(move || {
+                    let args = [
+                        "--config".to_string(),
+                        config.display().to_string(),
+                        "--data-dir".to_string(),
+                        data.display().to_string(),
+                        "user".into(),
+                        "add".into(),
+                        format!("user{i}"),
+                        "--password-stdin".into(),
+                    ];
+                    bin.run(args, Some(format!("pw{i}\n").as_bytes()))
+                })
+            })
+            .collect();
+        for child in children {
+            child.join().unwrap().success();
+        }
+        let store = Store::open_in(&env.data, 4).unwrap();
+        for i in 0..4 {
+            let name = format!("user{i}");
+            assert!(store.verify_user(&name, &format!("pw{i}")).unwrap());
+        }
+    }
+}
+
+/// A file held by a process that serves no socket (a daemon of an older build, say): the
+/// command waits a little for it, then says who holds what.
+#[test]
+fn a_file_held_without_a_socket_is_a_one_line_error() {
+    for bin in Binary::ALL {
+        let env = Env::new();
+        let _held = Store::open_in(&env.data, 4).unwrap();
+        let run = env.run(bin, &["user", "list"], None);
+        let file = env.data.join("atacama.redb");
+        let socket = env.data.join("control.sock");
+        assert_error(
+            &run,
+            bin,
+            1,
+            &format!(
+                "{} is open in another process, and no server answers on {}",
+                file.display(),
+                socket.display()
+            ),
+        );
     }
 }
 

@@ -193,6 +193,76 @@ fn both_binaries_log_a_tls_hang_up_the_same() {
     assert_eq!(smol, std);
 }
 
+/// AUTH PLAIN as `user` on a fresh implicit-TLS connection: the reply code.
+fn login_code(server: &Server, user: &str, password: &str) -> u16 {
+    let mut c = greeted(server);
+    c.send(format!("AUTH PLAIN {}\r\n", plain(user, password)))
+        .expect("send");
+    let code = c.reply().expect("a reply to AUTH").code;
+    c.command("QUIT", 221);
+    code
+}
+
+/// The daemon holds the database alone; the command line works beside it through the control
+/// socket, its changes take effect at once, and the socket goes with the daemon.
+fn the_command_line_works_through_the_running_server(binary: Binary) {
+    let mut server = server(binary);
+    let socket = server.data_dir.join("control.sock");
+    assert!(socket.exists());
+    server.add_user("bob", "first");
+    assert_eq!(login_code(&server, "bob", "first"), 235);
+    server
+        .cli(
+            &["user", "passwd", "bob", "--password-stdin"],
+            Some(b"second\n"),
+        )
+        .success();
+    assert_eq!(login_code(&server, "bob", "first"), 535);
+    assert_eq!(login_code(&server, "bob", "second"), 235);
+    server.cli(&["user", "disable", "bob"], None).success();
+    assert_eq!(login_code(&server, "bob", "second"), 535);
+    let run = server.cli(&["user", "del", "nobody"], None);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(
+        run.stderr,
+        format!("{}: error: no user named \"nobody\"\n", binary.name())
+    );
+    let log = server.log();
+    assert!(log.contains("control: user add \"bob\": ok"), "{log}");
+    assert!(
+        log.contains("control: user del \"nobody\": no user named"),
+        "{log}"
+    );
+
+    // A second server on the same data directory is refused by name, after a short wait.
+    let second = server.cli(&["serve"], None);
+    assert_eq!(second.code, Some(1), "{second:?}");
+    assert!(
+        second
+            .stderr
+            .contains("atacama.redb is open in another process"),
+        "{second:?}"
+    );
+
+    server.signal("TERM");
+    assert!(server.wait_exit(Duration::from_secs(10)).is_some());
+    assert!(!socket.exists());
+    // Everything that held the store let go of it before the exit.
+    let log = server.log();
+    assert!(!log.contains("store still in use"), "{log}");
+    assert!(log.ends_with("stopped\n"), "{log}");
+    // With no server, the command line opens the file itself.
+    let list = server.cli(&["user", "list"], None).success().stdout_text();
+    assert!(list.contains("bob"), "{list}");
+
+    // A killed server leaves its socket behind; nobody answers it, so the file is opened.
+    server.restart();
+    server.kill();
+    assert!(socket.exists());
+    let list = server.cli(&["user", "list"], None).success().stdout_text();
+    assert!(list.contains("alice"), "{list}");
+}
+
 /// Instantiates every test above for each binary.
 macro_rules! both_binaries {
     ($($test:ident),* $(,)?) => {
@@ -208,5 +278,6 @@ macro_rules! both_binaries {
 
 both_binaries!(
     p6_pipelined_auth_and_envelope_are_answered_in_order,
+    the_command_line_works_through_the_running_server,
     a_transaction_that_outlives_the_grace_period_is_cut_and_the_server_exits_0,
 );

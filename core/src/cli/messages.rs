@@ -5,29 +5,26 @@ use serde_json::{Value, json};
 use super::CliError;
 use super::args::{MessagesCommand, ShowFormat};
 use super::output::{table, terminal_safe, write_json, write_stdout};
-use crate::smtp::MessageId;
-use crate::store::{MessageSummary, Store, StoredMessage, rfc3339_utc};
+use super::target::Target;
+use crate::store::{MessageSummary, StoredMessage, rfc3339_utc};
 
 /// Runs one `messages` subcommand against `store`.
-pub(super) fn run(store: &Store, command: MessagesCommand) -> Result<(), CliError> {
+pub(super) fn run(store: &Target, command: MessagesCommand) -> Result<(), CliError> {
     match command {
         MessagesCommand::List { json, user, limit } => {
-            let messages = store.messages(user.as_deref(), limit)?;
+            let messages = store.messages(user, limit)?;
             if json {
                 write_json(&Value::Array(messages.iter().map(summary_json).collect()))
             } else {
                 write_stdout(list_table(&messages).as_bytes())
             }
         }
-        MessagesCommand::Show { id, format } => {
-            let id = MessageId(id);
-            match format {
-                ShowFormat::Raw => write_stdout(&store.raw_message(id)?),
-                ShowFormat::Html => write_stdout(store.message(id)?.html.as_bytes()),
-                ShowFormat::Json => write_json(&message_json(&store.message(id)?)),
-                ShowFormat::Summary => write_stdout(summary_text(&store.message(id)?).as_bytes()),
-            }
-        }
+        MessagesCommand::Show { id, format } => match format {
+            ShowFormat::Raw => write_stdout(&store.raw_message(id)?),
+            ShowFormat::Html => write_stdout(store.message(id)?.html.as_bytes()),
+            ShowFormat::Json => write_json(&message_json(&store.message(id)?)),
+            ShowFormat::Summary => write_stdout(summary_text(&store.message(id)?).as_bytes()),
+        },
     }
 }
 

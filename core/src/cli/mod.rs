@@ -8,8 +8,8 @@
 //!   messages show ID [--json | --raw | --html]
 //! ```
 //! Each binary's `main` is `cli::main(NAME, serve)`; only `serve` differs between them. The
-//! database commands open the file in multi-process mode (see [`crate::store`]), so they work
-//! beside a running daemon.
+//! database commands work beside a running daemon: they ask it over its control socket, and
+//! open the file themselves only when no daemon holds it (see [`target`]).
 //!
 //! Errors print one line, `NAME: error: …`, on stderr: exit status 2 for bad arguments, 1 for
 //! anything else. `--help` at any level prints that level's usage and exits 0.
@@ -17,6 +17,7 @@
 mod args;
 mod messages;
 mod output;
+mod target;
 mod user;
 
 use std::ffi::OsString;
@@ -26,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::config::{Config, ConfigError};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 use args::{Command, Parsed};
 
@@ -106,9 +107,9 @@ pub fn run(program: &str, args: Vec<OsString>, serve: ServeFn) -> Result<(), Cli
         }
         Ok(config)
     };
-    let open_store = || -> Result<Store, CliError> {
+    let open_store = || -> Result<target::Target, CliError> {
         let config = load_config()?;
-        Ok(Store::open_in(&config.data_dir, config.auth.bcrypt_cost)?)
+        target::Target::open(&config.data_dir, config.auth.bcrypt_cost)
     };
     match command {
         Command::Help(text) => output::write_stdout(text.as_bytes()),

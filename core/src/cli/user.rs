@@ -1,18 +1,18 @@
 //! `user add|passwd|disable|enable|del|list`.
 
 use std::io::{BufRead, Read};
-use std::time::SystemTime;
 
 use serde_json::json;
 
 use super::CliError;
 use super::args::UserCommand;
 use super::output::{table, terminal_safe, write_json, write_stdout};
-use crate::store::{Store, rfc3339_utc, validate_user_name};
+use super::target::Target;
+use crate::control::Request;
+use crate::store::{rfc3339_utc, validate_user_name};
 
 /// Runs one `user` subcommand against `store`.
-pub(super) fn run(store: &Store, command: UserCommand) -> Result<(), CliError> {
-    let now = SystemTime::now();
+pub(super) fn run(store: &Target, command: UserCommand) -> Result<(), CliError> {
     let done = match command {
         UserCommand::Add {
             name,
@@ -24,7 +24,10 @@ pub(super) fn run(store: &Store, command: UserCommand) -> Result<(), CliError> {
                 return Err(crate::store::StoreError::UserExists(name).into());
             }
             let password = read_password(&name, password_stdin)?;
-            store.add_user(&name, &password, now)?;
+            store.change(&Request::AddUser {
+                name: name.clone(),
+                password,
+            })?;
             format!("added user {name}")
         }
         UserCommand::Passwd {
@@ -33,19 +36,22 @@ pub(super) fn run(store: &Store, command: UserCommand) -> Result<(), CliError> {
         } => {
             store.user(&name)?;
             let password = read_password(&name, password_stdin)?;
-            store.set_password(&name, &password, now)?;
+            store.change(&Request::SetPassword {
+                name: name.clone(),
+                password,
+            })?;
             format!("changed the password of {name}")
         }
         UserCommand::Disable { name } => {
-            store.disable_user(&name, now)?;
+            store.change(&Request::DisableUser { name: name.clone() })?;
             format!("disabled user {name}")
         }
         UserCommand::Enable { name } => {
-            store.enable_user(&name, now)?;
+            store.change(&Request::EnableUser { name: name.clone() })?;
             format!("enabled user {name}")
         }
         UserCommand::Del { name } => {
-            store.delete_user(&name)?;
+            store.change(&Request::DeleteUser { name: name.clone() })?;
             format!("deleted user {name}")
         }
         UserCommand::List { json } => return list(store, json),
@@ -53,7 +59,7 @@ pub(super) fn run(store: &Store, command: UserCommand) -> Result<(), CliError> {
     write_stdout(format!("{}\n", terminal_safe(&done, false)).as_bytes())
 }
 
-fn list(store: &Store, json: bool) -> Result<(), CliError> {
+fn list(store: &Target, json: bool) -> Result<(), CliError> {
     let users = store.users()?;
     if json {
         let users: Vec<_> = users

@@ -32,6 +32,7 @@ pub use commit::{Deliveries, Submitted};
 pub use connection::{Accepted, Connection, FIRST_READ_CHUNK, READ_CHUNK, Wait, Wake};
 
 use crate::config::Config;
+use crate::control::{CONTROL_SOCKET, ControlServer};
 use crate::logging;
 use crate::policy::{AuthGate, ConnectionPermit, Gate, ServerLimits, Slots};
 use crate::service::Services;
@@ -61,6 +62,8 @@ pub struct ServerState {
     pub deliveries: Deliveries,
     /// Where the password checks run: `verifier_running` threads at a lower priority.
     pub verifier: verify::Verifier,
+    /// The command line's way into the store while this server holds it.
+    pub control: ControlServer,
     /// The settings of every session.
     pub session: SessionConfig,
     /// Limits around sessions.
@@ -133,6 +136,13 @@ pub enum StartError {
     Committer(String),
     /// The password-check threads could not be started.
     Verifier(String),
+    /// The command line's control socket could not be set up.
+    Control {
+        /// Where it would listen.
+        socket: std::path::PathBuf,
+        /// What the OS said.
+        problem: String,
+    },
 }
 
 impl fmt::Display for StartError {
@@ -149,6 +159,9 @@ impl fmt::Display for StartError {
             }
             StartError::Verifier(problem) => {
                 write!(f, "cannot start the password-check threads: {problem}")
+            }
+            StartError::Control { socket, problem } => {
+                write!(f, "cannot listen on {}: {problem}", socket.display())
             }
         }
     }
@@ -177,10 +190,18 @@ impl ServerState {
         let limits = ServerLimits::from_config(config);
         let verifier = verify::Verifier::start(Arc::clone(&services), limits.verifier_running)
             .map_err(|e| StartError::Verifier(e.to_string()))?;
+        let control =
+            ControlServer::start(&config.data_dir, Arc::clone(&services)).map_err(|e| {
+                StartError::Control {
+                    socket: config.data_dir.join(CONTROL_SOCKET),
+                    problem: e.to_string(),
+                }
+            })?;
         Ok(ServerState {
             services,
             deliveries,
             verifier,
+            control,
             session: config.session_config(),
             gate: Gate::new(
                 limits.hostname.clone(),
@@ -351,10 +372,13 @@ pub fn close<T>(shared: Arc<T>, state: impl FnOnce(T) -> ServerState) {
                 services,
                 deliveries,
                 verifier,
+                control,
                 ..
             } = state(shared);
-            // The committer stores what is queued, ends, and lets go of the store; the
-            // verifier threads end once their queue is empty.
+            // The control thread answers its request in hand and goes; the committer stores
+            // what is queued, ends, and lets go of the store; the verifier threads end once
+            // their queue is empty.
+            drop(control);
             drop(deliveries);
             drop(verifier);
             if unwrap_by(services, deadline).is_none() {

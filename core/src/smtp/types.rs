@@ -28,7 +28,10 @@ pub struct ConnInfo {
 }
 
 /// The id under which a delivered message was stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct MessageId(pub u64);
 
 impl std::fmt::Display for MessageId {

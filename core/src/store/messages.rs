@@ -32,7 +32,7 @@ pub struct NewMessage {
 }
 
 /// A stored message with every processed field (the bytes: [`Store::raw_message`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredMessage {
     /// The id it was stored under.
     pub id: MessageId,
@@ -71,7 +71,7 @@ pub struct StoredMessage {
 }
 
 /// The fields `messages list` shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MessageSummary {
     /// The id it was stored under.
     pub id: MessageId,

@@ -10,35 +10,16 @@
 //! (RFC 5321 §6.1: once a message is accepted, responsibility for it is ours). A batch is one
 //! transaction, so a later group commit acknowledges N messages for one fsync.
 //!
-//! # Sharing the file with the command line
-//! The command line runs beside a live daemon: `user add` while the server accepts mail is the
-//! normal case. redb locks its file, so either both processes open it in redb's multi-process
-//! mode, or the command line asks the daemon over a local control socket. We open every handle in
-//! [`redb::ConcurrencyMode::MultiWriter`]: any process may read and write; write transactions are
-//! serialised by an OFD byte-range lock (so two handles in one process behave exactly like two
-//! processes, which is what the concurrency tests use), and readers follow other processes'
-//! commits.
-//!
-//! Measured with `cargo run --release -p atacama-core --example store_concurrency` (4 KiB values,
-//! one durable commit each, 1000–3000 commits, on the 2-core sandbox where fsync is cheap; quiet
-//! runs, ranges over runs):
-//!
-//! | mode | commit mean | commit p99 | read transaction |
-//! |---|---|---|---|
-//! | `ExclusiveWriter` (default) | 0.51–0.56 ms | 0.70–0.83 ms | 0.9–1.7 µs |
-//! | `MultiWriter` | 0.77–0.98 ms | 1.0–1.2 ms | 4.6–4.8 µs |
-//! | `MultiWriter`, second handle open | 0.78–0.83 ms | 1.0–1.1 ms | 4.6–6.6 µs |
-//! | Unix-socket round trip (control socket) | 17–19 µs | 31–42 µs | |
-//!
-//! Multi-process mode costs about 0.3 ms per commit here; on a real disk a durable commit costs
-//! 1–10 ms of fsync, which dwarfs it, and a batch pays it once. Under disk contention from other
-//! builds both modes swung to 4–7 ms per commit, so the difference is noise next to fsync. A
-//! control socket would be cheaper per request but needs a protocol, socket permissions, and a
-//! second path for when the daemon is not running (where the command line must open the file
-//! itself anyway); it would also keep read-only commands from even opening the file while the
-//! daemon runs. One code path wins. The price: `Durability::None` is refused in this mode, so a
-//! group commit must batch messages into one transaction ([`Store::insert_messages`]), not chain
-//! non-durable commits.
+//! # One process holds the file
+//! The daemon opens the file in redb's single-process mode ([`ConcurrencyMode::ExclusiveWriter`],
+//! a whole-file lock). In redb's multi-process modes every commit is two-phase: two `fdatasync`
+//! where one does (strace: 402 for 200 messages). Measured with the same binary, only the mode
+//! changed, alternating runs on this 2-core machine's disk: one connection went 562/609/620 →
+//! 739/703/752 msg/s and 20 connections 2 998/2 893/3 390 → 3 927/3 168/4 286; one durable
+//! store in the criterion bench 1.44 → 1.03 ms. So while the daemon runs, the command line asks
+//! it over a Unix socket ([`crate::control`]) and opens the file itself only when no daemon
+//! does. A second open of a held file is refused with [`StoreError::InUse`], in this process or
+//! another; [`Store::open_in_waiting`] waits out a command line that holds it for a moment.
 
 mod messages;
 mod schema;
@@ -47,6 +28,7 @@ mod users;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use redb::{Builder, ConcurrencyMode, Database};
 
@@ -71,8 +53,12 @@ pub const DATABASE_FILE: &str = "atacama.redb";
 /// PSS after the run 467 → 27 MiB. 8, 32 and 128 MiB did as well as 16 on msg/s.
 pub const CACHE_BYTES: usize = 16 << 20;
 
-/// What went wrong in the store. Each variant names the thing it is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How long to pause between attempts to open a file in use.
+pub const IN_USE_RETRY: Duration = Duration::from_millis(20);
+
+/// What went wrong in the store. Each variant names the thing it is about. Serialisable: the
+/// daemon sends it to the command line over the control socket.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StoreError {
     /// `user add` for a name that is taken.
     UserExists(String),
@@ -93,6 +79,9 @@ pub enum StoreError {
         /// The version this build reads and writes.
         expected: u64,
     },
+    /// Another handle, in this process or another, has the file open: a running server, or a
+    /// command line for the moment it runs.
+    InUse(String),
     /// A stored record could not be decoded.
     Corrupt(String),
     /// bcrypt refused to hash (for example a cost outside 4..=31).
@@ -118,6 +107,7 @@ impl fmt::Display for StoreError {
                 "database schema version {found} is not supported by this build \
                  (expected {expected})"
             ),
+            StoreError::InUse(path) => write!(f, "{path} is open in another process"),
             StoreError::Corrupt(what) => write!(f, "corrupt database record: {what}"),
             StoreError::Hash(problem) => write!(f, "password hashing failed: {problem}"),
             StoreError::Database(problem) => write!(f, "database error: {problem}"),
@@ -170,8 +160,8 @@ impl Store {
     ///
     /// A new file is created readable by its owner only: it holds password hashes and mail.
     /// New and changed passwords are hashed at `bcrypt_cost` (4..=31); unknown and disabled
-    /// users are verified against a dummy hash of that cost. Any number of handles, in this
-    /// process or others, may have the file open at once.
+    /// users are verified against a dummy hash of that cost. One handle at a time may have the
+    /// file open; while one does, others get [`StoreError::InUse`].
     pub fn open(path: &Path, bcrypt_cost: u32) -> Result<Store, StoreError> {
         if !(4..=31).contains(&bcrypt_cost) {
             return Err(StoreError::Hash(format!(
@@ -181,10 +171,15 @@ impl Store {
         create_private_file(path)
             .map_err(|e| StoreError::Database(format!("{}: {e}", path.display())))?;
         let db = Builder::new()
-            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .set_concurrency_mode(ConcurrencyMode::ExclusiveWriter)
             .set_cache_size(CACHE_BYTES)
             .create(path)
-            .map_err(|e| StoreError::Database(format!("{}: {e}", path.display())))?;
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    StoreError::InUse(path.display().to_string())
+                }
+                e => StoreError::Database(format!("{}: {e}", path.display())),
+            })?;
         schema::check_or_initialise(&db)?;
         Ok(Store {
             db,
@@ -203,6 +198,24 @@ impl Store {
         dir.create(data_dir)
             .map_err(|e| StoreError::Database(format!("{}: {e}", data_dir.display())))?;
         Store::open(&data_dir.join(DATABASE_FILE), bcrypt_cost)
+    }
+
+    /// [`Store::open_in`], trying again while the file is [in use](StoreError::InUse), for up to
+    /// `wait`: a command line holds it for as long as its command takes (a bcrypt hash at most).
+    pub fn open_in_waiting(
+        data_dir: &Path,
+        bcrypt_cost: u32,
+        wait: Duration,
+    ) -> Result<Store, StoreError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match Store::open_in(data_dir, bcrypt_cost) {
+                Err(StoreError::InUse(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(IN_USE_RETRY);
+                }
+                result => return result,
+            }
+        }
     }
 
     /// The file this store was opened from.

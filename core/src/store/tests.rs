@@ -25,7 +25,11 @@ fn temp_db() -> Temp {
     Temp { _dir: dir, path }
 }
 
-fn new_message(user: &str, message_id: Option<&str>, in_reply_to: Option<&str>) -> NewMessage {
+pub(crate) fn new_message(
+    user: &str,
+    message_id: Option<&str>,
+    in_reply_to: Option<&str>,
+) -> NewMessage {
     NewMessage {
         received_at: at(1_772_546_709),
         user: user.into(),
@@ -418,44 +422,45 @@ fn bcrypt_cost_outside_the_range_is_refused() {
     assert!(matches!(Store::open(&t.path, 32), Err(StoreError::Hash(_))));
 }
 
-/// Two handles opened independently on one file hold separate open file descriptions, and
-/// redb's multi-process locks are OFD byte-range locks: this is what two processes see.
+/// The daemon holds the file alone (one fsync per commit); a second handle, here or in another
+/// process, is refused by name until the first is dropped.
 #[test]
-fn two_handles_share_the_file_like_two_processes() {
+fn a_second_handle_is_refused_while_the_first_is_open() {
     let t = temp_db();
     let daemon = Store::open(&t.path, COST).unwrap();
-    let cli = Store::open(&t.path, COST).unwrap();
     daemon
         .insert_message(&new_message("alice", None, None))
         .unwrap();
-    cli.add_user("alice", "pw", at(1)).unwrap();
-    // Each sees the other's commits at once.
-    assert!(daemon.verify_user("alice", "pw").unwrap());
-    assert_eq!(cli.messages(None, None).unwrap().len(), 1);
-    cli.disable_user("alice", at(2)).unwrap();
-    assert!(!daemon.verify_user("alice", "pw").unwrap());
-    // Interleaved writers from both sides keep ids unique and increasing.
-    let writer = std::thread::spawn(move || {
-        (0..20)
-            .map(|_| {
-                cli.insert_message(&new_message("cli", None, None))
-                    .unwrap()
-                    .0
-            })
-            .collect::<Vec<_>>()
+    assert_eq!(
+        Store::open(&t.path, COST).unwrap_err(),
+        StoreError::InUse(t.path.display().to_string())
+    );
+    assert_eq!(
+        StoreError::InUse("/d/atacama.redb".into()).to_string(),
+        "/d/atacama.redb is open in another process"
+    );
+    drop(daemon);
+    let next = Store::open(&t.path, COST).unwrap();
+    assert_eq!(next.messages(None, None).unwrap().len(), 1);
+}
+
+/// A starting server waits for a command line that holds the file for one command.
+#[test]
+fn open_in_waiting_waits_for_the_file_to_be_let_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = Store::open_in(dir.path(), COST).unwrap();
+    let released = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        drop(held);
     });
-    let mut ids: Vec<u64> = (0..20)
-        .map(|_| {
-            daemon
-                .insert_message(&new_message("daemon", None, None))
-                .unwrap()
-                .0
-        })
-        .collect();
-    ids.extend(writer.join().unwrap());
-    ids.sort();
-    assert_eq!(ids, (2..=41).collect::<Vec<_>>());
-    assert_eq!(daemon.messages(Some("cli"), None).unwrap().len(), 20);
+    let waited = Store::open_in_waiting(dir.path(), COST, Duration::from_secs(10));
+    released.join().unwrap();
+    assert!(waited.is_ok(), "{waited:?}");
+    // Still held after the wait: the refusal, not a hang.
+    let waited = waited.unwrap();
+    let refused = Store::open_in_waiting(dir.path(), COST, Duration::from_millis(50));
+    assert!(matches!(refused, Err(StoreError::InUse(_))), "{refused:?}");
+    drop(waited);
 }
 
 #[cfg(unix)]

@@ -20,7 +20,7 @@ pub const MAX_PASSWORD_BYTES: usize = 71;
 pub const MAX_USER_NAME_BYTES: usize = 254;
 
 /// A user as listed (never the hash).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct User {
     /// The login name.
     pub name: String,
