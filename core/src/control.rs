@@ -33,6 +33,9 @@ use crate::store::{MessageSummary, Store, StoreError, StoredMessage, User};
 /// The socket's name inside the data directory.
 pub const CONTROL_SOCKET: &str = "control.sock";
 
+/// A Unix socket's path must fit `sockaddr_un.sun_path` (108 bytes on Linux, NUL included).
+pub const MAX_SOCKET_PATH_BYTES: usize = 108;
+
 /// The largest request the daemon reads: a user name and a password are well under it.
 pub const MAX_REQUEST_BYTES: u32 = 64 * 1024;
 
@@ -196,10 +199,13 @@ pub fn connect(data_dir: &Path) -> Result<Option<UnixStream>, ControlError> {
     let socket = data_dir.join(CONTROL_SOCKET);
     match UnixStream::connect(&socket) {
         Ok(stream) => Ok(Some(stream)),
+        // A path too long for a socket address (InvalidInput): no daemon can listen there.
         Err(e)
             if matches!(
                 e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                io::ErrorKind::NotFound
+                    | io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::InvalidInput
             ) =>
         {
             Ok(None)
@@ -267,6 +273,16 @@ impl ControlServer {
     /// the file is what proves that a socket already there is a stopped daemon's, replaced here.
     pub fn start<S: HoldsStore>(data_dir: &Path, holder: Arc<S>) -> io::Result<ControlServer> {
         let socket = data_dir.join(CONTROL_SOCKET);
+        if socket.as_os_str().len() >= MAX_SOCKET_PATH_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the path is {} bytes, and a Unix socket's must be under \
+                     {MAX_SOCKET_PATH_BYTES}: choose a shorter data_dir",
+                    socket.as_os_str().len()
+                ),
+            ));
+        }
         match std::fs::remove_file(&socket) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}

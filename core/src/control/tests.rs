@@ -205,3 +205,19 @@ fn changes_are_stamped_with_the_time_given() {
     assert_eq!(execute(&store, &add, at), Ok(Answer::Done));
     assert_eq!(store.user("alice").unwrap().created, 1_772_546_709);
 }
+
+/// A data directory too deep for a socket address: the server says what to change, and the
+/// command line, which no daemon can answer there, opens the file itself.
+#[test]
+fn a_data_dir_too_deep_for_a_socket_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = dir.path().join("d".repeat(MAX_SOCKET_PATH_BYTES));
+    let store = Arc::new(Store::open_in(&deep, 4).unwrap());
+    let error = ControlServer::start(&deep, Arc::clone(&store)).unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+    assert!(
+        error.to_string().contains("choose a shorter data_dir"),
+        "{error}"
+    );
+    assert!(connect(&deep).unwrap().is_none());
+}
