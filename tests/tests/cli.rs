@@ -39,6 +39,11 @@ impl Env {
 
     /// Runs `bin --config … --data-dir … args`.
     fn run(&self, bin: Binary, args: &[&str], stdin: Option<&[u8]>) -> Run {
+        bin.run(self.args(args), stdin)
+    }
+
+    /// `--config … --data-dir … args`.
+    fn args(&self, args: &[&str]) -> Vec<String> {
         let mut all = vec![
             "--config".to_string(),
             self.config.display().to_string(),
@@ -46,7 +51,7 @@ impl Env {
             self.data.display().to_string(),
         ];
         all.extend(args.iter().map(|a| a.to_string()));
-        bin.run(all, stdin)
+        all
     }
 
     /// What the daemon holds: the database, and the control socket the command line uses
@@ -76,6 +81,16 @@ impl std::ops::Deref for Daemon {
     fn deref(&self) -> &Services {
         &self.services
     }
+}
+
+/// `count` processes of `user add userI --password-stdin` (password `pwI`), started at once.
+fn parallel_user_adds(env: &Env, bin: Binary, count: usize) -> Vec<std::thread::JoinHandle<Run>> {
+    (0..count)
+        .map(|i| {
+            let args = env.args(&["user", "add", &format!("user{i}"), "--password-stdin"]);
+            std::thread::spawn(move || bin.run(args, Some(format!("pw{i}\n").as_bytes())))
+        })
+        .collect()
 }
 
 /// Exit status 1 or 2 and exactly one line on stderr: `<name>: error: <message>`.
@@ -542,24 +557,7 @@ fn cli_writes_are_seen_by_a_live_daemon_and_parallel_cli_processes() {
         let env = Env::new();
         let daemon = env.daemon();
         // Several CLI processes at once, each a writer, while the daemon writes too.
-        let children: Vec<_> = (0..4)
-            .map(|i| {
-                let (config, data) = (env.config.clone(), env.data.clone());
-                std::thread::spawn(move || {
-                    let args = [
-                        "--config".to_string(),
-                        config.display().to_string(),
-                        "--data-dir".to_string(),
-                        data.display().to_string(),
-                        "user".into(),
-                        "add".into(),
-                        format!("user{i}"),
-                        "--password-stdin".into(),
-                    ];
-                    bin.run(args, Some(format!("pw{i}\n").as_bytes()))
-                })
-            })
-            .collect();
+        let children = parallel_user_adds(&env, bin, 4);
         for _ in 0..5 {
             daemon
                 .deliver(&delivery("alice", "hi\r\n"), SystemTime::now())
@@ -592,24 +590,7 @@ fn cli_writes_are_seen_by_a_live_daemon_and_parallel_cli_processes() {
 fn parallel_cli_processes_without_a_daemon_take_turns() {
     for bin in Binary::ALL {
         let env = Env::new();
-        let children: Vec<_> = (0..4)
-            .map(|i| {
-                let (config, data) = (env.config.clone(), env.data.clone());
-                std::thread::spawn(move || {
-                    let args = [
-                        "--config".to_string(),
-                        config.display().to_string(),
-                        "--data-dir".to_string(),
-                        data.display().to_string(),
-                        "user".into(),
-                        "add".into(),
-                        format!("user{i}"),
-                        "--password-stdin".into(),
-                    ];
-                    bin.run(args, Some(format!("pw{i}\n").as_bytes()))
-                })
-            })
-            .collect();
+        let children = parallel_user_adds(&env, bin, 4);
         for child in children {
             child.join().unwrap().success();
         }
