@@ -2,12 +2,17 @@
 # Issue 9 benchmark: scenarios a–e against both runtimes on loopback, one table at the end.
 #
 #   tests/bench.sh [smol|std|both|postfix|all] [--quick] [--tmpfs]      (default: all)
-#   tests/bench.sh compare [ROUNDS] [--tmpfs]                           (default: 5 rounds)
+#   tests/bench.sh compare [ROUNDS] [--tmpfs] [--baseline=DIR]          (default: 5 rounds)
 #
 # compare starts Postfix (if it can), atacama-mail and atacama-mail-std at once, each on a
 # fresh data dir, and runs a then b against each in turn, ROUNDS times round-robin, then
 # prints the median and range of each: on a machine whose disk speed drifts, as this VM's
 # does by 2× within minutes, every server meets the same drift.
+#
+# --baseline=DIR adds DIR/atacama-mail to compare, as "baseline": a release build of another
+# commit (git worktree add /tmp/base REV; cd /tmp/base; CARGO_TARGET_DIR=/tmp/base-target cargo
+# build --release --bin atacama-mail; then --baseline=/tmp/base-target/release), so a change is
+# measured against what it changes, in the same rounds, on the same disk.
 #
 # --quick holds 2 000 idle connections instead of 10 000. --tmpfs puts every data dir and
 # Postfix's queue on /dev/shm, where fsync costs nothing: what is left is the servers' own
@@ -20,16 +25,18 @@
 # installed and we are root, so the comparison is made in the same run, on the same disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-which_runtime=all idle_big=10000 base=/tmp rounds=5
+which_runtime=all idle_big=10000 base=/tmp rounds=5 baseline=""
 for arg in "$@"; do
   case "$arg" in
     --quick) idle_big=2000 ;;
     --tmpfs) base=/dev/shm ;;
+    --baseline=*) baseline=${arg#--baseline=}
+      [ -x "$baseline/atacama-mail" ] || { echo "no executable $baseline/atacama-mail" >&2; exit 2; } ;;
     smol|std|both|postfix|all|compare) which_runtime=$arg ;;
     [1-9]|[1-9][0-9]) rounds=$arg ;;
     *)
       echo "usage: tests/bench.sh [smol|std|both|postfix|all] [--quick] [--tmpfs]" >&2
-      echo "       tests/bench.sh compare [ROUNDS 1-99] [--tmpfs]" >&2
+      echo "       tests/bench.sh compare [ROUNDS 1-99] [--tmpfs] [--baseline=DIR]" >&2
       exit 2 ;;
   esac
 done
@@ -45,8 +52,9 @@ other_pids=""  # compare mode: the servers not being measured right now
 postfix_dir=$(mktemp -d "$base/atacama-postfix.XXXXXX")
 trap 'for p in $server_pid $other_pids; do kill "$p" 2>/dev/null; done; [ -d "$postfix_dir" ] && tests/postfix-instance.sh stop "$postfix_dir"; rm -rf "$work" "$postfix_dir"' EXIT
 
-start_server() { # name binary port_base [extra [limits] line]
+start_server() { # name binary-or-path port_base [extra [limits] line]
   local name=$1 bin=$2 base=$3 extra=${4:-}
+  [[ $bin == */* ]] || bin="target/release/$bin"
   local dir="$work/$name"
   rm -rf "$dir"; mkdir -p "$dir"
   cat > "$dir/config.toml" <<TOML
@@ -63,8 +71,8 @@ $extra
 [auth]
 bcrypt_cost = 12
 TOML
-  echo s3cret | "target/release/$bin" --config "$dir/config.toml" user add alice --password-stdin >/dev/null
-  "target/release/$bin" --config "$dir/config.toml" serve --log-level warn 2>"$dir/server.log" &
+  echo s3cret | "$bin" --config "$dir/config.toml" user add alice --password-stdin >/dev/null
+  "$bin" --config "$dir/config.toml" serve --log-level warn 2>"$dir/server.log" &
   server_pid=$!
   for _ in $(seq 100); do
     (echo > "/dev/tcp/127.0.0.1/${base}587") 2>/dev/null && return 0
@@ -150,6 +158,10 @@ compare() {
   names+=(atacama-mail); addrs+=("127.0.0.1:31587"); pids+=("$server_pid")
   start_server atacama-mail-std atacama-mail-std 32
   names+=(atacama-mail-std); addrs+=("127.0.0.1:32587"); pids+=("$server_pid")
+  if [ -n "$baseline" ]; then
+    start_server baseline "$baseline/atacama-mail" 34
+    names+=(baseline); addrs+=("127.0.0.1:34587"); pids+=("$server_pid")
+  fi
   other_pids="${pids[*]}"; server_pid=""
   for round in $(seq "$rounds"); do
     for i in "${!names[@]}"; do

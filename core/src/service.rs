@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use crate::config::Config;
 use crate::smtp::{AuthOutcome, AuthRequest, Delivery, DeliveryError, MessageId};
-use crate::store::{NewMessage, ReceivedTrace, Store, StoreError};
+use crate::store::{NewMessage, PackedMessage, ReceivedTrace, Store, StoreError};
 use crate::{markup, message};
 
 /// The store plus the facts about this server that delivery needs.
@@ -93,14 +93,21 @@ impl Services {
         received_at: SystemTime,
     ) -> Result<MessageId, DeliveryError> {
         let stored = catch_unwind(AssertUnwindSafe(|| {
-            let message = self.prepare(delivery, received_at);
-            self.store.insert_message(&message)
+            let message = self.prepare(delivery, received_at).pack()?;
+            self.store.insert_packed(std::slice::from_ref(&message))
         }))
         .unwrap_or_else(|_| Err(StoreError::Database("panic while storing".into())));
-        let id = stored.map_err(|error| {
-            log::error!("delivery for user={:?} failed: {error}", delivery.user);
-            DeliveryError(error.to_string())
-        })?;
+        let id = stored
+            .and_then(|ids| {
+                // Invariant: one id per message stored.
+                ids.first()
+                    .copied()
+                    .ok_or_else(|| StoreError::Database("insert returned no id".into()))
+            })
+            .map_err(|error| {
+                log::error!("delivery for user={:?} failed: {error}", delivery.user);
+                DeliveryError(error.to_string())
+            })?;
         log_accepted(id, &delivery.user, delivery.data.len());
         Ok(id)
     }
@@ -119,15 +126,19 @@ impl Services {
         self.store_prepared(prepared)
     }
 
-    /// [`Services::prepare`], with a panic in parsing or rendering turned into a failed
-    /// delivery (logged), so one bad message cannot take its batch or its thread down.
+    /// [`Services::prepare`], then [`NewMessage::pack`]: everything but the transaction. A
+    /// panic in parsing or rendering is a failed delivery (logged), so one bad message cannot
+    /// take its batch or its thread down.
     pub fn prepare_checked(
         &self,
         delivery: &Delivery,
         received_at: SystemTime,
-    ) -> Result<NewMessage, DeliveryError> {
-        catch_unwind(AssertUnwindSafe(|| self.prepare(delivery, received_at))).map_err(|_| {
-            let error = StoreError::Database("panic while processing".into());
+    ) -> Result<PackedMessage, DeliveryError> {
+        let packed = catch_unwind(AssertUnwindSafe(|| {
+            self.prepare(delivery, received_at).pack()
+        }))
+        .unwrap_or_else(|_| Err(StoreError::Database("panic while processing".into())));
+        packed.map_err(|error| {
             log::error!("delivery for user={:?} failed: {error}", delivery.user);
             DeliveryError(error.to_string())
         })
@@ -139,7 +150,7 @@ impl Services {
     /// error, the others share the transaction's fate.
     pub fn store_prepared(
         &self,
-        prepared: Vec<Result<NewMessage, DeliveryError>>,
+        prepared: Vec<Result<PackedMessage, DeliveryError>>,
     ) -> Vec<Result<MessageId, DeliveryError>> {
         let mut outcomes: Vec<Option<Result<MessageId, DeliveryError>>> = Vec::new();
         let mut messages = Vec::new();
@@ -152,7 +163,7 @@ impl Services {
                 Err(error) => outcomes.push(Some(Err(error))),
             }
         }
-        let stored = catch_unwind(AssertUnwindSafe(|| self.store.insert_messages(&messages)))
+        let stored = catch_unwind(AssertUnwindSafe(|| self.store.insert_packed(&messages)))
             .unwrap_or_else(|_| Err(StoreError::Database("panic while storing".into())));
         let stored: Vec<Result<MessageId, DeliveryError>> = match stored {
             Ok(ids) => ids.into_iter().map(Ok).collect(),
@@ -164,7 +175,7 @@ impl Services {
         // Paired with its message, each stored outcome logs its acceptance as it is used.
         let mut stored = stored.into_iter().zip(&messages).map(|(outcome, message)| {
             if let Ok(id) = outcome {
-                log_accepted(id, &message.user, message.data.len());
+                log_accepted(id, message.user(), message.data_len());
             }
             outcome
         });

@@ -29,7 +29,7 @@ use std::time::SystemTime;
 use super::completion::{self, Completer, Completion};
 use crate::service::Services;
 use crate::smtp::{Delivery, DeliveryError, MessageId};
-use crate::store::NewMessage;
+use crate::store::PackedMessage;
 
 /// Messages stored in one transaction at most: bounds the memory of a batch and the
 /// latency of its first message.
@@ -90,7 +90,7 @@ struct Job {
 /// A delivery processed into its record (or its processing failure), waiting for a commit.
 #[derive(Debug)]
 struct Prepared {
-    message: Result<NewMessage, DeliveryError>,
+    message: Result<PackedMessage, DeliveryError>,
     done: Completer<Outcome>,
 }
 

@@ -2,8 +2,9 @@
 
 use std::time::SystemTime;
 
-use redb::{Durability, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 
+use super::packed::{FORMAT_PACKED, Packed, PackedBody, pack};
 use super::schema::{BY_MESSAGE_ID, BY_USER, MESSAGES, MessageRecord, RAW, decode, encode};
 use super::trace::{ReceivedTrace, unix_seconds};
 use super::{Store, StoreError};
@@ -29,6 +30,66 @@ pub struct NewMessage {
     pub html: String,
     /// The data after `354`, dot-unstuffed, stored after our `Received:` header unchanged.
     pub data: Vec<u8>,
+}
+
+impl NewMessage {
+    /// Compresses the data, text and HTML, so that the write transaction only copies them:
+    /// call it before taking the writer (the commit thread's prepare stage does).
+    pub fn pack(self) -> Result<PackedMessage, StoreError> {
+        let NewMessage {
+            received_at,
+            user,
+            mail_from,
+            rcpt_to,
+            trace,
+            mut parsed,
+            html,
+            data,
+        } = self;
+        let text = std::mem::take(&mut parsed.text);
+        let body = PackedBody::new(&data, &text, &html)?;
+        Ok(PackedMessage {
+            received_at,
+            user,
+            mail_from,
+            rcpt_to,
+            trace,
+            parsed,
+            body,
+            data_len: data.len(),
+        })
+    }
+}
+
+/// A [`NewMessage`] with its bulky parts compressed ([`NewMessage::pack`]), ready to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedMessage {
+    received_at: SystemTime,
+    user: String,
+    mail_from: String,
+    rcpt_to: Vec<String>,
+    trace: ReceivedTrace,
+    /// The parsed fields; the text has moved into `body`.
+    parsed: ParsedMessage,
+    body: PackedBody,
+    data_len: usize,
+}
+
+impl PackedMessage {
+    /// The authenticated user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Length of the data as received (before our `Received:` header).
+    pub fn data_len(&self) -> usize {
+        self.data_len
+    }
+
+    /// Bytes the compressed data, text and HTML take.
+    pub fn packed_len(&self) -> usize {
+        self.body.len()
+    }
 }
 
 /// A stored message with every processed field (the bytes: [`Store::raw_message`]).
@@ -104,16 +165,32 @@ impl Store {
     /// Stores messages in one transaction; returns their ids, in order, once it has committed
     /// durably. All or none are stored. A message may thread under one earlier in the batch.
     pub fn insert_messages(&self, messages: &[NewMessage]) -> Result<Vec<MessageId>, StoreError> {
+        let packed = messages
+            .iter()
+            .map(|message| message.clone().pack())
+            .collect::<Result<Vec<_>, _>>()?;
+        self.insert_packed(&packed)
+    }
+
+    /// [`Store::insert_messages`] for messages packed ahead of time.
+    pub fn insert_packed(&self, messages: &[PackedMessage]) -> Result<Vec<MessageId>, StoreError> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.db.begin_write()?;
         // The default, said out loud: the caller sends 250 on our return (RFC 5321 §6.1).
         tx.set_durability(Durability::Immediate)?;
-        let ids = messages
-            .iter()
-            .map(|message| insert_one(&tx, message))
-            .collect::<Result<Vec<_>, _>>()?;
+        let ids = {
+            let mut tables = Tables::open(&tx)?;
+            let first = match tables.messages.last()? {
+                Some((key, _)) => key.value() + 1,
+                None => 1,
+            };
+            (first..)
+                .zip(messages)
+                .map(|(id, message)| insert_one(&mut tables, id, message))
+                .collect::<Result<Vec<_>, _>>()?
+        };
         tx.commit()?;
         Ok(ids)
     }
@@ -123,16 +200,33 @@ impl Store {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(MESSAGES)?;
         let value = table.get(id.0)?.ok_or(StoreError::NoSuchMessage(id.0))?;
-        let record: MessageRecord = decode(value.value(), "message")?;
+        let value = value.value();
+        if value.first() != Some(&FORMAT_PACKED) {
+            return Ok(stored(id, decode(value, "message")?));
+        }
+        let packed = Packed::parse(value)?;
+        let mut record: MessageRecord = decode(packed.envelope, "message")?;
+        let body = packed.body()?;
+        record.text = body.text;
+        record.html = body.html;
         Ok(stored(id, record))
     }
 
     /// The bytes as stored: our `Received:` header, then the data exactly as received.
     pub fn raw_message(&self, id: MessageId) -> Result<Vec<u8>, StoreError> {
         let tx = self.db.begin_read()?;
-        let table = tx.open_table(RAW)?;
-        let value = table.get(id.0)?.ok_or(StoreError::NoSuchMessage(id.0))?;
-        Ok(value.value().to_vec())
+        let messages = tx.open_table(MESSAGES)?;
+        let value = messages.get(id.0)?.ok_or(StoreError::NoSuchMessage(id.0))?;
+        if value.value().first() != Some(&FORMAT_PACKED) {
+            // Schema 1 kept the bytes in a table of their own.
+            let raw = tx.open_table(RAW)?;
+            let value = raw.get(id.0)?.ok_or(StoreError::NoSuchMessage(id.0))?;
+            return Ok(value.value().to_vec());
+        }
+        let packed = Packed::parse(value.value())?;
+        let mut raw = packed.header.to_vec();
+        raw.extend_from_slice(&packed.body()?.data);
+        Ok(raw)
     }
 
     /// Messages newest first, optionally only `user`'s, at most `limit` of them.
@@ -167,40 +261,53 @@ impl Store {
             let value = table.get(id)?.ok_or(StoreError::Corrupt(format!(
                 "index names message {id}, which is missing"
             )))?;
-            let record: MessageRecord = decode(value.value(), "message")?;
-            summaries.push(summary(MessageId(id), record));
+            summaries.push(summary(MessageId(id), envelope(value.value())?));
         }
         Ok(summaries)
     }
 }
 
-fn insert_one(tx: &WriteTransaction, message: &NewMessage) -> Result<MessageId, StoreError> {
-    let mut messages = tx.open_table(MESSAGES)?;
-    let id = match messages.last()? {
-        Some((key, _)) => key.value() + 1,
-        None => 1,
-    };
+/// The tables a delivery writes, opened once per transaction.
+struct Tables<'tx> {
+    messages: Table<'tx, u64, &'static [u8]>,
+    by_message_id: Table<'tx, &'static str, u64>,
+    by_user: Table<'tx, (&'static str, u64), ()>,
+}
+
+impl<'tx> Tables<'tx> {
+    fn open(tx: &'tx WriteTransaction) -> Result<Tables<'tx>, StoreError> {
+        Ok(Tables {
+            messages: tx.open_table(MESSAGES)?,
+            by_message_id: tx.open_table(BY_MESSAGE_ID)?,
+            by_user: tx.open_table(BY_USER)?,
+        })
+    }
+}
+
+fn insert_one(
+    tables: &mut Tables<'_>,
+    id: u64,
+    message: &PackedMessage,
+) -> Result<MessageId, StoreError> {
     let received_at = unix_seconds(message.received_at);
-    let mut raw = message.trace.header(id, received_at).into_bytes();
-    raw.extend_from_slice(&message.data);
+    let header = message.trace.header(id, received_at);
 
     let parsed = &message.parsed;
-    let mut by_message_id = tx.open_table(BY_MESSAGE_ID)?;
     // Look the parent up before indexing this message, so a message never parents itself.
     let parent_id = match parsed.in_reply_to.as_deref() {
-        Some(parent) => by_message_id.get(parent)?.map(|v| v.value()),
+        Some(parent) => tables.by_message_id.get(parent)?.map(|v| v.value()),
         None => None,
     };
     if let Some(message_id) = parsed.message_id.as_deref().filter(|m| !m.is_empty()) {
         // The first message with a Message-ID keeps it: a resent copy must not steal replies.
-        if by_message_id.get(message_id)?.is_none() {
-            by_message_id.insert(message_id, id)?;
+        if tables.by_message_id.get(message_id)?.is_none() {
+            tables.by_message_id.insert(message_id, id)?;
         }
     }
-    tx.open_table(BY_USER)?
-        .insert((message.user.as_str(), id), ())?;
+    tables.by_user.insert((message.user.as_str(), id), ())?;
 
-    let record = MessageRecord {
+    // Text and HTML travel in the packed body, not in the JSON envelope.
+    let envelope = MessageRecord {
         received_at,
         user: message.user.clone(),
         mail_from: message.mail_from.clone(),
@@ -211,16 +318,25 @@ fn insert_one(tx: &WriteTransaction, message: &NewMessage) -> Result<MessageId, 
         date: parsed.date.clone(),
         message_id: parsed.message_id.clone(),
         in_reply_to: parsed.in_reply_to.clone(),
-        text: parsed.text.clone(),
-        html: message.html.clone(),
+        text: String::new(),
+        html: String::new(),
         attachments: parsed.attachments.clone(),
         problem: parsed.problem.clone(),
-        size: raw.len() as u64,
+        size: (header.len() + message.data_len) as u64,
         parent_id,
     };
-    messages.insert(id, encode(&record)?.as_slice())?;
-    tx.open_table(RAW)?.insert(id, raw.as_slice())?;
+    let value = pack(&encode(&envelope)?, header.as_bytes(), &message.body)?;
+    tables.messages.insert(id, value.as_slice())?;
     Ok(MessageId(id))
+}
+
+/// The fields of a stored message without its text and HTML, from either schema's value.
+fn envelope(value: &[u8]) -> Result<MessageRecord, StoreError> {
+    if value.first() == Some(&FORMAT_PACKED) {
+        decode(Packed::parse(value)?.envelope, "message")
+    } else {
+        decode(value, "message")
+    }
 }
 
 fn stored(id: MessageId, r: MessageRecord) -> StoredMessage {

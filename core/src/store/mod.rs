@@ -22,6 +22,7 @@
 //! another; [`Store::open_in_waiting`] waits out a command line that holds it for a moment.
 
 mod messages;
+mod packed;
 mod schema;
 mod trace;
 mod users;
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use redb::{Builder, ConcurrencyMode, Database};
 
-pub use messages::{MessageSummary, NewMessage, StoredMessage};
+pub use messages::{MessageSummary, NewMessage, PackedMessage, StoredMessage};
 pub use schema::SCHEMA_VERSION;
 pub use trace::{ReceivedTrace, rfc3339_utc, rfc5322_date, unix_seconds};
 pub use users::{MAX_PASSWORD_BYTES, MAX_USER_NAME_BYTES, User, validate_user_name};

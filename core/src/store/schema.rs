@@ -1,7 +1,14 @@
 //! The tables, the stored record layout, and the schema version that guards them.
 //!
-//! Records are JSON: readable with any redb tool, and a field added with `#[serde(default)]`
-//! needs no migration. A change that old code could misread bumps [`SCHEMA_VERSION`].
+//! Users are JSON records; a message is one value: a JSON envelope, our `Received:` header and
+//! the compressed data, text and HTML ([`super::packed`]). A field added with
+//! `#[serde(default)]` needs no migration. A change that old code could misread bumps
+//! [`SCHEMA_VERSION`].
+//!
+//! Schema 1 (JSON message records with text and HTML inline, the bytes in [`RAW`]) is still
+//! read: opening such a file stamps it 2, after which a schema-1 build refuses it rather than
+//! misread the new values; its old messages stay where they are, told apart by their first
+//! byte.
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -10,15 +17,18 @@ use super::StoreError;
 use crate::message::Attachment;
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
+/// The oldest schema this build reads (and upgrades in place by stamping it).
+const OLDEST_READABLE: u64 = 1;
 
 /// `"schema_version"` → [`SCHEMA_VERSION`] of the file.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// User name → JSON [`UserRecord`].
 pub(super) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
-/// Message id → JSON [`MessageRecord`].
+/// Message id → the packed message ([`super::packed`]), or in schema 1 a JSON [`MessageRecord`].
 pub(super) const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
-/// Message id → the stored bytes: our `Received:` header, then the data as received.
+/// Schema 1 only, read but no longer written: message id → our `Received:` header, then the
+/// data as received.
 pub(super) const RAW: TableDefinition<u64, &[u8]> = TableDefinition::new("raw");
 /// Message-ID (without `<>`) → the id of the first stored message that carried it.
 pub(super) const BY_MESSAGE_ID: TableDefinition<&str, u64> = TableDefinition::new("by_message_id");
@@ -51,7 +61,10 @@ pub(super) struct MessageRecord {
     pub date: Option<String>,
     pub message_id: Option<String>,
     pub in_reply_to: Option<String>,
+    /// Schema 1 only: schema 2 keeps text and HTML compressed beside this record.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub text: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub html: String,
     pub attachments: Vec<Attachment>,
     /// What mail-parser could not read, if anything.
@@ -73,8 +86,10 @@ pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T,
 
 /// Checks the file's schema version; writes it and creates the tables in a new file.
 pub(super) fn check_or_initialise(db: &Database) -> Result<(), StoreError> {
-    if let Some(found) = stored_version(db)? {
-        return check(found);
+    match stored_version(db)? {
+        Some(SCHEMA_VERSION) => return Ok(()),
+        Some(found) => check(found)?,
+        None => {}
     }
     let tx = db.begin_write()?;
     {
@@ -82,11 +97,12 @@ pub(super) fn check_or_initialise(db: &Database) -> Result<(), StoreError> {
         // Another process may have initialised the file since our read: check again, under
         // the writer lock.
         let found = meta.get(VERSION_KEY)?.map(|v| v.value());
-        match found {
-            Some(found) => check(found)?,
-            None => {
-                meta.insert(VERSION_KEY, SCHEMA_VERSION)?;
-            }
+        if let Some(found) = found {
+            check(found)?;
+        }
+        // New, or schema 1 being upgraded.
+        if found != Some(SCHEMA_VERSION) {
+            meta.insert(VERSION_KEY, SCHEMA_VERSION)?;
         }
         tx.open_table(USERS)?;
         tx.open_table(MESSAGES)?;
@@ -98,7 +114,7 @@ pub(super) fn check_or_initialise(db: &Database) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn stored_version(db: &Database) -> Result<Option<u64>, StoreError> {
+pub(super) fn stored_version(db: &Database) -> Result<Option<u64>, StoreError> {
     let tx = db.begin_read()?;
     let meta = match tx.open_table(META) {
         Ok(meta) => meta,
@@ -108,8 +124,9 @@ fn stored_version(db: &Database) -> Result<Option<u64>, StoreError> {
     Ok(meta.get(VERSION_KEY)?.map(|v| v.value()))
 }
 
+/// Whether this build reads a file of schema `found`.
 fn check(found: u64) -> Result<(), StoreError> {
-    if found == SCHEMA_VERSION {
+    if (OLDEST_READABLE..=SCHEMA_VERSION).contains(&found) {
         Ok(())
     } else {
         Err(StoreError::SchemaVersion {
@@ -124,6 +141,27 @@ fn check(found: u64) -> Result<(), StoreError> {
 pub(super) fn set_version(db: &Database, version: u64) -> Result<(), StoreError> {
     let tx = db.begin_write()?;
     tx.open_table(META)?.insert(VERSION_KEY, version)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Writes a message as schema 1 did: the JSON record, the bytes in [`RAW`], both indexes.
+#[cfg(test)]
+pub(super) fn insert_schema_1_message(
+    db: &Database,
+    id: u64,
+    record: &MessageRecord,
+    raw: &[u8],
+) -> Result<(), StoreError> {
+    let tx = db.begin_write()?;
+    tx.open_table(MESSAGES)?
+        .insert(id, encode(record)?.as_slice())?;
+    tx.open_table(RAW)?.insert(id, raw)?;
+    tx.open_table(BY_USER)?
+        .insert((record.user.as_str(), id), ())?;
+    if let Some(message_id) = record.message_id.as_deref() {
+        tx.open_table(BY_MESSAGE_ID)?.insert(message_id, id)?;
+    }
     tx.commit()?;
     Ok(())
 }

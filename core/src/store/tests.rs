@@ -237,8 +237,80 @@ fn another_schema_version_is_refused() {
     );
     assert_eq!(
         error.to_string(),
-        "database schema version 2 is not supported by this build (expected 1)"
+        "database schema version 3 is not supported by this build (expected 2)"
     );
+}
+
+#[test]
+fn schema_zero_is_refused_too() {
+    let t = temp_db();
+    {
+        let store = Store::open(&t.path, COST).unwrap();
+        schema::set_version(&store.db, 0).unwrap();
+    }
+    assert_eq!(
+        Store::open(&t.path, COST).unwrap_err(),
+        StoreError::SchemaVersion {
+            found: 0,
+            expected: SCHEMA_VERSION
+        }
+    );
+}
+
+/// A file written by schema 1 (JSON records, the bytes in their own table) opens, is stamped
+/// 2 so a schema-1 build stops writing to it, and its messages read back beside new ones.
+#[test]
+fn a_schema_1_file_is_read_and_upgraded_in_place() {
+    let t = temp_db();
+    let old = new_message("alice", Some("old@example.test"), None);
+    let old_raw = [old.trace.header(1, 1_772_546_709).as_bytes(), &old.data].concat();
+    let record = schema::MessageRecord {
+        received_at: 1_772_546_709,
+        user: old.user.clone(),
+        mail_from: old.mail_from.clone(),
+        rcpt_to: old.rcpt_to.clone(),
+        subject: old.parsed.subject.clone(),
+        from: old.parsed.from.clone(),
+        to: old.parsed.to.clone(),
+        date: old.parsed.date.clone(),
+        message_id: old.parsed.message_id.clone(),
+        in_reply_to: None,
+        text: old.parsed.text.clone(),
+        html: old.html.clone(),
+        attachments: old.parsed.attachments.clone(),
+        problem: None,
+        size: old_raw.len() as u64,
+        parent_id: None,
+    };
+    {
+        let store = Store::open(&t.path, COST).unwrap();
+        schema::insert_schema_1_message(&store.db, 1, &record, &old_raw).unwrap();
+        schema::set_version(&store.db, 1).unwrap();
+    }
+    let store = Store::open(&t.path, COST).unwrap();
+    assert_eq!(schema::stored_version(&store.db).unwrap(), Some(2));
+
+    let stored = store.message(MessageId(1)).unwrap();
+    assert_eq!(
+        (stored.text.as_str(), stored.html.as_str()),
+        (old.parsed.text.as_str(), old.html.as_str())
+    );
+    assert_eq!(stored.size, old_raw.len() as u64);
+    assert_eq!(store.raw_message(MessageId(1)).unwrap(), old_raw);
+
+    // A new message goes after it, packed, and threads under it across the two schemas.
+    let reply = new_message("alice", Some("new@example.test"), Some("old@example.test"));
+    assert_eq!(store.insert_message(&reply).unwrap(), MessageId(2));
+    let stored_reply = store.message(MessageId(2)).unwrap();
+    assert_eq!(stored_reply.parent_id, Some(MessageId(1)));
+    assert_eq!(stored_reply.html, reply.html);
+    let listed: Vec<u64> = store
+        .messages(Some("alice"), None)
+        .unwrap()
+        .iter()
+        .map(|m| m.id.0)
+        .collect();
+    assert_eq!(listed, [2, 1]);
 }
 
 #[test]
