@@ -1,8 +1,9 @@
 //! The database: users and messages in one redb file (cargo feature `store`).
 //!
-//! This is the only module that touches the database. Records are JSON in redb tables: users,
-//! messages, the raw bytes, and indexes by Message-ID (threading) and by user. The file carries
-//! a schema version ([`SCHEMA_VERSION`]); a file of another version is refused.
+//! This is the only module that touches the database. Its redb tables hold users (JSON),
+//! messages (one value each: JSON fields, our `Received:` header, and the data, text and HTML
+//! compressed together), and indexes by Message-ID (threading) and by user. The file carries a
+//! schema version ([`SCHEMA_VERSION`]); a schema-1 file is read and upgraded, any other refused.
 //!
 //! # Durability
 //! Every write transaction commits with `Durability::Immediate`: when [`Store::insert_message`]
