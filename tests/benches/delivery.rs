@@ -46,8 +46,15 @@ fn deliveries(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("delivery");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("prepare: parse and render", |b| {
+    group.bench_function("prepare: parse, render and pack", |b| {
         b.iter(|| black_box(services.prepare_checked(&delivery, SystemTime::now())))
+    });
+    group.bench_function("pack: compress data, text and HTML", |b| {
+        b.iter_batched(
+            || services.prepare(&delivery, SystemTime::now()),
+            |message| black_box(message.pack()),
+            BatchSize::SmallInput,
+        )
     });
     group.sample_size(30);
     group.bench_function("store: 1 message per durable commit", |b| {
