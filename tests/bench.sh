@@ -12,7 +12,10 @@
 # --baseline=DIR adds DIR/atacama-mail to compare, as "baseline": a release build of another
 # commit (git worktree add /tmp/base REV; cd /tmp/base; CARGO_TARGET_DIR=/tmp/base-target cargo
 # build --release --bin atacama-mail; then --baseline=/tmp/base-target/release), so a change is
-# measured against what it changes, in the same rounds, on the same disk.
+# measured against what it changes, in the same rounds, on the same disk. It runs right after
+# atacama-mail (every other round, the order of all servers is reversed), and the table ends
+# with their ratio round by round: two identical builds differ here by as much as a's whole
+# range in their medians, and much less, round by round.
 #
 # --quick holds 2 000 idle connections instead of 10 000. --tmpfs puts every data dir and
 # Postfix's queue on /dev/shm, where fsync costs nothing: what is left is the servers' own
@@ -90,6 +93,9 @@ stop_server() {
 run() { # runtime scenario smtp-load args...
   local runtime=$1 scenario=$2; shift 2
   local out
+  # The last run's writes, still being flushed, would slow this one's fsyncs: two identical
+  # builds in compare differed by 17 % on a without this, 6 % with it.
+  sync; sleep 0.5
   out=$("$load" --json "$@") || true
   record "$runtime" "$scenario" "$out"
 }
@@ -156,15 +162,23 @@ compare() {
   fi
   start_server atacama-mail atacama-mail 31
   names+=(atacama-mail); addrs+=("127.0.0.1:31587"); pids+=("$server_pid")
-  start_server atacama-mail-std atacama-mail-std 32
-  names+=(atacama-mail-std); addrs+=("127.0.0.1:32587"); pids+=("$server_pid")
   if [ -n "$baseline" ]; then
+    # Right after atacama-mail, so that the two meet the same moment of the drift.
     start_server baseline "$baseline/atacama-mail" 34
     names+=(baseline); addrs+=("127.0.0.1:34587"); pids+=("$server_pid")
   fi
+  start_server atacama-mail-std atacama-mail-std 32
+  names+=(atacama-mail-std); addrs+=("127.0.0.1:32587"); pids+=("$server_pid")
   other_pids="${pids[*]}"; server_pid=""
+  local order
   for round in $(seq "$rounds"); do
-    for i in "${!names[@]}"; do
+    order=("${!names[@]}")
+    # Every other round runs the servers in the opposite order: going first or second
+    # should not favour one of a pair.
+    if [ $((round % 2)) = 0 ]; then
+      order=(); for i in "${!names[@]}"; do order=("$i" "${order[@]}"); done
+    fi
+    for i in "${order[@]}"; do
       server_pid=${pids[$i]}
       run "${names[$i]}" "a: 1 conn x 200 msg" --addr "${addrs[$i]}" -c 1 -m 200 --deadline 120
       run "${names[$i]}" "b: 20 conn x 250 msg" --addr "${addrs[$i]}" -c 20 -m 250 --deadline 300
@@ -195,6 +209,23 @@ for (server, scenario), results in runs.items():
 print("\nmsg/s by round (each round adds 5 200 messages to every data dir):")
 for (server, scenario), results in runs.items():
     print(f"{server:<17} {scenario:<22} " + " ".join(f"{r['msg_per_s']:.0f}" if r else "-" for r in results))
+# A change against its baseline, round by round: the drift between rounds cancels out of
+# each ratio, which it does not out of two medians.
+scenarios = [sc for (server, sc) in runs if server == "baseline"]
+if scenarios:
+    print("\natacama-mail ÷ baseline, paired by round (ratio median and range; rounds where it is better):")
+    for scenario in scenarios:
+        pairs = [(a, b) for a, b in zip(runs.get(("atacama-mail", scenario), []), runs[("baseline", scenario)]) if a and b]
+        if not pairs:
+            continue
+        rate = [a["msg_per_s"] / b["msg_per_s"] for a, b in pairs if b["msg_per_s"]]
+        p99 = [a["latency_ms"]["p99"] / b["latency_ms"]["p99"] for a, b in pairs if b["latency_ms"]["p99"]]
+        line = f"{scenario:<22} "
+        if rate:
+            line += f"msg/s {statistics.median(rate):.3f} ({min(rate):.2f}–{max(rate):.2f}), faster in {sum(r > 1 for r in rate)} of {len(rate)}"
+        if p99:
+            line += f"; p99 {statistics.median(p99):.3f} ({min(p99):.2f}–{max(p99):.2f}), lower in {sum(r < 1 for r in p99)} of {len(p99)}"
+        print(line)
 PY
 }
 
