@@ -10,7 +10,7 @@
 //! they send; four runs each, alternating): against nice +10, the previous policy, the
 //! senders' p99 during the storm went from 16.7 / 13.4 / 16.7 / 14.1 ms to 7.5 / 8.1 / 9.0 /
 //! 5.6 ms (1.2–1.4× their p99 without a storm, from 1.8–3.4×), their msg/s from 2 590–3 530
-//! to 4 000–5 150, and the storm's logins/s stayed at 6.7–7.0. Nice +10 had in turn halved
+//! to 4 000–5 150, and the storm's logins/s went from 6.2–7.0 to 6.7–7.0. Nice +10 had in turn halved
 //! that p99 against nice 0. Where `SCHED_IDLE` is refused the threads fall back to nice +10.
 //!
 //! ```text

@@ -174,9 +174,8 @@ impl Store {
                 "bcrypt cost {bcrypt_cost} is outside 4..=31"
             )));
         }
-        create_private_file(path)
-            .map_err(|e| StoreError::Database(format!("{}: {e}", path.display())))?;
         let opened = |e: std::io::Error| StoreError::Database(format!("{}: {e}", path.display()));
+        create_private_file(path).map_err(opened)?;
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)

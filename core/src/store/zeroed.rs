@@ -58,17 +58,21 @@ impl ZeroAhead {
         })
     }
 
+    /// Takes the zeroing lock, which orders the mark's moves.
+    fn lock(&self) -> io::Result<std::sync::MutexGuard<'_, ()>> {
+        self.zeroing
+            .lock()
+            .map_err(|_| io::Error::other("zeroing lock poisoned"))
+    }
+
     /// Writes zeros from the zeroed mark up to past `end` (within the file's length).
     fn zero_through(&self, end: u64) -> io::Result<()> {
-        let _guard = self
-            .zeroing
-            .lock()
-            .map_err(|_| io::Error::other("zeroing lock poisoned"))?;
+        let _guard = self.lock()?;
         let start = self.zeroed.load(Ordering::Acquire);
         if end <= start {
             return Ok(()); // another write zeroed it meanwhile
         }
-        let len = self.file.metadata()?.len();
+        let len = self.inner.len()?;
         let stop = end.div_ceil(ZERO_CHUNK).saturating_mul(ZERO_CHUNK).min(len);
         let began = std::time::Instant::now();
         write_zeros(&self.file, start, stop)?;
@@ -147,10 +151,7 @@ impl StorageBackend for ZeroAhead {
     }
 
     fn set_len(&self, len: u64) -> Result<(), io::Error> {
-        let _guard = self
-            .zeroing
-            .lock()
-            .map_err(|_| io::Error::other("zeroing lock poisoned"))?;
+        let _guard = self.lock()?;
         self.inner.set_len(len)?;
         // Space given back and grown again is a hole again.
         self.zeroed.fetch_min(len, Ordering::AcqRel);
