@@ -2,7 +2,7 @@
 # Issue 9 benchmark: scenarios a–e against both runtimes on loopback, one table at the end.
 #
 #   tests/bench.sh [smol|std|both|postfix|all] [--quick] [--tmpfs]      (default: all)
-#   tests/bench.sh compare [ROUNDS] [--tmpfs] [--baseline=DIR]          (default: 5 rounds)
+#   tests/bench.sh compare [ROUNDS] [--tmpfs] [--baseline=DIR [--pair]] (default: 5 rounds)
 #
 # compare starts Postfix (if it can), atacama-mail and atacama-mail-std at once, each on a
 # fresh data dir, and runs a then b against each in turn, ROUNDS times round-robin, then
@@ -15,7 +15,8 @@
 # measured against what it changes, in the same rounds, on the same disk. It runs right after
 # atacama-mail (every other round, the order of all servers is reversed), and the table ends
 # with their ratio round by round: two identical builds differ here by as much as a's whole
-# range in their medians, and much less, round by round.
+# range in their medians, and much less, round by round. --pair leaves Postfix and
+# atacama-mail-std out, for more rounds of the pair in the same time.
 #
 # --quick holds 2 000 idle connections instead of 10 000. --tmpfs puts every data dir and
 # Postfix's queue on /dev/shm, where fsync costs nothing: what is left is the servers' own
@@ -28,21 +29,23 @@
 # installed and we are root, so the comparison is made in the same run, on the same disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-which_runtime=all idle_big=10000 base=/tmp rounds=5 baseline=""
+which_runtime=all idle_big=10000 base=/tmp rounds=5 baseline="" pair=""
 for arg in "$@"; do
   case "$arg" in
     --quick) idle_big=2000 ;;
     --tmpfs) base=/dev/shm ;;
     --baseline=*) baseline=${arg#--baseline=}
       [ -x "$baseline/atacama-mail" ] || { echo "no executable $baseline/atacama-mail" >&2; exit 2; } ;;
+    --pair) pair=1 ;;
     smol|std|both|postfix|all|compare) which_runtime=$arg ;;
     [1-9]|[1-9][0-9]) rounds=$arg ;;
     *)
       echo "usage: tests/bench.sh [smol|std|both|postfix|all] [--quick] [--tmpfs]" >&2
-      echo "       tests/bench.sh compare [ROUNDS 1-99] [--tmpfs] [--baseline=DIR]" >&2
+      echo "       tests/bench.sh compare [ROUNDS 1-99] [--tmpfs] [--baseline=DIR [--pair]]" >&2
       exit 2 ;;
   esac
 done
+[ -z "$pair" ] || [ -n "$baseline" ] || { echo "--pair needs --baseline=DIR" >&2; exit 2; }
 
 cargo build --release --bins -p atacama-mail -p atacama-mail-std -p atacama-tests >&2
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -155,7 +158,7 @@ postfix_usable() { # says why not when it is not
 # a then b against every server in turn, $rounds times; the servers stay up throughout.
 compare() {
   local names=() addrs=() pids=() i
-  if postfix_usable; then
+  if [ -z "$pair" ] && postfix_usable; then
     tests/postfix-instance.sh start "$postfix_dir" 33587 >/dev/null
     # No pid of ours to kill: tests/postfix-instance.sh stop (in the trap) ends it.
     names+=("postfix-$(postconf -h mail_version)"); addrs+=("127.0.0.1:33587"); pids+=("")
@@ -167,8 +170,10 @@ compare() {
     start_server baseline "$baseline/atacama-mail" 34
     names+=(baseline); addrs+=("127.0.0.1:34587"); pids+=("$server_pid")
   fi
-  start_server atacama-mail-std atacama-mail-std 32
-  names+=(atacama-mail-std); addrs+=("127.0.0.1:32587"); pids+=("$server_pid")
+  if [ -z "$pair" ]; then
+    start_server atacama-mail-std atacama-mail-std 32
+    names+=(atacama-mail-std); addrs+=("127.0.0.1:32587"); pids+=("$server_pid")
+  fi
   other_pids="${pids[*]}"; server_pid=""
   local order
   for round in $(seq "$rounds"); do
@@ -193,19 +198,20 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 runs = {}
 for row in rows:
     runs.setdefault((row["runtime"], row["scenario"]), []).append(row["r"])
-head = f"{'server':<17} {'scenario':<22} {'runs':>4} {'msg/s median':>12} {'msg/s range':>13} {'p99 ms median':>13} {'p99 ms range':>13}  failures"
+head = f"{'server':<17} {'scenario':<22} {'runs':>4} {'msg/s median':>12} {'msg/s range':>13} {'p99 ms median':>13} {'p99 ms range':>13} {'max ms median':>13}  failures"
 print(head); print("-" * len(head))
 for (server, scenario), results in runs.items():
     ok = [r for r in results if r]
     rate = [r["msg_per_s"] for r in ok]
     p99 = [r["latency_ms"]["p99"] for r in ok]
+    peak = [r["latency_ms"]["max"] for r in ok]
     failures = {}
     for r in ok:
         for code, n in r["failures"].items():
             failures[code] = failures.get(code, 0) + n
     if not ok:
         print(f"{server:<17} {scenario:<22} (no result)"); continue
-    print(f"{server:<17} {scenario:<22} {len(ok):>4} {statistics.median(rate):>12.0f} {min(rate):>6.0f}–{max(rate):<6.0f} {statistics.median(p99):>13.2f} {min(p99):>6.2f}–{max(p99):<6.2f}  {failures or ''}")
+    print(f"{server:<17} {scenario:<22} {len(ok):>4} {statistics.median(rate):>12.0f} {min(rate):>6.0f}–{max(rate):<6.0f} {statistics.median(p99):>13.2f} {min(p99):>6.2f}–{max(p99):<6.2f} {statistics.median(peak):>13.2f}  {failures or ''}")
 print("\nmsg/s by round (each round adds 5 200 messages to every data dir):")
 for (server, scenario), results in runs.items():
     print(f"{server:<17} {scenario:<22} " + " ".join(f"{r['msg_per_s']:.0f}" if r else "-" for r in results))
@@ -225,6 +231,9 @@ if scenarios:
             line += f"msg/s {statistics.median(rate):.3f} ({min(rate):.2f}–{max(rate):.2f}), faster in {sum(r > 1 for r in rate)} of {len(rate)}"
         if p99:
             line += f"; p99 {statistics.median(p99):.3f} ({min(p99):.2f}–{max(p99):.2f}), lower in {sum(r < 1 for r in p99)} of {len(p99)}"
+        peak = [a["latency_ms"]["max"] / b["latency_ms"]["max"] for a, b in pairs if b["latency_ms"]["max"]]
+        if peak:
+            line += f"; max {statistics.median(peak):.3f}, lower in {sum(r < 1 for r in peak)} of {len(peak)}"
         print(line)
 PY
 }

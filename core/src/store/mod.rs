@@ -10,8 +10,8 @@
 //! or [`Store::insert_messages`] returns, the message is on disk and the session may send `250`
 //! (RFC 5321 §6.1: once a message is accepted, responsibility for it is ours). A batch is one
 //! transaction, so a later group commit acknowledges N messages for one fsync. redb reaches
-//! the file through `zeroed::ZeroAhead`, which writes zeros into the holes redb's growth
-//! leaves before pages go there: an fsync after writing into a hole also waits for the
+//! the file through `zeroed::ZeroAhead`, whose thread writes zeros into the holes redb's
+//! growth leaves before pages go there: an fsync after writing into a hole also waits for the
 //! filesystem's allocation, and that made one lock-step connection 1.28× slower.
 //!
 //! # One process holds the file

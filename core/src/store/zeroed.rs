@@ -4,85 +4,218 @@
 //! the filesystem allocate blocks, and the commit's `fdatasync` then waits for a journal
 //! commit of that allocation too. On this machine's ext4 a 20 KB write + `fdatasync` took
 //! 0.35 ms p50 into a hole or a `fallocate`d range (unwritten extents need the same journal
-//! entry when first written), and 0.13–0.17 ms into blocks already written. So the first time
-//! redb writes past the zeroed part, the zeros are written up to the next [`ZERO_CHUNK`]
-//! boundary past that write: one commit pays for the allocation of the chunk, the commits
-//! after it only overwrite blocks. redb writes new pages close behind its last one, so the
-//! zeros move ahead in steps of a chunk (47 steps of at most 4 MiB, 1–8 ms each, for 20 000
-//! messages), never a whole doubling of the file at once.
+//! entry when first written), and 0.13–0.17 ms into blocks already written. So a thread of
+//! its own keeps [`ZERO_AHEAD`] of zeros written (and synced) past redb's furthest write:
+//! commits then only overwrite blocks. redb writes new pages close behind its last one; a
+//! write that does reach past the zeros zeros the gap before it itself.
 //!
-//! Measured with `tests/bench.sh compare 10` against the same build without it, paired by
-//! round: one lock-step connection (a) 1.28× the msg/s (1.05–1.58, faster in 10 of 10
-//! rounds), its p99 0.92×; twenty connections (b) 0.97× (faster in 5 of 10), their p99
-//! 1.12×. The file takes no more room: redb has already set its length.
+//! Measured with `tests/bench.sh compare` against the same build without zeros: one lock-step
+//! connection (a) 1.28× the msg/s (1.05–1.58, faster in 10 of 10 rounds), its p99 0.92×;
+//! twenty connections (b) 0.97×, their p99 1.12×, when the commit that first wrote past the
+//! zeros wrote the next 4 MiB itself (1–8 ms, b's max latency up to 39 ms). With the thread,
+//! against that: b's p99 0.72×, 0.90×, 0.91× (lower in 33 of 50 rounds), msg/s 1.01–1.08×,
+//! a 0.97–1.08×. The file takes no more room: redb has already set its length.
 //!
 //! Safe because nothing past the `zeroed` mark has been written since the file was
 //! opened, and nothing past it held data when it was (the end of the file's last data extent,
-//! from `SEEK_DATA`/`SEEK_HOLE`): the zeros only land where redb would read zeros anyway.
+//! from `SEEK_DATA`/`SEEK_HOLE`): the zeros only land where redb would read zeros anyway. The
+//! mark moves only under the zeroing lock, and past a redb write before that write is made.
 
 use std::fs::File;
 use std::io;
 use std::ops::Bound;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
 
-/// How far ahead of redb's writes the zeros go, at most, in one step: bounds the one commit
-/// that writes them.
-pub const ZERO_CHUNK: u64 = 4 << 20;
+/// How far past redb's furthest write the zeroing thread keeps the zeros.
+pub const ZERO_AHEAD: u64 = 8 << 20;
+
+/// Zeros written per hold of the zeroing lock, each followed by an `fdatasync` of its own:
+/// a commit's `fdatasync` can meet at most this much of them still in the page cache.
+const ZERO_STEP: u64 = 1 << 20;
 
 /// A [`FileBackend`] that writes zeros ahead of redb's writes into the file's free space.
 #[derive(Debug)]
 pub struct ZeroAhead {
     inner: FileBackend,
+    shared: Arc<Shared>,
+    worker: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// A second handle on the file, for the zeros.
     file: File,
     /// Below this offset the file holds data or zeros written by us; past it, since the file
     /// was opened, nothing was written. Read without the lock on the fast path.
     zeroed: AtomicU64,
-    /// Held while zeros are written, so two writes past `zeroed` never both zero.
+    /// Held while zeros are written and while the mark moves, so no write past the mark ever
+    /// meets zeros written over it.
     zeroing: Mutex<()>,
+    /// What the zeroing thread was asked for; its condvar wakes it.
+    wanted: Mutex<Wanted>,
+    wake: Condvar,
+    /// How many times the thread looked for zeros to write: shows it sleeps when it should.
+    looks: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Wanted {
+    through: u64,
+    /// Moves on every request and every change of length: the thread sleeps while it has
+    /// served the latest, so a request the file's length cut short does not keep it spinning.
+    asked: u64,
+    stop: bool,
 }
 
 impl ZeroAhead {
-    /// Wraps `file`; a second handle on the same file writes the zeros.
+    /// Wraps `file`; a second handle on the same file writes the zeros, on a thread of its own.
     pub fn new(file: File) -> io::Result<ZeroAhead> {
-        let zeroed = end_of_data(&file)?;
-        let zeroing_handle = file.try_clone()?;
+        let shared = Arc::new(Shared {
+            zeroed: AtomicU64::new(end_of_data(&file)?),
+            file: file.try_clone()?,
+            zeroing: Mutex::new(()),
+            wanted: Mutex::new(Wanted::default()),
+            wake: Condvar::new(),
+            looks: AtomicU64::new(0),
+        });
+        let worker = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("zero-ahead".into())
+                .spawn(move || shared.zero_when_asked())?
+        };
         Ok(ZeroAhead {
             inner: FileBackend::new(file).map_err(io::Error::other)?,
-            file: zeroing_handle,
-            zeroed: AtomicU64::new(zeroed),
-            zeroing: Mutex::new(()),
+            shared,
+            worker: Some(worker),
         })
     }
 
+    /// A write reaching past the mark: zeros whatever lies between the mark and it, here and
+    /// now, and moves the mark past it. Rare while the zeroing thread keeps ahead.
+    fn catch_up(&self, offset: u64, end: u64) -> io::Result<()> {
+        let _guard = self.shared.lock()?;
+        let mark = self.shared.zeroed.load(Ordering::Acquire);
+        if end <= mark {
+            return Ok(()); // the zeroing thread got there meanwhile
+        }
+        if offset > mark {
+            write_zeros(&self.shared.file, mark, offset)?;
+        }
+        self.shared.zeroed.store(end, Ordering::Release);
+        Ok(())
+    }
+
+    /// Asks the zeroing thread to keep the zeros [`ZERO_AHEAD`] past `end`.
+    fn ask(&self, end: u64) -> io::Result<()> {
+        let mut wanted = self.shared.wanted()?;
+        // Whole steps, so the thread's writes after its first are aligned.
+        let through = end
+            .saturating_add(ZERO_AHEAD)
+            .div_ceil(ZERO_STEP)
+            .saturating_mul(ZERO_STEP);
+        if through > wanted.through {
+            wanted.through = through;
+            wanted.asked = wanted.asked.wrapping_add(1);
+            self.shared.wake.notify_one();
+        }
+        Ok(())
+    }
+}
+
+impl Shared {
     /// Takes the zeroing lock, which orders the mark's moves.
-    fn lock(&self) -> io::Result<std::sync::MutexGuard<'_, ()>> {
+    fn lock(&self) -> io::Result<MutexGuard<'_, ()>> {
         self.zeroing
             .lock()
             .map_err(|_| io::Error::other("zeroing lock poisoned"))
     }
 
-    /// Writes zeros from the zeroed mark up to past `end` (within the file's length).
-    fn zero_through(&self, end: u64) -> io::Result<()> {
-        let _guard = self.lock()?;
-        let start = self.zeroed.load(Ordering::Acquire);
-        if end <= start {
-            return Ok(()); // another write zeroed it meanwhile
+    fn wanted(&self) -> io::Result<MutexGuard<'_, Wanted>> {
+        self.wanted
+            .lock()
+            .map_err(|_| io::Error::other("zero-ahead request lock poisoned"))
+    }
+
+    /// The zeroing thread: waits to be asked, then zeros a step at a time up to what was
+    /// asked (within the file's length), syncing each step so no commit has to.
+    fn zero_when_asked(&self) {
+        let mut served = 0;
+        loop {
+            let through = match self.next_request(&mut served) {
+                Ok(Some(through)) => through,
+                Ok(None) => return,
+                Err(error) => {
+                    log::warn!("zero-ahead stopped: {error}");
+                    return;
+                }
+            };
+            loop {
+                match self.zero_step(through) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(error) => {
+                        // The writes past the mark still zero for themselves.
+                        log::warn!("zero-ahead stopped: {error}");
+                        return;
+                    }
+                }
+            }
         }
-        let len = self.inner.len()?;
-        let stop = end.div_ceil(ZERO_CHUNK).saturating_mul(ZERO_CHUNK).min(len);
-        let began = std::time::Instant::now();
-        write_zeros(&self.file, start, stop)?;
-        log::debug!(
-            "zeroed {} KiB ahead of a write ending at {end} in {:?}",
-            (stop - start) >> 10,
-            began.elapsed()
-        );
-        self.zeroed.store(stop.max(start), Ordering::Release);
-        Ok(())
+    }
+
+    /// Waits for a request newer than `served`: `None` once the backend is dropped.
+    fn next_request(&self, served: &mut u64) -> io::Result<Option<u64>> {
+        let mut wanted = self.wanted()?;
+        loop {
+            if wanted.stop {
+                return Ok(None);
+            }
+            if wanted.asked != *served {
+                *served = wanted.asked;
+                return Ok(Some(wanted.through));
+            }
+            wanted = self
+                .wake
+                .wait(wanted)
+                .map_err(|_| io::Error::other("zero-ahead request lock poisoned"))?;
+        }
+    }
+
+    /// Zeros one step from the mark towards `through`: false when there is nothing to zero.
+    fn zero_step(&self, through: u64) -> io::Result<bool> {
+        self.looks.fetch_add(1, Ordering::Relaxed);
+        {
+            let _guard = self.lock()?;
+            let start = self.zeroed.load(Ordering::Acquire);
+            let len = self.file.metadata()?.len();
+            let stop = through.min(len).min(start.saturating_add(ZERO_STEP));
+            if stop <= start {
+                return Ok(false);
+            }
+            write_zeros(&self.file, start, stop)?;
+            self.zeroed.store(stop, Ordering::Release);
+        }
+        self.file.sync_data()?;
+        Ok(true)
+    }
+}
+
+impl Drop for ZeroAhead {
+    fn drop(&mut self) {
+        if let Ok(mut wanted) = self.shared.wanted() {
+            wanted.stop = true;
+            self.shared.wake.notify_one();
+        }
+        if let Some(worker) = self.worker.take() {
+            // A step is at most ZERO_STEP: the join waits for that much.
+            let _ = worker.join();
+        }
     }
 }
 
@@ -151,10 +284,16 @@ impl StorageBackend for ZeroAhead {
     }
 
     fn set_len(&self, len: u64) -> Result<(), io::Error> {
-        let _guard = self.lock()?;
-        self.inner.set_len(len)?;
-        // Space given back and grown again is a hole again.
-        self.zeroed.fetch_min(len, Ordering::AcqRel);
+        {
+            let _guard = self.shared.lock()?;
+            self.inner.set_len(len)?;
+            // Space given back and grown again is a hole again.
+            self.shared.zeroed.fetch_min(len, Ordering::AcqRel);
+        }
+        // A longer file may let the thread go further towards what it was asked.
+        let mut wanted = self.shared.wanted()?;
+        wanted.asked = wanted.asked.wrapping_add(1);
+        self.shared.wake.notify_one();
         Ok(())
     }
 
@@ -164,8 +303,12 @@ impl StorageBackend for ZeroAhead {
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
         let end = offset.saturating_add(data.len() as u64);
-        if end > self.zeroed.load(Ordering::Acquire) {
-            self.zero_through(end)?;
+        let mark = self.shared.zeroed.load(Ordering::Acquire);
+        if end > mark {
+            self.catch_up(offset, end)?;
+        }
+        if end.saturating_add(ZERO_AHEAD / 2) > mark {
+            self.ask(end)?;
         }
         self.inner.write(offset, data)
     }
@@ -226,28 +369,47 @@ mod tests {
         all
     }
 
+    /// Waits for the zeroing thread to finish what it was asked.
+    fn settle(backend: &ZeroAhead) -> u64 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let through = backend.shared.wanted().unwrap().through;
+            let stop = through.min(backend.len().unwrap());
+            let mark = backend.shared.zeroed.load(Ordering::Acquire);
+            if mark >= stop {
+                return mark;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "zeroing stalled at {mark}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     #[test]
-    fn zeros_go_ahead_of_a_write_into_a_hole_and_change_nothing_read() {
+    fn zeros_go_ahead_of_the_writes_into_the_holes_and_change_nothing_read() {
         let dir = tempfile::tempdir().unwrap();
         let backend = ZeroAhead::new(file_in(&dir)).unwrap();
-        backend.set_len(16 * MIB).unwrap();
+        backend.set_len(32 * MIB).unwrap();
         // A length set is a hole: no data yet (this sandbox's ext4 and tmpfs report holes).
-        assert_eq!(end_of_data(&backend.file).unwrap(), 0);
-        let mut model = vec![0u8; 16 * MIB as usize];
+        assert_eq!(end_of_data(&backend.shared.file).unwrap(), 0);
+        let mut model = vec![0u8; 32 * MIB as usize];
         for (offset, byte) in [(4096u64, 1u8), (MIB + 10, 2), (5 * MIB - 3, 3), (12_288, 4)] {
             let page = vec![byte; 8192];
             backend.write(offset, &page).unwrap();
             model[offset as usize..offset as usize + page.len()].copy_from_slice(&page);
         }
+        // The thread keeps ZERO_AHEAD past the furthest write (5 MiB + 8189), in whole steps.
+        assert_eq!(settle(&backend), 14 * MIB);
+        assert_eq!(end_of_data(&backend.shared.file).unwrap(), 14 * MIB);
         assert!(
             contents(&backend) == model,
             "what redb reads is what it wrote, else zeros"
         );
-        // The zeros were written up to the chunk past the furthest write, no further.
-        assert_eq!(end_of_data(&backend.file).unwrap(), 2 * ZERO_CHUNK);
         assert_eq!(
             backend.len().unwrap(),
-            16 * MIB,
+            32 * MIB,
             "the length is redb's alone"
         );
     }
@@ -261,9 +423,13 @@ mod tests {
         file.write_all_at(&[7u8; 4096], 0).unwrap();
         file.write_all_at(&[8u8; 4096], 3 * MIB).unwrap();
         let backend = ZeroAhead::new(file).unwrap();
-        assert_eq!(backend.zeroed.load(Ordering::Acquire), 3 * MIB + 4096);
+        assert_eq!(
+            backend.shared.zeroed.load(Ordering::Acquire),
+            3 * MIB + 4096
+        );
         backend.write(MIB, &[9u8; 4096]).unwrap(); // below the mark: written as it is
-        backend.write(5 * MIB, &[10u8; 4096]).unwrap(); // past it: zeros first
+        backend.write(5 * MIB, &[10u8; 4096]).unwrap(); // past it: zeros up to it first
+        assert_eq!(settle(&backend), 8 * MIB, "no zeros past the file's length");
         let all = contents(&backend);
         let at = |offset: u64| all[offset as usize];
         assert_eq!((at(0), at(4095), at(4096)), (7, 7, 0));
@@ -272,7 +438,7 @@ mod tests {
             (at(3 * MIB + 4096), at(5 * MIB), at(5 * MIB + 4096)),
             (0, 10, 0)
         );
-        assert_eq!(end_of_data(&backend.file).unwrap(), 8 * MIB);
+        assert_eq!(end_of_data(&backend.shared.file).unwrap(), 8 * MIB);
     }
 
     #[test]
@@ -281,9 +447,9 @@ mod tests {
         let backend = ZeroAhead::new(file_in(&dir)).unwrap();
         backend.set_len(8 * MIB).unwrap();
         backend.write(0, &[1u8; 4096]).unwrap();
-        assert_eq!(backend.zeroed.load(Ordering::Acquire), ZERO_CHUNK);
+        assert_eq!(settle(&backend), 8 * MIB);
         backend.set_len(MIB).unwrap();
-        assert_eq!(backend.zeroed.load(Ordering::Acquire), MIB);
+        assert_eq!(backend.shared.zeroed.load(Ordering::Acquire), MIB);
         backend.set_len(8 * MIB).unwrap();
         backend.write(6 * MIB, &[2u8; 4096]).unwrap();
         let all = contents(&backend);
@@ -291,6 +457,58 @@ mod tests {
             (all[0], all[MIB as usize], all[6 * MIB as usize]),
             (1, 0, 2)
         );
-        assert_eq!(end_of_data(&backend.file).unwrap(), 8 * MIB);
+        settle(&backend);
+        assert_eq!(end_of_data(&backend.shared.file).unwrap(), 8 * MIB);
+    }
+
+    #[test]
+    fn the_thread_sleeps_when_the_file_ends_before_what_it_was_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = ZeroAhead::new(file_in(&dir)).unwrap();
+        backend.set_len(2 * MIB).unwrap();
+        backend.write(0, &[1u8; 4096]).unwrap(); // asks for 9 MiB of a 2 MiB file
+        assert_eq!(settle(&backend), 2 * MIB);
+        let looks = backend.shared.looks.load(Ordering::Relaxed);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // One more look may follow the step settle saw (it finds nothing); a spin makes many.
+        let more = backend.shared.looks.load(Ordering::Relaxed) - looks;
+        assert!(more <= 1, "it spins: {more} looks in 200 ms");
+        backend.set_len(4 * MIB).unwrap(); // grown: it goes on
+        assert_eq!(settle(&backend), 4 * MIB);
+        assert_eq!(end_of_data(&backend.shared.file).unwrap(), 4 * MIB);
+    }
+
+    #[test]
+    fn writes_racing_the_zeroing_thread_all_survive() {
+        // redb's pattern, sped up: new pages just past the last, rewrites of old ones, and
+        // now and then a jump, while the thread zeros ahead.
+        let dir = tempfile::tempdir().unwrap();
+        let backend = ZeroAhead::new(file_in(&dir)).unwrap();
+        let len = 96 * MIB;
+        backend.set_len(len).unwrap();
+        let mut model = vec![0u8; len as usize];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut furthest = 0u64;
+        for round in 0..6000u64 {
+            let roll = next();
+            let offset = match roll % 10 {
+                0 if furthest > 0 => (roll >> 8) % furthest, // a rewrite
+                1 => furthest + (roll >> 8) % (3 * MIB),     // a jump
+                _ => furthest + (roll >> 8) % 8192,          // the next page
+            }
+            .min(len - 16_384);
+            let page = vec![(round % 251 + 1) as u8; 4096 + (roll >> 40) as usize % 8192];
+            backend.write(offset, &page).unwrap();
+            model[offset as usize..offset as usize + page.len()].copy_from_slice(&page);
+            furthest = furthest.max(offset + page.len() as u64);
+        }
+        settle(&backend);
+        assert!(contents(&backend) == model, "a write was zeroed over");
     }
 }
