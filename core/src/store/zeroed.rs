@@ -83,17 +83,19 @@ impl ZeroAhead {
             wake: Condvar::new(),
             looks: AtomicU64::new(0),
         });
-        let worker = {
-            let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("zero-ahead".into())
-                .spawn(move || shared.zero_when_asked())?
-        };
-        Ok(ZeroAhead {
+        // The backend before the thread: a file redb cannot have leaves no thread behind.
+        let mut backend = ZeroAhead {
             inner: FileBackend::new(file).map_err(io::Error::other)?,
             shared,
-            worker: Some(worker),
-        })
+            worker: None,
+        };
+        let shared = Arc::clone(&backend.shared);
+        backend.worker = Some(
+            std::thread::Builder::new()
+                .name("zero-ahead".into())
+                .spawn(move || shared.zero_when_asked())?,
+        );
+        Ok(backend)
     }
 
     /// A write reaching past the mark: zeros whatever lies between the mark and it, here and
