@@ -175,12 +175,7 @@ impl Store {
             )));
         }
         let opened = |e: std::io::Error| StoreError::Database(format!("{}: {e}", path.display()));
-        create_private_file(path).map_err(opened)?;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(opened)?;
+        let file = open_private_file(path).map_err(opened)?;
         let db = Builder::new()
             .set_concurrency_mode(ConcurrencyMode::ExclusiveWriter)
             .set_cache_size(CACHE_BYTES)
@@ -240,16 +235,15 @@ impl Store {
     }
 }
 
-/// Creates `path` with mode 0600 unless it exists; redb then initialises the empty file.
-fn create_private_file(path: &Path) -> std::io::Result<()> {
+/// Opens `path` to read and write, created with mode 0600 if missing; redb initialises an
+/// empty file.
+fn open_private_file(path: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.read(true).write(true).create(true).truncate(false);
+    // The mode applies only when the file is created; an existing file keeps its own.
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        result => result.map(drop),
-    }
+    options.open(path)
 }
 
 #[cfg(test)]

@@ -123,52 +123,49 @@ impl ZeroAhead {
             .saturating_mul(ZERO_STEP);
         if through > wanted.through {
             wanted.through = through;
-            wanted.asked = wanted.asked.wrapping_add(1);
-            self.shared.wake.notify_one();
+            self.shared.nudge(&mut wanted);
         }
         Ok(())
     }
 }
 
+/// The error a lock poisoned by a panic elsewhere becomes.
+fn poisoned<T>(_: T) -> io::Error {
+    io::Error::other("zero-ahead lock poisoned")
+}
+
 impl Shared {
     /// Takes the zeroing lock, which orders the mark's moves.
     fn lock(&self) -> io::Result<MutexGuard<'_, ()>> {
-        self.zeroing
-            .lock()
-            .map_err(|_| io::Error::other("zeroing lock poisoned"))
+        self.zeroing.lock().map_err(poisoned)
     }
 
     fn wanted(&self) -> io::Result<MutexGuard<'_, Wanted>> {
-        self.wanted
-            .lock()
-            .map_err(|_| io::Error::other("zero-ahead request lock poisoned"))
+        self.wanted.lock().map_err(poisoned)
     }
 
-    /// The zeroing thread: waits to be asked, then zeros a step at a time up to what was
-    /// asked (within the file's length), syncing each step so no commit has to.
+    /// Marks a new request in `wanted` (its guard held) and wakes the thread for it.
+    fn nudge(&self, wanted: &mut Wanted) {
+        wanted.asked = wanted.asked.wrapping_add(1);
+        self.wake.notify_one();
+    }
+
+    /// The zeroing thread. Where it stops on an error, the writes past the mark still zero
+    /// for themselves.
     fn zero_when_asked(&self) {
-        let mut served = 0;
-        loop {
-            let through = match self.next_request(&mut served) {
-                Ok(Some(through)) => through,
-                Ok(None) => return,
-                Err(error) => {
-                    log::warn!("zero-ahead stopped: {error}");
-                    return;
-                }
-            };
-            loop {
-                match self.zero_step(through) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(error) => {
-                        // The writes past the mark still zero for themselves.
-                        log::warn!("zero-ahead stopped: {error}");
-                        return;
-                    }
-                }
-            }
+        if let Err(error) = self.serve_requests() {
+            log::warn!("zero-ahead stopped: {error}");
         }
+    }
+
+    /// Waits to be asked, then zeros a step at a time up to what was asked (within the
+    /// file's length), syncing each step so no commit has to.
+    fn serve_requests(&self) -> io::Result<()> {
+        let mut served = 0;
+        while let Some(through) = self.next_request(&mut served)? {
+            while self.zero_step(through)? {}
+        }
+        Ok(())
     }
 
     /// Waits for a request newer than `served`: `None` once the backend is dropped.
@@ -182,10 +179,7 @@ impl Shared {
                 *served = wanted.asked;
                 return Ok(Some(wanted.through));
             }
-            wanted = self
-                .wake
-                .wait(wanted)
-                .map_err(|_| io::Error::other("zero-ahead request lock poisoned"))?;
+            wanted = self.wake.wait(wanted).map_err(poisoned)?;
         }
     }
 
@@ -212,7 +206,7 @@ impl Drop for ZeroAhead {
     fn drop(&mut self) {
         if let Ok(mut wanted) = self.shared.wanted() {
             wanted.stop = true;
-            self.shared.wake.notify_one();
+            self.shared.nudge(&mut wanted);
         }
         if let Some(worker) = self.worker.take() {
             // A step is at most ZERO_STEP: the join waits for that much.
@@ -293,9 +287,7 @@ impl StorageBackend for ZeroAhead {
             self.shared.zeroed.fetch_min(len, Ordering::AcqRel);
         }
         // A longer file may let the thread go further towards what it was asked.
-        let mut wanted = self.shared.wanted()?;
-        wanted.asked = wanted.asked.wrapping_add(1);
-        self.shared.wake.notify_one();
+        self.shared.nudge(&mut *self.shared.wanted()?);
         Ok(())
     }
 
@@ -365,6 +357,13 @@ mod tests {
             .unwrap()
     }
 
+    /// A backend on a new file that redb has grown to `len`: all of it a hole.
+    fn grown(dir: &tempfile::TempDir, len: u64) -> ZeroAhead {
+        let backend = ZeroAhead::new(file_in(dir)).unwrap();
+        backend.set_len(len).unwrap();
+        backend
+    }
+
     fn contents(backend: &ZeroAhead) -> Vec<u8> {
         let mut all = vec![0xEE; backend.len().unwrap() as usize];
         backend.read(0, &mut all).unwrap();
@@ -392,8 +391,7 @@ mod tests {
     #[test]
     fn zeros_go_ahead_of_the_writes_into_the_holes_and_change_nothing_read() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = ZeroAhead::new(file_in(&dir)).unwrap();
-        backend.set_len(32 * MIB).unwrap();
+        let backend = grown(&dir, 32 * MIB);
         // A length set is a hole: no data yet (this sandbox's ext4 and tmpfs report holes).
         assert_eq!(end_of_data(&backend.shared.file).unwrap(), 0);
         let mut model = vec![0u8; 32 * MIB as usize];
@@ -446,8 +444,7 @@ mod tests {
     #[test]
     fn space_given_back_is_zeroed_again_when_it_is_grown() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = ZeroAhead::new(file_in(&dir)).unwrap();
-        backend.set_len(8 * MIB).unwrap();
+        let backend = grown(&dir, 8 * MIB);
         backend.write(0, &[1u8; 4096]).unwrap();
         assert_eq!(settle(&backend), 8 * MIB);
         backend.set_len(MIB).unwrap();
@@ -466,8 +463,7 @@ mod tests {
     #[test]
     fn the_thread_sleeps_when_the_file_ends_before_what_it_was_asked() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = ZeroAhead::new(file_in(&dir)).unwrap();
-        backend.set_len(2 * MIB).unwrap();
+        let backend = grown(&dir, 2 * MIB);
         backend.write(0, &[1u8; 4096]).unwrap(); // asks for 9 MiB of a 2 MiB file
         assert_eq!(settle(&backend), 2 * MIB);
         let looks = backend.shared.looks.load(Ordering::Relaxed);
@@ -485,9 +481,8 @@ mod tests {
         // redb's pattern, sped up: new pages just past the last, rewrites of old ones, and
         // now and then a jump, while the thread zeros ahead.
         let dir = tempfile::tempdir().unwrap();
-        let backend = ZeroAhead::new(file_in(&dir)).unwrap();
         let len = 96 * MIB;
-        backend.set_len(len).unwrap();
+        let backend = grown(&dir, len);
         let mut model = vec![0u8; len as usize];
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut next = move || {
