@@ -7,7 +7,9 @@
 //! then acknowledges many messages, the next batch is processed while the disk syncs the
 //! last, and each `250` still waits for the commit that holds its message (DESIGN.md,
 //! Storage). A lone message waits for nobody: each stage takes what is queued, it never
-//! waits for more.
+//! waits for more. When no other delivery is in flight, the commit thread, idle, prepares
+//! the message itself: the pipeline has nothing to overlap, and a hand-off between threads
+//! is then pure latency.
 //!
 //! Without it, each delivery is its own transaction, run by the runtime where it runs
 //! blocking work ([`Services::deliver`]).
@@ -22,6 +24,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
@@ -76,7 +79,12 @@ pub struct DirectDelivery {
 /// and end; their handles on the store go with them.
 #[derive(Debug)]
 pub struct Committer {
+    /// To the prepare thread.
     jobs: Sender<Job>,
+    /// To the commit thread, for a delivery it prepares itself.
+    alone: Sender<Work>,
+    /// Deliveries submitted and not yet answered.
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// One delivery waiting for its commit.
@@ -92,6 +100,15 @@ struct Job {
 struct Prepared {
     message: Result<PackedMessage, DeliveryError>,
     done: Completer<Outcome>,
+}
+
+/// What the commit thread receives.
+#[derive(Debug)]
+enum Work {
+    /// From the prepare thread.
+    Prepared(Box<Prepared>),
+    /// Submitted while nothing else was in flight: to be prepared by the commit thread.
+    Alone(Box<Job>),
 }
 
 impl Deliveries {
@@ -126,14 +143,20 @@ impl Committer {
         // at most, in one of the two queues.
         let (jobs, queue) = mpsc::channel();
         let (prepared, to_commit) = mpsc::channel();
-        let committing = Arc::clone(&services);
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let (committing, answered) = (Arc::clone(&services), Arc::clone(&in_flight));
         std::thread::Builder::new()
             .name("commit".into())
-            .spawn(move || commit_loop(&committing, &to_commit))?;
+            .spawn(move || commit_loop(&committing, &to_commit, &answered))?;
+        let alone = prepared.clone();
         std::thread::Builder::new()
             .name("prepare".into())
             .spawn(move || prepare_loop(&services, &queue, &prepared))?;
-        Ok(Committer { jobs })
+        Ok(Committer {
+            jobs,
+            alone,
+            in_flight,
+        })
     }
 
     /// Queues `delivery` for the next commit.
@@ -145,7 +168,11 @@ impl Committer {
             done,
         };
         // If the thread is gone the job comes back and is dropped: `closing` answers it.
-        let _ = self.jobs.send(job);
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+            let _ = self.alone.send(Work::Alone(Box::new(job)));
+        } else {
+            let _ = self.jobs.send(job);
+        }
         PendingDelivery(outcome)
     }
 }
@@ -181,7 +208,7 @@ fn closing() -> Outcome {
 
 /// Processes deliveries in arrival order until every [`Committer`] is gone; dropping
 /// `prepared` at the end lets the commit thread finish the queue and end.
-fn prepare_loop(services: &Services, queue: &Receiver<Job>, prepared: &Sender<Prepared>) {
+fn prepare_loop(services: &Services, queue: &Receiver<Job>, prepared: &Sender<Work>) {
     for job in queue {
         let message = services.prepare_checked(&job.delivery, job.received_at);
         let ready = Prepared {
@@ -189,23 +216,38 @@ fn prepare_loop(services: &Services, queue: &Receiver<Job>, prepared: &Sender<Pr
             done: job.done,
         };
         // The commit thread outlives this one; if it is gone anyway, `closing` answers.
-        if prepared.send(ready).is_err() {
+        if prepared.send(Work::Prepared(Box::new(ready))).is_err() {
             return;
         }
     }
 }
 
-/// Stores batches until the prepare thread is gone and the queue is empty.
-fn commit_loop(services: &Services, queue: &Receiver<Prepared>) {
+/// Stores batches until the prepare thread and every [`Committer`] are gone and the queue
+/// is empty.
+fn commit_loop(services: &Services, queue: &Receiver<Work>, in_flight: &AtomicUsize) {
     while let Ok(first) = queue.recv() {
-        let mut jobs = vec![first];
+        let mut work = vec![first];
         // What was prepared during the last commit; never a wait for more.
-        jobs.extend(queue.try_iter().take(MAX_BATCH - 1));
-        let (messages, done): (Vec<_>, Vec<_>) =
-            jobs.into_iter().map(|job| (job.message, job.done)).unzip();
+        work.extend(queue.try_iter().take(MAX_BATCH - 1));
+        let (messages, done): (Vec<_>, Vec<_>) = work
+            .into_iter()
+            .map(|work| match work {
+                Work::Prepared(ready) => {
+                    let Prepared { message, done } = *ready;
+                    (message, done)
+                }
+                Work::Alone(job) => (
+                    services.prepare_checked(&job.delivery, job.received_at),
+                    job.done,
+                ),
+            })
+            .unzip();
         let outcomes = services.store_prepared(messages);
         // A connection that is gone drops its answer; its message is stored all the same.
         for (done, outcome) in done.into_iter().zip(outcomes) {
+            // Counted down before the answer, so that the connection's next message, sent
+            // on it, finds the pipeline idle.
+            in_flight.fetch_sub(1, Ordering::AcqRel);
             done.complete(outcome);
         }
     }
@@ -275,6 +317,31 @@ mod tests {
     }
 
     #[test]
+    fn once_every_delivery_is_answered_the_next_one_is_alone() {
+        let (_dir, services) = services();
+        let committer = Committer::start(Arc::clone(&services)).unwrap();
+        // Ten at once: the first is prepared by the commit thread, the rest by the prepare
+        // thread; all are answered, and then nothing is in flight.
+        let pending: Vec<_> = (0..10)
+            .map(|n| committer.submit(delivery(&format!("burst{n}")), UNIX_EPOCH))
+            .collect();
+        for outcome in pending {
+            assert!(outcome.wait().is_ok());
+        }
+        assert_eq!(committer.in_flight.load(Ordering::Acquire), 0);
+        // One at a time: each is alone, and stored.
+        for n in 0..3 {
+            let id = committer
+                .submit(delivery(&format!("lone{n}")), UNIX_EPOCH)
+                .wait()
+                .unwrap();
+            let stored = services.store().message(id).unwrap();
+            assert_eq!(stored.subject, Some(format!("lone{n}")));
+            assert_eq!(committer.in_flight.load(Ordering::Acquire), 0);
+        }
+    }
+
+    #[test]
     fn without_group_commit_the_caller_stores_the_message() {
         let (_dir, services) = services();
         let deliveries = Deliveries::new(Arc::clone(&services), false).unwrap();
@@ -305,8 +372,13 @@ mod tests {
     #[test]
     fn a_committer_that_is_gone_answers_store_closing() {
         let (jobs, queue) = mpsc::channel::<Job>();
-        drop(queue);
-        let committer = Committer { jobs };
+        let (alone, to_commit) = mpsc::channel::<Work>();
+        drop((queue, to_commit));
+        let committer = Committer {
+            jobs,
+            alone,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        };
         assert_eq!(
             committer.submit(delivery("late"), UNIX_EPOCH).wait(),
             Err(DeliveryError("the store is closing".into()))
