@@ -477,6 +477,8 @@ fn sigkill_after_acknowledged_messages_loses_none(binary: Binary) {
             .send(&email(&format!("durable {n}"), "keep me\r\n"))
             .expect("acknowledged");
     }
+    // Killed well within IDLE_CHECKPOINT of the last 250: the messages are durable in the
+    // journal, and the database's durable state does not hold them yet.
     server.signal("KILL");
     server.wait_exit(Duration::from_secs(5)).expect("killed");
     server.restart();
@@ -484,6 +486,11 @@ fn sigkill_after_acknowledged_messages_loses_none(binary: Binary) {
     let mut subjects = stored_subjects(&server);
     subjects.sort();
     assert_eq!(subjects, expected);
+    let log = server.log();
+    assert!(
+        log.contains(&format!("recovered {N} messages from the journal")),
+        "the restart replayed the journal:\n{log}"
+    );
     // And it takes mail again.
     implicit_mailer(&server, "s3cret", Mechanism::Plain)
         .send(&email("after restart", "x\r\n"))

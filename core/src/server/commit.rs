@@ -3,7 +3,8 @@
 //! Group commit (the default): deliveries from all connections go to a two-stage pipeline.
 //! A `prepare` thread parses and renders each message ([`Services::prepare_checked`]) as it
 //! arrives; the `commit` thread stores whatever prepared messages queued up while its
-//! previous commit ran, in one durable transaction ([`Services::store_prepared`]). One fsync
+//! previous commit ran, in one transaction made durable by one journal record
+//! ([`Services::store_prepared`], [`crate::store`]'s Durability). One fsync
 //! then acknowledges many messages, the next batch is processed while the disk syncs the
 //! last, and each `250` still waits for the commit that holds its message (DESIGN.md,
 //! Storage). A lone message waits for nobody: each stage takes what is queued, it never
@@ -25,9 +26,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::task::{Context, Poll};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::completion::{self, Completer, Completion};
 use crate::service::Services;
@@ -37,6 +38,11 @@ use crate::store::PackedMessage;
 /// Messages stored in one transaction at most: bounds the memory of a batch and the
 /// latency of its first message.
 pub const MAX_BATCH: usize = 64;
+
+/// How long the commit thread waits for work before it checkpoints the journal
+/// ([`crate::store::Store::checkpoint`]). Not needed for durability (the journal is durable);
+/// it only keeps what a restart replays short.
+pub const IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
 
 /// What a delivery comes to: the id of the stored message, or why it was not stored.
 pub type Outcome = Result<MessageId, DeliveryError>;
@@ -225,7 +231,22 @@ fn prepare_loop(services: &Services, queue: &Receiver<Job>, prepared: &Sender<Wo
 /// Stores batches until the prepare thread and every [`Committer`] are gone and the queue
 /// is empty.
 fn commit_loop(services: &Services, queue: &Receiver<Work>, in_flight: &AtomicUsize) {
-    while let Ok(first) = queue.recv() {
+    loop {
+        let first = match queue.recv_timeout(IDLE_CHECKPOINT) {
+            Ok(first) => first,
+            Err(RecvTimeoutError::Timeout) => {
+                // Nothing came for a while: what only the journal holds goes into the
+                // database durably now, while no delivery waits for it.
+                if let Err(error) = services.store().checkpoint() {
+                    log::warn!("idle checkpoint failed (the journal keeps the messages): {error}");
+                }
+                match queue.recv() {
+                    Ok(first) => first,
+                    Err(_) => return,
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         let mut work = vec![first];
         // What was prepared during the last commit; never a wait for more.
         work.extend(queue.try_iter().take(MAX_BATCH - 1));

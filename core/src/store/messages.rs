@@ -2,12 +2,15 @@
 
 use std::time::SystemTime;
 
-use redb::{Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 
+use super::journal::{self, Entry, Record};
 use super::packed::{FORMAT_PACKED, Packed, PackedBody, pack};
-use super::schema::{BY_MESSAGE_ID, BY_USER, MESSAGES, MessageRecord, RAW, decode, encode};
+use super::schema::{
+    BY_MESSAGE_ID, BY_USER, JOURNAL_SEQ_KEY, MESSAGES, META, MessageRecord, RAW, decode, encode,
+};
 use super::trace::{ReceivedTrace, unix_seconds};
-use super::{Store, StoreError};
+use super::{Delivering, Store, StoreError};
 use crate::message::{Attachment, ParsedMessage};
 use crate::smtp::MessageId;
 
@@ -173,26 +176,82 @@ impl Store {
     }
 
     /// [`Store::insert_messages`] for messages packed ahead of time.
+    ///
+    /// Durable on return either way: in the journal, its redb commit non-durable until the
+    /// next checkpoint; or, for a batch too large for the journal (or a journal set aside), in
+    /// a durable redb commit.
     pub fn insert_packed(&self, messages: &[PackedMessage]) -> Result<Vec<MessageId>, StoreError> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
+        let mut delivering = self.delivering();
         let mut tx = self.db.begin_write()?;
-        // The default, said out loud: the caller sends 250 on our return (RFC 5321 §6.1).
-        tx.set_durability(Durability::Immediate)?;
-        let ids = {
+        let (ids, entries) = {
             let mut tables = Tables::open(&tx)?;
             let first = match tables.messages.last()? {
                 Some((key, _)) => key.value() + 1,
                 None => 1,
             };
-            (first..)
-                .zip(messages)
-                .map(|(id, message)| insert_one(&mut tables, id, message))
-                .collect::<Result<Vec<_>, _>>()?
+            let mut entries = Vec::with_capacity(messages.len());
+            for (id, message) in (first..).zip(messages) {
+                entries.push(insert_one(&mut tables, id, message)?);
+            }
+            let ids = entries.iter().map(|entry| MessageId(entry.id)).collect();
+            (ids, entries)
         };
+        let payload = journal::encode(&entries);
+        let seq = delivering.next_seq;
+        if !(delivering.usable && delivering.journal.fits(payload.len())) {
+            // The caller sends 250 on our return (RFC 5321 §6.1).
+            tx.set_durability(Durability::Immediate)?;
+            tx.commit()?;
+            delivering.restart();
+            return Ok(ids);
+        }
+        tx.set_durability(Durability::None)?;
+        tx.open_table(META)?.insert(JOURNAL_SEQ_KEY, seq)?;
         tx.commit()?;
+        // Taken even if the append fails: a later durable commit holds this number.
+        delivering.next_seq = seq + 1;
+        match delivering.journal.append(seq, &payload) {
+            Ok(()) => {
+                if delivering.journal.checkpoint_due()
+                    && let Err(error) = self.checkpoint_locked(&mut delivering)
+                {
+                    // The batch is safe in the journal; the next batch tries again.
+                    log::warn!("checkpoint failed: {error}");
+                }
+            }
+            Err(error) => {
+                log::warn!("journal append failed, committing durably instead: {error}");
+                delivering.usable = false;
+                self.checkpoint_locked(&mut delivering)?;
+            }
+        }
         Ok(ids)
+    }
+
+    /// Makes every journaled batch durable in the database and restarts the journal; false if
+    /// there was nothing to do. The committer calls it when idle, the store when it closes.
+    pub fn checkpoint(&self) -> Result<bool, StoreError> {
+        let mut delivering = self.delivering();
+        if delivering.usable && delivering.journal.is_empty() {
+            return Ok(false);
+        }
+        self.checkpoint_locked(&mut delivering)?;
+        Ok(true)
+    }
+
+    fn checkpoint_locked(&self, delivering: &mut Delivering) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        // Unchanged (the last journaled batch wrote it), but a commit that writes nothing
+        // need not reach the disk.
+        tx.open_table(META)?
+            .insert(JOURNAL_SEQ_KEY, delivering.next_seq.saturating_sub(1))?;
+        tx.commit()?;
+        delivering.restart();
+        Ok(())
     }
 
     /// One message's fields.
@@ -284,11 +343,12 @@ impl<'tx> Tables<'tx> {
     }
 }
 
+/// Writes one message and its index entries; returns what it wrote, for the journal.
 fn insert_one(
     tables: &mut Tables<'_>,
     id: u64,
     message: &PackedMessage,
-) -> Result<MessageId, StoreError> {
+) -> Result<Entry, StoreError> {
     let received_at = unix_seconds(message.received_at);
     let header = message.trace.header(id, received_at);
 
@@ -298,10 +358,12 @@ fn insert_one(
         Some(parent) => tables.by_message_id.get(parent)?.map(|v| v.value()),
         None => None,
     };
+    let mut indexed = None;
     if let Some(message_id) = parsed.message_id.as_deref().filter(|m| !m.is_empty()) {
         // The first message with a Message-ID keeps it: a resent copy must not steal replies.
         if tables.by_message_id.get(message_id)?.is_none() {
             tables.by_message_id.insert(message_id, id)?;
+            indexed = Some(message_id.to_owned());
         }
     }
     tables.by_user.insert((message.user.as_str(), id), ())?;
@@ -327,7 +389,48 @@ fn insert_one(
     };
     let value = pack(&encode(&envelope)?, header.as_bytes(), &message.body)?;
     tables.messages.insert(id, value.as_slice())?;
-    Ok(MessageId(id))
+    Ok(Entry {
+        id,
+        value,
+        user: message.user.clone(),
+        message_id: indexed,
+    })
+}
+
+/// Applies the journal's records that the database's durable state does not hold, in one
+/// durable commit; returns the sequence number for the next batch.
+pub(super) fn replay(db: &Database, records: &[Record]) -> Result<u64, StoreError> {
+    let mark = {
+        let tx = db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        meta.get(JOURNAL_SEQ_KEY)?.map_or(0, |v| v.value())
+    };
+    let last = records.last().map_or(0, |record| record.seq);
+    let missing: Vec<&Record> = records.iter().filter(|r| r.seq > mark).collect();
+    if let Some(newest) = missing.last() {
+        let tx = db.begin_write()?;
+        let mut count = 0;
+        {
+            let mut tables = Tables::open(&tx)?;
+            for entry in missing.iter().flat_map(|record| &record.entries) {
+                tables.messages.insert(entry.id, entry.value.as_slice())?;
+                tables.by_user.insert((entry.user.as_str(), entry.id), ())?;
+                if let Some(message_id) = entry.message_id.as_deref()
+                    && tables.by_message_id.get(message_id)?.is_none()
+                {
+                    tables.by_message_id.insert(message_id, entry.id)?;
+                }
+                count += 1;
+            }
+            tx.open_table(META)?.insert(JOURNAL_SEQ_KEY, newest.seq)?;
+        }
+        tx.commit()?;
+        log::warn!(
+            "recovered {count} messages from the journal ({} batches after the last checkpoint)",
+            missing.len()
+        );
+    }
+    Ok(mark.max(last) + 1)
 }
 
 /// The fields of a stored message without its text and HTML, from either schema's value.

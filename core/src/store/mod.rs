@@ -6,13 +6,25 @@
 //! schema version ([`SCHEMA_VERSION`]); a schema-1 file is read and upgraded, any other refused.
 //!
 //! # Durability
-//! Every write transaction commits with `Durability::Immediate`: when [`Store::insert_message`]
-//! or [`Store::insert_messages`] returns, the message is on disk and the session may send `250`
-//! (RFC 5321 §6.1: once a message is accepted, responsibility for it is ours). A batch is one
-//! transaction, so a later group commit acknowledges N messages for one fsync. redb reaches
-//! the file through `zeroed::ZeroAhead`, whose thread writes zeros into the holes redb's
-//! growth leaves before pages go there: an fsync after writing into a hole also waits for the
-//! filesystem's allocation, and that made one lock-step connection 1.28× slower.
+//! When [`Store::insert_message`] or [`Store::insert_messages`] returns, the message is on disk
+//! and the session may send `250` (RFC 5321 §6.1: once a message is accepted, responsibility
+//! for it is ours). A batch is one redb write transaction, committed without an fsync of its
+//! own, and one record in the delivery journal beside the file (`atacama.journal`,
+//! `journal`), appended and `fdatasync`ed before the call returns: a later group commit thus
+//! acknowledges N messages for one fsync of one sequential write. Now and then (every
+//! [`CHECKPOINT_AT`] of journal, after a second without deliveries, and at close) a durable
+//! redb commit makes all of it durable in the database too, and the journal starts again.
+//! After a crash, opening the store applies again, key for key, the records its last durable
+//! commit does not hold: a kill -9 loses nothing that was acknowledged. Measured side by side
+//! on this machine: the durable redb commit of one message 0.32 ms p50, the journal's append
+//! and fdatasync 0.09 ms, redb's commit without fsync 0.02 ms. Users and everything else
+//! commit durably in redb as before. A batch too large for the journal commits durably in
+//! redb instead.
+//!
+//! redb reaches the file through `zeroed::ZeroAhead`, whose thread writes zeros into the holes
+//! redb's growth leaves before pages go there: an fsync after writing into a hole also waits
+//! for the filesystem's allocation, and that made one lock-step connection 1.28× slower. The
+//! journal is written through one too.
 //!
 //! # One process holds the file
 //! The daemon opens the file in redb's single-process mode ([`ConcurrencyMode::ExclusiveWriter`],
@@ -25,6 +37,7 @@
 //! does. A second open of a held file is refused with [`StoreError::InUse`], in this process or
 //! another; [`Store::open_in_waiting`] waits out a command line that holds it for a moment.
 
+mod journal;
 mod messages;
 mod packed;
 mod schema;
@@ -34,6 +47,7 @@ mod zeroed;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use redb::{Builder, ConcurrencyMode, Database};
@@ -45,6 +59,11 @@ pub use users::{MAX_PASSWORD_BYTES, MAX_USER_NAME_BYTES, User, validate_user_nam
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "atacama.redb";
+
+/// The delivery journal's extension: beside `atacama.redb`, `atacama.journal`.
+pub const JOURNAL_EXTENSION: &str = "journal";
+
+pub use journal::{CHECKPOINT_AT, JOURNAL_BYTES};
 
 /// Memory redb may use for its page cache and write buffer, per open handle.
 ///
@@ -150,6 +169,19 @@ pub struct Store {
     bcrypt_cost: u32,
     /// Verified against for unknown and disabled users: same cost, same work.
     dummy_hash: String,
+    /// Held by a delivery from its write transaction to its journal record's sync.
+    delivering: Mutex<Delivering>,
+}
+
+/// The journal and what the store knows about it.
+#[derive(Debug)]
+struct Delivering {
+    journal: journal::Journal,
+    /// The sequence number the next journaled batch gets; above every one in the journal.
+    next_seq: u64,
+    /// False once an append failed and the checkpoint after it did too: the journal may hold
+    /// a gap, so batches commit durably in redb until a checkpoint succeeds.
+    usable: bool,
 }
 
 impl fmt::Debug for Store {
@@ -187,11 +219,29 @@ impl Store {
                 e => StoreError::Database(format!("{}: {e}", path.display())),
             })?;
         schema::check_or_initialise(&db)?;
+        let journal_path = path.with_extension(JOURNAL_EXTENSION);
+        let opened =
+            |e: std::io::Error| StoreError::Database(format!("{}: {e}", journal_path.display()));
+        let created = !journal_path.exists();
+        let key = schema::journal_key(&db)?;
+        let (journal, records) =
+            journal::Journal::open(open_private_file(&journal_path).map_err(opened)?, key)
+                .map_err(opened)?;
+        if created {
+            // The journal's name must survive a crash as surely as its records.
+            sync_parent(&journal_path).map_err(opened)?;
+        }
+        let next_seq = messages::replay(&db, &records)?;
         Ok(Store {
             db,
             path: path.to_path_buf(),
             bcrypt_cost,
             dummy_hash: users::dummy_hash(bcrypt_cost),
+            delivering: Mutex::new(Delivering {
+                journal,
+                next_seq,
+                usable: true,
+            }),
         })
     }
 
@@ -232,6 +282,50 @@ impl Store {
     /// The bcrypt cost new hashes are made with.
     pub fn bcrypt_cost(&self) -> u32 {
         self.bcrypt_cost
+    }
+}
+
+impl Delivering {
+    /// After a durable commit: nothing in the journal is needed any more.
+    fn restart(&mut self) {
+        self.journal.restart();
+        self.usable = true;
+    }
+}
+
+impl Store {
+    /// The journal, for a delivery or a checkpoint. A panic while it was held leaves its state
+    /// in doubt, so the journal is then set aside until a checkpoint succeeds.
+    fn delivering(&self) -> MutexGuard<'_, Delivering> {
+        self.delivering.lock().unwrap_or_else(|poisoned| {
+            let mut delivering = poisoned.into_inner();
+            delivering.usable = false;
+            delivering
+        })
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // What only the journal holds becomes durable in the database, so a clean shutdown
+        // leaves nothing to replay.
+        if let Err(error) = self.checkpoint() {
+            log::warn!("checkpoint on close failed (the journal keeps the messages): {error}");
+        }
+    }
+}
+
+/// Syncs the directory holding `path`, so a file just created there is found after a crash.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        #[cfg(unix)]
+        Some(dir) => std::fs::File::open(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        })?
+        .sync_all(),
+        _ => Ok(()),
     }
 }
 

@@ -6,9 +6,14 @@
 //! [`SCHEMA_VERSION`].
 //!
 //! Schema 1 (JSON message records with text and HTML inline, the bytes in [`RAW`]) is still
-//! read: opening such a file stamps it 2, after which a schema-1 build refuses it rather than
+//! read: opening such a file stamps it 3, after which a schema-1 build refuses it rather than
 //! misread the new values; its old messages stay where they are, told apart by their first
 //! byte.
+//!
+//! Schema 3 is schema 2 with the delivery journal beside the file (`super::journal`): a
+//! schema-2 build, which knows no journal, would open the database at its last checkpoint and
+//! give the journaled messages' ids to new ones, so it must refuse the file. Schema-2 files are
+//! stamped 3 when opened.
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -17,7 +22,7 @@ use super::StoreError;
 use crate::message::Attachment;
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 /// The oldest schema this build reads (and upgrades in place by stamping it).
 const OLDEST_READABLE: u64 = 1;
 
@@ -36,6 +41,11 @@ pub(super) const BY_MESSAGE_ID: TableDefinition<&str, u64> = TableDefinition::ne
 pub(super) const BY_USER: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_user");
 
 const VERSION_KEY: &str = "schema_version";
+/// `"journal_seq"` → the sequence number of the last journaled batch this state holds: a
+/// reopened store replays the journal's later records (`super::journal`).
+pub(super) const JOURNAL_SEQ_KEY: &str = "journal_seq";
+/// `"journal_key"` → the random number every journal record must carry (`super::journal`).
+const JOURNAL_KEY_KEY: &str = "journal_key";
 
 /// A user as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,7 +110,7 @@ pub(super) fn check_or_initialise(db: &Database) -> Result<(), StoreError> {
         if let Some(found) = found {
             check(found)?;
         }
-        // New, or schema 1 being upgraded.
+        // New, or schema 1 or 2 being upgraded.
         if found != Some(SCHEMA_VERSION) {
             meta.insert(VERSION_KEY, SCHEMA_VERSION)?;
         }
@@ -112,6 +122,26 @@ pub(super) fn check_or_initialise(db: &Database) -> Result<(), StoreError> {
     }
     tx.commit()?;
     Ok(())
+}
+
+/// The database's journal key, made (from the system's random source) and committed durably
+/// on first use.
+pub(super) fn journal_key(db: &Database) -> Result<u64, StoreError> {
+    {
+        let tx = db.begin_read()?;
+        if let Some(key) = tx.open_table(META)?.get(JOURNAL_KEY_KEY)? {
+            return Ok(key.value());
+        }
+    }
+    let mut random = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut source| std::io::Read::read_exact(&mut source, &mut random))
+        .map_err(|e| StoreError::Database(format!("/dev/urandom: {e}")))?;
+    let key = u64::from_le_bytes(random);
+    let tx = db.begin_write()?;
+    tx.open_table(META)?.insert(JOURNAL_KEY_KEY, key)?;
+    tx.commit()?;
+    Ok(key)
 }
 
 pub(super) fn stored_version(db: &Database) -> Result<Option<u64>, StoreError> {

@@ -237,7 +237,7 @@ fn another_schema_version_is_refused() {
     );
     assert_eq!(
         error.to_string(),
-        "database schema version 3 is not supported by this build (expected 2)"
+        "database schema version 4 is not supported by this build (expected 3)"
     );
 }
 
@@ -257,8 +257,26 @@ fn schema_zero_is_refused_too() {
     );
 }
 
+/// A schema-2 file (no journal yet) opens, gets a journal, and is stamped 3, so a schema-2
+/// build, which would not replay the journal, refuses it from then on.
+#[test]
+fn a_schema_2_file_is_stamped_3_when_opened() {
+    let t = temp_db();
+    {
+        let store = Store::open(&t.path, COST).unwrap();
+        store
+            .insert_message(&new_message("alice", None, None))
+            .unwrap();
+        store.checkpoint().unwrap();
+        schema::set_version(&store.db, 2).unwrap();
+    }
+    let store = Store::open(&t.path, COST).unwrap();
+    assert_eq!(schema::stored_version(&store.db).unwrap(), Some(3));
+    assert_eq!(stored_ids(&store), [1]);
+}
+
 /// A file written by schema 1 (JSON records, the bytes in their own table) opens, is stamped
-/// 2 so a schema-1 build stops writing to it, and its messages read back beside new ones.
+/// 3 so a schema-1 build stops writing to it, and its messages read back beside new ones.
 #[test]
 fn a_schema_1_file_is_read_and_upgraded_in_place() {
     let t = temp_db();
@@ -288,7 +306,10 @@ fn a_schema_1_file_is_read_and_upgraded_in_place() {
         schema::set_version(&store.db, 1).unwrap();
     }
     let store = Store::open(&t.path, COST).unwrap();
-    assert_eq!(schema::stored_version(&store.db).unwrap(), Some(2));
+    assert_eq!(
+        schema::stored_version(&store.db).unwrap(),
+        Some(SCHEMA_VERSION)
+    );
 
     let stored = store.message(MessageId(1)).unwrap();
     assert_eq!(
@@ -545,4 +566,217 @@ fn new_files_are_private_to_their_owner() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&data.join(DATABASE_FILE)), 0o600);
+}
+
+/// What a crash of the process would leave: the files as they are now, copied while the store
+/// is open. redb writes a non-durable commit's pages but not its header, so the copy opens at
+/// the last durable commit, as after a `kill -9`. Without `journal` the copy is the database
+/// alone, to show what only the journal held.
+fn crash_copy(t: &Temp, journal: bool) -> Temp {
+    let copy = temp_db();
+    std::fs::copy(&t.path, &copy.path).unwrap();
+    if journal {
+        std::fs::copy(
+            t.path.with_extension(JOURNAL_EXTENSION),
+            copy.path.with_extension(JOURNAL_EXTENSION),
+        )
+        .unwrap();
+    }
+    copy
+}
+
+fn stored_ids(store: &Store) -> Vec<u64> {
+    let mut ids: Vec<u64> = store
+        .messages(None, None)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id.0)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn messages_stored_before_a_crash_are_recovered_from_the_journal() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    store.add_user("alice", "secret", at(100)).unwrap(); // a durable commit before the mail
+    let first = store
+        .insert_messages(&[
+            new_message("alice", Some("root@x"), None),
+            new_message("bob", Some("reply@x"), Some("root@x")),
+        ])
+        .unwrap();
+    let lone = store
+        .insert_message(&new_message("alice", None, Some("reply@x")))
+        .unwrap();
+    assert_eq!((first.len(), lone), (2, MessageId(3)));
+    let before: Vec<_> = (1..=3)
+        .map(|id| store.message(MessageId(id)).unwrap())
+        .collect();
+    let raw_before = store.raw_message(MessageId(2)).unwrap();
+
+    // The database alone has none of them: they were durable in the journal only.
+    let without = crash_copy(&t, false);
+    assert_eq!(
+        stored_ids(&Store::open(&without.path, COST).unwrap()),
+        Vec::<u64>::new()
+    );
+
+    let crashed = crash_copy(&t, true);
+    let recovered = Store::open(&crashed.path, COST).unwrap();
+    let after: Vec<_> = (1..=3)
+        .map(|id| recovered.message(MessageId(id)).unwrap())
+        .collect();
+    assert_eq!(after, before, "every field, the threading included");
+    assert_eq!(recovered.raw_message(MessageId(2)).unwrap(), raw_before);
+    let alices: Vec<u64> = recovered
+        .messages(Some("alice"), None)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id.0)
+        .collect();
+    assert_eq!(alices, [3, 1], "the by-user index came back too");
+    // The Message-ID index too: a new reply threads under a recovered message.
+    let reply = recovered
+        .insert_message(&new_message("carol", None, Some("root@x")))
+        .unwrap();
+    assert_eq!(reply, MessageId(4));
+    assert_eq!(
+        recovered.message(reply).unwrap().parent_id,
+        Some(MessageId(1))
+    );
+    assert!(recovered.verify_user("alice", "secret").unwrap());
+}
+
+#[test]
+fn a_recovered_store_crashing_again_loses_nothing_and_replays_nothing_twice() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    store.insert_message(&new_message("a", None, None)).unwrap();
+    let once = crash_copy(&t, true);
+    let recovered = Store::open(&once.path, COST).unwrap();
+    assert_eq!(stored_ids(&recovered), [1]);
+    recovered
+        .insert_message(&new_message("b", None, None))
+        .unwrap();
+    recovered
+        .insert_message(&new_message("c", None, None))
+        .unwrap();
+    let twice = crash_copy(&once, true);
+    let again = Store::open(&twice.path, COST).unwrap();
+    assert_eq!(stored_ids(&again), [1, 2, 3]);
+    assert_eq!(again.message(MessageId(3)).unwrap().user, "c");
+}
+
+#[test]
+fn a_torn_last_record_loses_only_its_own_batch() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    store.insert_message(&new_message("a", None, None)).unwrap();
+    store.insert_message(&new_message("b", None, None)).unwrap();
+    let crashed = crash_copy(&t, true);
+    // The crash came while the second record was being written: its last byte never landed.
+    let journal = crashed.path.with_extension(JOURNAL_EXTENSION);
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap();
+    bytes[end] ^= 0xFF;
+    std::fs::write(&journal, &bytes).unwrap();
+    let recovered = Store::open(&crashed.path, COST).unwrap();
+    assert_eq!(stored_ids(&recovered), [1]);
+    // Its id is given again; nothing collides.
+    assert_eq!(
+        recovered
+            .insert_message(&new_message("c", None, None))
+            .unwrap(),
+        MessageId(2)
+    );
+}
+
+#[test]
+fn checkpoints_make_the_journaled_messages_durable_in_the_database() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    store.insert_message(&new_message("a", None, None)).unwrap();
+    assert!(store.checkpoint().unwrap());
+    assert!(!store.checkpoint().unwrap(), "nothing left to checkpoint");
+    assert_eq!(
+        stored_ids(&Store::open(&crash_copy(&t, false).path, COST).unwrap()),
+        [1]
+    );
+
+    // Past CHECKPOINT_AT of journal the batch that crosses it checkpoints by itself.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut noise = |len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect()
+    };
+    let mut big = new_message("big", None, None);
+    // Each record is a little over 1 MiB: the last of these crosses CHECKPOINT_AT.
+    let batches = CHECKPOINT_AT as usize / (1 << 20);
+    for _ in 0..batches {
+        big.data = noise(1 << 20); // lz4 cannot shrink it
+        store.insert_message(&big).unwrap();
+    }
+    let durable = stored_ids(&Store::open(&crash_copy(&t, false).path, COST).unwrap());
+    assert_eq!(
+        durable.len(),
+        1 + batches,
+        "the last batch checkpointed all"
+    );
+    store
+        .insert_message(&new_message("after", None, None))
+        .unwrap();
+    let crashed = crash_copy(&t, true);
+    assert_eq!(
+        stored_ids(&Store::open(&crashed.path, COST).unwrap()).len(),
+        2 + batches
+    );
+}
+
+#[test]
+fn a_batch_too_large_for_the_journal_commits_durably_in_the_database() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    store
+        .insert_message(&new_message("small", None, None))
+        .unwrap();
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut huge = new_message("huge", None, None);
+    huge.data = (0..JOURNAL_BYTES as usize + 1024)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    assert_eq!(store.insert_message(&huge).unwrap(), MessageId(2));
+    // The durable commit took the journaled message with it.
+    let durable = Store::open(&crash_copy(&t, false).path, COST).unwrap();
+    assert_eq!(stored_ids(&durable), [1, 2]);
+    assert!(
+        durable
+            .raw_message(MessageId(2))
+            .unwrap()
+            .ends_with(&huge.data)
+    );
+}
+
+#[test]
+fn a_clean_close_leaves_nothing_to_replay() {
+    let t = temp_db();
+    {
+        let store = Store::open(&t.path, COST).unwrap();
+        store.insert_message(&new_message("a", None, None)).unwrap();
+    }
+    // The database alone holds it after the close.
+    let copy = crash_copy(&t, false);
+    assert_eq!(stored_ids(&Store::open(&copy.path, COST).unwrap()), [1]);
 }
