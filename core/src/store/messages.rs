@@ -178,8 +178,9 @@ impl Store {
     /// [`Store::insert_messages`] for messages packed ahead of time.
     ///
     /// Durable on return either way: in the journal, its redb commit non-durable until the
-    /// next checkpoint; or, for a batch too large for the journal (or a journal set aside), in
-    /// a durable redb commit.
+    /// next checkpoint; or, for a batch of more than [`journal::JOURNAL_BATCH_MAX`] messages,
+    /// too large for the journal, or while the journal is set aside, in a durable redb commit
+    /// (which checkpoints the journal).
     pub fn insert_packed(&self, messages: &[PackedMessage]) -> Result<Vec<MessageId>, StoreError> {
         if messages.is_empty() {
             return Ok(Vec::new());
@@ -199,15 +200,17 @@ impl Store {
             let ids = entries.iter().map(|entry| MessageId(entry.id)).collect();
             (ids, entries)
         };
-        let payload = journal::encode(&entries);
-        let seq = delivering.next_seq;
-        if !(delivering.usable && delivering.journal.fits(payload.len())) {
+        let payload = (delivering.usable && entries.len() <= journal::JOURNAL_BATCH_MAX)
+            .then(|| journal::encode(&entries))
+            .filter(|payload| delivering.journal.fits(payload.len()));
+        let Some(payload) = payload else {
             // The caller sends 250 on our return (RFC 5321 §6.1).
             tx.set_durability(Durability::Immediate)?;
             tx.commit()?;
             delivering.restart();
             return Ok(ids);
-        }
+        };
+        let seq = delivering.next_seq;
         tx.set_durability(Durability::None)?;
         tx.open_table(META)?.insert(JOURNAL_SEQ_KEY, seq)?;
         tx.commit()?;

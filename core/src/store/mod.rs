@@ -63,7 +63,7 @@ pub const DATABASE_FILE: &str = "atacama.redb";
 /// The delivery journal's extension: beside `atacama.redb`, `atacama.journal`.
 pub const JOURNAL_EXTENSION: &str = "journal";
 
-pub use journal::{CHECKPOINT_AT, JOURNAL_BYTES};
+pub use journal::{CHECKPOINT_AT, JOURNAL_BATCH_MAX, JOURNAL_BYTES};
 
 /// Memory redb may use for its page cache and write buffer, per open handle.
 ///

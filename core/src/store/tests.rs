@@ -601,16 +601,16 @@ fn messages_stored_before_a_crash_are_recovered_from_the_journal() {
     let t = temp_db();
     let store = Store::open(&t.path, COST).unwrap();
     store.add_user("alice", "secret", at(100)).unwrap(); // a durable commit before the mail
-    let first = store
-        .insert_messages(&[
-            new_message("alice", Some("root@x"), None),
-            new_message("bob", Some("reply@x"), Some("root@x")),
-        ])
-        .unwrap();
-    let lone = store
-        .insert_message(&new_message("alice", None, Some("reply@x")))
-        .unwrap();
-    assert_eq!((first.len(), lone), (2, MessageId(3)));
+    // Batches of one message: what the journal takes (JOURNAL_BATCH_MAX).
+    let ids: Vec<MessageId> = [
+        new_message("alice", Some("root@x"), None),
+        new_message("bob", Some("reply@x"), Some("root@x")),
+        new_message("alice", None, Some("reply@x")),
+    ]
+    .iter()
+    .map(|message| store.insert_message(message).unwrap())
+    .collect();
+    assert_eq!(ids, [MessageId(1), MessageId(2), MessageId(3)]);
     let before: Vec<_> = (1..=3)
         .map(|id| store.message(MessageId(id)).unwrap())
         .collect();
@@ -737,6 +737,38 @@ fn checkpoints_make_the_journaled_messages_durable_in_the_database() {
     assert_eq!(
         stored_ids(&Store::open(&crashed.path, COST).unwrap()).len(),
         2 + batches
+    );
+}
+
+#[test]
+fn a_batch_of_several_messages_commits_durably_and_takes_the_journaled_ones_along() {
+    assert_eq!(JOURNAL_BATCH_MAX, 1, "this test sends batches of 1 and 2");
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    store.insert_message(&new_message("a", None, None)).unwrap();
+    assert_eq!(
+        stored_ids(&Store::open(&crash_copy(&t, false).path, COST).unwrap()),
+        Vec::<u64>::new(),
+        "the lone message is in the journal only"
+    );
+    store
+        .insert_messages(&[new_message("b", None, None), new_message("c", None, None)])
+        .unwrap();
+    assert_eq!(
+        stored_ids(&Store::open(&crash_copy(&t, false).path, COST).unwrap()),
+        [1, 2, 3],
+        "the batch's durable commit holds the journaled message too"
+    );
+    assert!(
+        !store.checkpoint().unwrap(),
+        "and the journal started again"
+    );
+    // A lone message after it goes to the journal again, and comes back after a crash.
+    store.insert_message(&new_message("d", None, None)).unwrap();
+    let crashed = crash_copy(&t, true);
+    assert_eq!(
+        stored_ids(&Store::open(&crashed.path, COST).unwrap()),
+        [1, 2, 3, 4]
     );
 }
 
