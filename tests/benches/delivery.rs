@@ -1,7 +1,8 @@
 //! What one delivery costs the server beyond the network, on the sample message the load
 //! generator sends (10 KB, colour tags): parsing, rendering and compressing it, then storing it durably
-//! (one message per transaction, as one lock-step connection does, and twenty per
-//! transaction, as group commit does for twenty connections). The store lives in a
+//! (one message per transaction, as one lock-step connection does, made durable by a journal
+//! record; and twenty per transaction, as group commit does for twenty connections, in a durable
+//! redb commit). The store lives in a
 //! temporary directory under $TMPDIR (/tmp if unset): point it at the disk you care about.
 //! Prints time per message; `cargo bench -p atacama-tests --bench delivery`.
 
@@ -57,7 +58,7 @@ fn deliveries(c: &mut Criterion) {
         )
     });
     group.sample_size(30);
-    group.bench_function("store: 1 message per durable commit", |b| {
+    group.bench_function("store: 1 message, journal append + fdatasync", |b| {
         b.iter_batched(
             || vec![services.prepare_checked(&delivery, SystemTime::now())],
             |prepared| black_box(services.store_prepared(prepared)),
@@ -65,7 +66,7 @@ fn deliveries(c: &mut Criterion) {
         )
     });
     group.throughput(Throughput::Elements(20));
-    group.bench_function("store: 20 messages per durable commit", |b| {
+    group.bench_function("store: 20 messages per durable redb commit", |b| {
         b.iter_batched(
             || {
                 (0..20)

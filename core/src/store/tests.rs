@@ -585,6 +585,19 @@ fn crash_copy(t: &Temp, journal: bool) -> Temp {
     copy
 }
 
+/// `len` bytes lz4 cannot shrink (xorshift), different for each `seed`.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
 fn stored_ids(store: &Store) -> Vec<u64> {
     let mut ids: Vec<u64> = store
         .messages(None, None)
@@ -706,22 +719,11 @@ fn checkpoints_make_the_journaled_messages_durable_in_the_database() {
     );
 
     // Past CHECKPOINT_AT of journal the batch that crosses it checkpoints by itself.
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    let mut noise = |len: usize| -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8
-            })
-            .collect()
-    };
     let mut big = new_message("big", None, None);
     // Each record is a little over 1 MiB: the last of these crosses CHECKPOINT_AT.
     let batches = CHECKPOINT_AT as usize / (1 << 20);
-    for _ in 0..batches {
-        big.data = noise(1 << 20); // lz4 cannot shrink it
+    for seed in 1..=batches as u64 {
+        big.data = noise(1 << 20, seed); // lz4 cannot shrink it
         store.insert_message(&big).unwrap();
     }
     let durable = stored_ids(&Store::open(&crash_copy(&t, false).path, COST).unwrap());
@@ -779,16 +781,8 @@ fn a_batch_too_large_for_the_journal_commits_durably_in_the_database() {
     store
         .insert_message(&new_message("small", None, None))
         .unwrap();
-    let mut seed = 0x2545_F491_4F6C_DD1Du64;
     let mut huge = new_message("huge", None, None);
-    huge.data = (0..JOURNAL_BYTES as usize + 1024)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed as u8
-        })
-        .collect();
+    huge.data = noise(JOURNAL_BYTES as usize + 1024, 7);
     assert_eq!(store.insert_message(&huge).unwrap(), MessageId(2));
     // The durable commit took the journaled message with it.
     let durable = Store::open(&crash_copy(&t, false).path, COST).unwrap();
