@@ -215,7 +215,7 @@ impl Store {
         tx.open_table(META)?.insert(JOURNAL_SEQ_KEY, seq)?;
         tx.commit()?;
         // Taken even if the append fails: a later durable commit holds this number.
-        delivering.next_seq = seq + 1;
+        delivering.next_seq = seq.saturating_add(1);
         match delivering.journal.append(seq, &payload) {
             Ok(()) => {
                 if delivering.journal.checkpoint_due()
@@ -433,7 +433,8 @@ pub(super) fn replay(db: &Database, records: &[Record]) -> Result<u64, StoreErro
             missing.len()
         );
     }
-    Ok(mark.max(last) + 1)
+    // Saturating: a damaged mark must not panic the open.
+    Ok(mark.max(last).saturating_add(1))
 }
 
 /// The fields of a stored message without its text and HTML, from either schema's value.
