@@ -497,6 +497,40 @@ fn sigkill_after_acknowledged_messages_loses_none(binary: Binary) {
         .expect("sent after restart");
 }
 
+/// With the daemon killed and not restarted, the command line opens the file itself and
+/// finds the acknowledged messages that only the journal held.
+fn after_sigkill_the_command_line_alone_recovers_the_journal(binary: Binary) {
+    let mut server = server_with(binary, Settings::default());
+    let mailer = implicit_mailer(&server, "s3cret", Mechanism::Plain);
+    for n in 0..3 {
+        mailer
+            .send(&email(&format!("journaled {n}"), "keep me\r\n"))
+            .expect("acknowledged");
+    }
+    server.kill();
+    let run = server
+        .cli(&["messages", "list", "--json", "--limit", "10"], None)
+        .success();
+    assert_eq!(
+        run.stderr, "recovered 3 messages from the journal: the server had not stopped cleanly\n",
+        "killed within IDLE_CHECKPOINT of the last 250, so only the journal held them"
+    );
+    let mut subjects = stored_subjects(&server);
+    subjects.sort();
+    assert_eq!(subjects, ["journaled 0", "journaled 1", "journaled 2"]);
+    let raw = server
+        .cli(&["messages", "show", "3", "--raw"], None)
+        .success()
+        .stdout_text();
+    assert!(
+        raw.contains("Subject: journaled 2\r\n") && raw.contains("\r\n\r\nkeep me\r\n"),
+        "{raw}"
+    );
+    // Replayed once: the database holds them durably now, and later looks say nothing more.
+    let run = server.cli(&["messages", "list"], None).success();
+    assert_eq!(run.stderr, "");
+}
+
 fn t1_starttls_injection_is_not_answered_inside_tls(binary: Binary) {
     let server = server_with(binary, Settings::default());
     let mut c = Client::connect(server.submission).expect("connect");
@@ -721,6 +755,7 @@ end_to_end!(
     sigterm_finishes_the_transaction_tells_idle_421_and_exits_0,
     sighup_serves_a_new_certificate_to_the_next_connection,
     sigkill_after_acknowledged_messages_loses_none,
+    after_sigkill_the_command_line_alone_recovers_the_journal,
     t1_starttls_injection_is_not_answered_inside_tls,
     s1_lf_dot_crlf_is_content_never_two_messages,
     a13_failed_logins_across_connections_are_throttled_with_454,

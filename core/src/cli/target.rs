@@ -2,6 +2,7 @@
 //! daemon runs, to the file itself. Either way a command is a [`Request`] run by
 //! [`control::execute`], so what a command does cannot depend on who holds the file.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -38,7 +39,18 @@ impl Target {
                 });
             }
             match Store::open_in(data_dir, bcrypt_cost) {
-                Ok(store) => return Ok(Target::Local(store)),
+                Ok(store) => {
+                    if store.recovered() > 0 {
+                        // The command line keeps no log: say it here, once, to whoever ran it.
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "recovered {} messages from the journal: the server had not stopped \
+                             cleanly",
+                            store.recovered()
+                        );
+                    }
+                    return Ok(Target::Local(store));
+                }
                 Err(StoreError::InUse(_)) if Instant::now() < deadline => {
                     std::thread::sleep(IN_USE_RETRY);
                 }

@@ -401,8 +401,9 @@ fn insert_one(
 }
 
 /// Applies the journal's records that the database's durable state does not hold, in one
-/// durable commit; returns the sequence number for the next batch.
-pub(super) fn replay(db: &Database, records: &[Record]) -> Result<u64, StoreError> {
+/// durable commit; returns the sequence number for the next batch and how many messages it
+/// applied.
+pub(super) fn replay(db: &Database, records: &[Record]) -> Result<(u64, usize), StoreError> {
     let mark = {
         let tx = db.begin_read()?;
         let meta = tx.open_table(META)?;
@@ -410,9 +411,9 @@ pub(super) fn replay(db: &Database, records: &[Record]) -> Result<u64, StoreErro
     };
     let last = records.last().map_or(0, |record| record.seq);
     let missing: Vec<&Record> = records.iter().filter(|r| r.seq > mark).collect();
+    let mut count = 0;
     if let Some(newest) = missing.last() {
         let tx = db.begin_write()?;
-        let mut count = 0;
         {
             let mut tables = Tables::open(&tx)?;
             for entry in missing.iter().flat_map(|record| &record.entries) {
@@ -434,7 +435,7 @@ pub(super) fn replay(db: &Database, records: &[Record]) -> Result<u64, StoreErro
         );
     }
     // Saturating: a damaged mark must not panic the open.
-    Ok(mark.max(last).saturating_add(1))
+    Ok((mark.max(last).saturating_add(1), count))
 }
 
 /// The fields of a stored message without its text and HTML, from either schema's value.

@@ -169,6 +169,8 @@ pub struct Store {
     bcrypt_cost: u32,
     /// Verified against for unknown and disabled users: same cost, same work.
     dummy_hash: String,
+    /// Messages that only the journal held when this store was opened, now in the database.
+    recovered: usize,
     /// Held by a delivery from its write transaction to its journal record's sync.
     delivering: Mutex<Delivering>,
 }
@@ -231,12 +233,13 @@ impl Store {
             // The journal's name must survive a crash as surely as its records.
             sync_parent(&journal_path).map_err(opened)?;
         }
-        let next_seq = messages::replay(&db, &records)?;
+        let (next_seq, recovered) = messages::replay(&db, &records)?;
         Ok(Store {
             db,
             path: path.to_path_buf(),
             bcrypt_cost,
             dummy_hash: users::dummy_hash(bcrypt_cost),
+            recovered,
             delivering: Mutex::new(Delivering {
                 journal,
                 next_seq,
@@ -282,6 +285,12 @@ impl Store {
     /// The bcrypt cost new hashes are made with.
     pub fn bcrypt_cost(&self) -> u32 {
         self.bcrypt_cost
+    }
+
+    /// How many messages the open recovered from the journal: acknowledged before a crash,
+    /// durable in the journal only (the log says so too, at warning).
+    pub fn recovered(&self) -> usize {
+        self.recovered
     }
 }
 

@@ -638,6 +638,8 @@ fn messages_stored_before_a_crash_are_recovered_from_the_journal() {
 
     let crashed = crash_copy(&t, true);
     let recovered = Store::open(&crashed.path, COST).unwrap();
+    assert_eq!(recovered.recovered(), 3);
+    assert_eq!(store.recovered(), 0);
     let after: Vec<_> = (1..=3)
         .map(|id| recovered.message(MessageId(id)).unwrap())
         .collect();
