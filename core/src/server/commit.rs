@@ -3,8 +3,8 @@
 //! Group commit (the default): deliveries from all connections go to a two-stage pipeline.
 //! A `prepare` thread parses and renders each message ([`Services::prepare_checked`]) as it
 //! arrives; the `commit` thread stores whatever prepared messages queued up while its
-//! previous commit ran, in one transaction made durable by one journal record
-//! ([`Services::store_prepared`], [`crate::store`]'s Durability). One fsync
+//! previous commit ran, in one durable transaction ([`Services::store_prepared`]; a lone
+//! message is made durable by a journal record instead, see [`crate::store`]). One fsync
 //! then acknowledges many messages, the next batch is processed while the disk syncs the
 //! last, and each `250` still waits for the commit that holds its message (DESIGN.md,
 //! Storage). A lone message waits for nobody: each stage takes what is queued, it never

@@ -344,9 +344,31 @@ impl<'tx> Tables<'tx> {
             by_user: tx.open_table(BY_USER)?,
         })
     }
+
+    /// Writes a message's value and its index entries, the Message-ID only if no earlier
+    /// message holds it (a resent copy must not steal replies); returns whether it did.
+    fn put(
+        &mut self,
+        id: u64,
+        value: &[u8],
+        user: &str,
+        message_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.messages.insert(id, value)?;
+        self.by_user.insert((user, id), ())?;
+        let Some(message_id) = message_id else {
+            return Ok(false);
+        };
+        if self.by_message_id.get(message_id)?.is_some() {
+            return Ok(false);
+        }
+        self.by_message_id.insert(message_id, id)?;
+        Ok(true)
+    }
 }
 
-/// Writes one message and its index entries; returns what it wrote, for the journal.
+/// Builds one message's value and writes it with its index entries ([`Tables::put`]); returns
+/// what it wrote, for the journal.
 fn insert_one(
     tables: &mut Tables<'_>,
     id: u64,
@@ -361,16 +383,6 @@ fn insert_one(
         Some(parent) => tables.by_message_id.get(parent)?.map(|v| v.value()),
         None => None,
     };
-    let mut indexed = None;
-    if let Some(message_id) = parsed.message_id.as_deref().filter(|m| !m.is_empty()) {
-        // The first message with a Message-ID keeps it: a resent copy must not steal replies.
-        if tables.by_message_id.get(message_id)?.is_none() {
-            tables.by_message_id.insert(message_id, id)?;
-            indexed = Some(message_id.to_owned());
-        }
-    }
-    tables.by_user.insert((message.user.as_str(), id), ())?;
-
     // Text and HTML travel in the packed body, not in the JSON envelope.
     let envelope = MessageRecord {
         received_at,
@@ -391,12 +403,13 @@ fn insert_one(
         parent_id,
     };
     let value = pack(&encode(&envelope)?, header.as_bytes(), &message.body)?;
-    tables.messages.insert(id, value.as_slice())?;
+    let message_id = parsed.message_id.as_deref().filter(|m| !m.is_empty());
+    let indexed = tables.put(id, &value, &message.user, message_id)?;
     Ok(Entry {
         id,
         value,
         user: message.user.clone(),
-        message_id: indexed,
+        message_id: message_id.filter(|_| indexed).map(str::to_owned),
     })
 }
 
@@ -417,13 +430,8 @@ pub(super) fn replay(db: &Database, records: &[Record]) -> Result<(u64, usize), 
         {
             let mut tables = Tables::open(&tx)?;
             for entry in missing.iter().flat_map(|record| &record.entries) {
-                tables.messages.insert(entry.id, entry.value.as_slice())?;
-                tables.by_user.insert((entry.user.as_str(), entry.id), ())?;
-                if let Some(message_id) = entry.message_id.as_deref()
-                    && tables.by_message_id.get(message_id)?.is_none()
-                {
-                    tables.by_message_id.insert(message_id, entry.id)?;
-                }
+                let message_id = entry.message_id.as_deref();
+                tables.put(entry.id, &entry.value, &entry.user, message_id)?;
                 count += 1;
             }
             tx.open_table(META)?.insert(JOURNAL_SEQ_KEY, newest.seq)?;
