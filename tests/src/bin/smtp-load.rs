@@ -1,6 +1,8 @@
 //! `smtp-load`: drives an SMTP submission server on loopback and reports throughput,
 //! latency and failures. See `atacama_tests::load`.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -35,23 +37,21 @@ Usage: smtp-load --addr 127.0.0.1:2587 [options]
 
 fn main() -> ExitCode {
     match parse() {
-        Ok(None) => {
-            print!("{USAGE}");
-            ExitCode::SUCCESS
-        }
+        Ok(None) => emit(USAGE, ExitCode::SUCCESS),
         Ok(Some((options, json))) => match load::run(options.clone()) {
             Ok(report) => {
                 let value = report.to_json(&options);
-                if json {
-                    println!("{value}");
+                let text = if json {
+                    format!("{value}\n")
                 } else {
-                    print_text(&report, &value);
-                }
-                if report.connections_ok == 0 {
+                    text(&report, &value)
+                };
+                let code = if report.connections_ok == 0 {
                     ExitCode::FAILURE
                 } else {
                     ExitCode::SUCCESS
-                }
+                };
+                emit(&text, code)
             }
             Err(e) => {
                 eprintln!("smtp-load: error: {e}");
@@ -65,10 +65,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_text(report: &load::Report, v: &serde_json::Value) {
+/// Writes the report; a reader that went away (`| head`) is no failure of the run, which
+/// keeps its exit code. (`println!` would panic on it.)
+fn emit(text: &str, code: ExitCode) -> ExitCode {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => code,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
+        Err(e) => {
+            eprintln!("smtp-load: writing the report: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The report in words, a few lines.
+fn text(report: &load::Report, v: &serde_json::Value) -> String {
     let mut lat = report.message_latencies.clone();
     lat.sort_unstable();
-    println!(
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        out,
         "connections ok {} failed {} | {:.1} conn/s | messages ok {} | {:.1} msg/s | wall {:.2} s | client cpu {:.2} s",
         report.connections_ok,
         report.connections_failed,
@@ -78,7 +95,8 @@ fn print_text(report: &load::Report, v: &serde_json::Value) {
         report.wall.as_secs_f64(),
         report.cpu.as_secs_f64(),
     );
-    println!(
+    let _ = writeln!(
+        out,
         "latency ms p50 {:.2} p90 {:.2} p99 {:.2} max {:.2} | login ms p50 {:.1} p99 {:.1}",
         quantile_ms(&lat, 0.5),
         quantile_ms(&lat, 0.9),
@@ -88,20 +106,23 @@ fn print_text(report: &load::Report, v: &serde_json::Value) {
         v["login_ms"]["p99"].as_f64().unwrap_or_default(),
     );
     if !report.failures.is_empty() {
-        println!(
+        let _ = writeln!(
+            out,
             "failures {:?} first errors {:?}",
             report.failures, report.errors
         );
     }
     if report.idle_established > 0 {
-        println!(
+        let _ = writeln!(
+            out,
             "idle established {} noop ok {} server KiB/conn {}",
             report.idle_established, report.idle_noop_ok, v["server_kib_per_idle_conn"]
         );
     }
     if report.deadline_hit {
-        println!("deadline hit: the run was cut short");
+        out.push_str("deadline hit: the run was cut short\n");
     }
+    out
 }
 
 fn parse() -> Result<Option<(Options, bool)>, String> {
