@@ -150,3 +150,40 @@ fn smol_counts_what_it_sends_over_both_tls_modes_and_fails_by_reply_code() {
 fn std_counts_what_it_sends_over_both_tls_modes_and_fails_by_reply_code() {
     counts_what_it_sends_over_both_tls_modes_and_fails_by_reply_code(Binary::Std);
 }
+
+/// `bench-machine`, which `tests/bench.sh` runs before and after its scenarios: every figure
+/// is there, and they agree with one another (none is judged: they are this machine's).
+#[test]
+fn bench_machine_reports_the_machine_it_ran_on() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let output = Command::new(env!("CARGO_BIN_EXE_bench-machine"))
+        .args(["--cost", "4", "--dir"])
+        .arg(dir.path())
+        .output()
+        .expect("bench-machine runs");
+    assert!(output.status.success(), "{output:?}");
+    let m: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    let f = |pointer: &str| m.pointer(pointer).and_then(Value::as_f64).unwrap_or(-1.0);
+    assert_eq!(m["bcrypt_cost"], 4);
+    assert!(f("/verify_ms") > 0.0, "{m}");
+    let bound = f("/cores") * 1000.0 / f("/verify_ms");
+    assert!((f("/login_bound_per_s") / bound - 1.0).abs() < 0.01, "{m}");
+    assert!(
+        f("/process_us/back_to_back") > 0.0 && f("/process_us/after_idle") > 0.0,
+        "{m}"
+    );
+    assert_eq!(f("/process_us/idle_us"), 200.0);
+    assert!(
+        0.0 < f("/fsync_11k_us/p50") && f("/fsync_11k_us/p50") <= f("/fsync_11k_us/p99"),
+        "{m}"
+    );
+    // Its scratch files go with it.
+    assert_eq!(std::fs::read_dir(dir.path()).expect("the dir").count(), 0);
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_bench-machine"))
+        .args(["--cost", "many"])
+        .output()
+        .expect("bench-machine runs");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--cost"));
+}
