@@ -108,10 +108,11 @@ for row in map(json.loads, open(sys.argv[1])):
     m = row["m"]
     if not m:
         print(f"{row['when']:<7} (no result)"); continue
-    p, f = m["process_us"], m["fsync_11k_us"]
+    p, f, t = m["process_us"], m["fsync_11k_us"], m["round_trip_us"]
     print(f"{row['when']:<7} bcrypt {m['bcrypt_cost']} verify {m['verify_ms']:.0f} ms, so at most {m['login_bound_per_s']:.1f} logins/s on {m['cores']} cores;"
           f" processing the sample message {p['back_to_back']:.0f} µs back to back, {p['after_idle']:.0f} µs after {p['idle_us']:.0f} µs idle;"
-          f" 11 KB write + fdatasync p50 {f['p50']:.0f} µs, p99 {f['p99']:.0f} µs")
+          f" 11 KB write + fdatasync p50 {f['p50']:.0f} µs, p99 {f['p99']:.0f} µs;"
+          f" a round trip between two threads {t['channel']:.0f} µs by channel, {t['loopback_tcp']:.0f} µs by loopback TCP")
 PY
 }
 

@@ -177,6 +177,8 @@ fn bench_machine_reports_the_machine_it_ran_on() {
         0.0 < f("/fsync_11k_us/p50") && f("/fsync_11k_us/p50") <= f("/fsync_11k_us/p99"),
         "{m}"
     );
+    assert!(f("/round_trip_us/channel") > 0.0, "{m}");
+    assert!(f("/round_trip_us/loopback_tcp") > 0.0, "{m}");
     // Its scratch files go with it.
     assert_eq!(std::fs::read_dir(dir.path()).expect("the dir").count(), 0);
 

@@ -7,15 +7,21 @@
 //!   and after an idle pause each: a virtual machine whose vCPU halts while idle comes back to
 //!   it cold, and a lock-step connection (scenario a) idles between every step;
 //! - a journal-sized write and `fdatasync` into blocks already written, in `--dir`: the floor
-//!   of one durable acknowledgement on this disk.
+//!   of one durable acknowledgement on this disk;
+//! - a round trip between two threads, through a channel and through a loopback TCP
+//!   connection: two wake-ups of a sleeping thread, of which one lock-step message takes about
+//!   ten (four commands and their replies, the hand-off to the commit thread and back).
 //!
 //! Every figure is a median (or p99) of a bounded number of runs; the whole takes about
 //! 4 × one verify plus a second. One JSON line on stdout.
 
 use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use atacama_core::service::Services;
@@ -135,6 +141,8 @@ fn measure(dir: PathBuf, cost: u32) -> Result<serde_json::Value, String> {
     let after_idle = process(Some(IDLE))?;
 
     let (fsync_p50, fsync_p99) = fsync(scratch.path())?;
+    let channel = channel_round_trip()?;
+    let tcp = tcp_round_trip().map_err(|e| format!("loopback: {e}"))?;
     Ok(serde_json::json!({
         "cores": cores,
         "bcrypt_cost": cost,
@@ -146,6 +154,7 @@ fn measure(dir: PathBuf, cost: u32) -> Result<serde_json::Value, String> {
             "idle_us": us(IDLE),
         },
         "fsync_11k_us": { "p50": us(fsync_p50), "p99": us(fsync_p99) },
+        "round_trip_us": { "channel": us(channel), "loopback_tcp": us(tcp) },
     }))
 }
 
@@ -175,6 +184,62 @@ fn fsync(dir: &std::path::Path) -> Result<(Duration, Duration), String> {
     times.sort_unstable();
     let p99 = times[(times.len() * 99).div_ceil(100).saturating_sub(1)];
     Ok((median(&mut times), p99))
+}
+
+/// Round trips between two threads.
+const ROUND_TRIPS: usize = 1000;
+
+/// Median time for a message to reach a thread blocked on a channel and its answer to come
+/// back to this one, blocked in turn.
+fn channel_round_trip() -> Result<Duration, String> {
+    let (to_echo, echo_in) = mpsc::channel::<Instant>();
+    let (echo_out, back) = mpsc::channel::<Instant>();
+    let echo = std::thread::spawn(move || {
+        for sent in echo_in {
+            if echo_out.send(sent).is_err() {
+                return;
+            }
+        }
+    });
+    let mut times = Vec::with_capacity(ROUND_TRIPS);
+    for _ in 0..ROUND_TRIPS {
+        to_echo
+            .send(Instant::now())
+            .map_err(|_| "the echo thread is gone")?;
+        let sent = back.recv().map_err(|_| "the echo thread is gone")?;
+        times.push(sent.elapsed());
+    }
+    drop(to_echo);
+    echo.join().map_err(|_| "the echo thread panicked")?;
+    Ok(median(&mut times))
+}
+
+/// The same through a loopback TCP connection, a byte each way (as a command and its reply).
+fn tcp_round_trip() -> std::io::Result<Duration> {
+    let listener = TcpListener::bind(("127.0.0.1", 0))?;
+    let mut client = TcpStream::connect(listener.local_addr()?)?;
+    let (mut server, _) = listener.accept()?;
+    client.set_nodelay(true)?;
+    server.set_nodelay(true)?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut byte = [0u8];
+        while server.read(&mut byte)? == 1 {
+            server.write_all(&byte)?;
+        }
+        Ok(())
+    });
+    let mut times = Vec::with_capacity(ROUND_TRIPS);
+    let mut byte = [0u8];
+    for _ in 0..ROUND_TRIPS {
+        let started = Instant::now();
+        client.write_all(b"x")?;
+        client.read_exact(&mut byte)?;
+        times.push(started.elapsed());
+    }
+    drop(client);
+    echo.join()
+        .map_err(|_| std::io::Error::other("the echo thread panicked"))??;
+    Ok(median(&mut times))
 }
 
 fn median(times: &mut [Duration]) -> Duration {
