@@ -7,35 +7,18 @@
 //! Prints time per message; `cargo bench -p atacama-tests --bench delivery`.
 
 use std::hint::black_box;
-use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use atacama_core::service::Services;
-use atacama_core::smtp::{Delivery, TlsInfo};
 use atacama_core::store::Store;
-use atacama_tests::load::colour_mail;
+use atacama_tests::load::sample_delivery;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-
-fn delivery() -> Delivery {
-    Delivery {
-        user: "alice".into(),
-        helo: "load.test".into(),
-        peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
-        tls: Some(TlsInfo {
-            version: "TLSv1.3".into(),
-            cipher: "TLS13_AES_256_GCM_SHA384".into(),
-        }),
-        mail_from: "alice@example.org".into(),
-        rcpt_to: vec!["bob@example.org".into()],
-        data: colour_mail("alice@example.org", "bob@example.org", 10 * 1024),
-    }
-}
 
 fn deliveries(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store = Store::open_in(dir.path(), 4).expect("a new store");
     let services = Services::new(store, "localhost");
-    let delivery = delivery();
+    let delivery = sample_delivery();
     // What a commit writes for this message, before redb rounds it up to whole pages.
     if let Ok(packed) = services.prepare_checked(&delivery, SystemTime::now()) {
         println!(

@@ -485,6 +485,24 @@ pub fn message(from: &str, to: &str, size: usize) -> Vec<u8> {
     atacama_core::smtp::dot_stuff(&colour_mail(from, to, size))
 }
 
+/// The delivery a session hands the server for one 10 KB [`colour_mail`] from alice over TLS
+/// 1.3: what the benchmarks of the server-side work (`benches/delivery.rs`, `bench-machine`)
+/// process.
+pub fn sample_delivery() -> atacama_core::smtp::Delivery {
+    atacama_core::smtp::Delivery {
+        user: "alice".into(),
+        helo: "load.test".into(),
+        peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
+        tls: Some(atacama_core::smtp::TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_AES_256_GCM_SHA384".into(),
+        }),
+        mail_from: "alice@example.org".into(),
+        rcpt_to: vec!["bob@example.org".into()],
+        data: colour_mail("alice@example.org", "bob@example.org", 10 * 1024),
+    }
+}
+
 /// The same message as the server stores it: the data after `354`, not dot-stuffed.
 ///
 /// The body is prose that does not repeat: colour tags, asides, list items with links, section

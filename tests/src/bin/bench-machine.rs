@@ -25,9 +25,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use atacama_core::service::Services;
-use atacama_core::smtp::{Delivery, TlsInfo};
 use atacama_core::store::Store;
-use atacama_tests::load::colour_mail;
+use atacama_tests::load::sample_delivery;
 
 const USAGE: &str = "\
 Usage: bench-machine [--dir DIR] [--cost N]
@@ -111,18 +110,7 @@ fn measure(dir: PathBuf, cost: u32) -> Result<serde_json::Value, String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     let services = Services::new(store, "localhost");
-    let delivery = Delivery {
-        user: "alice".into(),
-        helo: "load.test".into(),
-        peer: ([127, 0, 0, 1], 40000).into(),
-        tls: Some(TlsInfo {
-            version: "TLSv1.3".into(),
-            cipher: "TLS13_AES_256_GCM_SHA384".into(),
-        }),
-        mail_from: "alice@example.org".into(),
-        rcpt_to: vec!["bob@example.org".into()],
-        data: colour_mail("alice@example.org", "bob@example.org", 10 * 1024),
-    };
+    let delivery = sample_delivery();
     let process = |pause: Option<Duration>| -> Result<Duration, String> {
         let mut times = Vec::with_capacity(RUNS);
         for _ in 0..RUNS {
