@@ -106,26 +106,36 @@ fn counts_what_it_sends_over_both_tls_modes_and_fails_by_reply_code(binary: Bina
     assert_eq!(r["messages_ok"], 0, "{r}");
 }
 
-/// `smtp-load … | head -1`: the reader is gone before the report is written.
+/// `smtp-load … | head -1`: the reader is gone before the report is written (bench-machine's
+/// output too).
 #[test]
 fn a_closed_stdout_is_not_a_crash() {
-    for args in [
-        &["--help"][..],
-        &["--addr", "127.0.0.1:9", "--deadline", "5"][..],
-    ] {
+    let tools = [
+        (env!("CARGO_BIN_EXE_smtp-load"), &["--help"][..], 0),
+        (
+            env!("CARGO_BIN_EXE_smtp-load"),
+            &["--addr", "127.0.0.1:9", "--deadline", "5"][..],
+            1,
+        ),
+        (env!("CARGO_BIN_EXE_bench-machine"), &["--help"][..], 0),
+    ];
+    for (tool, args, expected) in tools {
         let (reader, writer) = std::io::pipe().expect("a pipe");
         drop(reader);
-        let output = Command::new(env!("CARGO_BIN_EXE_smtp-load"))
+        let output = Command::new(tool)
             .args(args)
             .stdout(Stdio::from(writer))
             .stderr(Stdio::piped())
             .output()
-            .expect("smtp-load runs");
+            .expect("the tool runs");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{tool} {args:?}: {stderr}");
         // --help succeeds; a run with nothing listening fails; neither is a panic's 101.
-        let expected = if args[0] == "--help" { 0 } else { 1 };
-        assert_eq!(output.status.code(), Some(expected), "{args:?}: {stderr}");
+        assert_eq!(
+            output.status.code(),
+            Some(expected),
+            "{tool} {args:?}: {stderr}"
+        );
     }
 }
 

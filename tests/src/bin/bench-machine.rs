@@ -46,24 +46,29 @@ const RECORD_BYTES: usize = 11 * 1024;
 fn main() -> ExitCode {
     let (dir, cost) = match parse() {
         Ok(Some(options)) => options,
-        Ok(None) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
+        Ok(None) => return emit(USAGE),
         Err(e) => {
             eprintln!("bench-machine: {e}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
     match measure(dir, cost) {
-        Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
-        }
+        Ok(line) => emit(&format!("{line}\n")),
         Err(e) => {
             eprintln!("bench-machine: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes `text` to stdout; a reader that went away is its own business (no panic).
+fn emit(text: &str) -> ExitCode {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("bench-machine: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
     }
 }
 
