@@ -133,11 +133,8 @@ pub(super) fn journal_key(db: &Database) -> Result<u64, StoreError> {
             return Ok(key.value());
         }
     }
-    let mut random = [0u8; 8];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut source| std::io::Read::read_exact(&mut source, &mut random))
-        .map_err(|e| StoreError::Database(format!("/dev/urandom: {e}")))?;
-    let key = u64::from_le_bytes(random);
+    let key = getrandom::u64()
+        .map_err(|e| StoreError::Database(format!("the system's random source: {e}")))?;
     let tx = db.begin_write()?;
     tx.open_table(META)?.insert(JOURNAL_KEY_KEY, key)?;
     tx.commit()?;
