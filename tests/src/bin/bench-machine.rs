@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use atacama_core::service::Services;
 use atacama_core::store::Store;
-use atacama_tests::load::sample_delivery;
+use atacama_tests::load::{quantile_ms, sample_delivery};
 
 const USAGE: &str = "\
 Usage: bench-machine [--dir DIR] [--cost N]
@@ -175,7 +175,7 @@ fn fsync(dir: &std::path::Path) -> Result<(Duration, Duration), String> {
         times.push(started.elapsed());
     }
     times.sort_unstable();
-    let p99 = times[(times.len() * 99).div_ceil(100).saturating_sub(1)];
+    let p99 = Duration::from_secs_f64(quantile_ms(&times, 0.99) / 1000.0);
     Ok((median(&mut times), p99))
 }
 
