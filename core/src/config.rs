@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -68,8 +69,23 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// Seconds a client may take to send the next command.
     pub command_timeout_secs: u64,
-    /// Seconds a client may take to send a whole message after `354`.
+    /// Seconds a client may stay silent in the middle of a message (RFC 5321 §4.5.3.2.5).
     pub data_timeout_secs: u64,
+    /// The slowest average a message may arrive at, in bytes per second, once
+    /// `min_data_rate_grace_secs` have passed after `354`; 0 turns the check off.
+    pub min_data_rate: u64,
+    /// Seconds after `354` before `min_data_rate` applies.
+    pub min_data_rate_grace_secs: u64,
+    /// Commands a client may send before it has logged in; the next gets `421 4.7.0`.
+    pub preauth_commands: u32,
+    /// Seconds a client may stay connected without logging in, then `421 4.7.0`.
+    pub preauth_timeout_secs: u64,
+    /// The prefix length an IPv6 client is counted by, in the per-address connection cap
+    /// and the failed-login throttle: one host usually holds a whole /64.
+    pub ipv6_prefix: u8,
+    /// Below this many MiB free on the data directory's filesystem MAIL gets `452 4.3.1`
+    /// (Postfix's `queue_minfree`); 0 turns the check off.
+    pub min_free_space_mb: u64,
     /// What to do with bare LF / bare CR in a message.
     pub bare_newline: BareNewline,
     /// Store the messages that arrive together in one durable transaction (one fsync for
@@ -180,6 +196,12 @@ impl Default for Limits {
             max_connections_per_ip: 50,
             command_timeout_secs: session.command_timeout.as_secs(),
             data_timeout_secs: session.data_timeout.as_secs(),
+            min_data_rate: session.min_data_rate,
+            min_data_rate_grace_secs: session.data_rate_grace.as_secs(),
+            preauth_commands: session.preauth_commands,
+            preauth_timeout_secs: session.preauth_timeout.as_secs(),
+            ipv6_prefix: 64,
+            min_free_space_mb: 64,
             bare_newline: session.bare_newline,
             group_commit: true,
         }
@@ -241,6 +263,10 @@ impl Config {
             max_recipients: self.limits.max_recipients,
             command_timeout: Duration::from_secs(self.limits.command_timeout_secs),
             data_timeout: Duration::from_secs(self.limits.data_timeout_secs),
+            min_data_rate: self.limits.min_data_rate,
+            data_rate_grace: Duration::from_secs(self.limits.min_data_rate_grace_secs),
+            preauth_commands: self.limits.preauth_commands,
+            preauth_timeout: Duration::from_secs(self.limits.preauth_timeout_secs),
             bare_newline: self.limits.bare_newline,
             require_tls: self.auth.require_tls,
             max_auth_failures: self.auth.max_failures_per_connection,
@@ -281,34 +307,72 @@ impl Config {
                     .into(),
             ));
         }
-        let limits = &self.limits;
-        let at_least_one = [
-            ("limits.max_message_size", limits.max_message_size as u64),
-            ("limits.max_recipients", limits.max_recipients as u64),
-            ("limits.max_connections", limits.max_connections as u64),
-            (
-                "limits.max_connections_per_ip",
-                limits.max_connections_per_ip as u64,
-            ),
-            ("limits.command_timeout_secs", limits.command_timeout_secs),
-            ("limits.data_timeout_secs", limits.data_timeout_secs),
-            (
-                "auth.max_failures_per_connection",
-                u64::from(self.auth.max_failures_per_connection),
-            ),
-        ];
-        for (key, value) in at_least_one {
-            if value == 0 {
-                return Err(invalid(key, "must be at least 1".into()));
+        for (key, value, range) in self.numbers() {
+            if !range.contains(&value) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "must be between {} and {}, not {value}",
+                        range.start(),
+                        range.end()
+                    ),
+                ));
             }
         }
-        if !(4..=31).contains(&self.auth.bcrypt_cost) {
-            return Err(invalid(
-                "auth.bcrypt_cost",
-                format!("must be between 4 and 31, not {}", self.auth.bcrypt_cost),
-            ));
-        }
         Ok(())
+    }
+
+    /// Every numeric key with its value and the range it must lie in. The bounds keep every
+    /// duration addable to a clock and every size allocatable; none is a tuning advice.
+    fn numbers(&self) -> [(&'static str, u64, RangeInclusive<u64>); 14] {
+        const DAY: u64 = 24 * 3600;
+        const GIB: u64 = 1 << 30;
+        let (l, a) = (&self.limits, &self.auth);
+        let size = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        [
+            ("limits.max_message_size", size(l.max_message_size), 1..=GIB),
+            ("limits.max_recipients", size(l.max_recipients), 1..=100_000),
+            (
+                "limits.max_connections",
+                size(l.max_connections),
+                1..=1_000_000,
+            ),
+            (
+                "limits.max_connections_per_ip",
+                size(l.max_connections_per_ip),
+                1..=1_000_000,
+            ),
+            (
+                "limits.command_timeout_secs",
+                l.command_timeout_secs,
+                1..=DAY,
+            ),
+            ("limits.data_timeout_secs", l.data_timeout_secs, 1..=DAY),
+            ("limits.min_data_rate", l.min_data_rate, 0..=GIB),
+            (
+                "limits.min_data_rate_grace_secs",
+                l.min_data_rate_grace_secs,
+                0..=DAY,
+            ),
+            (
+                "limits.preauth_commands",
+                u64::from(l.preauth_commands),
+                1..=100_000,
+            ),
+            (
+                "limits.preauth_timeout_secs",
+                l.preauth_timeout_secs,
+                1..=DAY,
+            ),
+            ("limits.ipv6_prefix", u64::from(l.ipv6_prefix), 1..=128),
+            ("limits.min_free_space_mb", l.min_free_space_mb, 0..=1 << 30),
+            ("auth.bcrypt_cost", u64::from(a.bcrypt_cost), 4..=31),
+            (
+                "auth.max_failures_per_connection",
+                u64::from(a.max_failures_per_connection),
+                1..=1000,
+            ),
+        ]
     }
 }
 

@@ -5,11 +5,15 @@
 //! threaded runtime on the connection's thread. Throttling AUTH is the caller's job.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use crate::config::Config;
-use crate::smtp::{AuthOutcome, AuthRequest, Delivery, DeliveryError, MessageId};
-use crate::store::{NewMessage, PackedMessage, ReceivedTrace, Store, StoreError};
+use crate::smtp::{
+    AuthOutcome, AuthRequest, Delivery, DeliveryError, MailCheck, MailVerdict, MessageId,
+};
+use crate::store::{NewMessage, PackedMessage, ReceivedTrace, Store, StoreError, space};
 use crate::{markup, message};
 
 /// The store plus the facts about this server that delivery needs.
@@ -21,6 +25,10 @@ pub const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 pub struct Services {
     store: Store,
     hostname: String,
+    /// Below this many free bytes on the data directory's filesystem MAIL gets `452 4.3.1`.
+    min_free_space: u64,
+    /// Whether the last look found the filesystem below the floor (logged on each change).
+    below_floor: AtomicBool,
 }
 
 impl Services {
@@ -29,14 +37,23 @@ impl Services {
         Services {
             store,
             hostname: hostname.into(),
+            min_free_space: 0,
+            below_floor: AtomicBool::new(false),
         }
+    }
+
+    /// Sets the free-space floor, in bytes, below which MAIL is refused ([`Services::check_mail`]).
+    pub fn with_min_free_space(mut self, bytes: u64) -> Services {
+        self.min_free_space = bytes;
+        self
     }
 
     /// Opens the store in `config.data_dir` with the configured bcrypt cost, waiting up to
     /// [`OPEN_WAIT`] for a command line that holds the file to finish.
     pub fn open(config: &Config) -> Result<Services, StoreError> {
         let store = Store::open_in_waiting(&config.data_dir, config.auth.bcrypt_cost, OPEN_WAIT)?;
-        Ok(Services::new(store, config.hostname.clone()))
+        let floor = config.limits.min_free_space_mb.saturating_mul(1024 * 1024);
+        Ok(Services::new(store, config.hostname.clone()).with_min_free_space(floor))
     }
 
     /// The underlying store.
@@ -82,6 +99,71 @@ impl Services {
                 AuthOutcome::TemporaryFailure
             }
         }
+    }
+
+    /// Decides whether a MAIL may start a transaction: the login must still be active (a user
+    /// disabled or deleted since AUTH is refused, and the session closes), and the data
+    /// directory's filesystem must have `min_free_space` left, so that a full disk refuses
+    /// mail before a byte of it is read. A cheap read and one `statvfs`: no fsync, no bcrypt.
+    pub fn check_mail(&self, check: &MailCheck) -> MailVerdict {
+        match self.store.user(&check.user) {
+            Ok(user) if user.active => {}
+            Ok(_) | Err(StoreError::NoSuchUser(_)) => {
+                log::warn!(
+                    "login of user={:?} is no longer valid (disabled or deleted): session closed",
+                    check.user
+                );
+                return MailVerdict::LoginRevoked;
+            }
+            Err(error) => {
+                log::error!(
+                    "user={:?} could not be checked at MAIL: {error}",
+                    check.user
+                );
+                return MailVerdict::Unavailable;
+            }
+        }
+        if self.is_below_floor() {
+            MailVerdict::InsufficientStorage
+        } else {
+            MailVerdict::Accepted
+        }
+    }
+
+    /// Whether the data directory's filesystem has less than the floor left; logs when that
+    /// changes, not on every MAIL. A filesystem that cannot be asked does not stop mail.
+    fn is_below_floor(&self) -> bool {
+        if self.min_free_space == 0 {
+            return false;
+        }
+        let dir = self.store.path().parent().unwrap_or(Path::new("."));
+        let available = match space::available_bytes(dir) {
+            Ok(available) => available,
+            Err(error) => {
+                log::warn!("free space of {} unknown: {error}", dir.display());
+                return false;
+            }
+        };
+        let below = available < self.min_free_space;
+        if self.below_floor.swap(below, Ordering::Relaxed) != below {
+            let mib = |bytes: u64| bytes / (1024 * 1024);
+            if below {
+                log::error!(
+                    "{} has {} MiB free, under the floor of {} MiB \
+                     (limits.min_free_space_mb): MAIL gets 452 4.3.1 until space is freed",
+                    dir.display(),
+                    mib(available),
+                    mib(self.min_free_space)
+                );
+            } else {
+                log::warn!(
+                    "{} has {} MiB free again: mail is accepted",
+                    dir.display(),
+                    mib(available)
+                );
+            }
+        }
+        below
     }
 
     /// Parses, renders and stores one message; returns once it is durably committed. A
@@ -272,6 +354,42 @@ mod tests {
         assert_eq!(s.authenticate(&auth("nobody", "pw")), AuthOutcome::Rejected);
         assert_eq!(s.authenticate(&auth("dora", "pw")), AuthOutcome::Rejected);
         assert_eq!(s.authenticate(&auth("", "")), AuthOutcome::Rejected);
+    }
+
+    #[test]
+    fn check_mail_refuses_a_login_disabled_or_deleted_since_auth() {
+        let (_dir, s) = services();
+        s.store().add_user("alice", "pw", UNIX_EPOCH).unwrap();
+        let check = |user: &str| {
+            s.check_mail(&MailCheck {
+                user: user.to_string(),
+            })
+        };
+        assert_eq!(check("alice"), MailVerdict::Accepted);
+        s.store().disable_user("alice", UNIX_EPOCH).unwrap();
+        assert_eq!(check("alice"), MailVerdict::LoginRevoked);
+        s.store().enable_user("alice", UNIX_EPOCH).unwrap();
+        assert_eq!(check("alice"), MailVerdict::Accepted);
+        s.store().delete_user("alice").unwrap();
+        assert_eq!(check("alice"), MailVerdict::LoginRevoked);
+    }
+
+    #[test]
+    fn check_mail_refuses_below_the_free_space_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path(), 4).unwrap();
+        store.add_user("alice", "pw", UNIX_EPOCH).unwrap();
+        let free = space::available_bytes(dir.path()).unwrap();
+        let check = MailCheck {
+            user: "alice".into(),
+        };
+        let s = Services::new(store, "mail.example").with_min_free_space(free.saturating_mul(4));
+        assert_eq!(s.check_mail(&check), MailVerdict::InsufficientStorage);
+        assert_eq!(s.check_mail(&check), MailVerdict::InsufficientStorage);
+        let s = Services::new(Store::open_in(&dir.path().join("b"), 4).unwrap(), "m")
+            .with_min_free_space(1);
+        s.store().add_user("alice", "pw", UNIX_EPOCH).unwrap();
+        assert_eq!(s.check_mail(&check), MailVerdict::Accepted);
     }
 
     #[test]

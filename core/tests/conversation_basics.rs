@@ -221,7 +221,9 @@ fn l9_http_and_header_lines_close_at_once() {
 
 #[test]
 fn r1_idle_client_times_out() {
-    let mut h = Harness::submission();
+    // Logged in, so that only the command timeout applies (before a login, the preauth
+    // limit comes first: see the `preauth_*` tests).
+    let mut h = Harness::authenticated();
     assert_eq!(
         h.session.poll_timeout(),
         Some(h.now + Duration::from_secs(300))
@@ -235,7 +237,7 @@ fn r1_idle_client_times_out() {
 
 #[test]
 fn r2_trickling_a_command_does_not_extend_the_deadline() {
-    let mut h = Harness::submission();
+    let mut h = Harness::authenticated();
     for _ in 0..4 {
         h.advance(Duration::from_secs(70));
         h.client("N");
@@ -247,7 +249,7 @@ fn r2_trickling_a_command_does_not_extend_the_deadline() {
 
 #[test]
 fn each_command_restarts_the_command_timer() {
-    let mut h = Harness::submission();
+    let mut h = Harness::authenticated();
     h.advance(Duration::from_secs(200));
     h.client("NOOP\r\n");
     h.expect_reply(250);
@@ -341,9 +343,12 @@ fn close_reasons_name_why_the_session_ended() {
     let mut h = Harness::submission();
     h.client("QUIT\r\n");
     assert_eq!(h.session.close_reason(), Some(CloseReason::Quit));
-    let mut h = Harness::submission();
+    let mut h = Harness::authenticated();
     h.advance(Duration::from_secs(300));
     assert_eq!(h.session.close_reason(), Some(CloseReason::Timeout));
+    let mut h = Harness::submission();
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.session.close_reason(), Some(CloseReason::PreauthLimit));
     let mut h = Harness::submission();
     h.shutdown();
     assert_eq!(h.session.close_reason(), Some(CloseReason::Shutdown));
@@ -358,4 +363,135 @@ fn close_reasons_name_why_the_session_ended() {
     assert_eq!(h.session.close_reason(), Some(CloseReason::PeerClosed));
     let h = Harness::submission();
     assert_eq!(h.session.close_reason(), None);
+}
+
+// --- Before login (issue 24 item 5) -------------------------------------------------------
+
+#[test]
+fn preauth_a_session_gets_twenty_commands_before_login_then_421() {
+    let mut h = Harness::submission();
+    for _ in 0..20 {
+        h.client("NOOP\r\n");
+        h.expect_reply(250);
+    }
+    h.client("NOOP\r\n");
+    h.expect_line("421 4.7.0 mx.test Error: too many commands before authentication");
+    h.expect_close();
+}
+
+#[test]
+fn preauth_bad_and_overlong_lines_count_as_commands() {
+    let mut h = Harness::submission_with(SessionConfig {
+        preauth_commands: 3,
+        max_bad_commands: 100,
+        ..test_config()
+    });
+    h.client("FOO\r\n");
+    h.expect_reply(500);
+    h.client(format!("NOOP {}\r\n", "x".repeat(600)));
+    h.expect_reply(500);
+    h.client("NOOP\r\n");
+    h.expect_reply(250);
+    h.client("NOOP\r\n");
+    h.expect_reply(421);
+    h.expect_close();
+}
+
+#[test]
+fn preauth_pipelined_commands_past_the_budget_are_not_answered() {
+    let mut h = Harness::submission_with(SessionConfig {
+        preauth_commands: 2,
+        ..test_config()
+    });
+    h.client("NOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\n");
+    h.expect_reply(250);
+    h.expect_reply(250);
+    h.expect_line("421 4.7.0 mx.test Error: too many commands before authentication");
+    h.expect_close();
+}
+
+#[test]
+fn preauth_a_login_lifts_the_command_budget() {
+    let mut h = Harness::implicit_with(SessionConfig {
+        preauth_commands: 3,
+        ..test_config()
+    });
+    h.ehlo();
+    h.client("NOOP\r\n");
+    h.expect_reply(250);
+    h.login("alice", "s3cret"); // the third command
+    for _ in 0..30 {
+        h.client("NOOP\r\n");
+        h.expect_reply(250);
+    }
+}
+
+#[test]
+fn preauth_noops_do_not_keep_a_session_alive_past_the_preauth_timeout() {
+    let mut h = Harness::submission_with(SessionConfig {
+        preauth_commands: 1000,
+        ..test_config()
+    });
+    assert_eq!(
+        h.session.poll_timeout(),
+        Some(h.now + Duration::from_secs(60))
+    );
+    for _ in 0..5 {
+        h.advance(Duration::from_secs(11));
+        h.client("NOOP\r\n");
+        h.expect_reply(250);
+    }
+    h.advance(Duration::from_secs(4));
+    h.expect_idle();
+    h.advance(Duration::from_secs(1));
+    h.expect_line("421 4.7.0 mx.test Error: too long without authentication");
+    h.expect_close();
+}
+
+#[test]
+fn preauth_the_timeout_ends_with_the_login() {
+    let mut h = Harness::authenticated();
+    h.advance(Duration::from_secs(250));
+    h.client("NOOP\r\n");
+    h.expect_reply(250);
+    assert_eq!(
+        h.session.poll_timeout(),
+        Some(h.now + Duration::from_secs(300))
+    );
+}
+
+#[test]
+fn preauth_a_failed_login_does_not_lift_the_limits() {
+    let mut h = Harness::implicit_with(SessionConfig {
+        preauth_commands: 2,
+        ..test_config()
+    });
+    h.ehlo();
+    h.client(format!(
+        "AUTH PLAIN {}\r\n",
+        atacama_core::testing::plain("alice", "no")
+    ));
+    h.expect_auth();
+    h.complete_auth(atacama_core::smtp::AuthOutcome::Rejected);
+    h.expect_reply(535);
+    h.client("NOOP\r\n");
+    h.expect_reply(421);
+    h.expect_close();
+}
+
+#[test]
+fn a_huge_configured_timeout_does_not_overflow_the_clock() {
+    // Issue 24 item 14: `now + u64::MAX seconds` panicked every smol connection.
+    let mut h = Harness::submission_with(SessionConfig {
+        command_timeout: Duration::MAX,
+        preauth_timeout: Duration::MAX,
+        data_timeout: Duration::MAX,
+        data_rate_grace: Duration::MAX,
+        ..test_config()
+    });
+    h.client("NOOP\r\n");
+    h.expect_reply(250);
+    assert!(h.session.poll_timeout().is_some_and(|at| at > h.now));
+    h.advance(Duration::from_secs(3600));
+    h.expect_idle();
 }

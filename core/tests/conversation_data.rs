@@ -175,20 +175,136 @@ fn data_with_an_argument() {
     h.expect_line("501 5.5.4 Syntax: DATA");
 }
 
+// --- DATA timing (issue 24 item 8, R2) ----------------------------------------------------
+
 #[test]
-fn data_timeout_caps_a_slow_message() {
+fn r2_data_timeout_is_per_read_not_for_the_whole_message() {
     use std::time::Duration;
     let mut h = in_data(SessionConfig {
-        command_timeout: Duration::from_secs(100),
-        data_timeout: Duration::from_secs(250),
+        data_timeout: Duration::from_secs(10),
+        min_data_rate: 0,
         ..test_config()
     });
-    for _ in 0..3 {
-        h.advance(Duration::from_secs(80));
-        h.client("slow\r\n");
+    // 100 s of a line every 9 s: each read restarts the timer, and nothing caps the whole.
+    for _ in 0..11 {
+        h.advance(Duration::from_secs(9));
+        h.client("slow but steady\r\n");
     }
     h.expect_idle();
-    h.advance(Duration::from_secs(10));
+    h.advance(Duration::from_secs(9));
+    h.expect_idle();
+    h.advance(Duration::from_secs(1));
     h.expect_line("421 4.4.2 mx.test Error: timeout exceeded");
     h.expect_close();
+}
+
+#[test]
+fn r2_a_message_at_the_minimum_rate_is_accepted() {
+    use std::time::Duration;
+    let mut h = in_data(SessionConfig {
+        min_data_rate: 1024,
+        data_rate_grace: Duration::from_secs(30),
+        ..test_config()
+    });
+    // 2 MiB over 20 s, steadily (the issue's example).
+    h.client("Subject: steady\r\n\r\n");
+    let chunk = format!("{}\r\n", "x".repeat(1022));
+    for _ in 0..20 {
+        h.advance(Duration::from_secs(1));
+        h.client(chunk.repeat(100));
+    }
+    h.expect_idle();
+    h.client("\r\n.\r\n");
+    assert_eq!(h.expect_delivery().data.len(), 19 + 20 * 100 * 1024 + 2);
+}
+
+#[test]
+fn r2_a_trickle_is_cut_once_the_grace_period_is_over() {
+    use atacama_core::smtp::CloseReason;
+    use std::time::Duration;
+    let mut h = in_data(SessionConfig {
+        min_data_rate: 1024,
+        data_rate_grace: Duration::from_secs(30),
+        ..test_config()
+    });
+    // One byte a second: never silent long enough for the inactivity timeout.
+    for _ in 0..29 {
+        h.advance(Duration::from_secs(1));
+        h.client("x");
+    }
+    h.expect_idle();
+    h.advance(Duration::from_secs(1));
+    h.expect_line("421 4.4.2 mx.test Error: message data arrived too slowly");
+    h.expect_close();
+    assert_eq!(h.session.close_reason(), Some(CloseReason::DataTooSlow));
+}
+
+#[test]
+fn r2_bytes_ahead_of_the_rate_push_its_deadline_back() {
+    use std::time::Duration;
+    let mut h = in_data(SessionConfig {
+        min_data_rate: 1000,
+        data_rate_grace: Duration::from_secs(5),
+        data_timeout: Duration::from_secs(180),
+        ..test_config()
+    });
+    let start = h.now;
+    h.client(format!("{}\r\n", "y".repeat(39_998))); // 40 000 bytes: 40 s at the rate
+    assert_eq!(
+        h.session.poll_timeout(),
+        Some(start + Duration::from_secs(40))
+    );
+    h.advance(Duration::from_secs(39));
+    h.client("z");
+    assert_eq!(
+        h.session.poll_timeout(),
+        Some(start + Duration::from_millis(40_001))
+    );
+    h.advance(Duration::from_millis(1_001));
+    h.expect_reply(421);
+    h.expect_close();
+}
+
+#[test]
+fn r2_the_rate_applies_to_each_message_from_its_own_354() {
+    use std::time::Duration;
+    let mut h = in_data(SessionConfig {
+        min_data_rate: 1024,
+        data_rate_grace: Duration::from_secs(30),
+        ..test_config()
+    });
+    h.advance(Duration::from_secs(20));
+    h.client("Subject: one\r\n\r\nbody\r\n.\r\n");
+    h.expect_delivery();
+    h.complete_delivery(Ok(1));
+    h.expect_reply(250);
+    // After the message, the command timeout rules again: no rate while idle.
+    assert_eq!(
+        h.session.poll_timeout(),
+        Some(h.now + Duration::from_secs(300))
+    );
+    h.advance(Duration::from_secs(100));
+    h.client("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
+    h.expect_reply(250);
+    h.expect_reply(250);
+    h.expect_reply(354);
+    assert_eq!(
+        h.session.poll_timeout(),
+        Some(h.now + Duration::from_secs(30))
+    );
+}
+
+#[test]
+fn r2_a_rate_of_zero_turns_the_check_off() {
+    use std::time::Duration;
+    let mut h = in_data(SessionConfig {
+        min_data_rate: 0,
+        data_timeout: Duration::from_secs(180),
+        ..test_config()
+    });
+    for _ in 0..10 {
+        h.advance(Duration::from_secs(170));
+        h.client("x");
+    }
+    h.expect_idle();
 }

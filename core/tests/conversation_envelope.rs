@@ -1,6 +1,6 @@
 //! MAIL FROM and RCPT TO (RFC 5321 §3.3, RFC 6409, RFC 1870, RFC 6531). Cases E1–E11.
 
-use atacama_core::smtp::SessionConfig;
+use atacama_core::smtp::{CloseReason, MailVerdict, SessionConfig};
 use atacama_core::testing::{Harness, test_config};
 
 #[test]
@@ -228,4 +228,87 @@ fn e12_too_many_messages_in_one_session() {
     h.expect_line("452 4.4.5 Error: too many messages in this session, reconnect");
     h.client("QUIT\r\n");
     h.expect_reply(221);
+}
+
+// --- The MAIL check (issue 24 items 2 and 7) ------------------------------------------------
+
+/// A logged-in session whose MAIL checks wait for the test's verdict.
+fn checked_by_hand() -> Harness {
+    let mut h = Harness::authenticated();
+    h.mail_verdict = None;
+    h
+}
+
+#[test]
+fn mail_waits_for_its_check_and_pipelined_commands_wait_behind_it() {
+    let mut h = checked_by_hand();
+    h.client("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
+    let check = h.expect_mail_check();
+    assert_eq!(check.user, "alice");
+    assert_eq!(
+        h.session.poll_timeout(),
+        None,
+        "no timeout while the runtime checks"
+    );
+    h.expect_idle();
+    h.complete_mail_check(MailVerdict::Accepted);
+    h.expect_line("250 2.1.0 Ok");
+    h.expect_line("250 2.1.5 Ok");
+    h.expect_line("354 End data with <CR><LF>.<CR><LF>");
+}
+
+#[test]
+fn mail_from_a_login_disabled_since_auth_gets_421_and_the_session_closes() {
+    let mut h = checked_by_hand();
+    h.client("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\n");
+    h.expect_mail_check();
+    h.complete_mail_check(MailVerdict::LoginRevoked);
+    h.expect_line("421 4.7.0 mx.test Error: the login is no longer valid");
+    h.expect_close();
+    assert_eq!(h.session.close_reason(), Some(CloseReason::LoginRevoked));
+}
+
+#[test]
+fn mail_below_the_free_space_floor_gets_452_and_the_session_goes_on() {
+    let mut h = checked_by_hand();
+    h.client("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\n");
+    h.expect_mail_check();
+    h.complete_mail_check(MailVerdict::InsufficientStorage);
+    h.expect_line("452 4.3.1 Error: insufficient system storage, try again later");
+    // No transaction started: the pipelined RCPT is out of sequence.
+    h.expect_line("503 5.5.1 Error: need MAIL command");
+    h.client("MAIL FROM:<alice@example.org>\r\n");
+    h.expect_mail_check();
+    h.complete_mail_check(MailVerdict::Accepted);
+    h.expect_line("250 2.1.0 Ok");
+}
+
+#[test]
+fn mail_whose_check_fails_gets_451_and_the_session_goes_on() {
+    let mut h = checked_by_hand();
+    h.client("MAIL FROM:<alice@example.org>\r\n");
+    h.expect_mail_check();
+    h.complete_mail_check(MailVerdict::Unavailable);
+    h.expect_reply(451);
+    h.client("NOOP\r\n");
+    h.expect_reply(250);
+}
+
+#[test]
+fn mail_refused_by_policy_is_not_checked() {
+    let mut h = checked_by_hand();
+    h.client("MAIL FROM:<bob@example.org>\r\n");
+    h.expect_reply(553);
+    h.expect_idle();
+}
+
+#[test]
+fn a_mail_check_nobody_asked_for_is_refused() {
+    let mut h = Harness::authenticated();
+    assert!(
+        h.session
+            .mail_checked(h.now, MailVerdict::Accepted)
+            .is_err()
+    );
+    h.expect_idle();
 }

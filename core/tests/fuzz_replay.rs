@@ -8,7 +8,7 @@ use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use atacama_core::smtp::AuthOutcome;
+use atacama_core::smtp::{AuthOutcome, MailVerdict};
 use atacama_core::testing::fuzz::{self, Limits, Script, Step};
 use atacama_core::testing::plain;
 
@@ -364,6 +364,43 @@ fn session_seeds() -> Vec<(&'static str, Script)> {
                 .send(format!("AUTH PLAIN {}\r\n", plain("bob", "x")))
                 .step(Step::Auth(AuthOutcome::Accepted))
                 .send("MAIL FROM:<alice@example.org>\r\nQUIT\r\n"),
+        ),
+        (
+            // Issue 24: a MAIL below the free-space floor, then one whose login was revoked.
+            "mail-checks-no-space-then-revoked",
+            implicit()
+                .send("EHLO c.test\r\n")
+                .send(&ir)
+                .step(Step::Auth(AuthOutcome::Accepted))
+                .step(Step::MailVerdict(MailVerdict::InsufficientStorage))
+                .send("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\n")
+                .step(Step::MailVerdict(MailVerdict::Unavailable))
+                .send("MAIL FROM:<alice@example.org>\r\n")
+                .step(Step::MailVerdict(MailVerdict::Accepted))
+                .send("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n")
+                .send(data("Subject: one\r\n\r\nhi\r\n"))
+                .step(Step::Delivery(true))
+                .step(Step::MailVerdict(MailVerdict::LoginRevoked))
+                .send("MAIL FROM:<alice@example.org>\r\n"),
+        ),
+        (
+            // Issue 24: NOOPs without a login until the preauth budget ends the session.
+            "preauth-noop-flood",
+            plaintext().send("NOOP\r\n".repeat(25)),
+        ),
+        (
+            // Issue 24: a message trickled below the minimum rate past its grace period.
+            "data-trickle",
+            implicit()
+                .send("EHLO c.test\r\n")
+                .send(&ir)
+                .step(Step::Auth(AuthOutcome::Accepted))
+                .send("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n")
+                .step(Step::Wait(20))
+                .send("x")
+                .step(Step::Wait(20))
+                .send("x")
+                .step(Step::WaitForDeadline),
         ),
     ]
 }

@@ -107,6 +107,11 @@ impl Io {
                 let outcome = self.authenticate(request).await;
                 conn.auth_result(Instant::now(), outcome)
             }
+            Event::CheckMail(check) => {
+                // A read and a statvfs: short enough to run where the session runs.
+                let verdict = self.shared.state.services.check_mail(&check);
+                conn.mail_checked(Instant::now(), verdict)
+            }
             Event::Deliver(delivery) => {
                 self.stream.flush(write_timeout).await.map_err(outcome_of)?;
                 let result = self.deliver(delivery).await;

@@ -80,6 +80,11 @@ impl Io<'_> {
                 let outcome = self.authenticate(&request);
                 conn.auth_result(Instant::now(), outcome)
             }
+            Event::CheckMail(check) => {
+                // A read and a statvfs: short enough to run where the session runs.
+                let verdict = self.shared.state.services.check_mail(&check);
+                conn.mail_checked(Instant::now(), verdict)
+            }
             Event::Deliver(delivery) => {
                 let deliveries = &self.shared.state.deliveries;
                 let result = match deliveries.submit(delivery, SystemTime::now()) {

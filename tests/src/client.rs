@@ -45,6 +45,22 @@ impl Client {
         })
     }
 
+    /// Connects in plaintext from `source`, a loopback address other than 127.0.0.1, so that
+    /// the server sees another client (its per-address limits count it apart).
+    pub fn connect_from(address: SocketAddr, source: std::net::IpAddr) -> io::Result<Client> {
+        let domain = socket2::Domain::for_address(address);
+        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+        socket.bind(&SocketAddr::new(source, 0).into())?;
+        socket.connect_timeout(&address.into(), Duration::from_secs(5))?;
+        let tcp: TcpStream = socket.into();
+        tcp.set_read_timeout(Some(READ_TIMEOUT))?;
+        tcp.set_nodelay(true)?;
+        Ok(Client {
+            stream: Some(Stream::Plain(tcp)),
+            input: Vec::new(),
+        })
+    }
+
     /// Connects with TLS from the first byte (the submissions port), trusting `cert_pem`.
     pub fn connect_tls(address: SocketAddr, cert_pem: &[u8]) -> io::Result<Client> {
         let mut client = Client::connect(address)?;

@@ -57,6 +57,10 @@ pub struct Options {
     /// Busy mode: created once every connection has logged in, when the messages start, so
     /// a script can start other load (a login storm) against senders already sending.
     pub ready_file: Option<std::path::PathBuf>,
+    /// Against 127.0.0.1, each connection comes from its own loopback address (127.1.1.1,
+    /// 127.1.1.2, …), as the connections of many clients do: a server counts logins in
+    /// flight and connections per address, and one address would measure those limits.
+    pub spread_sources: bool,
 }
 
 /// What happened.
@@ -180,7 +184,7 @@ async fn drive(
     let parties = options.connections + usize::from(options.idle.is_some());
     let release = Arc::new(smol::lock::Barrier::new(parties));
     let tasks: Vec<_> = (0..options.connections)
-        .map(|_| {
+        .map(|index| {
             let (options, tls, body, stats, gate) = (
                 options.clone(),
                 tls.clone(),
@@ -192,9 +196,12 @@ async fn drive(
             ex.spawn(async move {
                 let result = match options.idle {
                     Some(_) => {
-                        idle_connection(&options, tls, &gate, &stats, established_tx, release).await
+                        let held = (established_tx, release);
+                        idle_connection(&options, index, tls, &gate, &stats, held).await
                     }
-                    None => busy_connection(&options, tls, &body, &gate, &stats, &release).await,
+                    None => {
+                        busy_connection(&options, index, tls, &body, &gate, &stats, &release).await
+                    }
                 };
                 let mut s = lock(&stats);
                 match result {
@@ -241,13 +248,41 @@ fn lock(stats: &Mutex<Report>) -> std::sync::MutexGuard<'_, Report> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Connect, TLS, EHLO; returns the TLS stream ready for commands.
+/// The TCP connection of connection number `index`: from its own loopback source address
+/// when the target is 127.0.0.1 and `spread_sources` is set.
+async fn connect(options: &Options, index: usize) -> std::io::Result<smol::net::TcpStream> {
+    if !options.spread_sources || options.addr.ip() != std::net::Ipv4Addr::LOCALHOST {
+        return smol::net::TcpStream::connect(options.addr).await;
+    }
+    // 127.1.1.1, 127.1.1.2, …: every octet in 1..=250, 15 million addresses.
+    let n = u32::try_from(index).unwrap_or(u32::MAX);
+    let octet = |k: u32| u8::try_from(k % 250 + 1).unwrap_or(1);
+    let source = std::net::Ipv4Addr::new(127, octet(n / 62_500), octet(n / 250), octet(n));
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from((source, 0)).into())?;
+    socket.set_nonblocking(true)?;
+    match socket.connect(&options.addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let stream = smol::Async::new(std::net::TcpStream::from(socket))?;
+    stream.writable().await?;
+    if let Some(error) = stream.get_ref().take_error()? {
+        return Err(error);
+    }
+    Ok(smol::net::TcpStream::from(stream))
+}
+
+/// Connect, TLS, EHLO; returns the TLS stream ready for commands. `index` numbers the
+/// connection, for its source address.
 async fn open(
     options: &Options,
+    index: usize,
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<Replies<futures_rustls::client::TlsStream<smol::net::TcpStream>>, Failure> {
     let tcp = timed(options.io_timeout, async {
-        smol::net::TcpStream::connect(options.addr)
+        connect(options, index)
             .await
             .map_err(|e| Failure::Io(e.to_string()))
     })
@@ -283,6 +318,7 @@ async fn open(
 
 async fn busy_connection(
     options: &Options,
+    index: usize,
     tls: Arc<rustls::ClientConfig>,
     body: &[u8],
     gate: &smol::lock::Semaphore,
@@ -291,7 +327,7 @@ async fn busy_connection(
 ) -> Result<(), Failure> {
     let login = async {
         let _permit = gate.acquire().await;
-        let mut conn = open(options, tls).await?;
+        let mut conn = open(options, index, tls).await?;
         let login = Instant::now();
         let auth = format!(
             "AUTH PLAIN {}\r\n",
@@ -353,17 +389,19 @@ async fn busy_connection(
     Ok(())
 }
 
+/// Holds one connection open; `held` reports it established and waits for the release.
 async fn idle_connection(
     options: &Options,
+    index: usize,
     tls: Arc<rustls::ClientConfig>,
     gate: &smol::lock::Semaphore,
     stats: &Mutex<Report>,
-    established: smol::channel::Sender<bool>,
-    release: Arc<smol::lock::Barrier>,
+    held: (smol::channel::Sender<bool>, Arc<smol::lock::Barrier>),
 ) -> Result<(), Failure> {
+    let (established, release) = held;
     let opened = {
         let _permit = gate.acquire().await;
-        open(options, tls).await
+        open(options, index, tls).await
     };
     // Report in any case, so the driver never waits for a connection that failed.
     let _ = established.send(opened.is_ok()).await;

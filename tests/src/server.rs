@@ -27,6 +27,8 @@ pub struct Settings {
     /// Hand the listeners over like systemd socket activation (fds 3 and 4, named
     /// `submission` and `submissions`); `[listen]` then names ports nobody opens.
     pub socket_activation: bool,
+    /// Listen on `[::1]` instead of 127.0.0.1.
+    pub ipv6: bool,
 }
 
 impl Settings {
@@ -51,6 +53,12 @@ impl Settings {
     /// Passes the listeners as systemd socket activation does.
     pub fn socket_activation(mut self) -> Settings {
         self.socket_activation = true;
+        self
+    }
+
+    /// Listens on the IPv6 loopback address instead of 127.0.0.1.
+    pub fn ipv6(mut self) -> Settings {
+        self.ipv6 = true;
         self
     }
 
@@ -95,7 +103,11 @@ impl Server {
         let dir = tempfile::tempdir().expect("temporary directory");
         let data_dir = dir.path().join("data");
         let config = dir.path().join("atacama.toml");
-        let (submission, submissions) = (free_port(), free_port());
+        let (submission, submissions) = if settings.ipv6 {
+            (free_port_v6(), free_port_v6())
+        } else {
+            (free_port(), free_port())
+        };
         let (activation, configured) = if settings.socket_activation {
             let plain = TcpListener::bind(submission).expect("bind the submission socket");
             let tls = TcpListener::bind(submissions).expect("bind the submissions socket");
@@ -327,7 +339,12 @@ fn activation_command(program: &Path, plain: &TcpListener, tls: &TcpListener) ->
     command
 }
 
-/// A loopback port nobody listens on now.
+/// A port on `[::1]` nobody listens on now (from bind(0): IPv6 tests are few).
+pub fn free_port_v6() -> SocketAddr {
+    let listener = TcpListener::bind("[::1]:0").expect("bind an IPv6 loopback port");
+    listener.local_addr().expect("its address")
+}
+
 /// A loopback port no one holds, below the kernel's ephemeral range (32768 and up here): a
 /// port from bind(0) can be taken by another test's outgoing connection before the server
 /// binds it, which made a server fail to start now and then.

@@ -34,7 +34,10 @@ fn no_file_gives_the_documented_defaults() {
         ),
         (26_214_400, 100, 1000, 50)
     );
-    assert_eq!((l.command_timeout_secs, l.data_timeout_secs), (300, 600));
+    assert_eq!((l.command_timeout_secs, l.data_timeout_secs), (300, 180));
+    assert_eq!((l.min_data_rate, l.min_data_rate_grace_secs), (1024, 30));
+    assert_eq!((l.preauth_commands, l.preauth_timeout_secs), (20, 60));
+    assert_eq!((l.ipv6_prefix, l.min_free_space_mb), (64, 64));
     assert_eq!(l.bare_newline, BareNewline::Reject);
     assert!(l.group_commit);
     assert_eq!(
@@ -86,6 +89,12 @@ fn every_key_is_read() {
         max_connections_per_ip = 2
         command_timeout_secs = 30
         data_timeout_secs = 60
+        min_data_rate = 500
+        min_data_rate_grace_secs = 10
+        preauth_commands = 8
+        preauth_timeout_secs = 15
+        ipv6_prefix = 56
+        min_free_space_mb = 0
         bare_newline = "normalize"
         group_commit = false
         [auth]
@@ -115,6 +124,12 @@ fn every_key_is_read() {
             max_connections_per_ip: 2,
             command_timeout_secs: 30,
             data_timeout_secs: 60,
+            min_data_rate: 500,
+            min_data_rate_grace_secs: 10,
+            preauth_commands: 8,
+            preauth_timeout_secs: 15,
+            ipv6_prefix: 56,
+            min_free_space_mb: 0,
             bare_newline: BareNewline::Normalize,
             group_commit: false,
         },
@@ -135,6 +150,10 @@ fn every_key_is_read() {
             max_recipients: 5,
             command_timeout: Duration::from_secs(30),
             data_timeout: Duration::from_secs(60),
+            min_data_rate: 500,
+            data_rate_grace: Duration::from_secs(10),
+            preauth_commands: 8,
+            preauth_timeout: Duration::from_secs(15),
             bare_newline: BareNewline::Normalize,
             require_tls: false,
             max_auth_failures: 7,
@@ -207,27 +226,73 @@ fn out_of_range_values_are_named() {
         (
             "[limits]\nmax_recipients = 0",
             "limits.max_recipients",
-            "must be at least 1",
+            "must be between 1 and 100000, not 0",
         ),
         (
             "[limits]\ncommand_timeout_secs = 0",
             "limits.command_timeout_secs",
-            "must be at least 1",
+            "must be between 1 and 86400, not 0",
+        ),
+        (
+            // Issue 24 item 14: this panicked every smol connection (Instant + Duration).
+            "[limits]\ncommand_timeout_secs = 18446744073709551615",
+            "limits.command_timeout_secs",
+            "must be between 1 and 86400, not 18446744073709551615",
         ),
         (
             "[limits]\ndata_timeout_secs = 0",
             "limits.data_timeout_secs",
-            "must be at least 1",
+            "must be between 1 and 86400, not 0",
         ),
         (
             "[limits]\nmax_connections = 0",
             "limits.max_connections",
-            "must be at least 1",
+            "must be between 1 and 1000000, not 0",
+        ),
+        (
+            "[limits]\nmax_message_size = 2000000000",
+            "limits.max_message_size",
+            "must be between 1 and 1073741824, not 2000000000",
+        ),
+        (
+            "[limits]\nmin_data_rate_grace_secs = 100000",
+            "limits.min_data_rate_grace_secs",
+            "must be between 0 and 86400, not 100000",
+        ),
+        (
+            "[limits]\npreauth_commands = 0",
+            "limits.preauth_commands",
+            "must be between 1 and 100000, not 0",
+        ),
+        (
+            "[limits]\npreauth_timeout_secs = 86401",
+            "limits.preauth_timeout_secs",
+            "must be between 1 and 86400, not 86401",
+        ),
+        (
+            "[limits]\nipv6_prefix = 0",
+            "limits.ipv6_prefix",
+            "must be between 1 and 128, not 0",
+        ),
+        (
+            "[limits]\nipv6_prefix = 129",
+            "limits.ipv6_prefix",
+            "must be between 1 and 128, not 129",
+        ),
+        (
+            "[limits]\nmin_free_space_mb = 1073741825",
+            "limits.min_free_space_mb",
+            "must be between 0 and 1073741824, not 1073741825",
+        ),
+        (
+            "[limits]\nmin_data_rate = 1073741825",
+            "limits.min_data_rate",
+            "must be between 0 and 1073741824, not 1073741825",
         ),
         (
             "[auth]\nmax_failures_per_connection = 0",
             "auth.max_failures_per_connection",
-            "must be at least 1",
+            "must be between 1 and 1000, not 0",
         ),
         (
             "hostname = \"bad host\"",

@@ -1,4 +1,6 @@
-//! Connection counting: a global cap and a per-address cap (R3, R4).
+//! Connection counting: a global cap and a per-address cap (R3, R4). IPv6 clients are
+//! counted by their prefix (`limits.ipv6_prefix`, /64 by default), as the login throttle
+//! counts them: keyed on whole addresses, one host with a /64 could take every slot.
 //!
 //! The acceptor asks before it starts a session. Over a cap it writes the `421 4.7.0` reply
 //! it is handed and closes at once: never an accept-and-ignore, never a hang.
@@ -7,7 +9,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use super::lock;
+use super::{ServerLimits, lock};
 use crate::smtp::Reply;
 use crate::smtp::reply;
 
@@ -17,6 +19,7 @@ pub struct ConnectionGate {
     hostname: String,
     max_total: usize,
     max_per_ip: usize,
+    ipv6_prefix: u8,
     total: usize,
     per_ip: HashMap<IpAddr, usize>,
 }
@@ -28,21 +31,30 @@ impl ConnectionGate {
             hostname: hostname.into(),
             max_total,
             max_per_ip,
+            ipv6_prefix: super::DEFAULT_IPV6_PREFIX,
             total: 0,
             per_ip: HashMap::new(),
         }
     }
 
+    /// Counts IPv6 clients by their first `prefix` bits instead of the default /64.
+    pub fn with_ipv6_prefix(mut self, prefix: u8) -> Self {
+        self.ipv6_prefix = prefix;
+        self
+    }
+
     /// Counts a new connection from `ip`, or returns the `421` to send before closing it.
     /// Every admitted connection must be [`ConnectionGate::release`]d exactly once.
     pub fn admit(&mut self, ip: IpAddr) -> Result<(), Reply> {
-        let ip = ip.to_canonical();
         if self.total >= self.max_total {
             return Err(reply::too_many_connections(&self.hostname));
         }
-        let count = self.per_ip.entry(ip).or_insert(0);
+        let count = self.per_ip.entry(self.key(ip)).or_insert(0);
         if *count >= self.max_per_ip {
-            return Err(reply::too_many_connections_from(&self.hostname, ip));
+            return Err(reply::too_many_connections_from(
+                &self.hostname,
+                ip.to_canonical(),
+            ));
         }
         *count += 1;
         self.total += 1;
@@ -51,12 +63,12 @@ impl ConnectionGate {
 
     /// Forgets a connection from `ip` that [`ConnectionGate::admit`] let in.
     pub fn release(&mut self, ip: IpAddr) {
-        let ip = ip.to_canonical();
-        if let Some(count) = self.per_ip.get_mut(&ip) {
+        let key = self.key(ip);
+        if let Some(count) = self.per_ip.get_mut(&key) {
             *count = count.saturating_sub(1);
             if *count == 0 {
                 // Keep the map as small as the set of connected addresses.
-                self.per_ip.remove(&ip);
+                self.per_ip.remove(&key);
             }
             self.total = self.total.saturating_sub(1);
         }
@@ -67,9 +79,13 @@ impl ConnectionGate {
         self.total
     }
 
-    /// Connections open now from `ip`.
+    /// Connections open now from `ip` (for IPv6: from its prefix).
     pub fn from_ip(&self, ip: IpAddr) -> usize {
-        self.per_ip.get(&ip.to_canonical()).copied().unwrap_or(0)
+        self.per_ip.get(&self.key(ip)).copied().unwrap_or(0)
+    }
+
+    fn key(&self, ip: IpAddr) -> IpAddr {
+        super::client_key(ip, self.ipv6_prefix)
     }
 }
 
@@ -80,9 +96,23 @@ pub struct Gate(Arc<Mutex<ConnectionGate>>);
 impl Gate {
     /// A shared gate; see [`ConnectionGate::new`].
     pub fn new(hostname: impl Into<String>, max_total: usize, max_per_ip: usize) -> Gate {
-        Gate(Arc::new(Mutex::new(ConnectionGate::new(
-            hostname, max_total, max_per_ip,
-        ))))
+        Gate::shared(ConnectionGate::new(hostname, max_total, max_per_ip))
+    }
+
+    /// The gate of a server under `limits`: its caps and its IPv6 prefix.
+    pub fn from_limits(limits: &ServerLimits) -> Gate {
+        Gate::shared(
+            ConnectionGate::new(
+                limits.hostname.clone(),
+                limits.max_connections,
+                limits.max_connections_per_ip,
+            )
+            .with_ipv6_prefix(limits.ipv6_prefix),
+        )
+    }
+
+    fn shared(gate: ConnectionGate) -> Gate {
+        Gate(Arc::new(Mutex::new(gate)))
     }
 
     /// Admits a connection from `ip`; the permit releases it when dropped.
@@ -156,6 +186,34 @@ mod tests {
         assert!(gate.admit(mapped).is_err());
         gate.release(mapped);
         assert_eq!(gate.from_ip(A), 0);
+    }
+
+    #[test]
+    fn ipv6_clients_of_one_prefix_share_the_per_ip_cap() {
+        // Issue 24 item 4: one host with a /64 could take every slot.
+        let mut gate = ConnectionGate::new("mx.test", 100, 2);
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        gate.admit(ip("2001:db8:1:2::1")).unwrap();
+        gate.admit(ip("2001:db8:1:2::2")).unwrap();
+        let refused = gate.admit(ip("2001:db8:1:2:ffff::3")).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "421 4.7.0 mx.test Error: too many connections from 2001:db8:1:2:ffff::3\r\n"
+        );
+        assert!(gate.admit(ip("2001:db8:1:3::1")).is_ok(), "another /64");
+        gate.release(ip("2001:db8:1:2::1"));
+        assert_eq!(gate.from_ip(ip("2001:db8:1:2::9")), 1);
+        assert!(gate.admit(ip("2001:db8:1:2::9")).is_ok());
+
+        let mut wide = ConnectionGate::new("mx.test", 100, 1).with_ipv6_prefix(48);
+        wide.admit(ip("2001:db8:1:2::1")).unwrap();
+        assert!(wide.admit(ip("2001:db8:1:3::1")).is_err(), "same /48");
+        let mut exact = ConnectionGate::new("mx.test", 100, 1).with_ipv6_prefix(128);
+        exact.admit(ip("2001:db8:1:2::1")).unwrap();
+        assert!(
+            exact.admit(ip("2001:db8:1:2::2")).is_ok(),
+            "/128: each address"
+        );
     }
 
     #[test]

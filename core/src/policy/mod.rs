@@ -20,6 +20,7 @@ pub mod gate;
 pub mod slots;
 pub mod throttle;
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 pub use auth::{AuthGate, AuthTicket};
@@ -38,6 +39,8 @@ pub struct ServerLimits {
     pub max_connections: usize,
     /// Connections open at once from one client address.
     pub max_connections_per_ip: usize,
+    /// IPv6 clients are counted by this many leading bits, by the gate and the throttle.
+    pub ipv6_prefix: u8,
     /// How long a TLS handshake may take, on 465 or after STARTTLS (T11).
     pub tls_handshake_timeout: Duration,
     /// How long one write may wait for a client that does not read (P4).
@@ -72,6 +75,11 @@ impl ServerLimits {
             hostname: config.hostname.clone(),
             max_connections: config.limits.max_connections,
             max_connections_per_ip: config.limits.max_connections_per_ip,
+            ipv6_prefix: config.limits.ipv6_prefix,
+            throttle: ThrottleConfig {
+                ipv6_prefix: config.limits.ipv6_prefix,
+                ..ThrottleConfig::default()
+            },
             ..ServerLimits::default()
         }
     }
@@ -83,6 +91,7 @@ impl Default for ServerLimits {
             hostname: "localhost".to_string(),
             max_connections: 1000,
             max_connections_per_ip: 50,
+            ipv6_prefix: DEFAULT_IPV6_PREFIX,
             tls_handshake_timeout: Duration::from_secs(20),
             write_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
@@ -101,10 +110,45 @@ impl Default for ServerLimits {
     }
 }
 
+/// The prefix length IPv6 clients are counted by unless configured: a host usually holds a
+/// whole /64 (RFC 6177), so counting single addresses would let one host take every slot.
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
+
+/// The key a client is counted under: an IPv4 address (or an IPv4-mapped IPv6 one) as it
+/// is, an IPv6 address by its first `ipv6_prefix` bits (at most 128).
+pub fn client_key(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u32::from(ipv6_prefix.min(128));
+            // A shift by 128 would overflow: a /0 keeps no bit.
+            let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
+        v4 => v4,
+    }
+}
+
 /// Locks a mutex, taking the data over if a thread panicked while holding it: the counters
 /// behind these mutexes stay consistent after every statement, so poisoning carries no news.
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_prefix_and_ipv4_ones_by_address() {
+        let key = |ip: &str, prefix| client_key(ip.parse().unwrap(), prefix).to_string();
+        assert_eq!(key("2001:db8:1:2:3:4:5:6", 64), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2:3:4:5:6", 48), "2001:db8:1::");
+        assert_eq!(key("2001:db8:1:2:3:4:5:6", 128), "2001:db8:1:2:3:4:5:6");
+        assert_eq!(key("2001:db8:1:2:3:4:5:6", 0), "::");
+        assert_eq!(key("2001:db8:1:2:3:4:5:6", 200), "2001:db8:1:2:3:4:5:6");
+        assert_eq!(key("192.0.2.7", 64), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7", 64), "192.0.2.7");
+    }
 }

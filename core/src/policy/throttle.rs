@@ -9,9 +9,13 @@
 //!   compare a keyed 64-bit hash of user name and password; the key comes from the hasher
 //!   the runtime passes in (`RandomState` is seeded per process), so the fingerprints are
 //!   useless outside this process, and the password itself is never stored.
-//! - IPv6 clients are counted per /64, since one host usually holds a whole /64.
-//! - Once an address has failed, its attempts in flight count too, so a burst of parallel
-//!   guesses cannot outrun the record.
+//! - IPv6 clients are counted by their prefix (`limits.ipv6_prefix`, /64 by default), since
+//!   one host usually holds a whole /64.
+//! - Attempts in flight count against the budget too: at most as many checks as failures
+//!   are still allowed run at once for an address, and the rest get `454 4.7.0` at once, so
+//!   a burst of parallel guesses cannot outrun the record (20 connections guessing at once
+//!   were all checked before). A host that logs many users in at the same moment (a NAT, a
+//!   webmail) sees the same: `454` is temporary, and its clients retry.
 //! - Memory is bounded: at most `max_addresses` addresses, each with at most `max_failures`
 //!   fingerprints; when full, the address whose last failure is oldest is forgotten.
 //! - A successful login does not clear the record: one known account must not let an
@@ -40,6 +44,8 @@ pub struct ThrottleConfig {
     pub max_delay: Duration,
     /// Addresses remembered at most.
     pub max_addresses: usize,
+    /// IPv6 clients are counted by this many leading bits ([`super::client_key`]).
+    pub ipv6_prefix: u8,
 }
 
 impl Default for ThrottleConfig {
@@ -50,6 +56,7 @@ impl Default for ThrottleConfig {
             delay_per_failure: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
             max_addresses: 4096,
+            ipv6_prefix: super::DEFAULT_IPV6_PREFIX,
         }
     }
 }
@@ -88,17 +95,14 @@ impl<S: BuildHasher> AuthThrottle<S> {
     /// [`Throttled`]. An `Ok` must be followed by exactly one [`AuthThrottle::finish`] or
     /// [`AuthThrottle::abandon`].
     pub fn begin(&mut self, ip: IpAddr, now: Instant) -> Result<Duration, Throttled> {
-        let key = address_key(ip);
+        let key = self.key(ip);
         let window = self.config.window;
         let record = self.addresses.entry(key).or_default();
         record.expire(now, window);
         let failures = record.failures.len();
-        // Once an address has failed, its attempts in flight count as failures-to-be, so a
-        // burst cannot outrun the record. Before that they are not limited here (only by the
-        // per-address connection cap): a NAT or a webmail host logs many users in at once.
-        if failures >= self.config.max_failures
-            || (failures > 0 && failures + record.in_flight >= self.config.max_failures)
-        {
+        // Attempts in flight are failures-to-be: a burst of parallel guesses must not
+        // outrun the record.
+        if failures.saturating_add(record.in_flight) >= self.config.max_failures {
             self.forget_if_empty(key);
             return Err(Throttled);
         }
@@ -117,7 +121,7 @@ impl<S: BuildHasher> AuthThrottle<S> {
         outcome: AuthOutcome,
         now: Instant,
     ) {
-        let key = address_key(ip);
+        let key = self.key(ip);
         let fingerprint = self.fingerprint(request);
         let window = self.config.window;
         let max_failures = self.config.max_failures;
@@ -146,7 +150,7 @@ impl<S: BuildHasher> AuthThrottle<S> {
     /// Ends an attempt [`AuthThrottle::begin`] let through without a verdict (the client
     /// left, the verifier was busy): it frees its place and counts as nothing.
     pub fn abandon(&mut self, ip: IpAddr) {
-        let key = address_key(ip);
+        let key = self.key(ip);
         if let Some(record) = self.addresses.get_mut(&key) {
             record.in_flight = record.in_flight.saturating_sub(1);
         }
@@ -155,7 +159,7 @@ impl<S: BuildHasher> AuthThrottle<S> {
 
     /// Distinct failures from `ip` still in the window at `now`.
     pub fn failures(&self, ip: IpAddr, now: Instant) -> usize {
-        self.addresses.get(&address_key(ip)).map_or(0, |record| {
+        self.addresses.get(&self.key(ip)).map_or(0, |record| {
             record
                 .failures
                 .iter()
@@ -167,6 +171,11 @@ impl<S: BuildHasher> AuthThrottle<S> {
     /// Addresses remembered now.
     pub fn addresses(&self) -> usize {
         self.addresses.len()
+    }
+
+    /// The address `ip` is counted under: IPv6 by its configured prefix.
+    fn key(&self, ip: IpAddr) -> IpAddr {
+        super::client_key(ip, self.config.ipv6_prefix)
     }
 
     fn fingerprint(&self, request: &AuthRequest) -> u64 {
@@ -213,17 +222,6 @@ impl Record {
     fn expire(&mut self, now: Instant, window: Duration) {
         self.failures
             .retain(|(_, at)| now.saturating_duration_since(*at) < window);
-    }
-}
-
-/// IPv4 addresses as they are; IPv6 addresses by their /64.
-fn address_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(bits.into())
-        }
-        v4 => v4,
     }
 }
 
@@ -419,12 +417,57 @@ mod tests {
     }
 
     #[test]
-    fn parallel_attempts_without_failures_are_not_limited() {
+    fn parallel_attempts_beyond_the_budget_are_throttled_before_any_failure() {
+        // Issue 24 item 6: 20 guesses at once were all checked; now at most the budget is.
+        let mut t = throttle();
+        let now = Instant::now();
+        let admitted = (0..20).filter(|_| t.begin(IP, now).is_ok()).count();
+        assert_eq!(admitted, 5);
+        assert!(
+            t.begin(OTHER, now).is_ok(),
+            "other addresses are unaffected"
+        );
+        // Verdicts free the places; failures then take them for good.
+        for i in 0..5 {
+            t.finish(
+                IP,
+                &req("alice", &format!("g{i}")),
+                AuthOutcome::Rejected,
+                now,
+            );
+        }
+        assert_eq!(t.failures(IP, now), 5);
+        assert_eq!(t.begin(IP, now), Err(Throttled));
+    }
+
+    #[test]
+    fn parallel_successes_free_their_place() {
         let mut t = throttle();
         let now = Instant::now();
         for _ in 0..50 {
             assert_eq!(t.begin(IP, now), Ok(Duration::ZERO));
+            t.finish(IP, &req("alice", "right"), AuthOutcome::Accepted, now);
         }
+    }
+
+    #[test]
+    fn ipv6_prefix_is_configurable() {
+        let mut t = AuthThrottle::new(
+            ThrottleConfig {
+                ipv6_prefix: 48,
+                ..ThrottleConfig::default()
+            },
+            Fixed::default(),
+        );
+        let now = Instant::now();
+        for i in 0..5 {
+            let ip: IpAddr = format!("2001:db8:1:{i}::1").parse().unwrap();
+            fail(&mut t, ip, &i.to_string(), now);
+        }
+        let same_48: IpAddr = "2001:db8:1:ffff::1".parse().unwrap();
+        let other_48: IpAddr = "2001:db8:2::1".parse().unwrap();
+        assert_eq!(t.begin(same_48, now), Err(Throttled));
+        assert!(t.begin(other_48, now).is_ok());
     }
 
     #[test]

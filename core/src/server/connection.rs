@@ -23,8 +23,8 @@ use std::time::Instant;
 
 use crate::logging::{self, CloseOutcome, ConnectionSummary};
 use crate::smtp::{
-    AuthOutcome, Channel, ConnInfo, DeliveryError, Event, MessageId, NotPending, Session,
-    SessionConfig, TlsInfo,
+    AuthOutcome, Channel, ConnInfo, DeliveryError, Event, MailVerdict, MessageId, NotPending,
+    Session, SessionConfig, TlsInfo,
 };
 
 /// The read buffer of a new connection: commands are short, and idle connections are many.
@@ -170,6 +170,11 @@ impl Connection {
         self.session.auth_result(now, outcome).map_err(runtime_bug)
     }
 
+    /// The verdict on [`Event::CheckMail`].
+    pub fn mail_checked(&mut self, now: Instant, verdict: MailVerdict) -> Result<(), CloseOutcome> {
+        self.session.mail_checked(now, verdict).map_err(runtime_bug)
+    }
+
     /// The outcome of [`Event::Deliver`].
     pub fn delivery_result(
         &mut self,
@@ -251,6 +256,8 @@ mod tests {
         let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
         let config = SessionConfig {
             hostname: "mx.test".into(),
+            // These tests are about the command timeout, which must come first.
+            preauth_timeout: Duration::from_secs(3600),
             ..SessionConfig::default()
         };
         Accepted::new(peer, None, now).start(config, Channel::Plain, now)
@@ -264,7 +271,10 @@ mod tests {
             match event {
                 Event::Transmit(bytes) => out.extend(bytes),
                 Event::Close => closed = true,
-                Event::StartTls | Event::Authenticate(_) | Event::Deliver(_) => {}
+                Event::StartTls
+                | Event::Authenticate(_)
+                | Event::CheckMail(_)
+                | Event::Deliver(_) => {}
             }
         }
         (String::from_utf8_lossy(&out).into_owned(), closed)
@@ -410,6 +420,8 @@ mod tests {
                 now,
                 b"MAIL FROM:<alice@mx.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n",
             );
+            drain(&mut conn);
+            conn.mail_checked(now, MailVerdict::Accepted).unwrap();
             client(&mut conn, now, b"Subject: hi\r\n\r\nbody\r\n.\r\n");
             drain(&mut conn);
             conn.delivery_result(now, result).unwrap();

@@ -203,11 +203,7 @@ impl ServerState {
             verifier,
             control,
             session: config.session_config(),
-            gate: Gate::new(
-                limits.hostname.clone(),
-                limits.max_connections,
-                limits.max_connections_per_ip,
-            ),
+            gate: Gate::from_limits(&limits),
             auth: AuthGate::new(&limits),
             refusals: Slots::new(limits.max_refusals_in_flight),
             limits,

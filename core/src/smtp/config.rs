@@ -28,8 +28,19 @@ pub struct SessionConfig {
     pub max_auth_line: usize,
     /// How long the client may take to send the next command.
     pub command_timeout: Duration,
-    /// How long the client may take to send a whole message after `354`.
+    /// How long the client may stay silent inside a message after `354` (RFC 5321
+    /// §4.5.3.2.5: 3 minutes per data block).
     pub data_timeout: Duration,
+    /// The slowest average rate a message may arrive at, in bytes per second, once
+    /// `data_rate_grace` has passed after `354`; 0 turns it off (R2, Postfix
+    /// `smtpd_min_data_rate`).
+    pub min_data_rate: u64,
+    /// How long after `354` the minimum rate starts to apply.
+    pub data_rate_grace: Duration,
+    /// Commands a session may send before AUTH succeeds; the next gets `421 4.7.0`.
+    pub preauth_commands: u32,
+    /// How long a session may last without AUTH succeeding, then `421 4.7.0`.
+    pub preauth_timeout: Duration,
     /// Bare LF / bare CR policy inside message content.
     pub bare_newline: BareNewline,
     /// AUTH, MAIL, RCPT and DATA only on a TLS channel.
@@ -59,7 +70,11 @@ impl Default for SessionConfig {
             max_command_line: 512,
             max_auth_line: 12_288,
             command_timeout: Duration::from_secs(300),
-            data_timeout: Duration::from_secs(600),
+            data_timeout: Duration::from_secs(180),
+            min_data_rate: 1024,
+            data_rate_grace: Duration::from_secs(30),
+            preauth_commands: 20,
+            preauth_timeout: Duration::from_secs(60),
             bare_newline: BareNewline::Reject,
             require_tls: true,
             max_auth_failures: 3,

@@ -23,5 +23,5 @@ pub use reply::{Code, Reply, Status};
 pub use session::Session;
 pub use types::{
     AuthOutcome, AuthRequest, Channel, CloseReason, ConnInfo, Delivery, DeliveryError, Event,
-    MessageId, NotPending, TlsInfo,
+    MailCheck, MailVerdict, MessageId, NotPending, TlsInfo,
 };

@@ -180,6 +180,42 @@ pub fn forbidden_command(host: &str) -> Reply {
     )
 }
 
+/// Before AUTH a session gets a bounded number of commands (`limits.preauth_commands`).
+pub fn too_many_preauth_commands(host: &str) -> Reply {
+    Reply::new(
+        Code::UNAVAILABLE,
+        Status(4, 7, 0),
+        format!("{host} Error: too many commands before authentication"),
+    )
+}
+
+/// Before AUTH a session gets a bounded time (`limits.preauth_timeout_secs`).
+pub fn preauth_timeout(host: &str) -> Reply {
+    Reply::new(
+        Code::UNAVAILABLE,
+        Status(4, 7, 0),
+        format!("{host} Error: too long without authentication"),
+    )
+}
+
+/// The login was disabled or deleted while the session was open.
+pub fn login_revoked(host: &str) -> Reply {
+    Reply::new(
+        Code::UNAVAILABLE,
+        Status(4, 7, 0),
+        format!("{host} Error: the login is no longer valid"),
+    )
+}
+
+/// DATA arrived slower than `limits.min_data_rate` once its grace period was over (R2).
+pub fn data_too_slow(host: &str) -> Reply {
+    Reply::new(
+        Code::UNAVAILABLE,
+        Status(4, 4, 2),
+        format!("{host} Error: message data arrived too slowly"),
+    )
+}
+
 pub fn too_many_connections(host: &str) -> Reply {
     Reply::new(
         Code::UNAVAILABLE,
@@ -543,6 +579,15 @@ pub fn bare_newline() -> Reply {
 
 pub fn queued(id: crate::smtp::MessageId) -> Reply {
     Reply::new(Code::OK, Status(2, 0, 0), format!("Ok: queued as {id}"))
+}
+
+/// The store's filesystem is below its free-space floor, or full (RFC 3463 X.3.1).
+pub fn insufficient_storage() -> Reply {
+    Reply::new(
+        Code::INSUFFICIENT_STORAGE,
+        Status(4, 3, 1),
+        "Error: insufficient system storage, try again later",
+    )
 }
 
 pub fn store_failed() -> Reply {

@@ -11,7 +11,7 @@ mod envelope;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::command::{Command, CommandError, Verb};
 use super::config::SessionConfig;
@@ -43,10 +43,17 @@ pub struct Session {
     bad_commands: u32,
     /// Messages acknowledged with 250 in this session.
     delivered: u32,
+    /// Commands received while no login has succeeded (`preauth_commands`).
+    preauth_commands: u32,
+    /// When the session started: it must log in by `preauth_timeout` after.
+    started: Instant,
+    /// A MAIL waiting for its [`Event::CheckMail`] verdict.
+    pending_mail: Option<Transaction>,
     now: Instant,
+    /// When the client's silence ends the session: the command or DATA inactivity timeout.
     deadline: Instant,
-    /// When the current DATA must be complete, whatever the rate.
-    data_deadline: Option<Instant>,
+    /// The current DATA's start and size so far, for its minimum rate (R2).
+    data_clock: Option<DataClock>,
     shutting_down: bool,
     peer_closed: bool,
     close_reason: Option<CloseReason>,
@@ -65,7 +72,23 @@ enum Phase {
 enum Pending {
     Tls,
     Auth,
+    Mail,
     Delivery,
+}
+
+/// How much of a message has arrived since `354`, and since when.
+#[derive(Debug, Clone, Copy)]
+struct DataClock {
+    started: Instant,
+    bytes: u64,
+}
+
+/// Which of a session's deadlines passed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expired {
+    Inactivity,
+    Preauth,
+    DataRate,
 }
 
 /// Proof that AUTH succeeded: only an accepted `auth_result` creates one.
@@ -87,7 +110,7 @@ impl Session {
             Channel::Implicit(info) => Some(info),
         };
         let mut session = Session {
-            deadline: now + config.command_timeout,
+            deadline: later(now, config.command_timeout),
             input: InputBuffer::new(capacity),
             peer: conn.peer,
             tls,
@@ -100,8 +123,11 @@ impl Session {
             auth_failures: 0,
             bad_commands: 0,
             delivered: 0,
+            preauth_commands: 0,
+            started: now,
+            pending_mail: None,
             now,
-            data_deadline: None,
+            data_clock: None,
             shutting_down: false,
             peer_closed: false,
             close_reason: None,
@@ -122,6 +148,12 @@ impl Session {
             return;
         }
         let mut bytes = &bytes[..bytes.len().min(self.input.space())];
+        if let Some(clock) = &mut self.data_clock {
+            // In DATA every read is progress: the inactivity timeout starts again, and the
+            // bytes count towards the minimum rate.
+            clock.bytes = clock.bytes.saturating_add(bytes.len() as u64);
+            self.deadline = later(now, self.config.data_timeout);
+        }
         if let Phase::Data(reader) = &mut self.phase
             && self.input.len() == 0
         {
@@ -131,25 +163,29 @@ impl Session {
             bytes = &bytes[used..];
         }
         self.input.push(bytes);
-        if let Some(cap) = self.data_deadline {
-            // In DATA any progress extends the deadline, but never past the DATA cap (R2).
-            self.deadline = (now + self.config.command_timeout).min(cap);
-        }
     }
 
-    /// The clock passed [`Session::poll_timeout`]: `421 4.4.2` and close. Harmless if early.
+    /// The clock passed [`Session::poll_timeout`]: `421` and close (`4.4.2` for silence or
+    /// a message too slow, `4.7.0` for a session that did not log in in time). Harmless if
+    /// early.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
-        if now < self.deadline {
+        let Some(expired) = self.expired(now) else {
             return;
-        }
+        };
         match self.phase {
-            Phase::Closed | Phase::Pending(Pending::Auth | Pending::Delivery) => {}
+            Phase::Closed | Phase::Pending(Pending::Auth | Pending::Mail | Pending::Delivery) => {}
             // Never answer in plaintext after `220 Ready to start TLS` (T5, T11).
             Phase::Pending(Pending::Tls) => self.close(CloseReason::Timeout),
             Phase::Command | Phase::Sasl(_) | Phase::Data(_) => {
-                self.reply(reply::timeout(&self.config.hostname));
-                self.close(CloseReason::Timeout);
+                let host = &self.config.hostname;
+                let (reply, reason) = match expired {
+                    Expired::Inactivity => (reply::timeout(host), CloseReason::Timeout),
+                    Expired::Preauth => (reply::preauth_timeout(host), CloseReason::PreauthLimit),
+                    Expired::DataRate => (reply::data_too_slow(host), CloseReason::DataTooSlow),
+                };
+                self.reply(reply);
+                self.close(reason);
             }
         }
     }
@@ -184,6 +220,27 @@ impl Session {
         self.complete(now, Pending::Auth)?;
         let username = self.auth_user.take().unwrap_or_default();
         self.on_auth_outcome(username, outcome);
+        Ok(())
+    }
+
+    /// The verdict on the [`Event::CheckMail`] request: `250` and the transaction starts,
+    /// `421 4.7.0` and close for a login disabled or deleted since AUTH, `452 4.3.1` when
+    /// the store has no room, `451 4.3.0` when it could not tell.
+    pub fn mail_checked(&mut self, now: Instant, verdict: MailVerdict) -> Result<(), NotPending> {
+        self.complete(now, Pending::Mail)?;
+        let transaction = self.pending_mail.take();
+        match verdict {
+            MailVerdict::Accepted => {
+                self.transaction = transaction;
+                self.reply(reply::sender_ok());
+            }
+            MailVerdict::LoginRevoked => {
+                self.reply(reply::login_revoked(&self.config.hostname));
+                self.close(CloseReason::LoginRevoked);
+            }
+            MailVerdict::InsufficientStorage => self.reply(reply::insufficient_storage()),
+            MailVerdict::Unavailable => self.reply(reply::store_failed()),
+        }
         Ok(())
     }
 
@@ -227,11 +284,18 @@ impl Session {
     }
 
     /// When to call [`Session::handle_timeout`]; `None` while the runtime is working on
-    /// an authentication or a delivery, or after close.
+    /// an authentication, a MAIL check or a delivery, or after close.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Closed | Phase::Pending(Pending::Auth | Pending::Delivery) => None,
-            _ => Some(self.deadline),
+            Phase::Closed | Phase::Pending(Pending::Auth | Pending::Mail | Pending::Delivery) => {
+                None
+            }
+            _ => Some(
+                self.deadlines()
+                    .map(|(at, _)| at)
+                    .min()
+                    .unwrap_or(self.deadline),
+            ),
         }
     }
 
@@ -315,7 +379,11 @@ impl Session {
         } else {
             self.config.max_command_line
         };
-        match self.input.next_line(limit) {
+        let frame = self.input.next_line(limit);
+        if !matches!(frame, Frame::Incomplete) && self.over_preauth_budget() {
+            return true;
+        }
+        match frame {
             Frame::Incomplete => false,
             Frame::TooLong => {
                 self.bad_command(if is_auth {
@@ -329,7 +397,7 @@ impl Session {
                 let parsed =
                     Command::parse(self.input.bytes().get(range.clone()).unwrap_or_default());
                 self.input.consume_line(&range);
-                self.deadline = self.now + self.config.command_timeout;
+                self.deadline = later(self.now, self.config.command_timeout);
                 self.on_command(parsed);
                 true
             }
@@ -429,6 +497,52 @@ impl Session {
         }
     }
 
+    /// Counts a command received before any login succeeded; past `preauth_commands` the
+    /// session answers `421 4.7.0` instead and closes (true).
+    fn over_preauth_budget(&mut self) -> bool {
+        if self.user.is_some() {
+            return false;
+        }
+        self.preauth_commands = self.preauth_commands.saturating_add(1);
+        if self.preauth_commands <= self.config.preauth_commands {
+            return false;
+        }
+        self.reply(reply::too_many_preauth_commands(&self.config.hostname));
+        self.close(CloseReason::PreauthLimit);
+        true
+    }
+
+    /// Every deadline that applies now, with what its passing means.
+    fn deadlines(&self) -> impl Iterator<Item = (Instant, Expired)> {
+        let inactivity = Some((self.deadline, Expired::Inactivity));
+        let preauth = self.user.is_none().then(|| {
+            (
+                later(self.started, self.config.preauth_timeout),
+                Expired::Preauth,
+            )
+        });
+        let rate = self
+            .data_clock
+            .filter(|_| self.config.min_data_rate > 0)
+            .map(|clock| {
+                // The moment the bytes so far fall below the rate, never inside the grace.
+                let nanos =
+                    u128::from(clock.bytes) * 1_000_000_000 / u128::from(self.config.min_data_rate);
+                let earned = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+                let at = later(clock.started, earned.max(self.config.data_rate_grace));
+                (at, Expired::DataRate)
+            });
+        [inactivity, preauth, rate].into_iter().flatten()
+    }
+
+    /// The deadline that has passed at `now`, if any (the earliest, if several have).
+    fn expired(&self, now: Instant) -> Option<Expired> {
+        self.deadlines()
+            .filter(|(at, _)| *at <= now)
+            .min_by_key(|(at, _)| *at)
+            .map(|(_, expired)| expired)
+    }
+
     /// Answers a bad command; too many of them end the session (L8).
     fn bad_command(&mut self, reply: Reply) {
         self.bad_commands += 1;
@@ -450,8 +564,8 @@ impl Session {
             Phase::Pending(pending) if pending == expected => {
                 self.now = now;
                 self.phase = Phase::Command;
-                self.deadline = now + self.config.command_timeout;
-                self.data_deadline = None;
+                self.deadline = later(now, self.config.command_timeout);
+                self.data_clock = None;
                 Ok(())
             }
             _ => Err(NotPending),
@@ -477,6 +591,17 @@ impl Session {
             .sum()
     }
 }
+
+/// `at + by`, or the furthest instant the clock can hold: a configured timeout of any size
+/// must not overflow the clock (a panic in every connection).
+fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by)
+        .or_else(|| at.checked_add(FAR_FUTURE))
+        .unwrap_or(at)
+}
+
+/// Far enough to be never, near enough for any clock to add.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 impl Command {
     /// The verb of a parsed command.

@@ -69,6 +69,27 @@ pub enum AuthOutcome {
     TemporaryFailure,
 }
 
+/// What MAIL asks before a transaction starts: whether `user` may still send, and whether
+/// there is room to store a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailCheck {
+    /// The authenticated user, whose login may have been disabled or deleted since AUTH.
+    pub user: String,
+}
+
+/// The verdict on a [`MailCheck`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailVerdict {
+    /// `250`: the transaction starts.
+    Accepted,
+    /// The login was disabled or deleted: `421 4.7.0` and close.
+    LoginRevoked,
+    /// The store is below its free-space floor: `452 4.3.1`, the session goes on.
+    InsufficientStorage,
+    /// The check itself failed (the store could not be read): `451 4.3.0`, the session goes on.
+    Unavailable,
+}
+
 /// A message to store: the envelope and the data as received, dot-unstuffed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -99,6 +120,9 @@ pub enum Event {
     StartTls,
     /// Throttle, verify off the executor, then call `auth_result`.
     Authenticate(AuthRequest),
+    /// Check that the login is still active and that there is room to store, then call
+    /// `mail_checked`.
+    CheckMail(MailCheck),
     /// Process and commit durably, then call `delivery_result`.
     Deliver(Delivery),
     /// Flush and close the connection; nothing follows.
@@ -136,6 +160,12 @@ pub enum CloseReason {
     ForbiddenCommand,
     /// A TLS ClientHello on the plaintext port (T6).
     TlsOnPlaintext,
+    /// Too many commands, or too long, before AUTH succeeded.
+    PreauthLimit,
+    /// The login was disabled or deleted during the session.
+    LoginRevoked,
+    /// DATA arrived below the minimum rate (R2).
+    DataTooSlow,
 }
 
 impl CloseReason {
@@ -150,6 +180,9 @@ impl CloseReason {
             CloseReason::TooManyAuthFailures => "too_many_auth_failures",
             CloseReason::ForbiddenCommand => "forbidden_command",
             CloseReason::TlsOnPlaintext => "tls_on_plaintext",
+            CloseReason::PreauthLimit => "preauth_limit",
+            CloseReason::LoginRevoked => "login_revoked",
+            CloseReason::DataTooSlow => "data_too_slow",
         }
     }
 }

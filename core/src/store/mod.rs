@@ -42,6 +42,7 @@ mod journal;
 mod messages;
 mod packed;
 mod schema;
+pub mod space;
 mod trace;
 mod users;
 mod zeroed;

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use super::invariants::Checker;
 use crate::sasl;
 use crate::smtp::{
-    AuthOutcome, AuthRequest, Channel, ConnInfo, Delivery, DeliveryError, Event, MessageId,
-    Session, SessionConfig, TlsInfo,
+    AuthOutcome, AuthRequest, Channel, ConnInfo, Delivery, DeliveryError, Event, MailCheck,
+    MailVerdict, MessageId, Session, SessionConfig, TlsInfo,
 };
 
 /// Drives one session like a runtime would, checking the invariants after every event.
@@ -20,6 +20,9 @@ pub struct Harness {
     output: VecDeque<u8>,
     /// Requests and closes the server issued, in order.
     requests: VecDeque<Event>,
+    /// The verdict every MAIL check gets at once; `None`: the check waits in the requests
+    /// for [`Harness::expect_mail_check`] and [`Harness::complete_mail_check`].
+    pub mail_verdict: Option<MailVerdict>,
 }
 
 /// The TLS parameters the harness reports for a handshake.
@@ -50,6 +53,7 @@ impl Harness {
             checker: Checker::new(),
             output: VecDeque::new(),
             requests: VecDeque::new(),
+            mail_verdict: Some(MailVerdict::Accepted),
         };
         h.drain();
         h
@@ -155,6 +159,13 @@ impl Harness {
                     );
                     self.output.extend(bytes);
                 }
+                Event::CheckMail(_) if self.mail_verdict.is_some() => {
+                    let verdict = self.mail_verdict.unwrap_or(MailVerdict::Accepted);
+                    if let Err(e) = self.session.mail_checked(self.now, verdict) {
+                        panic!("mail_checked refused: {e}");
+                    }
+                    self.checker.completed(self.session.user().is_some());
+                }
                 other => self.requests.push_back(other),
             }
         }
@@ -238,6 +249,23 @@ impl Harness {
     pub fn complete_auth(&mut self, outcome: AuthOutcome) {
         if let Err(e) = self.session.auth_result(self.now, outcome) {
             panic!("auth_result refused: {e}");
+        }
+        self.checker.completed(self.session.user().is_some());
+        self.drain();
+    }
+
+    /// Expects a `CheckMail` request (only when `mail_verdict` is `None`).
+    pub fn expect_mail_check(&mut self) -> MailCheck {
+        match self.expect_request() {
+            Event::CheckMail(check) => check,
+            other => panic!("expected CheckMail, got {other:?}"),
+        }
+    }
+
+    /// Reports the verdict on the pending MAIL check.
+    pub fn complete_mail_check(&mut self, verdict: MailVerdict) {
+        if let Err(e) = self.session.mail_checked(self.now, verdict) {
+            panic!("mail_checked refused: {e}");
         }
         self.checker.completed(self.session.user().is_some());
         self.drain();

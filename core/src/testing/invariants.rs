@@ -51,6 +51,12 @@ impl Checker {
                 check_reply_bytes(bytes)?;
             }
             Event::StartTls | Event::Authenticate(_) => self.request()?,
+            Event::CheckMail(check) => {
+                self.request()?;
+                if !self.authenticated || session.user() != Some(check.user.as_str()) {
+                    return Err(Violation("MAIL check without authentication".into()));
+                }
+            }
             Event::Deliver(delivery) => {
                 self.request()?;
                 if session.config().require_tls && session.tls().is_none() {

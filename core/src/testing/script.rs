@@ -8,7 +8,8 @@ use std::time::Instant;
 use super::harness::tls_info;
 use super::invariants::{Checker, Violation};
 use crate::smtp::{
-    AuthOutcome, Channel, ConnInfo, DeliveryError, Event, MessageId, Session, SessionConfig,
+    AuthOutcome, Channel, ConnInfo, DeliveryError, Event, MailVerdict, MessageId, Session,
+    SessionConfig,
 };
 
 /// The password the scripted verifier accepts (for any user).
@@ -18,7 +19,7 @@ pub const PASSWORD: &str = "s3cret";
 pub type Recording = Vec<Event>;
 
 /// A runtime that answers every request at once: TLS always succeeds, [`PASSWORD`] is the
-/// only right password, and deliveries succeed with ids 1, 2, 3… unless the body contains
+/// only right password, every MAIL check passes, and deliveries succeed with ids 1, 2, 3… unless the body contains
 /// `FAIL-STORE`.
 pub struct ScriptedRuntime {
     pub session: Session,
@@ -71,6 +72,7 @@ impl ScriptedRuntime {
                         AuthOutcome::Rejected
                     }))
                 }
+                Event::CheckMail(_) => Some(Completion::Mail),
                 Event::Deliver(delivery) => {
                     let fail = memchr::memmem::find(&delivery.data, b"FAIL-STORE").is_some();
                     Some(Completion::Delivery(!fail))
@@ -88,6 +90,12 @@ impl ScriptedRuntime {
                 Some(Completion::Auth(outcome)) => {
                     self.session
                         .auth_result(self.now, outcome)
+                        .map_err(runtime_bug)?;
+                    self.checker.completed(self.session.user().is_some());
+                }
+                Some(Completion::Mail) => {
+                    self.session
+                        .mail_checked(self.now, MailVerdict::Accepted)
                         .map_err(runtime_bug)?;
                     self.checker.completed(self.session.user().is_some());
                 }
@@ -132,6 +140,7 @@ impl ScriptedRuntime {
 enum Completion {
     Tls,
     Auth(AuthOutcome),
+    Mail,
     Delivery(bool),
 }
 

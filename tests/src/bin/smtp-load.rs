@@ -28,6 +28,9 @@ Usage: smtp-load --addr 127.0.0.1:2587 [options]
   --server-pid PID       measure this server's PSS around idle mode
   --ready-file PATH      create PATH once every connection has logged in and the
                          messages start (to start other load against busy senders)
+  --one-source           every connection from 127.0.0.1 (default: against 127.0.0.1,
+                         each from its own address 127.1.1.1, 127.1.1.2, …, as many
+                         clients would)
   --threads N            client threads (default 1: beside the server on the same
                          cores, a second one costs more in wake-ups than it adds)
   --deadline SECONDS     bound on the whole run (default 120)
@@ -148,6 +151,7 @@ fn parse() -> Result<Option<(Options, bool)>, String> {
         threads: 1,
         server_pid: None,
         ready_file: None,
+        spread_sources: true,
     };
     let mut json = false;
     let text = |p: &mut lexopt::Parser| -> Result<String, String> {
@@ -179,6 +183,7 @@ fn parse() -> Result<Option<(Options, bool)>, String> {
             Long("server-pid") => o.server_pid = Some(number(&mut p)? as u32),
             Long("ready-file") => o.ready_file = Some(text(&mut p)?.into()),
             Long("threads") => o.threads = number(&mut p)? as usize,
+            Long("one-source") => o.spread_sources = false,
             Long("deadline") => o.deadline = Duration::from_secs(number(&mut p)?),
             Long("io-timeout") => o.io_timeout = Duration::from_secs(number(&mut p)?),
             Long("json") => json = true,

@@ -4,7 +4,7 @@
 //! Every AUTH ends in exactly one final reply (A16), and a PLAIN authorization identity other
 //! than the user is refused (A9).
 
-use super::{Authenticated, CloseReason, Event, Pending, Phase, Session};
+use super::{Authenticated, CloseReason, Event, Pending, Phase, Session, later};
 use crate::sasl::{self, Credentials, SaslError};
 use crate::smtp::command::Mechanism;
 use crate::smtp::framing::Frame;
@@ -62,7 +62,7 @@ impl Session {
                 let line = self.input.bytes().get(range.clone()).unwrap_or_default();
                 let line = String::from_utf8_lossy(line).into_owned();
                 self.input.consume_line(&range);
-                self.deadline = self.now + self.config.command_timeout;
+                self.deadline = later(self.now, self.config.command_timeout);
                 let step = std::mem::replace(&mut self.phase, Phase::Command);
                 if let Phase::Sasl(step) = step {
                     self.on_sasl_response(step, &line);

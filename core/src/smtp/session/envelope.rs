@@ -1,6 +1,6 @@
 //! MAIL, RCPT and DATA (RFC 5321 §3.3, RFC 6409 §4–8, RFC 1870, RFC 6531).
 
-use super::{Authenticated, Delivery, Event, Pending, Phase, Session};
+use super::{Authenticated, DataClock, Delivery, Event, MailCheck, Pending, Phase, Session, later};
 use crate::smtp::address::{ForwardPath, ReversePath};
 use crate::smtp::dot::{DataOutcome, DataReader, DataStatus};
 use crate::smtp::params::MailParams;
@@ -63,8 +63,13 @@ impl Session {
             };
             return self.reply(reply::sender_not_owned(&sender, &user.user));
         }
-        self.transaction = Some(Transaction::new(user, from, params));
-        self.reply(reply::sender_ok());
+        // The login may have been disabled or deleted since AUTH, and the disk may be full:
+        // the runtime checks both before the transaction starts (`mail_checked`).
+        let check = MailCheck {
+            user: user.user.clone(),
+        };
+        self.pending_mail = Some(Transaction::new(user, from, params));
+        self.request(Pending::Mail, Event::CheckMail(check));
     }
 
     pub(super) fn on_rcpt(&mut self, to: ForwardPath) {
@@ -107,9 +112,13 @@ impl Session {
         }
         self.reply(reply::start_data());
         self.phase = Phase::Data(reader);
-        let cap = self.now + self.config.data_timeout;
-        self.data_deadline = Some(cap);
-        self.deadline = (self.now + self.config.command_timeout).min(cap);
+        // RFC 5321 §4.5.3.2.5: a timeout per data block, not for the whole message; a
+        // minimum average rate bounds how long a trickle can hold the slot (R2).
+        self.data_clock = Some(DataClock {
+            started: self.now,
+            bytes: 0,
+        });
+        self.deadline = later(self.now, self.config.data_timeout);
     }
 
     /// Feeds buffered input to the DATA reader; false when no progress can be made.
@@ -127,8 +136,8 @@ impl Session {
         let Phase::Data(reader) = std::mem::replace(&mut self.phase, Phase::Command) else {
             return true;
         };
-        self.data_deadline = None;
-        self.deadline = self.now + self.config.command_timeout;
+        self.data_clock = None;
+        self.deadline = later(self.now, self.config.command_timeout);
         let Some(tx) = self.transaction.take() else {
             return true;
         };

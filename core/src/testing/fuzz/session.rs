@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use arbitrary::{Arbitrary, Unstructured};
 
 use crate::smtp::{
-    AuthOutcome, BareNewline, Channel, ConnInfo, DeliveryError, Event, MessageId, NotPending,
-    Session, SessionConfig,
+    AuthOutcome, BareNewline, Channel, ConnInfo, DeliveryError, Event, MailVerdict, MessageId,
+    NotPending, Session, SessionConfig,
 };
 use crate::testing::{Checker, Violation, tls_info};
 
@@ -104,6 +104,8 @@ impl Limits {
             max_header_size: usize::from(self.header_size_8) * 8,
             max_received_headers: usize::from(self.max_received_headers % 8),
             max_messages_per_session: u32::from(self.max_messages % 4),
+            // Preauth and DATA-rate limits at their defaults: a `W` step reaches them.
+            ..SessionConfig::default()
         }
     }
 
@@ -163,10 +165,13 @@ pub enum Step<'a> {
     PeerClose,
     /// (`S`) The server starts shutting down.
     Shutdown,
+    /// (`M` accepted, `m` login revoked, `N` no space, `u` unavailable) The verdict every
+    /// later MAIL check gets, at once (until the next such step; accepted before any).
+    MailVerdict(MailVerdict),
 }
 
 /// The op bytes; any other byte `b` stands for `OPS[b % OPS.len()]`.
-const OPS: &[u8; 12] = b"CRTAFUDdWXES";
+const OPS: &[u8; 16] = b"CRTAFUDdWXESMmNu";
 
 impl<'a> Arbitrary<'a> for Step<'a> {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
@@ -194,6 +199,10 @@ impl<'a> Arbitrary<'a> for Step<'a> {
             b'W' => Step::Wait(u8::arbitrary(u)?),
             b'X' => Step::WaitForDeadline,
             b'E' => Step::PeerClose,
+            b'M' => Step::MailVerdict(MailVerdict::Accepted),
+            b'm' => Step::MailVerdict(MailVerdict::LoginRevoked),
+            b'N' => Step::MailVerdict(MailVerdict::InsufficientStorage),
+            b'u' => Step::MailVerdict(MailVerdict::Unavailable),
             _ => Step::Shutdown,
         })
     }
@@ -231,6 +240,10 @@ impl Script {
             Step::WaitForDeadline => (b'X', &[]),
             Step::PeerClose => (b'E', &[]),
             Step::Shutdown => (b'S', &[]),
+            Step::MailVerdict(MailVerdict::Accepted) => (b'M', &[]),
+            Step::MailVerdict(MailVerdict::LoginRevoked) => (b'm', &[]),
+            Step::MailVerdict(MailVerdict::InsufficientStorage) => (b'N', &[]),
+            Step::MailVerdict(MailVerdict::Unavailable) => (b'u', &[]),
         };
         if op != b'C' && op != b'R' {
             self.bytes.push(op);
@@ -395,6 +408,8 @@ struct Runtime {
     closed: bool,
     /// The code of the last reply line sent.
     last_code: Option<Vec<u8>>,
+    /// What the next MAIL check is answered.
+    mail_verdict: MailVerdict,
     next_id: u64,
     /// Refused completions left to compare the whole session state for.
     full_snapshots: u32,
@@ -435,6 +450,7 @@ impl Runtime {
             tls: limits.implicit_tls,
             closed: false,
             last_code: None,
+            mail_verdict: MailVerdict::Accepted,
             next_id: 1,
             full_snapshots: 2,
             unasked_lines: Some(0),
@@ -501,6 +517,7 @@ impl Runtime {
                 return self.timeout();
             }
             Step::PeerClose => self.client_closed = true,
+            Step::MailVerdict(verdict) => self.mail_verdict = verdict,
             Step::Shutdown => {
                 self.unasked_lines = None;
                 self.session.shutdown(self.now);
@@ -655,6 +672,29 @@ impl Runtime {
                 }
                 self.auth_user = Some(request.username);
                 self.pending = Some(Request::Auth);
+            }
+            Event::CheckMail(check) => {
+                if self.user.as_deref() != Some(check.user.as_str()) {
+                    return violation(format!(
+                        "MAIL check for {:?}, but the verifier accepted {:?}",
+                        check.user, self.user
+                    ));
+                }
+                if self.config.require_tls && !self.tls {
+                    return violation("MAIL check on a plaintext channel");
+                }
+                // Answered at once: the verdict is the input's, the timing is not explored.
+                if self
+                    .session
+                    .mail_checked(self.now, self.mail_verdict)
+                    .is_err()
+                {
+                    return violation("MAIL check completion refused");
+                }
+                self.checker.completed(self.session.user().is_some());
+                if self.mail_verdict == MailVerdict::LoginRevoked && !self.session.is_closed() {
+                    return violation("a revoked login did not close the session");
+                }
             }
             Event::Deliver(delivery) => {
                 if self.user.as_deref() != Some(delivery.user.as_str()) {
@@ -814,8 +854,8 @@ mod tests {
 
     #[test]
     fn unknown_op_bytes_stand_for_known_ones() {
-        let mut u = Unstructured::new(&[0u8, 2, b'h', b'i', 13]);
-        // 0 % 12 = 0 is `C`; 13 % 12 = 1 is `R` with no bytes left.
+        let mut u = Unstructured::new(&[0u8, 2, b'h', b'i', 17]);
+        // 0 % 16 = 0 is `C`; 17 % 16 = 1 is `R` with no bytes left.
         assert_eq!(Step::arbitrary(&mut u).ok(), Some(Step::Send(b"hi")));
         assert_eq!(Step::arbitrary(&mut u).ok(), Some(Step::ReceiveRaw(b"")));
     }
