@@ -16,6 +16,12 @@ use serde::Deserialize;
 
 use crate::smtp::{BareNewline, SessionConfig};
 
+/// The default free-space floor, `limits.min_free_space_mb`.
+pub const DEFAULT_MIN_FREE_SPACE_MB: u64 = 64;
+
+/// The largest `limits.min_free_space_mb`: 1 TiB.
+pub const MAX_MIN_FREE_SPACE_MB: u64 = 1 << 20;
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -76,6 +82,14 @@ pub struct Limits {
     /// many); each `250` still waits for the commit holding its message. `false`: one
     /// transaction per message.
     pub group_commit: bool,
+    /// MiB that must stay free on the data directory's file system: below it MAIL gets
+    /// `452 4.3.1` before any byte of a message is written (Postfix's `queue_minfree`).
+    /// 0..=1048576 (1 TiB); 0 turns the floor off.
+    pub min_free_space_mb: u64,
+    /// Seconds the store keeps trying to reopen its database after an I/O error (a full disk
+    /// aside: that waits for room) before the server exits non-zero for systemd to restart
+    /// it. 1..=3600.
+    pub store_reopen_timeout_secs: u64,
 }
 
 /// Authentication policy.
@@ -182,6 +196,8 @@ impl Default for Limits {
             data_timeout_secs: session.data_timeout.as_secs(),
             bare_newline: session.bare_newline,
             group_commit: true,
+            min_free_space_mb: DEFAULT_MIN_FREE_SPACE_MB,
+            store_reopen_timeout_secs: 60,
         }
     }
 }
@@ -301,6 +317,24 @@ impl Config {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1".into()));
             }
+        }
+        if limits.min_free_space_mb > MAX_MIN_FREE_SPACE_MB {
+            return Err(invalid(
+                "limits.min_free_space_mb",
+                format!(
+                    "must be between 0 and {MAX_MIN_FREE_SPACE_MB}, not {}",
+                    limits.min_free_space_mb
+                ),
+            ));
+        }
+        if !(1..=3600).contains(&limits.store_reopen_timeout_secs) {
+            return Err(invalid(
+                "limits.store_reopen_timeout_secs",
+                format!(
+                    "must be between 1 and 3600, not {}",
+                    limits.store_reopen_timeout_secs
+                ),
+            ));
         }
         if !(4..=31).contains(&self.auth.bcrypt_cost) {
             return Err(invalid(

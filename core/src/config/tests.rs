@@ -37,6 +37,7 @@ fn no_file_gives_the_documented_defaults() {
     assert_eq!((l.command_timeout_secs, l.data_timeout_secs), (300, 600));
     assert_eq!(l.bare_newline, BareNewline::Reject);
     assert!(l.group_commit);
+    assert_eq!((l.min_free_space_mb, l.store_reopen_timeout_secs), (64, 60));
     assert_eq!(
         config.auth,
         Auth {
@@ -88,6 +89,8 @@ fn every_key_is_read() {
         data_timeout_secs = 60
         bare_newline = "normalize"
         group_commit = false
+        min_free_space_mb = 0
+        store_reopen_timeout_secs = 5
         [auth]
         bcrypt_cost = 4
         require_tls = false
@@ -117,6 +120,8 @@ fn every_key_is_read() {
             data_timeout_secs: 60,
             bare_newline: BareNewline::Normalize,
             group_commit: false,
+            min_free_space_mb: 0,
+            store_reopen_timeout_secs: 5,
         },
         auth: Auth {
             bcrypt_cost: 4,
@@ -203,6 +208,16 @@ fn out_of_range_values_are_named() {
             "[auth]\nbcrypt_cost = 32",
             "auth.bcrypt_cost",
             "must be between 4 and 31, not 32",
+        ),
+        (
+            "[limits]\nmin_free_space_mb = 1048577",
+            "limits.min_free_space_mb",
+            "must be between 0 and 1048576, not 1048577",
+        ),
+        (
+            "[limits]\nstore_reopen_timeout_secs = 0",
+            "limits.store_reopen_timeout_secs",
+            "must be between 1 and 3600, not 0",
         ),
         (
             "[limits]\nmax_recipients = 0",

@@ -553,6 +553,15 @@ pub fn store_failed() -> Reply {
     )
 }
 
+/// RFC 3463 §3.4 X.3.1 "Mail system full": the disk (or a quota) is full; a later try may do.
+pub fn insufficient_storage() -> Reply {
+    Reply::new(
+        Code::INSUFFICIENT_STORAGE,
+        Status(4, 3, 1),
+        "Error: insufficient system storage, try again later",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,6 +128,12 @@ impl Journal {
         Ok(())
     }
 
+    /// The records since the last restart, read back from the file as an open reads them:
+    /// for a reopen of the database after an I/O error.
+    pub fn records(&self) -> io::Result<Vec<Record>> {
+        scan(&self.file, self.key)
+    }
+
     /// Starts again from the first byte: call once everything written is durable elsewhere.
     pub fn restart(&mut self) {
         self.end = 0;
