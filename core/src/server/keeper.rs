@@ -85,13 +85,15 @@ impl StoreKeeper {
 }
 
 impl Failure {
-    /// Sets the flag, then wakes whoever asked.
+    /// Sets the flag (the watchdog stops), tells systemd the server is stopping, then wakes
+    /// whoever asked.
     fn fail(&self) {
         let wake = {
             let mut slot = self.wake.lock().unwrap_or_else(PoisonError::into_inner);
             self.failed.store(true, Ordering::Release);
             slot.take()
         };
+        systemd::stopping();
         if let Some(wake) = wake {
             wake();
         }
@@ -107,7 +109,6 @@ fn keep(services: &Services, stop: &Receiver<()>, failure: &Failure) {
         }
         if services.store().recover() == Health::Failed {
             logging::store_failed_for_good(services.store().give_up_after());
-            systemd::stopping();
             failure.fail();
             return;
         }

@@ -187,7 +187,9 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut delivering = self.delivering();
-        self.recover_locked(&mut delivering, Instant::now())?;
+        if self.is_broken() {
+            self.recover_locked(&mut delivering, Instant::now())?;
+        }
         self.with_db(|db| insert_locked(db, &mut delivering, messages))
     }
 
@@ -196,7 +198,9 @@ impl Store {
     /// If an I/O error left the database unusable, the reopen (when due) does it instead.
     pub fn checkpoint(&self) -> Result<bool, StoreError> {
         let mut delivering = self.delivering();
-        self.recover_locked(&mut delivering, Instant::now())?;
+        if self.is_broken() {
+            self.recover_locked(&mut delivering, Instant::now())?;
+        }
         if delivering.usable && delivering.journal.is_empty() {
             return Ok(false);
         }

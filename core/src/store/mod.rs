@@ -60,7 +60,7 @@ use redb::{Builder, ConcurrencyMode, Database};
 use crate::logging::{self, Repeats};
 
 pub use messages::{MessageSummary, NewMessage, PackedMessage, StoredMessage};
-pub use recovery::{GIVE_UP_AFTER, Health, REOPEN_EVERY};
+pub use recovery::{GIVE_UP_AFTER, Health, REOPEN_EVERY, REOPEN_ROOM};
 pub use schema::SCHEMA_VERSION;
 pub use space::free_bytes;
 pub use trace::{ReceivedTrace, rfc3339_utc, rfc5322_date, unix_seconds};
@@ -379,7 +379,7 @@ impl Store {
     /// Whether the store can take deliveries: [`Health::Failed`] once reopening the database
     /// has failed for [`GIVE_UP_AFTER`], and the server should exit non-zero.
     pub fn health(&self) -> Health {
-        if !self.broken.load(Ordering::Acquire) {
+        if !self.is_broken() {
             return Health::Working;
         }
         self.watch().recovery.health(Instant::now())
@@ -399,11 +399,16 @@ impl Store {
     /// Reopens the database if an I/O error left it unusable and a reopen is due; the server
     /// calls it on a timer, so that a store nobody writes to recovers too. Cheap otherwise.
     pub fn recover(&self) -> Health {
-        if self.broken.load(Ordering::Acquire) {
+        if self.is_broken() {
             // The outcome is in the health and the log.
             let _ = self.recover_locked(&mut self.delivering(), Instant::now());
         }
         self.health()
+    }
+
+    /// Whether an I/O error has left the database unusable: the fast path's one check.
+    fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
     }
 
     /// Runs `f` on the database; an error that leaves it unusable marks it for reopening.
@@ -437,7 +442,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        if self.broken.load(Ordering::Acquire) {
+        if self.is_broken() {
             self.recover_locked(&mut self.delivering(), Instant::now())?;
         }
         self.with_db(f)
@@ -463,11 +468,11 @@ impl Store {
     /// If the database is unusable: reopens it when a reopen is due, else fails at once with
     /// what broke it. `delivering` is the caller's hold of it.
     fn recover_locked(&self, delivering: &mut Delivering, now: Instant) -> Result<(), StoreError> {
-        if !self.broken.load(Ordering::Acquire) {
+        if !self.is_broken() {
             return Ok(());
         }
         let mut watch = self.watch();
-        match watch.recovery.next(now) {
+        match watch.recovery.next(now, || self.has_room()) {
             recovery::Next::Proceed => Ok(()),
             recovery::Next::Refuse(cause) => Err(cause),
             recovery::Next::Reopen => match self.reopen(delivering) {
@@ -490,6 +495,12 @@ impl Store {
                 }
             },
         }
+    }
+
+    /// Whether the data directory's file system has [`REOPEN_ROOM`] free, or cannot tell.
+    fn has_room(&self) -> bool {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        space::free_bytes(dir).map_or(true, |free| free >= REOPEN_ROOM)
     }
 
     /// Closes the database and opens it again, which takes it back to its last durable

@@ -10,8 +10,9 @@
 //! the error that broke the database (`452 4.3.1` for a full disk) without touching the disk.
 //!
 //! On a disk still full the reopen fails too (redb's recovery of the file needs room, tried on
-//! a 40 MiB tmpfs), and that is fine: the clients are told `452`, and the store is back within
-//! a second of there being room. A restart could not make room, and a server that failed to
+//! a 40 MiB tmpfs), and costs a read of the whole file: after a full disk, a reopen is tried
+//! only once [`REOPEN_ROOM`] is free (one `statvfs` per operation meanwhile). The clients are
+//! told `452` until then, and the first operation after there is room reopens the store. A restart could not make room, and a server that failed to
 //! start again and again would be given up on by systemd and stay down once there was, so a
 //! full disk never counts towards giving up. Reopens that fail otherwise (the file gone, the
 //! disk dead) do: after [`GIVE_UP_AFTER`] of them (or `limits.store_reopen_timeout_secs`) the
@@ -24,6 +25,11 @@ use super::StoreError;
 
 /// The least time between two reopen attempts.
 pub const REOPEN_EVERY: Duration = Duration::from_secs(1);
+
+/// The room a full disk must have again before a reopen is tried: the database's zeros ahead
+/// ([`super::zeroed::ZERO_AHEAD`]) and as much for the journal's. With less, the first
+/// deliveries would fill it again.
+pub const REOPEN_ROOM: u64 = 16 << 20;
 
 /// How long reopens may go on failing (one per [`REOPEN_EVERY`], so about 60 of them) for
 /// another reason than a full disk before the store gives up and the server exits; the
@@ -122,14 +128,17 @@ impl Recovery {
 
     /// What an operation arriving at `now` should do. Answering [`Next::Reopen`] counts as the
     /// attempt: the caller then reports [`Recovery::reopened`] or [`Recovery::reopen_failed`].
-    pub fn next(&mut self, now: Instant) -> Next {
+    /// After a full disk, `room` (asked only then) says whether [`REOPEN_ROOM`] is free: a
+    /// reopen waits for it, and is tried as soon as it is, without waiting for its turn.
+    pub fn next(&mut self, now: Instant, room: impl FnOnce() -> bool) -> Next {
         let Some(broken) = &mut self.broken else {
             return Next::Proceed;
         };
         let due = self
             .last_try
             .is_none_or(|last| now.saturating_duration_since(last) >= REOPEN_EVERY);
-        if due {
+        let waits_for_room = matches!(broken.cause, StoreError::NoSpace(_));
+        if due && (!waits_for_room || room()) {
             self.last_try = Some(now);
             Next::Reopen
         } else {
@@ -178,6 +187,10 @@ mod tests {
 
     const S: Duration = Duration::from_secs(1);
 
+    fn room() -> bool {
+        true
+    }
+
     fn full() -> StoreError {
         StoreError::NoSpace("No space left on device (os error 28)".into())
     }
@@ -185,7 +198,7 @@ mod tests {
     #[test]
     fn a_working_store_proceeds() {
         let mut r = Recovery::new(GIVE_UP_AFTER);
-        assert_eq!(r.next(Instant::now()), Next::Proceed);
+        assert_eq!(r.next(Instant::now(), room), Next::Proceed);
         assert_eq!(r.health(Instant::now()), Health::Working);
     }
 
@@ -196,13 +209,13 @@ mod tests {
         assert!(r.broke(t0, full()));
         assert!(!r.broke(t0, StoreError::Io("previous I/O error".into())));
         assert_eq!(r.health(t0), Health::Recovering);
-        assert_eq!(r.next(t0), Next::Reopen);
+        assert_eq!(r.next(t0, room), Next::Reopen);
         r.reopen_failed(t0, full());
         // Within the second: refused with the cause, no disk touched.
         for i in 1..1000u32 {
-            assert_eq!(r.next(t0 + S * i / 1000), Next::Refuse(full()));
+            assert_eq!(r.next(t0 + S * i / 1000, room), Next::Refuse(full()));
         }
-        assert_eq!(r.next(t0 + S), Next::Reopen);
+        assert_eq!(r.next(t0 + S, room), Next::Reopen);
         assert_eq!(
             r.reopened(t0 + 1500 * S / 1000),
             Some(Outage {
@@ -210,7 +223,7 @@ mod tests {
                 refused: 999
             })
         );
-        assert_eq!(r.next(t0 + 2 * S), Next::Proceed);
+        assert_eq!(r.next(t0 + 2 * S, room), Next::Proceed);
         assert_eq!(r.health(t0 + 2 * S), Health::Working);
     }
 
@@ -222,7 +235,7 @@ mod tests {
         let mut now = t0;
         // An hour of reopens failing for want of room.
         while now < t0 + 3600 * S {
-            assert_eq!(r.next(now), Next::Reopen);
+            assert_eq!(r.next(now, room), Next::Reopen);
             r.reopen_failed(now, full());
             now += S;
         }
@@ -236,16 +249,42 @@ mod tests {
     }
 
     #[test]
+    fn a_full_disk_waits_for_room_then_reopens_at_once_and_other_causes_do_not_wait() {
+        let t0 = Instant::now();
+        let mut r = Recovery::new(GIVE_UP_AFTER);
+        r.broke(t0, full());
+        let mut asked = 0;
+        for i in 0..10u32 {
+            let full_disk = || {
+                asked += 1;
+                false
+            };
+            assert_eq!(r.next(t0 + S * i / 10, full_disk), Next::Refuse(full()));
+        }
+        assert_eq!(asked, 10, "the room is asked about each time");
+        // Room at last: at once, not a second after the last look.
+        assert_eq!(r.next(t0 + S, room), Next::Reopen);
+        r.reopen_failed(t0 + S, StoreError::Io("EISDIR".into()));
+        let never = || panic!("only a full disk asks about room");
+        assert_eq!(
+            r.next(t0 + 3 * S / 2, never),
+            Next::Refuse(StoreError::Io("EISDIR".into()))
+        );
+        assert_eq!(r.next(t0 + 2 * S, never), Next::Reopen);
+        assert_eq!(r.reopened(t0 + 2 * S).map(|o| o.refused), Some(11));
+    }
+
+    #[test]
     fn breaking_again_right_after_a_reopen_waits_for_the_next_second() {
         let t0 = Instant::now();
         let mut r = Recovery::new(GIVE_UP_AFTER);
         r.broke(t0, full());
-        assert_eq!(r.next(t0), Next::Reopen);
+        assert_eq!(r.next(t0, room), Next::Reopen);
         assert!(r.reopened(t0).is_some());
         // The disk is still full: the first write breaks it again.
         r.broke(t0 + S / 10, full());
-        assert_eq!(r.next(t0 + S / 5), Next::Refuse(full()));
-        assert_eq!(r.next(t0 + S), Next::Reopen);
+        assert_eq!(r.next(t0 + S / 5, room), Next::Refuse(full()));
+        assert_eq!(r.next(t0 + S, room), Next::Reopen);
     }
 
     #[test]
@@ -254,10 +293,10 @@ mod tests {
         let mut r = Recovery::new(GIVE_UP_AFTER);
         r.broke(t0, full());
         r.broke(t0, StoreError::Io("previous".into()));
-        assert_eq!(r.next(t0), Next::Reopen);
-        assert_eq!(r.next(t0), Next::Refuse(full()));
+        assert_eq!(r.next(t0, room), Next::Reopen);
+        assert_eq!(r.next(t0, room), Next::Refuse(full()));
         r.reopen_failed(t0, StoreError::Io("EIO".into()));
-        assert_eq!(r.next(t0), Next::Refuse(StoreError::Io("EIO".into())));
+        assert_eq!(r.next(t0, room), Next::Refuse(StoreError::Io("EIO".into())));
     }
 
     #[test]
@@ -269,7 +308,7 @@ mod tests {
         // stays full): never a reason to exit.
         let mut now = t0;
         for _ in 0..100 {
-            assert_eq!(r.next(now), Next::Reopen);
+            assert_eq!(r.next(now, room), Next::Reopen);
             assert!(r.reopened(now).is_some());
             now += S;
             r.broke(now, full());
@@ -279,13 +318,13 @@ mod tests {
         let first = now;
         while now < first + GIVE_UP_AFTER {
             assert_eq!(r.health(now), Health::Recovering);
-            assert_eq!(r.next(now), Next::Reopen);
+            assert_eq!(r.next(now, room), Next::Reopen);
             r.reopen_failed(now, StoreError::Io("EIO".into()));
             now += S;
         }
         assert_eq!(r.health(now), Health::Failed);
         assert_eq!(
-            r.next(now),
+            r.next(now, room),
             Next::Reopen,
             "still tried while the server exits"
         );
