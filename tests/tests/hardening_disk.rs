@@ -203,7 +203,16 @@ fn error_lines(log: &str) -> usize {
 /// and mail flows again without a restart; every message that got 250 is stored, and none of
 /// those that did not.
 fn a_full_disk_answers_452_then_mail_flows_again_once_it_is_grown(binary: Binary) {
-    let OnTmpfs { fs, mut server } = on_tmpfs(binary, Settings::default());
+    full_then_grown(binary, Settings::default());
+}
+
+/// The same with one transaction per delivery, stored by the runtime itself.
+fn without_group_commit_a_full_disk_answers_452_then_mail_flows_again(binary: Binary) {
+    full_then_grown(binary, Settings::default().limit("group_commit", false));
+}
+
+fn full_then_grown(binary: Binary, settings: Settings) {
+    let OnTmpfs { fs, mut server } = on_tmpfs(binary, settings);
     let errors_before = error_lines(&server.log());
     let mut c = logged_in(&server);
     let (acknowledged, no_space) = fill(&mut c);
@@ -346,5 +355,6 @@ macro_rules! end_to_end {
 
 end_to_end!(
     a_full_disk_answers_452_then_mail_flows_again_once_it_is_grown,
+    without_group_commit_a_full_disk_answers_452_then_mail_flows_again,
     a_database_that_cannot_be_reopened_makes_the_daemon_exit_non_zero,
 );
