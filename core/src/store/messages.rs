@@ -6,6 +6,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTr
 
 use super::journal::{self, Entry, Record};
 use super::packed::{FORMAT_PACKED, Packed, PackedBody, pack};
+use super::recovery::Asker;
 use super::schema::{
     BY_MESSAGE_ID, BY_USER, JOURNAL_SEQ_KEY, MESSAGES, META, MessageRecord, RAW, decode, encode,
 };
@@ -188,7 +189,7 @@ impl Store {
         }
         let mut delivering = self.delivering();
         if self.is_broken() {
-            self.recover_locked(&mut delivering, Instant::now())?;
+            self.recover_locked(&mut delivering, Instant::now(), Asker::Operation)?;
         }
         self.with_db(|db| insert_locked(db, &mut delivering, messages))
     }
@@ -199,7 +200,7 @@ impl Store {
     pub fn checkpoint(&self) -> Result<bool, StoreError> {
         let mut delivering = self.delivering();
         if self.is_broken() {
-            self.recover_locked(&mut delivering, Instant::now())?;
+            self.recover_locked(&mut delivering, Instant::now(), Asker::Operation)?;
         }
         if delivering.usable && delivering.journal.is_empty() {
             return Ok(false);

@@ -27,6 +27,18 @@
 //! for the filesystem's allocation, and that made one lock-step connection 1.28× slower. The
 //! journal is written through one too.
 //!
+//! # A full disk, or another I/O error
+//! After a failed write redb answers every later operation with "Previous I/O error" until
+//! the file is closed and opened again: the first `ENOSPC` used to wedge the daemon for good.
+//! Now an I/O error marks the store broken ([`StoreError::NoSpace`] for `ENOSPC`/`EDQUOT`, so
+//! that the session answers `452 4.3.1`; [`StoreError::Io`] otherwise), each operation fails
+//! at once with it, and the store closes the database and opens it again, which takes it back
+//! to its last durable commit and replays the journal as after a crash (`recovery` says when:
+//! at most once a second, after a full disk only once [`REOPEN_ROOM`] is free). Nothing
+//! acknowledged is lost: a journaled batch is durable in the journal, and a batch whose commit
+//! failed was never acknowledged. [`Store::health`] tells the server when reopening keeps
+//! failing for another reason, so that it exits for systemd to restart it.
+//!
 //! # One process holds the file
 //! The daemon opens the file in redb's single-process mode ([`ConcurrencyMode::ExclusiveWriter`],
 //! a whole-file lock). In redb's multi-process modes every commit is two-phase: two `fdatasync`
@@ -58,6 +70,7 @@ use std::time::{Duration, Instant};
 use redb::{Builder, ConcurrencyMode, Database};
 
 use crate::logging::{self, Repeats};
+use recovery::Asker;
 
 pub use messages::{MessageSummary, NewMessage, PackedMessage, StoredMessage};
 pub use recovery::{GIVE_UP_AFTER, Health, REOPEN_EVERY, REOPEN_ROOM};
@@ -401,7 +414,7 @@ impl Store {
     pub fn recover(&self) -> Health {
         if self.is_broken() {
             // The outcome is in the health and the log.
-            let _ = self.recover_locked(&mut self.delivering(), Instant::now());
+            let _ = self.recover_locked(&mut self.delivering(), Instant::now(), Asker::Timer);
         }
         self.health()
     }
@@ -443,7 +456,7 @@ impl Store {
         f: impl FnOnce(&Database) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         if self.is_broken() {
-            self.recover_locked(&mut self.delivering(), Instant::now())?;
+            self.recover_locked(&mut self.delivering(), Instant::now(), Asker::Operation)?;
         }
         self.with_db(f)
     }
@@ -467,12 +480,17 @@ impl Store {
 
     /// If the database is unusable: reopens it when a reopen is due, else fails at once with
     /// what broke it. `delivering` is the caller's hold of it.
-    fn recover_locked(&self, delivering: &mut Delivering, now: Instant) -> Result<(), StoreError> {
+    fn recover_locked(
+        &self,
+        delivering: &mut Delivering,
+        now: Instant,
+        asker: Asker,
+    ) -> Result<(), StoreError> {
         if !self.is_broken() {
             return Ok(());
         }
         let mut watch = self.watch();
-        match watch.recovery.next(now, || self.has_room()) {
+        match watch.recovery.next(now, || self.has_room(), asker) {
             recovery::Next::Proceed => Ok(()),
             recovery::Next::Refuse(cause) => Err(cause),
             recovery::Next::Reopen => match self.reopen(delivering) {
@@ -587,6 +605,10 @@ fn open_database(path: &Path) -> Result<Open, StoreError> {
                 StoreError::Database(problem) => {
                     StoreError::Database(format!("{}: {problem}", path.display()))
                 }
+                // The recovery of a file left after an I/O error may meet another.
+                StoreError::Io(problem) => last_error
+                    .get()
+                    .unwrap_or_else(|| StoreError::Io(format!("{}: {problem}", path.display()))),
                 other => other,
             },
         })?;

@@ -82,6 +82,15 @@ pub(super) enum Next {
     Refuse(StoreError),
 }
 
+/// Who asks [`Recovery::next`]: only operations count as refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Asker {
+    /// A delivery, a read, a change of users.
+    Operation,
+    /// The server's timer ([`super::Store::recover`]).
+    Timer,
+}
+
 /// How long a recovered store was unusable, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Outage {
@@ -130,7 +139,7 @@ impl Recovery {
     /// attempt: the caller then reports [`Recovery::reopened`] or [`Recovery::reopen_failed`].
     /// After a full disk, `room` (asked only then) says whether [`REOPEN_ROOM`] is free: a
     /// reopen waits for it, and is tried as soon as it is, without waiting for its turn.
-    pub fn next(&mut self, now: Instant, room: impl FnOnce() -> bool) -> Next {
+    pub fn next(&mut self, now: Instant, room: impl FnOnce() -> bool, asker: Asker) -> Next {
         let Some(broken) = &mut self.broken else {
             return Next::Proceed;
         };
@@ -142,7 +151,9 @@ impl Recovery {
             self.last_try = Some(now);
             Next::Reopen
         } else {
-            broken.refused = broken.refused.saturating_add(1);
+            if asker == Asker::Operation {
+                broken.refused = broken.refused.saturating_add(1);
+            }
             Next::Refuse(broken.cause.clone())
         }
     }
@@ -198,7 +209,10 @@ mod tests {
     #[test]
     fn a_working_store_proceeds() {
         let mut r = Recovery::new(GIVE_UP_AFTER);
-        assert_eq!(r.next(Instant::now(), room), Next::Proceed);
+        assert_eq!(
+            r.next(Instant::now(), room, Asker::Operation),
+            Next::Proceed
+        );
         assert_eq!(r.health(Instant::now()), Health::Working);
     }
 
@@ -209,13 +223,16 @@ mod tests {
         assert!(r.broke(t0, full()));
         assert!(!r.broke(t0, StoreError::Io("previous I/O error".into())));
         assert_eq!(r.health(t0), Health::Recovering);
-        assert_eq!(r.next(t0, room), Next::Reopen);
+        assert_eq!(r.next(t0, room, Asker::Operation), Next::Reopen);
         r.reopen_failed(t0, full());
         // Within the second: refused with the cause, no disk touched.
         for i in 1..1000u32 {
-            assert_eq!(r.next(t0 + S * i / 1000, room), Next::Refuse(full()));
+            assert_eq!(
+                r.next(t0 + S * i / 1000, room, Asker::Operation),
+                Next::Refuse(full())
+            );
         }
-        assert_eq!(r.next(t0 + S, room), Next::Reopen);
+        assert_eq!(r.next(t0 + S, room, Asker::Operation), Next::Reopen);
         assert_eq!(
             r.reopened(t0 + 1500 * S / 1000),
             Some(Outage {
@@ -223,7 +240,7 @@ mod tests {
                 refused: 999
             })
         );
-        assert_eq!(r.next(t0 + 2 * S, room), Next::Proceed);
+        assert_eq!(r.next(t0 + 2 * S, room, Asker::Operation), Next::Proceed);
         assert_eq!(r.health(t0 + 2 * S), Health::Working);
     }
 
@@ -235,7 +252,7 @@ mod tests {
         let mut now = t0;
         // An hour of reopens failing for want of room.
         while now < t0 + 3600 * S {
-            assert_eq!(r.next(now, room), Next::Reopen);
+            assert_eq!(r.next(now, room, Asker::Operation), Next::Reopen);
             r.reopen_failed(now, full());
             now += S;
         }
@@ -259,19 +276,34 @@ mod tests {
                 asked += 1;
                 false
             };
-            assert_eq!(r.next(t0 + S * i / 10, full_disk), Next::Refuse(full()));
+            assert_eq!(
+                r.next(t0 + S * i / 10, full_disk, Asker::Operation),
+                Next::Refuse(full())
+            );
         }
         assert_eq!(asked, 10, "the room is asked about each time");
         // Room at last: at once, not a second after the last look.
-        assert_eq!(r.next(t0 + S, room), Next::Reopen);
+        assert_eq!(r.next(t0 + S, room, Asker::Operation), Next::Reopen);
         r.reopen_failed(t0 + S, StoreError::Io("EISDIR".into()));
         let never = || panic!("only a full disk asks about room");
         assert_eq!(
-            r.next(t0 + 3 * S / 2, never),
+            r.next(t0 + 3 * S / 2, never, Asker::Operation),
             Next::Refuse(StoreError::Io("EISDIR".into()))
         );
-        assert_eq!(r.next(t0 + 2 * S, never), Next::Reopen);
+        assert_eq!(r.next(t0 + 2 * S, never, Asker::Operation), Next::Reopen);
         assert_eq!(r.reopened(t0 + 2 * S).map(|o| o.refused), Some(11));
+    }
+
+    #[test]
+    fn the_timer_is_not_counted_as_refused() {
+        let t0 = Instant::now();
+        let mut r = Recovery::new(GIVE_UP_AFTER);
+        r.broke(t0, full());
+        let no_room = || false;
+        assert_eq!(r.next(t0, no_room, Asker::Timer), Next::Refuse(full()));
+        assert_eq!(r.next(t0, no_room, Asker::Operation), Next::Refuse(full()));
+        assert_eq!(r.next(t0 + S, room, Asker::Timer), Next::Reopen);
+        assert_eq!(r.reopened(t0 + S).map(|o| o.refused), Some(1));
     }
 
     #[test]
@@ -279,12 +311,15 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Recovery::new(GIVE_UP_AFTER);
         r.broke(t0, full());
-        assert_eq!(r.next(t0, room), Next::Reopen);
+        assert_eq!(r.next(t0, room, Asker::Operation), Next::Reopen);
         assert!(r.reopened(t0).is_some());
         // The disk is still full: the first write breaks it again.
         r.broke(t0 + S / 10, full());
-        assert_eq!(r.next(t0 + S / 5, room), Next::Refuse(full()));
-        assert_eq!(r.next(t0 + S, room), Next::Reopen);
+        assert_eq!(
+            r.next(t0 + S / 5, room, Asker::Operation),
+            Next::Refuse(full())
+        );
+        assert_eq!(r.next(t0 + S, room, Asker::Operation), Next::Reopen);
     }
 
     #[test]
@@ -293,10 +328,13 @@ mod tests {
         let mut r = Recovery::new(GIVE_UP_AFTER);
         r.broke(t0, full());
         r.broke(t0, StoreError::Io("previous".into()));
-        assert_eq!(r.next(t0, room), Next::Reopen);
-        assert_eq!(r.next(t0, room), Next::Refuse(full()));
+        assert_eq!(r.next(t0, room, Asker::Operation), Next::Reopen);
+        assert_eq!(r.next(t0, room, Asker::Operation), Next::Refuse(full()));
         r.reopen_failed(t0, StoreError::Io("EIO".into()));
-        assert_eq!(r.next(t0, room), Next::Refuse(StoreError::Io("EIO".into())));
+        assert_eq!(
+            r.next(t0, room, Asker::Operation),
+            Next::Refuse(StoreError::Io("EIO".into()))
+        );
     }
 
     #[test]
@@ -308,7 +346,7 @@ mod tests {
         // stays full): never a reason to exit.
         let mut now = t0;
         for _ in 0..100 {
-            assert_eq!(r.next(now, room), Next::Reopen);
+            assert_eq!(r.next(now, room, Asker::Operation), Next::Reopen);
             assert!(r.reopened(now).is_some());
             now += S;
             r.broke(now, full());
@@ -318,13 +356,13 @@ mod tests {
         let first = now;
         while now < first + GIVE_UP_AFTER {
             assert_eq!(r.health(now), Health::Recovering);
-            assert_eq!(r.next(now, room), Next::Reopen);
+            assert_eq!(r.next(now, room, Asker::Operation), Next::Reopen);
             r.reopen_failed(now, StoreError::Io("EIO".into()));
             now += S;
         }
         assert_eq!(r.health(now), Health::Failed);
         assert_eq!(
-            r.next(now, room),
+            r.next(now, room, Asker::Operation),
             Next::Reopen,
             "still tried while the server exits"
         );
