@@ -59,20 +59,6 @@ impl Repeats {
         self.last = Some(now);
         Some(held)
     }
-
-    /// What is held back and not yet told, if anything, as of `now`: for a summary line
-    /// once the repeats stop (the next [`Repeats::admit`] starts afresh).
-    pub fn take_held(&mut self, now: Instant) -> Option<Held> {
-        let last = self.last?;
-        if self.held == 0 {
-            return None;
-        }
-        let held = Held {
-            count: std::mem::take(&mut self.held),
-            over: now.saturating_duration_since(last),
-        };
-        Some(held)
-    }
 }
 
 impl fmt::Display for Held {
@@ -131,41 +117,14 @@ mod tests {
     }
 
     #[test]
-    fn what_is_held_can_be_taken_for_a_summary_once() {
-        let t0 = Instant::now();
-        let mut r = Repeats::new();
-        assert_eq!(r.take_held(t0), None, "nothing written, nothing held");
-        r.admit(t0);
-        assert_eq!(r.take_held(t0 + S), None, "nothing held back");
-        r.admit(t0 + S);
-        r.admit(t0 + 2 * S);
-        assert_eq!(
-            r.take_held(t0 + 2500 * S / 1000),
-            Some(Held {
-                count: 2,
-                over: 2500 * S / 1000
-            })
-        );
-        assert_eq!(
-            Held {
-                count: 2,
-                over: 2500 * S / 1000
-            }
-            .to_string(),
-            " (repeated 2 times in the last 3 s)"
-        );
-        assert_eq!(r.take_held(t0 + 3 * S), None, "taken once");
-    }
-
-    #[test]
     fn time_going_backwards_holds_the_line_back_and_does_not_panic() {
         let t0 = Instant::now() + 100 * S;
         let mut r = Repeats::new();
         assert!(r.admit(t0).is_some());
         assert_eq!(r.admit(t0 - 50 * S), None);
         assert_eq!(
-            r.take_held(t0 - 50 * S).map(|h| h.over),
-            Some(Duration::ZERO)
+            r.admit(t0 + REPEAT_WINDOW).unwrap().to_string(),
+            " (repeated 1 time in the last 10 s)"
         );
     }
 }
