@@ -17,6 +17,12 @@ use serde::Deserialize;
 
 use crate::smtp::{BareNewline, SessionConfig};
 
+/// The default free-space floor, `limits.min_free_space_mb`.
+pub const DEFAULT_MIN_FREE_SPACE_MB: u64 = 64;
+
+/// The largest `limits.min_free_space_mb`: 1 TiB.
+pub const MAX_MIN_FREE_SPACE_MB: u64 = 1 << 20;
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -83,15 +89,20 @@ pub struct Limits {
     /// The prefix length an IPv6 client is counted by, in the per-address connection cap
     /// and the failed-login throttle: one host usually holds a whole /64.
     pub ipv6_prefix: u8,
-    /// Below this many MiB free on the data directory's filesystem MAIL gets `452 4.3.1`
-    /// (Postfix's `queue_minfree`); 0 turns the check off.
-    pub min_free_space_mb: u64,
     /// What to do with bare LF / bare CR in a message.
     pub bare_newline: BareNewline,
     /// Store the messages that arrive together in one durable transaction (one fsync for
     /// many); each `250` still waits for the commit holding its message. `false`: one
     /// transaction per message.
     pub group_commit: bool,
+    /// MiB that must stay free on the data directory's file system: below it MAIL gets
+    /// `452 4.3.1` before any byte of a message is written (Postfix's `queue_minfree`).
+    /// 0..=1048576 (1 TiB); 0 turns the floor off.
+    pub min_free_space_mb: u64,
+    /// Seconds the store keeps trying to reopen its database after an I/O error (a full disk
+    /// aside: that waits for room) before the server exits non-zero for systemd to restart
+    /// it. 1..=3600.
+    pub store_reopen_timeout_secs: u64,
 }
 
 /// Authentication policy.
@@ -201,9 +212,10 @@ impl Default for Limits {
             preauth_commands: session.preauth_commands,
             preauth_timeout_secs: session.preauth_timeout.as_secs(),
             ipv6_prefix: 64,
-            min_free_space_mb: 64,
             bare_newline: session.bare_newline,
             group_commit: true,
+            min_free_space_mb: DEFAULT_MIN_FREE_SPACE_MB,
+            store_reopen_timeout_secs: 60,
         }
     }
 }
@@ -324,7 +336,7 @@ impl Config {
 
     /// Every numeric key with its value and the range it must lie in. The bounds keep every
     /// duration addable to a clock and every size allocatable; none is a tuning advice.
-    fn numbers(&self) -> [(&'static str, u64, RangeInclusive<u64>); 14] {
+    fn numbers(&self) -> [(&'static str, u64, RangeInclusive<u64>); 15] {
         const DAY: u64 = 24 * 3600;
         const GIB: u64 = 1 << 30;
         let (l, a) = (&self.limits, &self.auth);
@@ -365,7 +377,16 @@ impl Config {
                 1..=DAY,
             ),
             ("limits.ipv6_prefix", u64::from(l.ipv6_prefix), 1..=128),
-            ("limits.min_free_space_mb", l.min_free_space_mb, 0..=1 << 30),
+            (
+                "limits.min_free_space_mb",
+                l.min_free_space_mb,
+                0..=MAX_MIN_FREE_SPACE_MB,
+            ),
+            (
+                "limits.store_reopen_timeout_secs",
+                l.store_reopen_timeout_secs,
+                1..=3600,
+            ),
             ("auth.bcrypt_cost", u64::from(a.bcrypt_cost), 4..=31),
             (
                 "auth.max_failures_per_connection",

@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use crate::smtp::{CloseReason, Reply, TlsInfo};
 
+mod repeats;
+pub use repeats::{Held, REPEAT_WINDOW, Repeats};
+
 /// Why an AUTH did not succeed, as written in the `reason=` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthFailure {
@@ -281,6 +284,87 @@ pub fn control_refused(who: &dyn std::fmt::Display) {
 /// At warn level: a control-socket connection failed (the daemon goes on).
 pub fn control_failed(error: &dyn std::fmt::Display) {
     log::warn!("control: {error}");
+}
+
+/// At error level: a delivery failed, and its client was told `451` or `452`. Repeats are
+/// held back by the caller's [`Repeats`]; `held` says how many.
+pub fn delivery_failed(user: &str, error: &dyn std::fmt::Display, held: Held) {
+    log::error!("delivery for user={user:?} failed: {error}{held}");
+}
+
+/// At error level: the store could not say whether a MAIL's login is still active (`451`).
+pub fn mail_check_failed(user: &str, error: &dyn std::fmt::Display, held: Held) {
+    log::error!("the login of user={user:?} could not be checked at MAIL: {error}{held}");
+}
+
+/// At error level: a batch of deliveries failed together (group commit).
+pub fn batch_failed(messages: usize, error: &dyn std::fmt::Display, held: Held) {
+    log::error!("delivery of a batch of {messages} failed: {error}{held}");
+}
+
+/// At error level: an I/O error left the database unusable; deliveries are refused (`452`
+/// for a full disk) until it is reopened.
+pub fn store_unusable(error: &dyn std::fmt::Display, held: Held) {
+    log::error!(
+        "store: the database is unusable after an I/O error, refusing deliveries until it is \
+         reopened: {error}{held}"
+    );
+}
+
+/// At warn level: the database was reopened after an I/O error, and the journal replayed.
+pub fn store_reopened(lasted: Duration, refused: u64, replayed: usize, held: Held) {
+    log::warn!(
+        "store: database reopened after {:.1} s unusable ({refused} operations refused \
+         meanwhile, {replayed} messages replayed from the journal){held}",
+        lasted.as_secs_f64()
+    );
+}
+
+/// At error level: reopening the database failed; it is tried again every `every`.
+pub fn store_reopen_failed(error: &dyn std::fmt::Display, every: Duration, held: Held) {
+    log::error!(
+        "store: reopening the database failed, trying again every {} s: {error}{held}",
+        every.as_secs()
+    );
+}
+
+/// At error level: the database could not be reopened for `after`; the server exits
+/// non-zero so that its service manager restarts it.
+pub fn store_failed_for_good(after: Duration) {
+    log::error!(
+        "store: the database could not be reopened for {} s: exiting so that the service \
+         manager restarts the server",
+        after.as_secs()
+    );
+}
+
+/// At warn level: writing zeros ahead of a file's writes failed (a full disk, usually); tried
+/// again after `retry`.
+pub fn zero_ahead_failed(error: &dyn std::fmt::Display, retry: Duration, held: Held) {
+    log::warn!(
+        "zero-ahead: writing zeros failed, trying again in {} s: {error}{held}",
+        retry.as_secs()
+    );
+}
+
+/// At warn level: a journal record could not be written; the batch commits durably in the
+/// database instead.
+pub fn journal_append_failed(error: &dyn std::fmt::Display, held: Held) {
+    log::warn!("journal append failed, committing durably instead: {error}{held}");
+}
+
+/// At warn level: a checkpoint failed; the journal keeps the messages, a later one tries again.
+pub fn checkpoint_failed(error: &dyn std::fmt::Display, held: Held) {
+    log::warn!("checkpoint failed (the journal keeps the messages): {error}{held}");
+}
+
+/// At warn level: the free space of the data directory could not be measured; the floor
+/// (`limits.min_free_space_mb`) is not applied meanwhile.
+pub fn free_space_unknown(dir: &std::path::Path, error: &dyn std::fmt::Display, held: Held) {
+    log::warn!(
+        "cannot measure the free space of {}: {error}{held}",
+        dir.display()
+    );
 }
 
 /// `stopped`: the last line of a clean shutdown.

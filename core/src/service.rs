@@ -7,53 +7,97 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Config;
+use crate::logging::{self, Repeats};
 use crate::smtp::{
     AuthOutcome, AuthRequest, Delivery, DeliveryError, MailCheck, MailVerdict, MessageId,
 };
-use crate::store::{NewMessage, PackedMessage, ReceivedTrace, Store, StoreError, space};
+use crate::store::{self, NewMessage, PackedMessage, ReceivedTrace, Store, StoreError};
 use crate::{markup, message};
 
-/// The store plus the facts about this server that delivery needs.
 /// How long a starting server waits for the database file: a command line holds it for one
 /// command, a bcrypt hash at most. A second server holds it for good, and is reported after.
 pub const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The store plus the facts about this server that delivery needs.
 #[derive(Debug)]
 pub struct Services {
     store: Store,
     hostname: String,
-    /// Below this many free bytes on the data directory's filesystem MAIL gets `452 4.3.1`.
-    min_free_space: u64,
+    /// Below this many bytes free in the data directory, MAIL is refused (`452 4.3.1`).
+    min_free_bytes: u64,
     /// Whether the last look found the filesystem below the floor (logged on each change).
     below_floor: AtomicBool,
+    /// Failed-delivery lines, held back while they repeat (a full disk fails every one).
+    failures: Mutex<Repeats>,
+    /// Lines saying the free space cannot be measured, held back likewise.
+    unmeasured: Mutex<Repeats>,
+    /// Lines saying a MAIL's login could not be checked, held back likewise.
+    unchecked: Mutex<Repeats>,
 }
 
 impl Services {
-    /// Wraps an open store; `hostname` goes into `Received:` headers.
+    /// Wraps an open store; `hostname` goes into `Received:` headers. No free-space floor
+    /// until [`Services::with_min_free_space`] sets one.
     pub fn new(store: Store, hostname: impl Into<String>) -> Services {
         Services {
             store,
             hostname: hostname.into(),
-            min_free_space: 0,
+            min_free_bytes: 0,
             below_floor: AtomicBool::new(false),
+            failures: Mutex::new(Repeats::new()),
+            unmeasured: Mutex::new(Repeats::new()),
+            unchecked: Mutex::new(Repeats::new()),
         }
     }
 
-    /// Sets the free-space floor, in bytes, below which MAIL is refused ([`Services::check_mail`]).
+    /// Sets the free-space floor of [`Services::free_space_ok`], in bytes.
     pub fn with_min_free_space(mut self, bytes: u64) -> Services {
-        self.min_free_space = bytes;
+        self.min_free_bytes = bytes;
         self
     }
 
     /// Opens the store in `config.data_dir` with the configured bcrypt cost, waiting up to
-    /// [`OPEN_WAIT`] for a command line that holds the file to finish.
+    /// [`OPEN_WAIT`] for a command line that holds the file to finish; the free-space floor
+    /// is `limits.min_free_space_mb`, and the store gives up reopening its database after
+    /// `limits.store_reopen_timeout_secs`.
     pub fn open(config: &Config) -> Result<Services, StoreError> {
         let store = Store::open_in_waiting(&config.data_dir, config.auth.bcrypt_cost, OPEN_WAIT)?;
-        let floor = config.limits.min_free_space_mb.saturating_mul(1024 * 1024);
-        Ok(Services::new(store, config.hostname.clone()).with_min_free_space(floor))
+        store.set_give_up_after(Duration::from_secs(config.limits.store_reopen_timeout_secs));
+        Ok(Services::new(store, config.hostname.clone())
+            .with_min_free_space(config.limits.min_free_space_mb.saturating_mul(1 << 20)))
+    }
+
+    /// Whether the file system of the data directory has at least the floor free
+    /// (`limits.min_free_space_mb`, Postfix's `queue_minfree`): MAIL gets `452 4.3.1` when it
+    /// has not, before any byte of the message is written. One `statvfs`. Where the space
+    /// cannot be measured (logged), there is no floor: the store's own errors still answer.
+    pub fn free_space_ok(&self) -> bool {
+        if self.min_free_bytes == 0 {
+            return true;
+        }
+        let dir = self.store.path().parent().unwrap_or(Path::new("."));
+        match store::free_bytes(dir) {
+            Ok(free) => {
+                let ok = free >= self.min_free_bytes;
+                self.note_floor(dir, free, ok);
+                ok
+            }
+            Err(error) => {
+                let held = self
+                    .unmeasured
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .admit(Instant::now());
+                if let Some(held) = held {
+                    logging::free_space_unknown(dir, &error, held);
+                }
+                true
+            }
+        }
     }
 
     /// The underlying store.
@@ -115,55 +159,49 @@ impl Services {
                 );
                 return MailVerdict::LoginRevoked;
             }
+            // The store refuses everything while the disk it filled is full: so does MAIL.
+            Err(StoreError::NoSpace(_)) => return MailVerdict::InsufficientStorage,
             Err(error) => {
-                log::error!(
-                    "user={:?} could not be checked at MAIL: {error}",
-                    check.user
-                );
+                let held = self
+                    .unchecked
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .admit(Instant::now());
+                if let Some(held) = held {
+                    logging::mail_check_failed(&check.user, &error, held);
+                }
                 return MailVerdict::Unavailable;
             }
         }
-        if self.is_below_floor() {
-            MailVerdict::InsufficientStorage
-        } else {
+        if self.free_space_ok() {
             MailVerdict::Accepted
+        } else {
+            MailVerdict::InsufficientStorage
         }
     }
 
-    /// Whether the data directory's filesystem has less than the floor left; logs when that
-    /// changes, not on every MAIL. A filesystem that cannot be asked does not stop mail.
-    fn is_below_floor(&self) -> bool {
-        if self.min_free_space == 0 {
-            return false;
+    /// Logs when the filesystem goes under the floor or back over it, not on every MAIL.
+    fn note_floor(&self, dir: &Path, free: u64, ok: bool) {
+        let was_below = self.below_floor.swap(!ok, Ordering::Relaxed);
+        if was_below != ok {
+            return; // no change
         }
-        let dir = self.store.path().parent().unwrap_or(Path::new("."));
-        let available = match space::available_bytes(dir) {
-            Ok(available) => available,
-            Err(error) => {
-                log::warn!("free space of {} unknown: {error}", dir.display());
-                return false;
-            }
-        };
-        let below = available < self.min_free_space;
-        if self.below_floor.swap(below, Ordering::Relaxed) != below {
-            let mib = |bytes: u64| bytes / (1024 * 1024);
-            if below {
-                log::error!(
-                    "{} has {} MiB free, under the floor of {} MiB \
-                     (limits.min_free_space_mb): MAIL gets 452 4.3.1 until space is freed",
-                    dir.display(),
-                    mib(available),
-                    mib(self.min_free_space)
-                );
-            } else {
-                log::warn!(
-                    "{} has {} MiB free again: mail is accepted",
-                    dir.display(),
-                    mib(available)
-                );
-            }
+        let mib = |bytes: u64| bytes / (1024 * 1024);
+        if ok {
+            log::warn!(
+                "{} has {} MiB free again: mail is accepted",
+                dir.display(),
+                mib(free)
+            );
+        } else {
+            log::error!(
+                "{} has {} MiB free, under the floor of {} MiB (limits.min_free_space_mb): \
+                 MAIL gets 452 4.3.1 until space is freed",
+                dir.display(),
+                mib(free),
+                mib(self.min_free_bytes)
+            );
         }
-        below
     }
 
     /// Parses, renders and stores one message; returns once it is durably committed. A
@@ -187,8 +225,8 @@ impl Services {
                     .ok_or_else(|| StoreError::Database("insert returned no id".into()))
             })
             .map_err(|error| {
-                log::error!("delivery for user={:?} failed: {error}", delivery.user);
-                DeliveryError(error.to_string())
+                self.failed(|held| logging::delivery_failed(&delivery.user, &error, held));
+                delivery_error(&error)
             })?;
         log_accepted(id, &delivery.user, delivery.data.len());
         Ok(id)
@@ -221,8 +259,8 @@ impl Services {
         }))
         .unwrap_or_else(|_| Err(StoreError::Database("panic while processing".into())));
         packed.map_err(|error| {
-            log::error!("delivery for user={:?} failed: {error}", delivery.user);
-            DeliveryError(error.to_string())
+            self.failed(|held| logging::delivery_failed(&delivery.user, &error, held));
+            delivery_error(&error)
         })
     }
 
@@ -250,8 +288,8 @@ impl Services {
         let stored: Vec<Result<MessageId, DeliveryError>> = match stored {
             Ok(ids) => ids.into_iter().map(Ok).collect(),
             Err(error) => {
-                log::error!("delivery of a batch of {} failed: {error}", messages.len());
-                vec![Err(DeliveryError(error.to_string())); messages.len()]
+                self.failed(|held| logging::batch_failed(messages.len(), &error, held));
+                vec![Err(delivery_error(&error)); messages.len()]
             }
         };
         // Paired with its message, each stored outcome logs its acceptance as it is used.
@@ -265,8 +303,8 @@ impl Services {
             .into_iter()
             .map(|outcome| {
                 outcome.or_else(|| stored.next()).unwrap_or_else(|| {
-                    Err(DeliveryError(
-                        "internal error: the store lost a message".into(),
+                    Err(DeliveryError::other(
+                        "internal error: the store lost a message",
                     ))
                 })
             })
@@ -292,6 +330,28 @@ impl Services {
             html,
             data: delivery.data.clone(),
         }
+    }
+}
+
+impl Services {
+    /// Writes a failed-delivery line through `log`, unless lines like it are held back.
+    fn failed(&self, log: impl FnOnce(logging::Held)) {
+        let held = self
+            .failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(Instant::now());
+        if let Some(held) = held {
+            log(held);
+        }
+    }
+}
+
+/// What the session is told: a full disk is `452 4.3.1`, anything else `451 4.3.0`.
+fn delivery_error(error: &StoreError) -> DeliveryError {
+    match error {
+        StoreError::NoSpace(_) => DeliveryError::no_space(error.to_string()),
+        _ => DeliveryError::other(error.to_string()),
     }
 }
 
@@ -379,7 +439,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_in(dir.path(), 4).unwrap();
         store.add_user("alice", "pw", UNIX_EPOCH).unwrap();
-        let free = space::available_bytes(dir.path()).unwrap();
+        let free = store::free_bytes(dir.path()).unwrap();
         let check = MailCheck {
             user: "alice".into(),
         };
@@ -438,11 +498,60 @@ mod tests {
         assert_eq!(s.deliver_batch(&[]), []);
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn free_space_ok_is_false_below_the_floor_and_true_again_once_space_is_freed() {
+        let fs = crate::store::full_disk_tests::Tmpfs::mount(64);
+        let store = Store::open_in(fs.path(), 4).unwrap();
+        let floor = 8 << 20;
+        let s = Services::new(store, "mail.example").with_min_free_space(floor);
+        // The zero-ahead threads of a new store take their share within moments.
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(s.free_space_ok());
+        let free = store::free_bytes(fs.path()).unwrap();
+        let filler = fs.path().join("filler");
+        std::fs::write(&filler, vec![1u8; (free - floor + (1 << 20)) as usize]).unwrap();
+        assert!(!s.free_space_ok(), "1 MiB under the floor");
+        std::fs::remove_file(&filler).unwrap();
+        assert!(s.free_space_ok());
+        std::fs::write(&filler, vec![1u8; (free - floor / 2) as usize]).unwrap();
+        assert!(!s.free_space_ok());
+        assert!(
+            s.with_min_free_space(0).free_space_ok(),
+            "no floor, no refusal"
+        );
+    }
+
+    #[test]
+    fn free_space_ok_without_a_measure_lets_mail_through() {
+        let (dir, s) = services();
+        let s = s.with_min_free_space(u64::MAX);
+        assert!(!s.free_space_ok(), "no disk has that much room");
+        // A data directory gone from under the server: no measure, no floor.
+        let gone = dir.path().to_path_buf();
+        drop(dir);
+        assert!(!gone.exists());
+        assert!(s.free_space_ok());
+    }
+
+    #[test]
+    fn a_full_disk_is_a_no_space_delivery_error_and_anything_else_other() {
+        let full = StoreError::NoSpace("No space left on device (os error 28)".into());
+        assert_eq!(
+            delivery_error(&full),
+            DeliveryError::no_space("out of disk space: No space left on device (os error 28)")
+        );
+        assert_eq!(
+            delivery_error(&StoreError::Io("EIO".into())).kind,
+            crate::smtp::DeliveryFailure::Other
+        );
+    }
+
     #[test]
     fn store_prepared_keeps_a_failed_preparation_in_its_place() {
         let (_dir, s) = services();
         let (a, b) = (delivery(true), delivery(false));
-        let failed = DeliveryError("panic while processing".into());
+        let failed = DeliveryError::other("panic while processing");
         let prepared = vec![
             s.prepare_checked(&a, UNIX_EPOCH),
             Err(failed.clone()),

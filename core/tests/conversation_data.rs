@@ -1,6 +1,6 @@
 //! DATA (RFC 5321 §4.1.1.4, §4.5.2) and the smuggling cases S1–S11, E7, L3–L5.
 
-use atacama_core::smtp::{BareNewline, SessionConfig};
+use atacama_core::smtp::{BareNewline, DeliveryError, SessionConfig};
 use atacama_core::testing::{Harness, test_config};
 
 /// An authenticated session that has just received `354`.
@@ -31,6 +31,19 @@ fn message_is_delivered_then_acknowledged_with_its_id() {
     );
     h.complete_delivery(Ok(42));
     h.expect_line("250 2.0.0 Ok: queued as 42");
+    h.client("MAIL FROM:<alice@example.org>\r\n");
+    h.expect_reply(250);
+}
+
+#[test]
+fn a_full_disk_is_452_4_3_1_and_the_session_goes_on() {
+    let mut h = in_data(test_config());
+    h.client("x\r\n.\r\n");
+    h.expect_delivery();
+    h.fail_delivery(DeliveryError::no_space(
+        "No space left on device (os error 28)",
+    ));
+    h.expect_line("452 4.3.1 Error: insufficient system storage, try again later");
     h.client("MAIL FROM:<alice@example.org>\r\n");
     h.expect_reply(250);
 }

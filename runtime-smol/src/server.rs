@@ -111,15 +111,26 @@ impl Server {
                 }
                 server::ready(&listening);
                 if let Some(interval) = systemd::watchdog_interval() {
-                    // Pinged from the executor: a stuck executor stops the pings.
+                    // Pinged from the executor: a stuck executor stops the pings, and so
+                    // does a store that failed for good.
+                    let shared = Arc::clone(&shared);
                     accepting.push(executor.spawn(async move {
-                        loop {
+                        while !shared.state.store_failed() {
                             systemd::watchdog();
                             Timer::after(interval).await;
                         }
                     }));
                 }
-                wait_for_stop(&mut signals, &shared.state).await;
+                // A store that failed for good ends the wait as a stop signal would.
+                let (store_failed, failure) = smol::channel::bounded::<()>(1);
+                shared.state.when_store_fails(move || {
+                    store_failed.close();
+                });
+                wait_for_stop(&mut signals, &shared.state)
+                    .or(async {
+                        let _ = failure.recv().await;
+                    })
+                    .await;
                 // Cancelling the accept tasks drops the listeners: new connections are refused.
                 // (Under socket activation systemd keeps its copy and queues them instead.)
                 // Awaited, not just dropped: a dropped task leaves its future for the executor
@@ -141,8 +152,9 @@ impl Server {
         });
         // Connection tasks still alive hold the shared state: drop them, then the store.
         drop(executor);
+        let failed = shared.state.run_error();
         server::close(shared, |shared| shared.state);
-        Ok(())
+        failed.map_or(Ok(()), |error| Err(error.into()))
     }
 }
 

@@ -103,6 +103,9 @@ impl Server {
                 .name("watchdog".into())
                 .spawn(move || watchdog(&shared, interval))?;
         }
+        // A store that failed for good ends the wait as a stop signal would.
+        let handle = signals.handle();
+        shared.state.when_store_fails(move || handle.close());
         wait_for_stop(&mut signals, &shared.state);
         shared.stopping.store(true, Ordering::Release);
         // Each accept thread sees the flag once its accept returns; it then drops the
@@ -117,8 +120,9 @@ impl Server {
             shared.aborting.store(true, Ordering::Release);
             drain(state, Instant::now() + server::STORE_CLOSE_WAIT);
         }
+        let failed = shared.state.run_error();
         server::close(shared, |shared| shared.state);
-        Ok(())
+        failed.map_or(Ok(()), |error| Err(error.into()))
     }
 }
 
@@ -138,12 +142,12 @@ fn wait_for_stop(signals: &mut Signals, state: &ServerState) {
     }
 }
 
-/// Tells systemd the server is alive every `interval`, until it stops. The accept and
-/// connection threads block on their sockets and cannot ping, and there is no executor to
-/// get stuck: a thread of its own pings.
+/// Tells systemd the server is alive every `interval`, until it stops or its store fails for
+/// good. The accept and connection threads block on their sockets and cannot ping, and there
+/// is no executor to get stuck: a thread of its own pings.
 fn watchdog(shared: &Shared, interval: Duration) {
     let mut next = Instant::now();
-    while !shared.is_stopping() {
+    while !shared.is_stopping() && !shared.state.store_failed() {
         if Instant::now() >= next {
             systemd::watchdog();
             next = Instant::now() + interval;

@@ -228,10 +228,10 @@ fn a_client_trickling_a_byte_a_second_is_cut_with_421_4_4_2(binary: Binary) {
 // --- 2: the free-space floor --------------------------------------------------------------
 
 fn mail_below_the_free_space_floor_gets_452_before_any_byte_is_written(binary: Binary) {
-    // A floor no filesystem here reaches: 1 PiB.
+    // A floor no filesystem here reaches: 1 TiB.
     let server = server_with(
         binary,
-        Settings::default().limit("min_free_space_mb", 1 << 30),
+        Settings::default().limit("min_free_space_mb", 1 << 20),
     );
     let mut c = logged_in(&server);
     c.send("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n")

@@ -16,7 +16,7 @@ const IN_USE_WAIT: Duration = Duration::from_secs(5);
 /// The store the commands run against.
 pub(super) enum Target {
     /// No daemon runs: the file, opened by this process.
-    Local(Store),
+    Local(Box<Store>),
     /// The daemon that holds the file, asked over `DATA_DIR/control.sock`.
     Daemon {
         /// Its data directory.
@@ -49,7 +49,7 @@ impl Target {
                             store.recovered()
                         );
                     }
-                    return Ok(Target::Local(store));
+                    return Ok(Target::Local(Box::new(store)));
                 }
                 Err(StoreError::InUse(_)) if Instant::now() < deadline => {
                     std::thread::sleep(IN_USE_RETRY);

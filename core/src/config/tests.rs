@@ -37,9 +37,10 @@ fn no_file_gives_the_documented_defaults() {
     assert_eq!((l.command_timeout_secs, l.data_timeout_secs), (300, 180));
     assert_eq!((l.min_data_rate, l.min_data_rate_grace_secs), (1024, 30));
     assert_eq!((l.preauth_commands, l.preauth_timeout_secs), (20, 60));
-    assert_eq!((l.ipv6_prefix, l.min_free_space_mb), (64, 64));
+    assert_eq!(l.ipv6_prefix, 64);
     assert_eq!(l.bare_newline, BareNewline::Reject);
     assert!(l.group_commit);
+    assert_eq!((l.min_free_space_mb, l.store_reopen_timeout_secs), (64, 60));
     assert_eq!(
         config.auth,
         Auth {
@@ -94,9 +95,10 @@ fn every_key_is_read() {
         preauth_commands = 8
         preauth_timeout_secs = 15
         ipv6_prefix = 56
-        min_free_space_mb = 0
         bare_newline = "normalize"
         group_commit = false
+        min_free_space_mb = 0
+        store_reopen_timeout_secs = 5
         [auth]
         bcrypt_cost = 4
         require_tls = false
@@ -129,9 +131,10 @@ fn every_key_is_read() {
             preauth_commands: 8,
             preauth_timeout_secs: 15,
             ipv6_prefix: 56,
-            min_free_space_mb: 0,
             bare_newline: BareNewline::Normalize,
             group_commit: false,
+            min_free_space_mb: 0,
+            store_reopen_timeout_secs: 5,
         },
         auth: Auth {
             bcrypt_cost: 4,
@@ -224,6 +227,16 @@ fn out_of_range_values_are_named() {
             "must be between 4 and 31, not 32",
         ),
         (
+            "[limits]\nmin_free_space_mb = 1048577",
+            "limits.min_free_space_mb",
+            "must be between 0 and 1048576, not 1048577",
+        ),
+        (
+            "[limits]\nstore_reopen_timeout_secs = 0",
+            "limits.store_reopen_timeout_secs",
+            "must be between 1 and 3600, not 0",
+        ),
+        (
             "[limits]\nmax_recipients = 0",
             "limits.max_recipients",
             "must be between 1 and 100000, not 0",
@@ -278,11 +291,6 @@ fn out_of_range_values_are_named() {
             "[limits]\nipv6_prefix = 129",
             "limits.ipv6_prefix",
             "must be between 1 and 128, not 129",
-        ),
-        (
-            "[limits]\nmin_free_space_mb = 1073741825",
-            "limits.min_free_space_mb",
-            "must be between 0 and 1073741824, not 1073741825",
         ),
         (
             "[limits]\nmin_data_rate = 1073741825",

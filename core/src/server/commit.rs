@@ -28,9 +28,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::completion::{self, Completer, Completion};
+use crate::logging::{self, Repeats};
 use crate::service::Services;
 use crate::smtp::{Delivery, DeliveryError, MessageId};
 use crate::store::PackedMessage;
@@ -209,7 +210,7 @@ impl DirectDelivery {
 
 /// The outcome of a delivery whose committer went away without an answer.
 fn closing() -> Outcome {
-    Err(DeliveryError("the store is closing".into()))
+    Err(DeliveryError::other("the store is closing"))
 }
 
 /// Processes deliveries in arrival order until every [`Committer`] is gone; dropping
@@ -231,14 +232,17 @@ fn prepare_loop(services: &Services, queue: &Receiver<Job>, prepared: &Sender<Wo
 /// Stores batches until the prepare thread and every [`Committer`] are gone and the queue
 /// is empty.
 fn commit_loop(services: &Services, queue: &Receiver<Work>, in_flight: &AtomicUsize) {
+    let mut checkpoint_failed = Repeats::new();
     loop {
         let first = match queue.recv_timeout(IDLE_CHECKPOINT) {
             Ok(first) => first,
             Err(RecvTimeoutError::Timeout) => {
                 // Nothing came for a while: what only the journal holds goes into the
                 // database durably now, while no delivery waits for it.
-                if let Err(error) = services.store().checkpoint() {
-                    log::warn!("idle checkpoint failed (the journal keeps the messages): {error}");
+                if let Err(error) = services.store().checkpoint()
+                    && let Some(held) = checkpoint_failed.admit(Instant::now())
+                {
+                    logging::checkpoint_failed(&error, held);
                 }
                 match queue.recv() {
                     Ok(first) => first,
@@ -402,7 +406,7 @@ mod tests {
         };
         assert_eq!(
             committer.submit(delivery("late"), UNIX_EPOCH).wait(),
-            Err(DeliveryError("the store is closing".into()))
+            Err(DeliveryError::other("the store is closing"))
         );
     }
 }

@@ -411,7 +411,7 @@ mod tests {
         );
         drain(&mut conn);
         conn.auth_result(now, AuthOutcome::Accepted).unwrap();
-        for (attempt, result) in [Ok(MessageId(7)), Err(DeliveryError("disk".into()))]
+        for (attempt, result) in [Ok(MessageId(7)), Err(DeliveryError::other("disk"))]
             .into_iter()
             .enumerate()
         {

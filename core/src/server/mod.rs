@@ -21,6 +21,7 @@
 pub mod commit;
 mod completion;
 mod connection;
+pub mod keeper;
 pub mod verify;
 
 use std::fmt;
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 
 pub use commit::{Deliveries, Submitted};
 pub use connection::{Accepted, Connection, FIRST_READ_CHUNK, READ_CHUNK, Wait, Wake};
+pub use keeper::StoreKeeper;
 
 use crate::config::Config;
 use crate::control::{CONTROL_SOCKET, ControlServer};
@@ -76,6 +78,8 @@ pub struct ServerState {
     pub auth: AuthGate,
     /// Refusals on the implicit-TLS port handshaking at once.
     pub refusals: Slots,
+    /// Reopens the store after an I/O error, and says when it cannot.
+    pub keeper: StoreKeeper,
 }
 
 /// One address to listen on.
@@ -136,6 +140,8 @@ pub enum StartError {
     Committer(String),
     /// The password-check threads could not be started.
     Verifier(String),
+    /// The store keeper's thread could not be started.
+    Keeper(String),
     /// The command line's control socket could not be set up.
     Control {
         /// Where it would listen.
@@ -160,6 +166,9 @@ impl fmt::Display for StartError {
             StartError::Verifier(problem) => {
                 write!(f, "cannot start the password-check threads: {problem}")
             }
+            StartError::Keeper(problem) => {
+                write!(f, "cannot start the store keeper thread: {problem}")
+            }
             StartError::Control { socket, problem } => {
                 write!(f, "cannot listen on {}: {problem}", socket.display())
             }
@@ -168,6 +177,30 @@ impl fmt::Display for StartError {
 }
 
 impl std::error::Error for StartError {}
+
+/// Why a running server stopped on its own, exiting non-zero so that systemd restarts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunError {
+    /// An I/O error left the database unusable, and reopening it failed for this long.
+    StoreFailed {
+        /// How long reopening was tried.
+        after: Duration,
+    },
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::StoreFailed { after } => write!(
+                f,
+                "the database could not be reopened for {} s after an I/O error",
+                after.as_secs()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
 
 impl Signal {
     /// Its name in log lines: `SIGHUP`, `SIGTERM`, `SIGINT`.
@@ -190,6 +223,8 @@ impl ServerState {
         let limits = ServerLimits::from_config(config);
         let verifier = verify::Verifier::start(Arc::clone(&services), limits.verifier_running)
             .map_err(|e| StartError::Verifier(e.to_string()))?;
+        let keeper = StoreKeeper::start(Arc::clone(&services))
+            .map_err(|e| StartError::Keeper(e.to_string()))?;
         let control =
             ControlServer::start(&config.data_dir, Arc::clone(&services)).map_err(|e| {
                 StartError::Control {
@@ -208,6 +243,26 @@ impl ServerState {
             refusals: Slots::new(limits.max_refusals_in_flight),
             limits,
             tls,
+            keeper,
+        })
+    }
+
+    /// Whether the store failed for good: the runtime stops pinging the systemd watchdog and
+    /// shuts down (its main loop is woken through [`ServerState::when_store_fails`]).
+    pub fn store_failed(&self) -> bool {
+        self.keeper.has_failed()
+    }
+
+    /// Calls `wake` (once, from another thread) when the store fails for good: the runtime
+    /// passes what ends its wait for a stop signal.
+    pub fn when_store_fails(&self, wake: impl FnOnce() + Send + 'static) {
+        self.keeper.when_failed(wake);
+    }
+
+    /// What the runtime's `run` returns once shut down: an error if the store failed.
+    pub fn run_error(&self) -> Option<RunError> {
+        self.store_failed().then(|| RunError::StoreFailed {
+            after: self.services.store().give_up_after(),
         })
     }
 
@@ -369,14 +424,16 @@ pub fn close<T>(shared: Arc<T>, state: impl FnOnce(T) -> ServerState) {
                 deliveries,
                 verifier,
                 control,
+                keeper,
                 ..
             } = state(shared);
             // The control thread answers its request in hand and goes; the committer stores
             // what is queued, ends, and lets go of the store; the verifier threads end once
-            // their queue is empty.
+            // their queue is empty; the keeper ends at once, or after a reopen in hand.
             drop(control);
             drop(deliveries);
             drop(verifier);
+            drop(keeper);
             if unwrap_by(services, deadline).is_none() {
                 logging::store_still_in_use();
             }

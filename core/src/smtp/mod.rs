@@ -22,6 +22,6 @@ pub use params::{Body, MailParams, ParamError};
 pub use reply::{Code, Reply, Status};
 pub use session::Session;
 pub use types::{
-    AuthOutcome, AuthRequest, Channel, CloseReason, ConnInfo, Delivery, DeliveryError, Event,
-    MailCheck, MailVerdict, MessageId, NotPending, TlsInfo,
+    AuthOutcome, AuthRequest, Channel, CloseReason, ConnInfo, Delivery, DeliveryError,
+    DeliveryFailure, Event, MailCheck, MailVerdict, MessageId, NotPending, TlsInfo,
 };

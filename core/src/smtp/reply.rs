@@ -581,20 +581,21 @@ pub fn queued(id: crate::smtp::MessageId) -> Reply {
     Reply::new(Code::OK, Status(2, 0, 0), format!("Ok: queued as {id}"))
 }
 
-/// The store's filesystem is below its free-space floor, or full (RFC 3463 X.3.1).
-pub fn insufficient_storage() -> Reply {
-    Reply::new(
-        Code::INSUFFICIENT_STORAGE,
-        Status(4, 3, 1),
-        "Error: insufficient system storage, try again later",
-    )
-}
-
 pub fn store_failed() -> Reply {
     Reply::new(
         Code::LOCAL_ERROR,
         Status(4, 3, 0),
         "Error: local error in processing, try again later",
+    )
+}
+
+/// RFC 3463 §3.4 X.3.1 "Mail system full": the disk (or a quota) is full, or below the
+/// free-space floor; a later try may do.
+pub fn insufficient_storage() -> Reply {
+    Reply::new(
+        Code::INSUFFICIENT_STORAGE,
+        Status(4, 3, 1),
+        "Error: insufficient system storage, try again later",
     )
 }
 

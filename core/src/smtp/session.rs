@@ -244,7 +244,8 @@ impl Session {
         Ok(())
     }
 
-    /// The outcome of the [`Event::Deliver`] request: `250` with the id, or `451 4.3.0`.
+    /// The outcome of the [`Event::Deliver`] request: `250` with the id, `452 4.3.1` when
+    /// the disk is full, else `451 4.3.0`.
     pub fn delivery_result(
         &mut self,
         now: Instant,
@@ -256,7 +257,10 @@ impl Session {
                 self.delivered += 1;
                 reply::queued(id)
             }
-            Err(_) => reply::store_failed(),
+            Err(error) => match error.kind {
+                DeliveryFailure::NoSpace => reply::insufficient_storage(),
+                DeliveryFailure::Other => reply::store_failed(),
+            },
         };
         self.reply(reply);
         Ok(())

@@ -107,9 +107,47 @@ pub struct Delivery {
     pub data: Vec<u8>,
 }
 
-/// Why a delivery failed; the session answers `451 4.3.0` either way.
+/// Why a delivery failed: its kind picks the reply, its detail is for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryError(pub String);
+pub struct DeliveryError {
+    /// What kind of failure: the session answers by it.
+    pub kind: DeliveryFailure,
+    /// What went wrong, for the log; never sent to the client.
+    pub detail: String,
+}
+
+/// The kinds of failed delivery a client is told apart (RFC 3463 §3.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryFailure {
+    /// The file system is full or a quota is reached: `452 4.3.1`.
+    NoSpace,
+    /// Anything else (an I/O error, a panic, the store closing): `451 4.3.0`.
+    Other,
+}
+
+impl DeliveryError {
+    /// A failure of kind [`DeliveryFailure::Other`].
+    pub fn other(detail: impl Into<String>) -> DeliveryError {
+        DeliveryError {
+            kind: DeliveryFailure::Other,
+            detail: detail.into(),
+        }
+    }
+
+    /// A failure of kind [`DeliveryFailure::NoSpace`].
+    pub fn no_space(detail: impl Into<String>) -> DeliveryError {
+        DeliveryError {
+            kind: DeliveryFailure::NoSpace,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
 
 /// What the session asks its runtime to do. Act on events in the order they come.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -128,6 +128,12 @@ impl Journal {
         Ok(())
     }
 
+    /// The records since the last restart, read back from the file as an open reads them:
+    /// for a reopen of the database after an I/O error.
+    pub fn records(&self) -> io::Result<Vec<Record>> {
+        scan(&self.file, self.key)
+    }
+
     /// Starts again from the first byte: call once everything written is durable elsewhere.
     pub fn restart(&mut self) {
         self.end = 0;
@@ -441,6 +447,48 @@ mod tests {
             forgery_after_restart(&tempfile::tempdir().unwrap(), 0),
             [2, 3]
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn on_a_full_disk_an_append_fails_keeps_what_came_before_and_works_once_there_is_room() {
+        let fs = crate::store::full_disk_tests::Tmpfs::mount(4);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(fs.path().join("journal"))
+            .unwrap();
+        // 16 MiB long on a 4 MiB file system: its length takes no room, only what is written.
+        let (mut journal, _) = Journal::open(file, KEY).unwrap();
+        let big = |id: u64| Entry {
+            id,
+            value: vec![id as u8; 256 << 10],
+            user: "alice".into(),
+            message_id: None,
+        };
+        let mut seq = 0;
+        let error = loop {
+            seq += 1;
+            assert!(seq < 64, "16 MiB of records fitted in 4 MiB");
+            if let Err(error) = journal.append(seq, &encode(&[big(seq)])) {
+                break error;
+            }
+        };
+        assert_eq!(error.kind(), io::ErrorKind::StorageFull, "{error}");
+        let written: Vec<u64> = journal.records().unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(
+            written,
+            (1..seq).collect::<Vec<_>>(),
+            "the failed one is not read"
+        );
+        fs.resize(32);
+        journal.append(seq, &encode(&[big(seq)])).unwrap();
+        journal.append(seq + 1, &encode(&[big(seq + 1)])).unwrap();
+        let records = journal.records().unwrap();
+        assert_eq!(records.len() as u64, seq + 1);
+        assert_eq!(records.last().unwrap().entries, [big(seq + 1)]);
     }
 
     mod properties {

@@ -1,16 +1,18 @@
 //! Messages: durable inserts (one or a batch per transaction), threading, and reads.
 
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 
 use super::journal::{self, Entry, Record};
 use super::packed::{FORMAT_PACKED, Packed, PackedBody, pack};
+use super::recovery::Asker;
 use super::schema::{
     BY_MESSAGE_ID, BY_USER, JOURNAL_SEQ_KEY, MESSAGES, META, MessageRecord, RAW, decode, encode,
 };
 use super::trace::{ReceivedTrace, unix_seconds};
 use super::{Delivering, Store, StoreError};
+use crate::logging;
 use crate::message::{Attachment, ParsedMessage};
 use crate::smtp::MessageId;
 
@@ -186,109 +188,63 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut delivering = self.delivering();
-        let mut tx = self.db.begin_write()?;
-        let (ids, entries) = {
-            let mut tables = Tables::open(&tx)?;
-            let first = match tables.messages.last()? {
-                Some((key, _)) => key.value() + 1,
-                None => 1,
-            };
-            let mut entries = Vec::with_capacity(messages.len());
-            for (id, message) in (first..).zip(messages) {
-                entries.push(insert_one(&mut tables, id, message)?);
-            }
-            let ids = entries.iter().map(|entry| MessageId(entry.id)).collect();
-            (ids, entries)
-        };
-        let payload = (delivering.usable && entries.len() <= journal::JOURNAL_BATCH_MAX)
-            .then(|| journal::encode(&entries))
-            .filter(|payload| delivering.journal.fits(payload.len()));
-        let Some(payload) = payload else {
-            // The caller sends 250 on our return (RFC 5321 §6.1).
-            tx.set_durability(Durability::Immediate)?;
-            tx.commit()?;
-            delivering.restart();
-            return Ok(ids);
-        };
-        let seq = delivering.next_seq;
-        tx.set_durability(Durability::None)?;
-        tx.open_table(META)?.insert(JOURNAL_SEQ_KEY, seq)?;
-        tx.commit()?;
-        // Taken even if the append fails: a later durable commit holds this number.
-        delivering.next_seq = seq.saturating_add(1);
-        match delivering.journal.append(seq, &payload) {
-            Ok(()) => {
-                if delivering.journal.checkpoint_due()
-                    && let Err(error) = self.checkpoint_locked(&mut delivering)
-                {
-                    // The batch is safe in the journal; the next batch tries again.
-                    log::warn!("checkpoint failed: {error}");
-                }
-            }
-            Err(error) => {
-                log::warn!("journal append failed, committing durably instead: {error}");
-                delivering.usable = false;
-                self.checkpoint_locked(&mut delivering)?;
-            }
+        if self.is_broken() {
+            self.recover_locked(&mut delivering, Instant::now(), Asker::Operation)?;
         }
-        Ok(ids)
+        self.with_db(|db| insert_locked(db, &mut delivering, messages))
     }
 
     /// Makes every journaled batch durable in the database and restarts the journal; false if
     /// there was nothing to do. The committer calls it when idle, the store when it closes.
+    /// If an I/O error left the database unusable, the reopen (when due) does it instead.
     pub fn checkpoint(&self) -> Result<bool, StoreError> {
         let mut delivering = self.delivering();
+        if self.is_broken() {
+            self.recover_locked(&mut delivering, Instant::now(), Asker::Operation)?;
+        }
         if delivering.usable && delivering.journal.is_empty() {
             return Ok(false);
         }
-        self.checkpoint_locked(&mut delivering)?;
+        self.with_db(|db| checkpoint_locked(db, &mut delivering))?;
         Ok(true)
-    }
-
-    fn checkpoint_locked(&self, delivering: &mut Delivering) -> Result<(), StoreError> {
-        let mut tx = self.db.begin_write()?;
-        tx.set_durability(Durability::Immediate)?;
-        // Unchanged (the last journaled batch wrote it), but a commit that writes nothing
-        // need not reach the disk.
-        tx.open_table(META)?
-            .insert(JOURNAL_SEQ_KEY, delivering.next_seq.saturating_sub(1))?;
-        tx.commit()?;
-        delivering.restart();
-        Ok(())
     }
 
     /// One message's fields.
     pub fn message(&self, id: MessageId) -> Result<StoredMessage, StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(MESSAGES)?;
-        let value = table.get(id.0)?.ok_or(StoreError::NoSuchMessage(id.0))?;
-        let value = value.value();
-        if value.first() != Some(&FORMAT_PACKED) {
-            return Ok(stored(id, decode(value, "message")?));
-        }
-        let packed = Packed::parse(value)?;
-        let mut record: MessageRecord = decode(packed.envelope, "message")?;
-        let body = packed.body()?;
-        record.text = body.text;
-        record.html = body.html;
-        Ok(stored(id, record))
+        self.with_recovered_db(|db| {
+            let tx = db.begin_read()?;
+            let table = tx.open_table(MESSAGES)?;
+            let value = table.get(id.0)?.ok_or(StoreError::NoSuchMessage(id.0))?;
+            let value = value.value();
+            if value.first() != Some(&FORMAT_PACKED) {
+                return Ok(stored(id, decode(value, "message")?));
+            }
+            let packed = Packed::parse(value)?;
+            let mut record: MessageRecord = decode(packed.envelope, "message")?;
+            let body = packed.body()?;
+            record.text = body.text;
+            record.html = body.html;
+            Ok(stored(id, record))
+        })
     }
 
     /// The bytes as stored: our `Received:` header, then the data exactly as received.
     pub fn raw_message(&self, id: MessageId) -> Result<Vec<u8>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let messages = tx.open_table(MESSAGES)?;
-        let value = messages.get(id.0)?.ok_or(StoreError::NoSuchMessage(id.0))?;
-        if value.value().first() != Some(&FORMAT_PACKED) {
-            // Schema 1 kept the bytes in a table of their own.
-            let raw = tx.open_table(RAW)?;
-            let value = raw.get(id.0)?.ok_or(StoreError::NoSuchMessage(id.0))?;
-            return Ok(value.value().to_vec());
-        }
-        let packed = Packed::parse(value.value())?;
-        let mut raw = packed.header.to_vec();
-        raw.extend_from_slice(&packed.body()?.data);
-        Ok(raw)
+        self.with_recovered_db(|db| {
+            let tx = db.begin_read()?;
+            let messages = tx.open_table(MESSAGES)?;
+            let value = messages.get(id.0)?.ok_or(StoreError::NoSuchMessage(id.0))?;
+            if value.value().first() != Some(&FORMAT_PACKED) {
+                // Schema 1 kept the bytes in a table of their own.
+                let raw = tx.open_table(RAW)?;
+                let value = raw.get(id.0)?.ok_or(StoreError::NoSuchMessage(id.0))?;
+                return Ok(value.value().to_vec());
+            }
+            let packed = Packed::parse(value.value())?;
+            let mut raw = packed.header.to_vec();
+            raw.extend_from_slice(&packed.body()?.data);
+            Ok(raw)
+        })
     }
 
     /// Messages newest first, optionally only `user`'s, at most `limit` of them.
@@ -298,35 +254,109 @@ impl Store {
         limit: Option<usize>,
     ) -> Result<Vec<MessageSummary>, StoreError> {
         let limit = limit.unwrap_or(usize::MAX);
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(MESSAGES)?;
-        let ids: Vec<u64> = match user {
-            Some(user) => {
-                let by_user = tx.open_table(BY_USER)?;
-                let range = by_user.range((user, 0)..=(user, u64::MAX))?;
-                let mut ids = Vec::new();
-                for entry in range.rev().take(limit) {
-                    ids.push(entry?.0.value().1);
+        self.with_recovered_db(|db| {
+            let tx = db.begin_read()?;
+            let table = tx.open_table(MESSAGES)?;
+            let ids: Vec<u64> = match user {
+                Some(user) => {
+                    let by_user = tx.open_table(BY_USER)?;
+                    let range = by_user.range((user, 0)..=(user, u64::MAX))?;
+                    let mut ids = Vec::new();
+                    for entry in range.rev().take(limit) {
+                        ids.push(entry?.0.value().1);
+                    }
+                    ids
                 }
-                ids
-            }
-            None => {
-                let mut ids = Vec::new();
-                for entry in table.iter()?.rev().take(limit) {
-                    ids.push(entry?.0.value());
+                None => {
+                    let mut ids = Vec::new();
+                    for entry in table.iter()?.rev().take(limit) {
+                        ids.push(entry?.0.value());
+                    }
+                    ids
                 }
-                ids
+            };
+            let mut summaries = Vec::with_capacity(ids.len());
+            for id in ids {
+                let value = table.get(id)?.ok_or(StoreError::Corrupt(format!(
+                    "index names message {id}, which is missing"
+                )))?;
+                summaries.push(summary(MessageId(id), envelope(value.value())?));
             }
-        };
-        let mut summaries = Vec::with_capacity(ids.len());
-        for id in ids {
-            let value = table.get(id)?.ok_or(StoreError::Corrupt(format!(
-                "index names message {id}, which is missing"
-            )))?;
-            summaries.push(summary(MessageId(id), envelope(value.value())?));
-        }
-        Ok(summaries)
+            Ok(summaries)
+        })
     }
+}
+
+/// [`Store::insert_packed`] with the journal held and the database open.
+fn insert_locked(
+    db: &Database,
+    delivering: &mut Delivering,
+    messages: &[PackedMessage],
+) -> Result<Vec<MessageId>, StoreError> {
+    let mut tx = db.begin_write()?;
+    let (ids, entries) = {
+        let mut tables = Tables::open(&tx)?;
+        let first = match tables.messages.last()? {
+            Some((key, _)) => key.value() + 1,
+            None => 1,
+        };
+        let mut entries = Vec::with_capacity(messages.len());
+        for (id, message) in (first..).zip(messages) {
+            entries.push(insert_one(&mut tables, id, message)?);
+        }
+        let ids = entries.iter().map(|entry| MessageId(entry.id)).collect();
+        (ids, entries)
+    };
+    let payload = (delivering.usable && entries.len() <= journal::JOURNAL_BATCH_MAX)
+        .then(|| journal::encode(&entries))
+        .filter(|payload| delivering.journal.fits(payload.len()));
+    let Some(payload) = payload else {
+        // The caller sends 250 on our return (RFC 5321 §6.1).
+        tx.set_durability(Durability::Immediate)?;
+        tx.commit()?;
+        delivering.restart();
+        return Ok(ids);
+    };
+    let seq = delivering.next_seq;
+    tx.set_durability(Durability::None)?;
+    tx.open_table(META)?.insert(JOURNAL_SEQ_KEY, seq)?;
+    tx.commit()?;
+    // Taken even if the append fails: a later durable commit holds this number.
+    delivering.next_seq = seq.saturating_add(1);
+    match delivering.journal.append(seq, &payload) {
+        Ok(()) => {
+            if delivering.journal.checkpoint_due()
+                && let Err(error) = checkpoint_locked(db, delivering)
+                && let Some(held) = delivering.checkpoint_failed.admit(Instant::now())
+            {
+                // The batch is safe in the journal; the next batch tries again.
+                logging::checkpoint_failed(&error, held);
+            }
+        }
+        Err(error) => {
+            // A full disk meets the journal's zeros first: its redb pages may be written.
+            if let Some(held) = delivering.append_failed.admit(Instant::now()) {
+                logging::journal_append_failed(&error, held);
+            }
+            delivering.usable = false;
+            // If this fails too, the caller answers 4xx and the reopen rolls the batch back.
+            checkpoint_locked(db, delivering)?;
+        }
+    }
+    Ok(ids)
+}
+
+/// [`Store::checkpoint`] with the journal held and the database open.
+fn checkpoint_locked(db: &Database, delivering: &mut Delivering) -> Result<(), StoreError> {
+    let mut tx = db.begin_write()?;
+    tx.set_durability(Durability::Immediate)?;
+    // Unchanged (the last journaled batch wrote it), but a commit that writes nothing
+    // need not reach the disk.
+    tx.open_table(META)?
+        .insert(JOURNAL_SEQ_KEY, delivering.next_seq.saturating_sub(1))?;
+    tx.commit()?;
+    delivering.restart();
+    Ok(())
 }
 
 /// The tables a delivery writes, opened once per transaction.

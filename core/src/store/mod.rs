@@ -27,6 +27,18 @@
 //! for the filesystem's allocation, and that made one lock-step connection 1.28× slower. The
 //! journal is written through one too.
 //!
+//! # A full disk, or another I/O error
+//! After a failed write redb answers every later operation with "Previous I/O error" until
+//! the file is closed and opened again: the first `ENOSPC` used to wedge the daemon for good.
+//! Now an I/O error marks the store broken ([`StoreError::NoSpace`] for `ENOSPC`/`EDQUOT`, so
+//! that the session answers `452 4.3.1`; [`StoreError::Io`] otherwise), each operation fails
+//! at once with it, and the store closes the database and opens it again, which takes it back
+//! to its last durable commit and replays the journal as after a crash (`recovery` says when:
+//! at most once a second, after a full disk only once [`REOPEN_ROOM`] is free). Nothing
+//! acknowledged is lost: a journaled batch is durable in the journal, and a batch whose commit
+//! failed was never acknowledged. [`Store::health`] tells the server when reopening keeps
+//! failing for another reason, so that it exits for systemd to restart it.
+//!
 //! # One process holds the file
 //! The daemon opens the file in redb's single-process mode ([`ConcurrencyMode::ExclusiveWriter`],
 //! a whole-file lock). In redb's multi-process modes every commit is two-phase: two `fdatasync`
@@ -41,21 +53,29 @@
 mod journal;
 mod messages;
 mod packed;
+mod recovery;
 mod schema;
-pub mod space;
+mod space;
 mod trace;
 mod users;
 mod zeroed;
 
 use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use redb::{Builder, ConcurrencyMode, Database};
 
+use crate::logging::{self, Repeats};
+use recovery::Asker;
+
 pub use messages::{MessageSummary, NewMessage, PackedMessage, StoredMessage};
+pub use recovery::{GIVE_UP_AFTER, Health, REOPEN_EVERY, REOPEN_ROOM};
 pub use schema::SCHEMA_VERSION;
+pub use space::free_bytes;
 pub use trace::{ReceivedTrace, rfc3339_utc, rfc5322_date, unix_seconds};
 pub use users::{MAX_PASSWORD_BYTES, MAX_USER_NAME_BYTES, User, validate_user_name};
 
@@ -113,8 +133,14 @@ pub enum StoreError {
     Corrupt(String),
     /// bcrypt refused to hash (for example a cost outside 4..=31).
     Hash(String),
-    /// redb or the file system failed.
+    /// redb failed (other than by an I/O error).
     Database(String),
+    /// The file system is full, or a quota is reached (`ENOSPC`, `EDQUOT`). The database is
+    /// reopened once there is room ([`Store::health`]).
+    NoSpace(String),
+    /// Reading or writing the files failed (`EIO`, …), or an earlier such failure left the
+    /// database unusable until it is reopened ([`Store::health`]).
+    Io(String),
 }
 
 impl fmt::Display for StoreError {
@@ -138,17 +164,56 @@ impl fmt::Display for StoreError {
             StoreError::Corrupt(what) => write!(f, "corrupt database record: {what}"),
             StoreError::Hash(problem) => write!(f, "password hashing failed: {problem}"),
             StoreError::Database(problem) => write!(f, "database error: {problem}"),
+            StoreError::NoSpace(problem) => write!(f, "out of disk space: {problem}"),
+            StoreError::Io(problem) => write!(f, "I/O error: {problem}"),
         }
     }
 }
 
 impl std::error::Error for StoreError {}
 
+impl StoreError {
+    /// An I/O error, as [`StoreError::NoSpace`] if the disk or a quota is full, else as
+    /// [`StoreError::Io`]; `context` (a file name) goes first when there is one.
+    pub fn from_io(error: &io::Error, context: Option<&Path>) -> StoreError {
+        let problem = match context {
+            Some(path) => format!("{}: {error}", path.display()),
+            None => error.to_string(),
+        };
+        match error.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+                StoreError::NoSpace(problem)
+            }
+            // Made up by redb, not the system: "not a redb database" and the like.
+            _ if error.raw_os_error().is_none() => StoreError::Database(problem),
+            _ => StoreError::Io(problem),
+        }
+    }
+
+    /// Whether the error may have left the database unusable, so that it must be reopened:
+    /// redb fails every operation after a failed write until it is.
+    pub fn needs_reopen(&self) -> bool {
+        matches!(self, StoreError::NoSpace(_) | StoreError::Io(_))
+    }
+}
+
+/// redb's errors, with its I/O errors told apart: they decide the reply (`452` for a full
+/// disk) and whether the database is reopened.
+fn from_redb(error: redb::Error) -> StoreError {
+    match error {
+        redb::Error::Io(error) => StoreError::from_io(&error, None),
+        redb::Error::PreviousIo | redb::Error::DatabaseClosed | redb::Error::Backend(_) => {
+            StoreError::Io(error.to_string())
+        }
+        error => StoreError::Database(error.to_string()),
+    }
+}
+
 macro_rules! database_errors {
     ($($error:ty),*) => {$(
         impl From<$error> for StoreError {
             fn from(error: $error) -> Self {
-                StoreError::Database(error.to_string())
+                from_redb(error.into())
             }
         }
     )*};
@@ -165,8 +230,12 @@ database_errors!(
 );
 
 /// An open database. Cheap to share by reference across threads (`Send + Sync`).
+///
+/// Locks, always taken in this order: `delivering`, `recovery`, `db` (its write half only to
+/// reopen the database).
 pub struct Store {
-    db: Database,
+    /// `None` only while a reopen is under way, or after it failed.
+    db: RwLock<Option<Open>>,
     path: PathBuf,
     bcrypt_cost: u32,
     /// Verified against for unknown and disabled users: same cost, same work.
@@ -175,6 +244,28 @@ pub struct Store {
     recovered: usize,
     /// Held by a delivery from its write transaction to its journal record's sync.
     delivering: Mutex<Delivering>,
+    /// Set while an I/O error has left the database unusable: the one check on the fast path.
+    broken: AtomicBool,
+    /// Counts the reopens, so that a failure seen on a database since replaced is ignored.
+    generation: AtomicU64,
+    /// When to reopen, and the log lines about it.
+    recovery: Mutex<Watch>,
+}
+
+/// The database and what its backend knows of its I/O errors.
+#[derive(Debug)]
+struct Open {
+    db: Database,
+    last_error: std::sync::Arc<zeroed::LastError>,
+}
+
+/// The recovery's bookkeeping and its log lines, each held back while it repeats.
+#[derive(Debug)]
+struct Watch {
+    recovery: recovery::Recovery,
+    broke: Repeats,
+    reopened: Repeats,
+    reopen_failed: Repeats,
 }
 
 /// The journal and what the store knows about it.
@@ -186,6 +277,10 @@ struct Delivering {
     /// False once an append failed and the checkpoint after it did too: the journal may hold
     /// a gap, so batches commit durably in redb until a checkpoint succeeds.
     usable: bool,
+    /// `journal append failed` lines, held back while they repeat.
+    append_failed: Repeats,
+    /// `checkpoint failed` lines, held back while they repeat.
+    checkpoint_failed: Repeats,
 }
 
 impl fmt::Debug for Store {
@@ -210,24 +305,13 @@ impl Store {
                 "bcrypt cost {bcrypt_cost} is outside 4..=31"
             )));
         }
-        let opened = |e: std::io::Error| StoreError::Database(format!("{}: {e}", path.display()));
-        let file = open_private_file(path).map_err(opened)?;
-        let db = Builder::new()
-            .set_concurrency_mode(ConcurrencyMode::ExclusiveWriter)
-            .set_cache_size(CACHE_BYTES)
-            .create_with_backend(zeroed::ZeroAhead::new(file).map_err(opened)?)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => {
-                    StoreError::InUse(path.display().to_string())
-                }
-                e => StoreError::Database(format!("{}: {e}", path.display())),
-            })?;
-        schema::check_or_initialise(&db)?;
+        let open = open_database(path)?;
+        let db = &open.db;
+        schema::check_or_initialise(db)?;
         let journal_path = path.with_extension(JOURNAL_EXTENSION);
-        let opened =
-            |e: std::io::Error| StoreError::Database(format!("{}: {e}", journal_path.display()));
+        let opened = |e: io::Error| StoreError::from_io(&e, Some(&journal_path));
         let created = !journal_path.exists();
-        let key = schema::journal_key(&db)?;
+        let key = schema::journal_key(db)?;
         let (journal, records) =
             journal::Journal::open(open_private_file(&journal_path).map_err(opened)?, key)
                 .map_err(opened)?;
@@ -235,9 +319,9 @@ impl Store {
             // The journal's name must survive a crash as surely as its records.
             sync_parent(&journal_path).map_err(opened)?;
         }
-        let (next_seq, recovered) = messages::replay(&db, &records)?;
+        let (next_seq, recovered) = messages::replay(db, &records)?;
         Ok(Store {
-            db,
+            db: RwLock::new(Some(open)),
             path: path.to_path_buf(),
             bcrypt_cost,
             dummy_hash: users::dummy_hash(bcrypt_cost),
@@ -246,6 +330,16 @@ impl Store {
                 journal,
                 next_seq,
                 usable: true,
+                append_failed: Repeats::new(),
+                checkpoint_failed: Repeats::new(),
+            }),
+            broken: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            recovery: Mutex::new(Watch {
+                recovery: recovery::Recovery::new(GIVE_UP_AFTER),
+                broke: Repeats::new(),
+                reopened: Repeats::new(),
+                reopen_failed: Repeats::new(),
             }),
         })
     }
@@ -295,6 +389,164 @@ impl Store {
         self.recovered
     }
 
+    /// Whether the store can take deliveries: [`Health::Failed`] once reopening the database
+    /// has failed for [`GIVE_UP_AFTER`], and the server should exit non-zero.
+    pub fn health(&self) -> Health {
+        if !self.is_broken() {
+            return Health::Working;
+        }
+        self.watch().recovery.health(Instant::now())
+    }
+
+    /// Sets how long reopening may fail (other than for a full disk) before [`Health::Failed`]:
+    /// `limits.store_reopen_timeout_secs`, [`GIVE_UP_AFTER`] unless set.
+    pub fn set_give_up_after(&self, after: Duration) {
+        self.watch().recovery.set_give_up_after(after);
+    }
+
+    /// How long reopening may fail before [`Health::Failed`].
+    pub fn give_up_after(&self) -> Duration {
+        self.watch().recovery.give_up_after()
+    }
+
+    /// Reopens the database if an I/O error left it unusable and a reopen is due; the server
+    /// calls it on a timer, so that a store nobody writes to recovers too. Cheap otherwise.
+    pub fn recover(&self) -> Health {
+        if self.is_broken() {
+            // The outcome is in the health and the log.
+            let _ = self.recover_locked(&mut self.delivering(), Instant::now(), Asker::Timer);
+        }
+        self.health()
+    }
+
+    /// Whether an I/O error has left the database unusable: the fast path's one check.
+    fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` on the database; an error that leaves it unusable marks it for reopening.
+    /// Take no other lock of the store inside `f`.
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let (result, generation) = {
+            let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
+            let generation = self.generation.load(Ordering::Acquire);
+            let result = match db.as_ref() {
+                Some(open) => f(&open.db).map_err(|error| open.explain(error)),
+                None => Err(StoreError::Io(
+                    "the database is closed after an I/O error, to be reopened".into(),
+                )),
+            };
+            (result, generation)
+        };
+        if let Err(error) = &result
+            && error.needs_reopen()
+        {
+            self.broke(generation, error);
+        }
+        result
+    }
+
+    /// [`Store::with_db`], after a reopen if one is due: for whatever does not hold
+    /// `delivering` (reads, users).
+    fn with_recovered_db<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if self.is_broken() {
+            self.recover_locked(&mut self.delivering(), Instant::now(), Asker::Operation)?;
+        }
+        self.with_db(f)
+    }
+
+    /// An operation on the database of `generation` failed with `error`, which leaves it
+    /// unusable: it is reopened at the next operation (or tick) from now, and until then each
+    /// one gets the error.
+    fn broke(&self, generation: u64, error: &StoreError) {
+        let mut watch = self.watch();
+        if generation != self.generation.load(Ordering::Acquire) {
+            return; // that database is gone; the one in its place is not known to fail
+        }
+        let now = Instant::now();
+        if watch.recovery.broke(now, error.clone()) {
+            self.broken.store(true, Ordering::Release);
+            if let Some(held) = watch.broke.admit(now) {
+                logging::store_unusable(error, held);
+            }
+        }
+    }
+
+    /// If the database is unusable: reopens it when a reopen is due, else fails at once with
+    /// what broke it. `delivering` is the caller's hold of it.
+    fn recover_locked(
+        &self,
+        delivering: &mut Delivering,
+        now: Instant,
+        asker: Asker,
+    ) -> Result<(), StoreError> {
+        if !self.is_broken() {
+            return Ok(());
+        }
+        let mut watch = self.watch();
+        match watch.recovery.next(now, || self.has_room(), asker) {
+            recovery::Next::Proceed => Ok(()),
+            recovery::Next::Refuse(cause) => Err(cause),
+            recovery::Next::Reopen => match self.reopen(delivering) {
+                Ok(replayed) => {
+                    self.broken.store(false, Ordering::Release);
+                    let now = Instant::now();
+                    if let (Some(outage), Some(held)) =
+                        (watch.recovery.reopened(now), watch.reopened.admit(now))
+                    {
+                        logging::store_reopened(outage.lasted, outage.refused, replayed, held);
+                    }
+                    Ok(())
+                }
+                Err(error) => {
+                    watch.recovery.reopen_failed(now, error.clone());
+                    if let Some(held) = watch.reopen_failed.admit(now) {
+                        logging::store_reopen_failed(&error, REOPEN_EVERY, held);
+                    }
+                    Err(error)
+                }
+            },
+        }
+    }
+
+    /// Whether the data directory's file system has [`REOPEN_ROOM`] free, or cannot tell.
+    fn has_room(&self) -> bool {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        space::free_bytes(dir).map_or(true, |free| free >= REOPEN_ROOM)
+    }
+
+    /// Closes the database and opens it again, which takes it back to its last durable
+    /// commit, then applies the journal's records it does not hold, as an open after a crash
+    /// does; returns how many messages that applied. On failure the database stays closed.
+    fn reopen(&self, delivering: &mut Delivering) -> Result<usize, StoreError> {
+        let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        // Closed first: the file is locked while a handle has it. redb leaves a file closed
+        // after an I/O error for the next open to recover.
+        drop(db.take());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let reopened = open_database(&self.path)?;
+        let records = delivering.journal.records().map_err(|e| {
+            StoreError::from_io(&e, Some(&self.path.with_extension(JOURNAL_EXTENSION)))
+        })?;
+        let (next_seq, replayed) =
+            messages::replay(&reopened.db, &records).map_err(|e| reopened.explain(e))?;
+        // Numbers taken by batches whose append failed stay taken.
+        delivering.next_seq = delivering.next_seq.max(next_seq);
+        delivering.restart();
+        *db = Some(reopened);
+        Ok(replayed)
+    }
+
+    fn watch(&self) -> MutexGuard<'_, Watch> {
+        self.recovery.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The journal, for a delivery or a checkpoint. A panic while it was held leaves its state
     /// in doubt, so the journal is then set aside until a checkpoint succeeds.
     fn delivering(&self) -> MutexGuard<'_, Delivering> {
@@ -324,6 +576,45 @@ impl Drop for Store {
     }
 }
 
+impl Open {
+    /// `error` as the caller is told it: redb's "Previous I/O error" as the error it was.
+    fn explain(&self, error: StoreError) -> StoreError {
+        match (&error, self.last_error.get()) {
+            (StoreError::Io(_), Some(first)) => first,
+            _ => error,
+        }
+    }
+}
+
+/// Opens (or creates) the redb file at `path` for this process alone.
+fn open_database(path: &Path) -> Result<Open, StoreError> {
+    let opened = |e: io::Error| StoreError::from_io(&e, Some(path));
+    let file = open_private_file(path).map_err(opened)?;
+    let backend = zeroed::ZeroAhead::new(file).map_err(opened)?;
+    let last_error = backend.last_error();
+    let db = Builder::new()
+        .set_concurrency_mode(ConcurrencyMode::ExclusiveWriter)
+        .set_cache_size(CACHE_BYTES)
+        .create_with_backend(backend)
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                StoreError::InUse(path.display().to_string())
+            }
+            redb::DatabaseError::Storage(redb::StorageError::Io(e)) => opened(e),
+            e => match StoreError::from(e) {
+                StoreError::Database(problem) => {
+                    StoreError::Database(format!("{}: {problem}", path.display()))
+                }
+                // The recovery of a file left after an I/O error may meet another.
+                StoreError::Io(problem) => last_error
+                    .get()
+                    .unwrap_or_else(|| StoreError::Io(format!("{}: {problem}", path.display()))),
+                other => other,
+            },
+        })?;
+    Ok(Open { db, last_error })
+}
+
 /// Syncs the directory holding `path`, so a file just created there is found after a crash.
 fn sync_parent(path: &Path) -> std::io::Result<()> {
     match path.parent() {
@@ -351,3 +642,6 @@ fn open_private_file(path: &Path) -> std::io::Result<std::fs::File> {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) mod full_disk_tests;

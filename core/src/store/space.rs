@@ -1,41 +1,47 @@
-//! Free space on the data directory's filesystem, for the floor below which MAIL is refused
-//! (`limits.min_free_space_mb`, Postfix's `queue_minfree`).
+//! How much room is left for the store: the free-space floor's measure (Postfix's
+//! `queue_minfree`).
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// Bytes an unprivileged process may still write on the filesystem holding `dir`: what
-/// `df` shows as available, not counting the blocks reserved for root.
-pub fn available_bytes(dir: &Path) -> io::Result<u64> {
-    let path = CString::new(dir.as_os_str().as_bytes())
+/// Bytes an unprivileged process may still write on the file system holding `dir`
+/// (`statvfs`: `f_bavail × f_frsize`, so the blocks reserved for root do not count).
+#[cfg(unix)]
+pub fn free_bytes(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the path"))?;
-    // SAFETY: statvfs is plain old data, for which all zeros is a valid value.
-    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is NUL-terminated and outlives the call; `stats` is a valid, writable
-    // statvfs that the call fills in.
-    let result = unsafe { libc::statvfs(path.as_ptr(), &mut stats) };
-    if result != 0 {
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string that outlives the call, and `stats` is a
+    // buffer of the size statvfs writes.
+    if unsafe { libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    #[allow(clippy::useless_conversion)] // the field types differ between targets
-    let (blocks, size) = (u64::from(stats.f_bavail), u64::from(stats.f_frsize));
-    Ok(blocks.saturating_mul(size))
+    // SAFETY: statvfs returned 0, so it filled `stats` in.
+    let stats = unsafe { stats.assume_init() };
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    Ok((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
 }
 
-#[cfg(test)]
+/// Where it cannot be measured, there is always room: the floor never refuses mail there.
+#[cfg(not(unix))]
+pub fn free_bytes(_dir: &Path) -> io::Result<u64> {
+    Ok(u64::MAX)
+}
+
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_directory_has_some_space_and_a_missing_one_is_an_error() {
+    fn a_directory_has_some_room_and_a_missing_one_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(available_bytes(dir.path()).unwrap() > 0);
-        let missing = dir.path().join("missing");
-        assert_eq!(
-            available_bytes(&missing).unwrap_err().kind(),
-            io::ErrorKind::NotFound
+        assert!(
+            free_bytes(dir.path()).unwrap() > 0,
+            "the temporary directory is not full"
         );
+        let missing = free_bytes(&dir.path().join("nowhere")).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+        assert!(free_bytes(Path::new("a\0b")).is_err());
     }
 }

@@ -225,7 +225,9 @@ fn another_schema_version_is_refused() {
     let t = temp_db();
     {
         let store = Store::open(&t.path, COST).unwrap();
-        schema::set_version(&store.db, SCHEMA_VERSION + 1).unwrap();
+        store
+            .with_db(|db| schema::set_version(db, SCHEMA_VERSION + 1))
+            .unwrap();
     }
     let error = Store::open(&t.path, COST).unwrap_err();
     assert_eq!(
@@ -246,7 +248,7 @@ fn schema_zero_is_refused_too() {
     let t = temp_db();
     {
         let store = Store::open(&t.path, COST).unwrap();
-        schema::set_version(&store.db, 0).unwrap();
+        store.with_db(|db| schema::set_version(db, 0)).unwrap();
     }
     assert_eq!(
         Store::open(&t.path, COST).unwrap_err(),
@@ -268,10 +270,10 @@ fn a_schema_2_file_is_stamped_3_when_opened() {
             .insert_message(&new_message("alice", None, None))
             .unwrap();
         store.checkpoint().unwrap();
-        schema::set_version(&store.db, 2).unwrap();
+        store.with_db(|db| schema::set_version(db, 2)).unwrap();
     }
     let store = Store::open(&t.path, COST).unwrap();
-    assert_eq!(schema::stored_version(&store.db).unwrap(), Some(3));
+    assert_eq!(store.with_db(schema::stored_version).unwrap(), Some(3));
     assert_eq!(stored_ids(&store), [1]);
 }
 
@@ -302,12 +304,14 @@ fn a_schema_1_file_is_read_and_upgraded_in_place() {
     };
     {
         let store = Store::open(&t.path, COST).unwrap();
-        schema::insert_schema_1_message(&store.db, 1, &record, &old_raw).unwrap();
-        schema::set_version(&store.db, 1).unwrap();
+        store
+            .with_db(|db| schema::insert_schema_1_message(db, 1, &record, &old_raw))
+            .unwrap();
+        store.with_db(|db| schema::set_version(db, 1)).unwrap();
     }
     let store = Store::open(&t.path, COST).unwrap();
     assert_eq!(
-        schema::stored_version(&store.db).unwrap(),
+        store.with_db(schema::stored_version).unwrap(),
         Some(SCHEMA_VERSION)
     );
 
@@ -586,7 +590,7 @@ fn crash_copy(t: &Temp, journal: bool) -> Temp {
 }
 
 /// `len` bytes lz4 cannot shrink (xorshift), different for each `seed`.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {

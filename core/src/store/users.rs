@@ -46,16 +46,18 @@ impl Store {
             created: now,
             updated: now,
         };
-        let tx = self.db.begin_write()?;
-        {
-            let mut users = tx.open_table(USERS)?;
-            if users.get(name)?.is_some() {
-                return Err(StoreError::UserExists(name.to_string()));
+        self.with_recovered_db(|db| {
+            let tx = db.begin_write()?;
+            {
+                let mut users = tx.open_table(USERS)?;
+                if users.get(name)?.is_some() {
+                    return Err(StoreError::UserExists(name.to_string()));
+                }
+                users.insert(name, encode(&record)?.as_slice())?;
             }
-            users.insert(name, encode(&record)?.as_slice())?;
-        }
-        tx.commit()?;
-        Ok(())
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// Replaces a user's password.
@@ -90,31 +92,35 @@ impl Store {
 
     /// Deletes a user. Their messages stay.
     pub fn delete_user(&self, name: &str) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
-        let removed = tx.open_table(USERS)?.remove(name)?.is_some();
-        if !removed {
-            return Err(StoreError::NoSuchUser(name.to_string()));
-        }
-        tx.commit()?;
-        Ok(())
+        self.with_recovered_db(|db| {
+            let tx = db.begin_write()?;
+            let removed = tx.open_table(USERS)?.remove(name)?.is_some();
+            if !removed {
+                return Err(StoreError::NoSuchUser(name.to_string()));
+            }
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// Every user, by name.
     pub fn users(&self) -> Result<Vec<User>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(USERS)?;
-        let mut users = Vec::new();
-        for entry in table.iter()? {
-            let (name, value) = entry?;
-            let record: UserRecord = decode(value.value(), "user")?;
-            users.push(User {
-                name: name.value().to_string(),
-                active: record.active,
-                created: record.created,
-                updated: record.updated,
-            });
-        }
-        Ok(users)
+        self.with_recovered_db(|db| {
+            let tx = db.begin_read()?;
+            let table = tx.open_table(USERS)?;
+            let mut users = Vec::new();
+            for entry in table.iter()? {
+                let (name, value) = entry?;
+                let record: UserRecord = decode(value.value(), "user")?;
+                users.push(User {
+                    name: name.value().to_string(),
+                    active: record.active,
+                    created: record.created,
+                    updated: record.updated,
+                });
+            }
+            Ok(users)
+        })
     }
 
     /// One user.
@@ -146,10 +152,12 @@ impl Store {
     }
 
     fn user_record(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(USERS)?;
-        let value = table.get(name)?;
-        value.map(|v| decode(v.value(), "user")).transpose()
+        self.with_recovered_db(|db| {
+            let tx = db.begin_read()?;
+            let table = tx.open_table(USERS)?;
+            let value = table.get(name)?;
+            value.map(|v| decode(v.value(), "user")).transpose()
+        })
     }
 
     fn update_user(
@@ -157,18 +165,20 @@ impl Store {
         name: &str,
         change: impl FnOnce(&mut UserRecord),
     ) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
-        {
-            let mut users = tx.open_table(USERS)?;
-            let mut record: UserRecord = match users.get(name)? {
-                Some(value) => decode(value.value(), "user")?,
-                None => return Err(StoreError::NoSuchUser(name.to_string())),
-            };
-            change(&mut record);
-            users.insert(name, encode(&record)?.as_slice())?;
-        }
-        tx.commit()?;
-        Ok(())
+        self.with_recovered_db(|db| {
+            let tx = db.begin_write()?;
+            {
+                let mut users = tx.open_table(USERS)?;
+                let mut record: UserRecord = match users.get(name)? {
+                    Some(value) => decode(value.value(), "user")?,
+                    None => return Err(StoreError::NoSuchUser(name.to_string())),
+                };
+                change(&mut record);
+                users.insert(name, encode(&record)?.as_slice())?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     fn hash(&self, password: &str) -> Result<String, StoreError> {

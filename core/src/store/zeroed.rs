@@ -25,11 +25,15 @@ use std::fs::File;
 use std::io;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
+
+use super::StoreError;
+use crate::logging::{self, Repeats};
 
 /// How far past redb's furthest write the zeroing thread keeps the zeros.
 pub const ZERO_AHEAD: u64 = 8 << 20;
@@ -38,12 +42,44 @@ pub const ZERO_AHEAD: u64 = 8 << 20;
 /// a commit's `fdatasync` can meet at most this much of them still in the page cache.
 const ZERO_STEP: u64 = 1 << 20;
 
+/// How long the zeroing thread waits after a step failed (a full disk, usually) before it
+/// tries again. Meanwhile writes past the mark zero for themselves, and fail as they would.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// A [`FileBackend`] that writes zeros ahead of redb's writes into the file's free space.
 #[derive(Debug)]
 pub struct ZeroAhead {
     inner: FileBackend,
     shared: Arc<Shared>,
     worker: Option<JoinHandle<()>>,
+    last_error: Arc<LastError>,
+}
+
+/// The first I/O error the backend returned to redb. redb latches it and reports what follows
+/// as "Previous I/O error" only, sometimes even to the operation that met it; the reply
+/// depends on what it was (`452` for a full disk), so the store asks here.
+#[derive(Debug, Default)]
+pub struct LastError(Mutex<Option<StoreError>>);
+
+impl LastError {
+    /// The error, if the backend has returned one.
+    pub fn get(&self) -> Option<StoreError> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Passes `result` on, noting its error if it is the first.
+    fn note<T>(&self, result: io::Result<T>) -> io::Result<T> {
+        if let Err(error) = &result {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert_with(|| StoreError::from_io(error, None));
+        }
+        result
+    }
 }
 
 #[derive(Debug)]
@@ -88,6 +124,7 @@ impl ZeroAhead {
             inner: FileBackend::new(file).map_err(io::Error::other)?,
             shared,
             worker: None,
+            last_error: Arc::default(),
         };
         let shared = Arc::clone(&backend.shared);
         backend.worker = Some(
@@ -96,6 +133,11 @@ impl ZeroAhead {
                 .spawn(move || shared.zero_when_asked())?,
         );
         Ok(backend)
+    }
+
+    /// Where the first I/O error returned to redb is kept.
+    pub fn last_error(&self) -> Arc<LastError> {
+        Arc::clone(&self.last_error)
     }
 
     /// A write reaching past the mark: zeros whatever lies between the mark and it, here and
@@ -150,8 +192,8 @@ impl Shared {
         self.wake.notify_one();
     }
 
-    /// The zeroing thread. Where it stops on an error, the writes past the mark still zero
-    /// for themselves.
+    /// The zeroing thread. Where it stops (a lock poisoned by a panic), the writes past the
+    /// mark still zero for themselves.
     fn zero_when_asked(&self) {
         if let Err(error) = self.serve_requests() {
             log::warn!("zero-ahead stopped: {error}");
@@ -159,13 +201,42 @@ impl Shared {
     }
 
     /// Waits to be asked, then zeros a step at a time up to what was asked (within the
-    /// file's length), syncing each step so no commit has to.
+    /// file's length), syncing each step so no commit has to. A step that fails (`ENOSPC`)
+    /// is tried again after [`RETRY_AFTER`], never at once: the thread must neither spin on
+    /// a full disk nor give up for good once there is room again.
     fn serve_requests(&self) -> io::Result<()> {
         let mut served = 0;
-        while let Some(through) = self.next_request(&mut served)? {
-            while self.zero_step(through)? {}
+        let mut failures = Repeats::new();
+        while let Some(mut through) = self.next_request(&mut served)? {
+            loop {
+                match self.zero_step(through) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(error) => {
+                        if let Some(held) = failures.admit(Instant::now()) {
+                            logging::zero_ahead_failed(&error, RETRY_AFTER, held);
+                        }
+                        match self.pause(RETRY_AFTER, &mut served)? {
+                            Some(latest) => through = latest,
+                            None => return Ok(()),
+                        }
+                    }
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Sleeps for `pause`, or until the backend is dropped (`None`); then what is wanted now,
+    /// which counts as served.
+    fn pause(&self, pause: Duration, served: &mut u64) -> io::Result<Option<u64>> {
+        let wanted = self.wanted()?;
+        let (wanted, _) = self
+            .wake
+            .wait_timeout_while(wanted, pause, |wanted| !wanted.stop)
+            .map_err(poisoned)?;
+        *served = wanted.asked;
+        Ok((!wanted.stop).then_some(wanted.through))
     }
 
     /// Waits for a request newer than `served`: `None` once the backend is dropped.
@@ -270,16 +341,9 @@ fn end_of_data(file: &File) -> io::Result<u64> {
     Ok(file.metadata()?.len())
 }
 
-impl StorageBackend for ZeroAhead {
-    fn len(&self) -> Result<u64, io::Error> {
-        self.inner.len()
-    }
-
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
-        self.inner.read(offset, out)
-    }
-
-    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+impl ZeroAhead {
+    /// [`StorageBackend::set_len`]: a hole given back and grown again is zeroed again.
+    fn grow_or_shrink(&self, len: u64) -> io::Result<()> {
         {
             let _guard = self.shared.lock()?;
             self.inner.set_len(len)?;
@@ -291,11 +355,8 @@ impl StorageBackend for ZeroAhead {
         Ok(())
     }
 
-    fn sync_data(&self) -> Result<(), io::Error> {
-        self.inner.sync_data()
-    }
-
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+    /// [`StorageBackend::write`]: zeros up to `offset` first if it lies past the mark.
+    fn write_zeroed(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         let end = offset.saturating_add(data.len() as u64);
         let mark = self.shared.zeroed.load(Ordering::Acquire);
         if end > mark {
@@ -305,6 +366,28 @@ impl StorageBackend for ZeroAhead {
             self.ask(end)?;
         }
         self.inner.write(offset, data)
+    }
+}
+
+impl StorageBackend for ZeroAhead {
+    fn len(&self) -> Result<u64, io::Error> {
+        self.last_error.note(self.inner.len())
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+        self.last_error.note(self.inner.read(offset, out))
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        self.last_error.note(self.grow_or_shrink(len))
+    }
+
+    fn sync_data(&self) -> Result<(), io::Error> {
+        self.last_error.note(self.inner.sync_data())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        self.last_error.note(self.write_zeroed(offset, data))
     }
 
     fn close(&self) -> Result<(), io::Error> {
@@ -474,6 +557,31 @@ mod tests {
         backend.set_len(4 * MIB).unwrap(); // grown: it goes on
         assert_eq!(settle(&backend), 4 * MIB);
         assert_eq!(end_of_data(&backend.shared.file).unwrap(), 4 * MIB);
+    }
+
+    #[test]
+    fn on_a_full_disk_the_thread_tries_again_each_second_and_goes_on_once_there_is_room() {
+        let fs = crate::store::full_disk_tests::Tmpfs::mount(4);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(fs.path().join("db"))
+            .unwrap();
+        let backend = ZeroAhead::new(file).unwrap();
+        backend.set_len(32 * MIB).unwrap();
+        backend.write(0, &[1u8; 4096]).unwrap(); // asks for zeros through 9 MiB: 4 fit
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let looks = backend.shared.looks.load(Ordering::Relaxed);
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        // One look a second (a spin makes thousands).
+        let more = backend.shared.looks.load(Ordering::Relaxed) - looks;
+        assert!((1..=4).contains(&more), "{more} looks in 2.5 s");
+        assert!(backend.shared.zeroed.load(Ordering::Acquire) < 4 * MIB);
+        fs.resize(16);
+        assert_eq!(settle(&backend), 9 * MIB, "it went on once there was room");
+        assert_eq!(contents(&backend)[..4096], [1u8; 4096]);
     }
 
     #[test]

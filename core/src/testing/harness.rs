@@ -281,10 +281,17 @@ impl Harness {
 
     /// Reports the outcome of the pending delivery.
     pub fn complete_delivery(&mut self, result: Result<u64, &str>) {
-        let result = result
-            .map(MessageId)
-            .map_err(|e| DeliveryError(e.to_string()));
+        let result = result.map(MessageId).map_err(DeliveryError::other);
         if let Err(e) = self.session.delivery_result(self.now, result) {
+            panic!("delivery_result refused: {e}");
+        }
+        self.checker.completed(self.session.user().is_some());
+        self.drain();
+    }
+
+    /// Reports that the pending delivery failed with `error` (of a kind of its own).
+    pub fn fail_delivery(&mut self, error: DeliveryError) {
+        if let Err(e) = self.session.delivery_result(self.now, Err(error)) {
             panic!("delivery_result refused: {e}");
         }
         self.checker.completed(self.session.user().is_some());

@@ -104,7 +104,7 @@ impl ScriptedRuntime {
                         self.next_id += 1;
                         Ok(MessageId(self.next_id - 1))
                     } else {
-                        Err(DeliveryError("scripted failure".into()))
+                        Err(DeliveryError::other("scripted failure"))
                     };
                     self.session
                         .delivery_result(self.now, result)

@@ -125,7 +125,7 @@ fn measure(dir: PathBuf, cost: u32) -> Result<serde_json::Value, String> {
             let started = Instant::now();
             let packed = services.prepare_checked(&delivery, SystemTime::now());
             times.push(started.elapsed());
-            std::hint::black_box(packed).map_err(|e| e.0)?;
+            std::hint::black_box(packed).map_err(|e| e.detail)?;
         }
         Ok(median(&mut times))
     };

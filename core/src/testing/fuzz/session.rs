@@ -496,7 +496,7 @@ impl Runtime {
                 let result = if ok {
                     Ok(MessageId(self.next_id))
                 } else {
-                    Err(DeliveryError("fuzzed failure".into()))
+                    Err(DeliveryError::other("fuzzed failure"))
                 };
                 if self.complete(Request::Delivery, |s, now| s.delivery_result(now, result))? {
                     self.next_id += u64::from(ok);
