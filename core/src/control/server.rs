@@ -99,9 +99,13 @@ impl Drop for ControlServer {
         self.shared.freed.notify_all();
         // Wakes a blocking accept, which then sees the flag. It cannot hang: a full listen
         // queue means the thread waits for a free slot, not in accept, so it has just been
-        // notified, and the connect fails once the thread drops the listener. If the socket
-        // cannot be reached (removed by hand), the thread is left to end with the process.
-        let woken = UnixStream::connect(&self.socket).is_ok();
+        // notified, and the connect is refused once the thread drops the listener. If the
+        // socket cannot be reached (removed by hand), the thread may be left in accept: it
+        // is not waited for, and ends with the process.
+        let woken = match UnixStream::connect(&self.socket) {
+            Ok(_) => true,
+            Err(e) => e.kind() == io::ErrorKind::ConnectionRefused,
+        };
         if let Some(thread) = self.thread.take().filter(|_| woken) {
             let _ = thread.join();
         }
