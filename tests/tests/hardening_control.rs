@@ -338,6 +338,10 @@ fn a_trickling_control_client_delays_neither_the_command_line_nor_the_stop(binar
         "the stop took {stop_took:?}\n{}",
         server.log()
     );
+    eprintln!(
+        "{}: user list {unhindered:?} alone, {beside_it:?} beside a trickler; stop {stop_took:?}",
+        binary.name()
+    );
     let log = server.log();
     assert!(log.contains("stopped"), "{log}");
     assert!(!log.contains("store still in use"), "{log}");
