@@ -9,23 +9,41 @@
 //! The protocol is one request per connection: the client sends one frame holding a
 //! [`Request`], the daemon answers with one frame holding a `Result<Answer, StoreError>`. A
 //! frame is a 4-byte big-endian length, then that many bytes of JSON. Passwords are read by
-//! the command line and travel only over this socket.
+//! the command line and travel only over this socket. The format has no version: both ends
+//! are the same build (the daemon and the command line are one binary). A message's text and
+//! HTML travel only when the request asks for them ([`Bodies`]): a 25 MB message once made
+//! 1.64 GB of JSON for `messages show`, which prints one of them at most.
 //!
-//! Who may connect: the socket is mode 0600 inside the 0700 data directory, and a peer whose
-//! uid is neither the daemon's nor root's is refused (`SO_PEERCRED`), so the socket grants no
-//! more than the file itself would.
+//! Who may talk to whom: the socket is mode 0600 inside the 0700 data directory, and each end
+//! checks the other's uid (`SO_PEERCRED`) against [`DataDir::trusts`]: root, its own user,
+//! or the data directory's owner. The daemon refuses any other peer; the command line sends
+//! nothing (a new user's password, say) to a listener of any other uid.
+//!
+//! The socket never exists at its name with a mode wider than 0600: it is bound inside a
+//! private directory (`DATA_DIR/control.tmp`, 0700), made 0600 there, then renamed into
+//! place. (A umask would do it too, but the umask is the whole process's: the committer,
+//! zero-ahead and verifier threads already run when the socket is made, and in the tests
+//! other threads create files and directories at any moment.)
+//!
+//! # Concurrency and deadlines
+//! One thread accepts; each connection is served on a thread of its own, at most
+//! [`MAX_CLIENTS`] at once. Past that, new connections wait in the socket's listen queue
+//! until one ends (the command line waits up to [`CLIENT_ANSWER_TIMEOUT`] for its answer);
+//! none is refused. A client has [`REQUEST_DEADLINE`] to send its whole request and
+//! [`ANSWER_DEADLINE`] to take the whole answer, so a slot is held at most that long plus
+//! the store operation: a client sending a byte every 8 s once held the only slot for
+//! 34 s. Clients hold the store only while their request runs ([`Weak`] otherwise), and
+//! dropping the [`ControlServer`] waits for none of them: it stops the accepting thread, and
+//! a request not yet run when the server stops is not run (its client gets no answer).
 
 use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::data_dir::{DataDir, euid};
 use crate::service::Services;
 use crate::smtp::MessageId;
 use crate::store::{MessageSummary, Store, StoreError, StoredMessage, User};
@@ -33,19 +51,73 @@ use crate::store::{MessageSummary, Store, StoreError, StoredMessage, User};
 /// The socket's name inside the data directory.
 pub const CONTROL_SOCKET: &str = "control.sock";
 
+/// The private directory inside the data directory where the socket is bound before it is
+/// renamed to [`CONTROL_SOCKET`]; it exists only while the daemon starts.
+pub const BIND_DIR: &str = "control.tmp";
+
 /// A Unix socket's path must fit `sockaddr_un.sun_path` (108 bytes on Linux, NUL included).
 pub const MAX_SOCKET_PATH_BYTES: usize = 108;
 
 /// The largest request the daemon reads: a user name and a password are well under it.
 pub const MAX_REQUEST_BYTES: u32 = 64 * 1024;
 
-/// How long the daemon waits for a request, and for the client to take the answer: a client
-/// that stalls holds up the next one (requests are served one at a time).
-pub const SERVER_IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many clients the daemon serves at once; more wait in the listen queue.
+pub const MAX_CLIENTS: usize = 4;
+
+/// How long a client has to send its whole request, from the moment it is accepted.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How long a client has to take its whole answer: a message of the largest size is written
+/// in milliseconds to a command line that reads it.
+pub const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 
 /// How long the command line waits for an answer: a bcrypt hash of the configured cost comes
 /// first (about 0.3 s at cost 12 here; cost 16 takes seconds), behind any request before it.
 pub const CLIENT_ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Which of a message's bodies a [`Request::Message`] brings back; those not asked for come
+/// back empty. Each is as large as the message (the HTML several times that).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bodies {
+    /// The text body.
+    pub text: bool,
+    /// The rendered HTML.
+    pub html: bool,
+}
+
+impl Bodies {
+    /// Neither body: the fields only.
+    pub const NONE: Bodies = Bodies {
+        text: false,
+        html: false,
+    };
+    /// The text body only (`messages show`).
+    pub const TEXT: Bodies = Bodies {
+        text: true,
+        html: false,
+    };
+    /// The HTML only (`messages show --html`).
+    pub const HTML: Bodies = Bodies {
+        text: false,
+        html: true,
+    };
+    /// Both (`messages show --json`).
+    pub const BOTH: Bodies = Bodies {
+        text: true,
+        html: true,
+    };
+
+    /// `message` with the bodies not asked for emptied.
+    fn keep(self, mut message: StoredMessage) -> StoredMessage {
+        if !self.text {
+            message.text = String::new();
+        }
+        if !self.html {
+            message.html = String::new();
+        }
+        message
+    }
+}
 
 /// A store operation of the command line.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,10 +165,12 @@ pub enum Request {
         /// At most this many.
         limit: Option<usize>,
     },
-    /// [`Store::message`].
+    /// [`Store::message`], with only the bodies asked for.
     Message {
         /// The message id.
         id: u64,
+        /// The bodies to send back; the others come back empty.
+        bodies: Bodies,
     },
     /// [`Store::raw_message`].
     RawMessage {
@@ -119,7 +193,10 @@ impl Request {
             Request::Messages { user, limit } => {
                 format!("messages list user={user:?} limit={limit:?}")
             }
-            Request::Message { id } => format!("messages show {id}"),
+            Request::Message { id, bodies } => format!(
+                "messages show {id} text={} html={}",
+                bodies.text, bodies.html
+            ),
             Request::RawMessage { id } => format!("messages show {id} --raw"),
         }
     }
@@ -142,7 +219,7 @@ pub enum Answer {
     Users(Vec<User>),
     /// Message summaries.
     Messages(Vec<MessageSummary>),
-    /// One message's fields.
+    /// One message's fields, with the bodies the request asked for.
     Message(Box<StoredMessage>),
     /// One message's bytes (base64 on the wire: JSON has no byte strings).
     Raw(#[serde(with = "base64_bytes")] Vec<u8>),
@@ -164,9 +241,9 @@ pub fn execute(store: &Store, request: &Request, now: SystemTime) -> Result<Answ
         Request::Messages { user, limit } => store
             .messages(user.as_deref(), *limit)
             .map(Answer::Messages),
-        Request::Message { id } => store
+        Request::Message { id, bodies } => store
             .message(MessageId(*id))
-            .map(|m| Answer::Message(Box::new(m))),
+            .map(|m| Answer::Message(Box::new(bodies.keep(m)))),
         Request::RawMessage { id } => store.raw_message(MessageId(*id)).map(Answer::Raw),
     }
 }
@@ -194,11 +271,16 @@ impl std::fmt::Display for ControlError {
 impl std::error::Error for ControlError {}
 
 /// A connection to the daemon's socket in `data_dir`, or `None` if no daemon listens there
-/// (no socket, or one a stopped daemon left behind).
-pub fn connect(data_dir: &Path) -> Result<Option<UnixStream>, ControlError> {
-    let socket = data_dir.join(CONTROL_SOCKET);
-    match UnixStream::connect(&socket) {
-        Ok(stream) => Ok(Some(stream)),
+/// (no socket, or one a stopped daemon left behind). A listener whose uid the data directory
+/// does not [trust](DataDir::trusts) is an error: nothing has been sent to it.
+pub fn connect(data_dir: &DataDir) -> Result<Option<UnixStream>, ControlError> {
+    let socket = data_dir.path().join(CONTROL_SOCKET);
+    let failed = |problem: String| ControlError {
+        socket: socket.clone(),
+        problem,
+    };
+    let stream = match UnixStream::connect(&socket) {
+        Ok(stream) => stream,
         // A path too long for a socket address (InvalidInput): no daemon can listen there.
         Err(e)
             if matches!(
@@ -208,12 +290,19 @@ pub fn connect(data_dir: &Path) -> Result<Option<UnixStream>, ControlError> {
                     | io::ErrorKind::InvalidInput
             ) =>
         {
-            Ok(None)
+            return Ok(None);
         }
-        Err(e) => Err(ControlError {
-            socket,
-            problem: e.to_string(),
-        }),
+        Err(e) => return Err(failed(e.to_string())),
+    };
+    match peer_uid(&stream) {
+        Ok(uid) if data_dir.trusts(uid) => Ok(Some(stream)),
+        Ok(uid) => Err(failed(format!(
+            "the process listening there runs as uid {uid}, which is neither root, this user \
+             (uid {}) nor the data directory's owner (uid {}): nothing was sent to it",
+            euid(),
+            data_dir.owner()
+        ))),
+        Err(e) => Err(failed(format!("cannot tell who listens there: {e}"))),
     }
 }
 
@@ -241,15 +330,6 @@ pub fn call(
     serde_json::from_slice(&answer).map_err(|e| failed(format!("unreadable answer: {e}")))
 }
 
-/// The daemon's side: a thread answering requests on `DATA_DIR/control.sock`, one at a time,
-/// until dropped. Dropping it stops the thread and removes the socket.
-#[derive(Debug)]
-pub struct ControlServer {
-    socket: PathBuf,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
 /// What holds the store the control server works on.
 pub trait HoldsStore: Send + Sync + 'static {
     /// The store.
@@ -268,111 +348,7 @@ impl HoldsStore for Services {
     }
 }
 
-impl ControlServer {
-    /// Listens on `data_dir/control.sock`. Call it only while holding the store: the lock on
-    /// the file is what proves that a socket already there is a stopped daemon's, replaced here.
-    pub fn start<S: HoldsStore>(data_dir: &Path, holder: Arc<S>) -> io::Result<ControlServer> {
-        let socket = data_dir.join(CONTROL_SOCKET);
-        if socket.as_os_str().len() >= MAX_SOCKET_PATH_BYTES {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "the path is {} bytes, and a Unix socket's must be under \
-                     {MAX_SOCKET_PATH_BYTES}: choose a shorter data_dir",
-                    socket.as_os_str().len()
-                ),
-            ));
-        }
-        match std::fs::remove_file(&socket) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        let listener = UnixListener::bind(&socket)?;
-        // The data directory (0700) already keeps others out; this says so on the socket too.
-        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = Arc::clone(&stop);
-            std::thread::Builder::new()
-                .name("atacama-control".into())
-                .spawn(move || accept_loop(&listener, holder.store(), &stop))?
-        };
-        Ok(ControlServer {
-            socket,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// Where it listens.
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-}
-
-impl Drop for ControlServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wakes the blocking accept, which then sees the flag; if the socket cannot be reached
-        // (removed by hand), the thread is left to end with the process.
-        let woken = UnixStream::connect(&self.socket).is_ok();
-        if let Some(thread) = self.thread.take().filter(|_| woken) {
-            let _ = thread.join();
-        }
-        let _ = std::fs::remove_file(&self.socket);
-    }
-}
-
-fn accept_loop(listener: &UnixListener, store: &Store, stop: &AtomicBool) {
-    for stream in listener.incoming() {
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        match stream {
-            Ok(stream) => serve(store, stream),
-            Err(error) => {
-                crate::logging::control_failed(&error);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-}
-
-/// Answers the one request of `stream`.
-fn serve(store: &Store, mut stream: UnixStream) {
-    match peer_uid(&stream) {
-        Ok(uid) if uid == 0 || uid == own_uid() => {}
-        Ok(uid) => return crate::logging::control_refused(&format!("uid {uid}")),
-        Err(error) => return crate::logging::control_refused(&error),
-    }
-    let request = stream
-        .set_read_timeout(Some(SERVER_IO_TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(SERVER_IO_TIMEOUT)))
-        .and_then(|()| read_frame(&mut stream, MAX_REQUEST_BYTES));
-    let request: Request = match request {
-        Ok(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(request) => request,
-            Err(error) => return crate::logging::control_failed(&error),
-        },
-        // A client that connects to see whether a daemon listens, then goes.
-        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return,
-        Err(error) => return crate::logging::control_failed(&error),
-    };
-    let outcome = execute(store, &request, SystemTime::now());
-    crate::logging::control_request(
-        &request.describe(),
-        outcome.as_ref().err().map(|e| e as &dyn std::fmt::Display),
-    );
-    let bytes = match serde_json::to_vec(&outcome) {
-        Ok(bytes) => bytes,
-        Err(error) => return crate::logging::control_failed(&error),
-    };
-    if let Err(error) = write_frame(&mut stream, &bytes) {
-        crate::logging::control_failed(&error);
-    }
-}
-
-fn write_frame(stream: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_frame(stream: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     let length = u32::try_from(bytes.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "frame over 4 GiB"))?;
     stream.write_all(&length.to_be_bytes())?;
@@ -381,7 +357,7 @@ fn write_frame(stream: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// One frame of at most `max` bytes. A clean end before the length is `UnexpectedEof`.
-fn read_frame(stream: &mut impl Read, max: u32) -> io::Result<Vec<u8>> {
+pub(crate) fn read_frame(stream: &mut impl Read, max: u32) -> io::Result<Vec<u8>> {
     let mut length = [0u8; 4];
     stream.read_exact(&mut length)?;
     let length = u32::from_be_bytes(length);
@@ -403,8 +379,10 @@ fn read_frame(stream: &mut impl Read, max: u32) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The uid of the process at the other end: for the daemon, the client's at `connect`; for
+/// the command line, the daemon's at `listen`.
 #[cfg(target_os = "linux")]
-fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
+pub(crate) fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
     use std::os::fd::AsRawFd;
     let mut credentials = libc::ucred {
         pid: 0,
@@ -431,13 +409,8 @@ fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
 
 /// Elsewhere the directory's and the socket's modes are the whole check.
 #[cfg(not(target_os = "linux"))]
-fn peer_uid(_stream: &UnixStream) -> io::Result<u32> {
-    Ok(own_uid())
-}
-
-fn own_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+pub(crate) fn peer_uid(_stream: &UnixStream) -> io::Result<u32> {
+    Ok(euid())
 }
 
 mod base64_bytes {
@@ -455,6 +428,10 @@ mod base64_bytes {
             .map_err(serde::de::Error::custom)
     }
 }
+
+mod server;
+
+pub use server::ControlServer;
 
 #[cfg(test)]
 mod tests;

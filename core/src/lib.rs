@@ -4,7 +4,8 @@
 //! clock or a thread; the runtimes feed them bytes and time and carry out what they ask.
 //! `store` (cargo feature `store`) is the only module that touches the database; `service` (the
 //! work behind a session's requests), `control` (the command line's socket into a running
-//! daemon's store) and `cli` (the command line of both binaries) build on it.
+//! daemon's store) and `cli` (the command line of both binaries) build on it. `data_dir`
+//! (features `store` or `tls`) creates and checks the data directory and opens its files.
 //!
 //! Shared by both runtimes: `policy` (connection gate, login throttle, verifier queue: pure
 //! bookkeeping), `logging` (the wording of every log line), `tls` (cargo feature `tls`:
@@ -18,6 +19,8 @@ pub mod cli;
 pub mod config;
 #[cfg(feature = "store")]
 pub mod control;
+#[cfg(any(feature = "store", feature = "tls"))]
+pub mod data_dir;
 pub mod logging;
 pub mod markup;
 pub mod message;

@@ -7,6 +7,9 @@
 //!   configured, from a self-signed pair generated into the data directory on first start
 //!   and reused after: an end-entity certificate (CA:FALSE; rustls clients refuse a CA
 //!   certificate as a server certificate) for the host name, `localhost` and `127.0.0.1`.
+//!   A missing data directory is created `0700`, and the pair's files there are opened as
+//!   every file of it is: never through a link, and only if they are regular files of its
+//!   owner ([`crate::data_dir`]).
 //! - [`ReloadableTls`] holds the current config; SIGHUP calls [`ReloadableTls::reload`],
 //!   which swaps in the new pair for the next handshake, or keeps the old one if the new
 //!   pair is bad. Connections already up keep the config they started with.
@@ -22,6 +25,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::Config;
+use crate::data_dir;
 use crate::smtp::TlsInfo;
 
 /// File name of the generated certificate inside the data directory.
@@ -120,30 +124,47 @@ impl TlsSource {
     /// Reads the pair (generating a self-signed one first if it is missing) and builds a
     /// server config from it.
     pub fn load(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        if let TlsSource::SelfSigned { dir, hostname } = self
-            && !(self.cert_path().exists() && self.key_path().exists())
-        {
-            generate_self_signed(dir, hostname)?;
-            log::info!(
-                "generated a self-signed certificate for {hostname}, localhost and 127.0.0.1 \
-                 in {}",
-                self.cert_path().display()
-            );
+        match self {
+            TlsSource::Files { cert, key } => load_pem(cert, key),
+            TlsSource::SelfSigned { dir, hostname } => {
+                // A link counts as there: reading it is then refused, rather than replaced.
+                let there = |path: &Path| path.symlink_metadata().is_ok();
+                if !(there(&self.cert_path()) && there(&self.key_path())) {
+                    generate_self_signed(dir, hostname)?;
+                    log::info!(
+                        "generated a self-signed certificate for {hostname}, localhost and \
+                         127.0.0.1 in {}",
+                        self.cert_path().display()
+                    );
+                }
+                let cert = data_dir::read_file(&self.cert_path());
+                let key = data_dir::read_file(&self.key_path());
+                from_pem(&self.cert_path(), cert, &self.key_path(), key)
+            }
         }
-        load_pem(&self.cert_path(), &self.key_path())
     }
 }
 
 /// Reads a PEM certificate chain and private key and builds a server config from them.
 pub fn load_pem(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let cert_pem = read(cert)?;
+    from_pem(cert, std::fs::read(cert), key, std::fs::read(key))
+}
+
+/// A server config from the PEM contents of `cert` and `key`, as read (or not).
+fn from_pem(
+    cert: &Path,
+    cert_pem: std::io::Result<Vec<u8>>,
+    key: &Path,
+    key_pem: std::io::Result<Vec<u8>>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let cert_pem = cert_pem.map_err(|e| io_error(cert, &e))?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .filter_map(Result::ok)
         .collect();
     if chain.is_empty() {
         return Err(TlsError::NoCertificate(cert.to_path_buf()));
     }
-    let key_pem = read(key)?;
+    let key_pem = key_pem.map_err(|e| io_error(key, &e))?;
     let key_der =
         PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::NoKey(key.to_path_buf()))?;
     server_config(chain, key_der).map(Arc::new)
@@ -163,7 +184,7 @@ pub fn server_config(
         .map_err(|e| TlsError::Rejected(e.to_string()))
 }
 
-/// Writes a new self-signed certificate and key for `hostname` into `dir` (created if
+/// Writes a new self-signed certificate and key for `hostname` into `dir` (created `0700` if
 /// missing); the key file is readable by its owner only.
 pub fn generate_self_signed(dir: &Path, hostname: &str) -> Result<(), TlsError> {
     let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
@@ -182,7 +203,7 @@ pub fn generate_self_signed(dir: &Path, hostname: &str) -> Result<(), TlsError> 
     params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
     let key = rcgen::KeyPair::generate().map_err(generate)?;
     let cert = params.self_signed(&key).map_err(generate)?;
-    std::fs::create_dir_all(dir).map_err(|e| io_error(dir, &e))?;
+    data_dir::create(dir).map_err(|e| io_error(dir, &e))?;
     // Key first: a certificate without its key on disk would be reused and then fail.
     write_file(
         &dir.join(SELF_SIGNED_KEY_FILE),
@@ -256,10 +277,6 @@ pub fn tls_info(state: &rustls::CommonState) -> TlsInfo {
     TlsInfo { version, cipher }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|e| io_error(path, &e))
-}
-
 fn io_error(path: &Path, error: &std::io::Error) -> TlsError {
     TlsError::Io {
         path: path.to_path_buf(),
@@ -267,20 +284,19 @@ fn io_error(path: &Path, error: &std::io::Error) -> TlsError {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so a crash never leaves
-/// half a file that the next start would try to use.
+/// Writes `bytes` to `path` in the data directory through a temporary file and a rename, so
+/// a crash never leaves half a file that the next start would try to use. The rename
+/// replaces a link at `path` itself, never what it points to.
 fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<(), TlsError> {
     let tmp = path.with_extension("pem.tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+    // What a crash left (or a link put there): removing a link removes only the link.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_error(&tmp, &e)),
+        _ => {}
     }
-    #[cfg(not(unix))]
-    let _ = private;
-    let mut file = options.open(&tmp).map_err(|e| io_error(&tmp, &e))?;
+    let mode = if private { 0o600 } else { 0o644 };
+    let mut file = data_dir::open_file(&tmp, data_dir::Access::CreateNew(mode))
+        .map_err(|e| io_error(&tmp, &e))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(|e| io_error(&tmp, &e))?;
@@ -315,6 +331,42 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn the_generation_creates_a_missing_data_dir_0700() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        self_signed(&data).load().unwrap();
+        let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_linked_pair_is_refused_or_replaced_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let precious = outside.path().join("precious");
+        std::fs::write(&precious, "keep me").unwrap();
+        let source = self_signed(dir.path());
+        source.load().unwrap();
+        // A link where the certificate was: refused, naming the file.
+        std::fs::remove_file(source.cert_path()).unwrap();
+        std::os::unix::fs::symlink(&precious, source.cert_path()).unwrap();
+        let error = source.load().unwrap_err();
+        let TlsError::Io { path, problem } = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(path, &source.cert_path());
+        assert!(problem.starts_with("is a symbolic link"), "{problem}");
+        // A link where the key was, with no certificate: a new pair replaces the link itself.
+        std::fs::remove_file(source.cert_path()).unwrap();
+        std::fs::remove_file(source.key_path()).unwrap();
+        std::os::unix::fs::symlink(&precious, source.key_path()).unwrap();
+        source.load().unwrap();
+        assert!(!source.key_path().symlink_metadata().unwrap().is_symlink());
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
     }
 
     /// Runs a handshake in memory between `server` and a client that trusts only `root`.

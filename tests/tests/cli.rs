@@ -629,7 +629,10 @@ fn a_file_held_without_a_socket_is_a_one_line_error() {
 fn unreadable_database_and_bad_config_are_one_line_errors() {
     for bin in Binary::ALL {
         let env = Env::new();
-        std::fs::create_dir_all(&env.data).unwrap();
+        // Private, as a data directory must be (a 0755 one is refused before the file is read).
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&env.data)
+            .unwrap();
         let file = env.data.join("atacama.redb");
         std::fs::write(&file, vec![0x42; 8192]).unwrap();
         let run = env.run(bin, &["messages", "list"], None);

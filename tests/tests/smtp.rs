@@ -321,12 +321,14 @@ fn send_retrying(
     mailer: &SmtpTransport,
     message: &Message,
 ) -> Result<(), lettre::transport::smtp::Error> {
-    let mut attempts = 0;
+    // Bounded by time, not by tries: on a loaded machine 50 clients take turns for long.
+    let give_up = Instant::now() + Duration::from_secs(120);
+    let mut attempts: u64 = 0;
     loop {
         match mailer.send(message) {
-            Err(error) if error.is_transient() && attempts < 200 => {
+            Err(error) if error.is_transient() && Instant::now() < give_up => {
                 attempts += 1;
-                std::thread::sleep(Duration::from_millis(10 + attempts % 40));
+                std::thread::sleep(Duration::from_millis(10 + attempts * 7 % 50));
             }
             result => return result.map(drop),
         }

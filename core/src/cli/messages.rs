@@ -6,6 +6,7 @@ use super::CliError;
 use super::args::{MessagesCommand, ShowFormat};
 use super::output::{table, terminal_safe, write_json, write_stdout};
 use super::target::Target;
+use crate::control::Bodies;
 use crate::store::{MessageSummary, StoredMessage, rfc3339_utc};
 
 /// Runs one `messages` subcommand against `store`.
@@ -21,9 +22,11 @@ pub(super) fn run(store: &Target, command: MessagesCommand) -> Result<(), CliErr
         }
         MessagesCommand::Show { id, format } => match format {
             ShowFormat::Raw => write_stdout(&store.raw_message(id)?),
-            ShowFormat::Html => write_stdout(store.message(id)?.html.as_bytes()),
-            ShowFormat::Json => write_json(&message_json(&store.message(id)?)),
-            ShowFormat::Summary => write_stdout(summary_text(&store.message(id)?).as_bytes()),
+            ShowFormat::Html => write_stdout(store.message(id, Bodies::HTML)?.html.as_bytes()),
+            ShowFormat::Json => write_json(&message_json(&store.message(id, Bodies::BOTH)?)),
+            ShowFormat::Summary => {
+                write_stdout(summary_text(&store.message(id, Bodies::TEXT)?).as_bytes())
+            }
         },
     }
 }

@@ -1,13 +1,17 @@
 //! Where the database commands go: to the running daemon over its control socket, or, when no
 //! daemon runs, to the file itself. Either way a command is a [`Request`] run by
 //! [`control::execute`], so what a command does cannot depend on who holds the file.
+//!
+//! Before either, the data directory is created `0700` or checked ([`DataDir::prepare`]), and
+//! the daemon is asked only if it runs as a user the directory trusts ([`control::connect`]).
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::CliError;
-use crate::control::{self, Answer, Request};
+use crate::control::{self, Answer, Bodies, Request};
+use crate::data_dir::DataDir;
 use crate::store::{IN_USE_RETRY, MessageSummary, Store, StoreError, StoredMessage, User};
 
 /// How long to wait for a file that another command line holds (for one command).
@@ -20,7 +24,7 @@ pub(super) enum Target {
     /// The daemon that holds the file, asked over `DATA_DIR/control.sock`.
     Daemon {
         /// Its data directory.
-        data_dir: PathBuf,
+        data_dir: DataDir,
     },
 }
 
@@ -28,15 +32,14 @@ impl Target {
     /// The daemon if one answers on the data directory's socket, else the file. A file that
     /// another command line holds is waited for, asking for a daemon again each time.
     pub(super) fn open(data_dir: &Path, bcrypt_cost: u32) -> Result<Target, CliError> {
+        let dir = DataDir::prepare(data_dir).map_err(|e| CliError::Failed(e.to_string()))?;
         let deadline = Instant::now() + IN_USE_WAIT;
         loop {
-            if control::connect(data_dir)
+            if control::connect(&dir)
                 .map_err(|e| CliError::Failed(e.to_string()))?
                 .is_some()
             {
-                return Ok(Target::Daemon {
-                    data_dir: data_dir.to_path_buf(),
-                });
+                return Ok(Target::Daemon { data_dir: dir });
             }
             match Store::open_in(data_dir, bcrypt_cost) {
                 Ok(store) => {
@@ -69,7 +72,7 @@ impl Target {
         match self {
             Target::Local(store) => Ok(control::execute(store, request, SystemTime::now())?),
             Target::Daemon { data_dir } => {
-                let socket = data_dir.join(control::CONTROL_SOCKET);
+                let socket = data_dir.path().join(control::CONTROL_SOCKET);
                 let failed = |e: control::ControlError| CliError::Failed(e.to_string());
                 let stream = control::connect(data_dir).map_err(failed)?.ok_or_else(|| {
                     CliError::Failed(format!(
@@ -109,8 +112,10 @@ impl Target {
         }
     }
 
-    pub(super) fn message(&self, id: u64) -> Result<StoredMessage, CliError> {
-        let request = Request::Message { id };
+    /// Message `id`, with only the `bodies` the command prints: each is as large as the
+    /// message, or larger.
+    pub(super) fn message(&self, id: u64, bodies: Bodies) -> Result<StoredMessage, CliError> {
+        let request = Request::Message { id, bodies };
         match self.call(&request)? {
             Answer::Message(message) => Ok(*message),
             other => Err(unexpected(&request, &other)),

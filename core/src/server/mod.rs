@@ -35,6 +35,7 @@ pub use keeper::StoreKeeper;
 
 use crate::config::Config;
 use crate::control::{CONTROL_SOCKET, ControlServer};
+use crate::data_dir::{DataDir, DataDirError};
 use crate::logging;
 use crate::policy::{AuthGate, ConnectionPermit, Gate, ServerLimits, Slots};
 use crate::service::Services;
@@ -123,6 +124,8 @@ pub enum AfterSignal {
 /// Why a server could not start. Each variant names what it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartError {
+    /// The data directory is refused: open to others, or another user's.
+    DataDir(DataDirError),
     /// The certificate or key could not be loaded or generated.
     Tls(TlsError),
     /// The store could not be opened.
@@ -154,6 +157,7 @@ pub enum StartError {
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            StartError::DataDir(error) => error.fmt(f),
             StartError::Tls(error) => error.fmt(f),
             StartError::Store(error) => error.fmt(f),
             StartError::Listen { address, problem } => {
@@ -214,8 +218,10 @@ impl Signal {
 }
 
 impl ServerState {
-    /// Loads (or generates) the certificate and opens the store; binds nothing.
+    /// Creates (or checks) the data directory before anything is written there, loads (or
+    /// generates) the certificate and opens the store; binds nothing.
     pub fn open(config: &Config) -> Result<ServerState, StartError> {
+        DataDir::prepare(&config.data_dir).map_err(StartError::DataDir)?;
         let tls = ReloadableTls::new(TlsSource::from_config(config)).map_err(StartError::Tls)?;
         let services = Arc::new(Services::open(config).map_err(StartError::Store)?);
         let deliveries = Deliveries::new(Arc::clone(&services), config.limits.group_commit)
@@ -497,7 +503,14 @@ mod tests {
 
     #[test]
     fn open_generates_a_certificate_and_opens_the_store() {
-        let (_dir, state) = state();
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, state) = state();
+        // Created private before the certificate went there (it once made it 0755).
+        let mode = std::fs::metadata(dir.path().join("data"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
         let config = Config::default();
         assert!(state.tls.source().cert_path().exists());
         assert_eq!(state.gate.total(), 0);
@@ -508,6 +521,34 @@ mod tests {
         assert!(state.refusal_tls_timeout() <= state.limits.tls_handshake_timeout);
         state.reload_certificate();
         assert!(state.tls.source().key_path().exists());
+    }
+
+    #[test]
+    fn open_refuses_a_data_dir_open_to_others_before_writing_there() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let config = Config {
+            data_dir: data.clone(),
+            ..Config::default()
+        };
+        let error = ServerState::open(&config).unwrap_err();
+        assert!(matches!(
+            error,
+            StartError::DataDir(DataDirError::Mode { mode: 0o750, .. })
+        ));
+        assert!(
+            error
+                .to_string()
+                .ends_with(&format!("chmod 700 {}", data.display()))
+        );
+        assert_eq!(
+            std::fs::read_dir(&data).unwrap().count(),
+            0,
+            "nothing written"
+        );
     }
 
     #[test]

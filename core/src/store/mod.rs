@@ -69,6 +69,7 @@ use std::time::{Duration, Instant};
 
 use redb::{Builder, ConcurrencyMode, Database};
 
+use crate::data_dir;
 use crate::logging::{self, Repeats};
 use recovery::Asker;
 
@@ -345,12 +346,9 @@ impl Store {
     }
 
     /// Opens `data_dir/atacama.redb`, creating the directory (mode 0700) and the file if missing.
+    /// The verdict on the directory is the caller's: [`crate::data_dir::DataDir::prepare`].
     pub fn open_in(data_dir: &Path, bcrypt_cost: u32) -> Result<Store, StoreError> {
-        let mut dir = std::fs::DirBuilder::new();
-        dir.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
-        dir.create(data_dir)
+        data_dir::create(data_dir)
             .map_err(|e| StoreError::Database(format!("{}: {e}", data_dir.display())))?;
         Store::open(&data_dir.join(DATABASE_FILE), bcrypt_cost)
     }
@@ -629,15 +627,12 @@ fn sync_parent(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Opens `path` to read and write, created with mode 0600 if missing; redb initialises an
-/// empty file.
+/// Opens `path` to read and write, created with mode 0600 if missing (redb initialises an
+/// empty file), never through a link, and only as a regular file of the data directory's
+/// owner ([`data_dir::open_file`]): a link from `atacama.journal` elsewhere once had that file
+/// grown to 16 MiB of zeros.
 fn open_private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    // The mode applies only when the file is created; an existing file keeps its own.
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
+    data_dir::open_file(path, data_dir::Access::ReadWrite)
 }
 
 #[cfg(test)]
