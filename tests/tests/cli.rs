@@ -511,7 +511,7 @@ fn messages_list_and_show_beside_a_live_daemon() {
             ("text", json!(m.text)),
             ("html", json!(m.html)),
             ("attachments", json!([])),
-            ("problem", json!(m.problem)),
+            ("problems", json!(m.problems)),
         ] {
             expected[key] = value;
         }

@@ -66,7 +66,7 @@ fn message_json(m: &StoredMessage) -> Value {
         "text": m.text,
         "html": m.html,
         "attachments": attachments,
-        "problem": m.problem,
+        "problems": m.problems,
     })
 }
 
@@ -136,7 +136,7 @@ fn summary_text(m: &StoredMessage) -> String {
         );
         fields.push(("Attachment", detail));
     }
-    if let Some(problem) = &m.problem {
+    for problem in &m.problems {
         fields.push(("Problem", safe(problem)));
     }
     let mut out = String::new();

@@ -126,8 +126,9 @@ pub struct StoredMessage {
     pub html: String,
     /// The attachments, listed.
     pub attachments: Vec<Attachment>,
-    /// What the MIME parser could not read, if anything.
-    pub problem: Option<String>,
+    /// What could not be read or rendered, one sentence each; empty when all went well.
+    #[serde(default)]
+    pub problems: Vec<String>,
     /// Length of the stored bytes, `Received:` header included.
     pub size: u64,
     /// The stored message whose Message-ID this one's In-Reply-To names.
@@ -398,7 +399,8 @@ fn insert_one(
         text: String::new(),
         html: String::new(),
         attachments: parsed.attachments.clone(),
-        problem: parsed.problem.clone(),
+        problems: parsed.problems.clone(),
+        problem: None,
         size: (header.len() + message.data_len) as u64,
         parent_id,
     };
@@ -455,7 +457,8 @@ fn envelope(value: &[u8]) -> Result<MessageRecord, StoreError> {
     }
 }
 
-fn stored(id: MessageId, r: MessageRecord) -> StoredMessage {
+fn stored(id: MessageId, mut r: MessageRecord) -> StoredMessage {
+    let problems = r.all_problems();
     StoredMessage {
         id,
         received_at: r.received_at,
@@ -471,7 +474,7 @@ fn stored(id: MessageId, r: MessageRecord) -> StoredMessage {
         text: r.text,
         html: r.html,
         attachments: r.attachments,
-        problem: r.problem,
+        problems,
         size: r.size,
         parent_id: r.parent_id.map(MessageId),
     }

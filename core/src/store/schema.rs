@@ -77,11 +77,25 @@ pub(super) struct MessageRecord {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub html: String,
     pub attachments: Vec<Attachment>,
-    /// What mail-parser could not read, if anything.
+    /// What could not be read, one sentence each ([`crate::message::ParsedMessage::problems`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+    /// Written before `problems` existed: at most one problem, the sentences joined by `; `.
+    /// Read, never written; [`MessageRecord::all_problems`] merges the two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
     /// Length of the stored bytes.
     pub size: u64,
     pub parent_id: Option<u64>,
+}
+
+impl MessageRecord {
+    /// The problems, from whichever field the record was written with.
+    pub fn all_problems(&mut self) -> Vec<String> {
+        let mut problems = std::mem::take(&mut self.problems);
+        problems.extend(self.problem.take());
+        problems
+    }
 }
 
 /// Serialises a record; cannot fail for these plain structs, but says so if it does.

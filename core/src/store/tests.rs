@@ -57,7 +57,7 @@ pub(crate) fn new_message(
                 media_type: "text/plain".into(),
                 size: 3,
             }],
-            problem: None,
+            problems: vec![],
         },
         html: "<p>Hi <b>there</b></p>".into(),
         data: b"Subject: Hello\r\n\r\nHi *there*\r\n..leading dot stays unstuffed\r\n".to_vec(),
@@ -92,7 +92,7 @@ fn message_round_trips_with_every_field() {
         text: "Hi *there*".into(),
         html: "<p>Hi <b>there</b></p>".into(),
         attachments: new.parsed.attachments.clone(),
-        problem: None,
+        problems: vec![],
         size: raw.len() as u64,
         parent_id: None,
     };
@@ -296,7 +296,9 @@ fn a_schema_1_file_is_read_and_upgraded_in_place() {
         text: old.parsed.text.clone(),
         html: old.html.clone(),
         attachments: old.parsed.attachments.clone(),
-        problem: None,
+        problems: vec![],
+        // Schema 1 wrote one problem, the sentences joined.
+        problem: Some("first; second".into()),
         size: old_raw.len() as u64,
         parent_id: None,
     };
@@ -317,6 +319,7 @@ fn a_schema_1_file_is_read_and_upgraded_in_place() {
         (old.parsed.text.as_str(), old.html.as_str())
     );
     assert_eq!(stored.size, old_raw.len() as u64);
+    assert_eq!(stored.problems, ["first; second"]);
     assert_eq!(store.raw_message(MessageId(1)).unwrap(), old_raw);
 
     // A new message goes after it, packed, and threads under it across the two schemas.
