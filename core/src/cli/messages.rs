@@ -21,7 +21,11 @@ pub(super) fn run(store: &Target, command: MessagesCommand) -> Result<(), CliErr
         }
         MessagesCommand::Show { id, format } => match format {
             ShowFormat::Raw => write_stdout(&store.raw_message(id)?),
-            ShowFormat::Html => write_stdout(store.message(id)?.html.as_bytes()),
+            // The renderer writes no control character, but a message stored before it
+            // stopped (issue 24) may hold one: an escape sequence for the terminal.
+            ShowFormat::Html => {
+                write_stdout(terminal_safe(&store.message(id)?.html, true).as_bytes())
+            }
             ShowFormat::Json => write_json(&message_json(&store.message(id)?)),
             ShowFormat::Summary => write_stdout(summary_text(&store.message(id)?).as_bytes()),
         },

@@ -7,39 +7,65 @@ use super::colour::Colour;
 /// replacement happens here, where characters are written, instead of in a copy.
 const REPLACEMENT: &str = "\u{FFFD}";
 
-/// Bytes that are not written as themselves: the four of §6 and U+0000.
-const fn needs_escape() -> [bool; 256] {
+/// Bytes that are not written as themselves: the four of §6, U+0000, the C0 controls and
+/// DEL, and 0xC2, the first byte of the C1 controls (and of the rest of U+0080..U+00BF).
+const fn needs_attention() -> [bool; 256] {
     let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'\t' as usize] = false;
+    table[b'\n' as usize] = false;
+    table[b'\r' as usize] = false;
+    table[0x7F] = true;
+    table[0xC2] = true;
     table[b'&' as usize] = true;
     table[b'<' as usize] = true;
     table[b'>' as usize] = true;
     table[b'"' as usize] = true;
-    table[0] = true;
     table
 }
-static NEEDS_ESCAPE: [bool; 256] = needs_escape();
+static NEEDS_ATTENTION: [bool; 256] = needs_attention();
 
-/// Appends `text` escaped (§6), with U+0000 replaced (§2).
+/// Appends `text` escaped (§6), with U+0000 replaced (§2) and the other control characters
+/// but tab, LF and CR dropped.
+///
+/// **Differs from the spec (§2 keeps them as content):** a C0 or C1 control in a message
+/// body is an escape sequence waiting for a terminal (`messages show --html` wrote an OSC 52
+/// clipboard write through), and no page needs one.
 pub(crate) fn push_escaped(out: &mut String, text: &str) {
     let bytes = text.as_bytes();
     let mut clean_from = 0;
     let mut at = 0;
     while let Some(&byte) = bytes.get(at) {
         // Invariant: the table has an entry for every u8.
-        if !NEEDS_ESCAPE[usize::from(byte)] {
+        if !NEEDS_ATTENTION[usize::from(byte)] {
             at += 1;
             continue;
         }
-        // The escaped bytes are ASCII, so `at` and `at + 1` are char boundaries.
+        let (replacement, len) = match byte {
+            b'&' => ("&amp;", 1),
+            b'<' => ("&lt;", 1),
+            b'>' => ("&gt;", 1),
+            b'"' => ("&quot;", 1),
+            0 => (REPLACEMENT, 1),
+            // U+0080..U+009F are C2 80..C2 9F; any other C2 xx is kept.
+            0xC2 => match bytes.get(at + 1) {
+                Some(0x80..=0x9F) => ("", 2),
+                _ => {
+                    at += 1;
+                    continue;
+                }
+            },
+            _ => ("", 1), // a C0 control or DEL
+        };
+        // The bytes replaced are ASCII, or the two bytes of one C1 character, so `at` and
+        // `at + len` are char boundaries.
         out.push_str(text.get(clean_from..at).unwrap_or_default());
-        out.push_str(match byte {
-            b'&' => "&amp;",
-            b'<' => "&lt;",
-            b'>' => "&gt;",
-            b'"' => "&quot;",
-            _ => REPLACEMENT,
-        });
-        at += 1;
+        out.push_str(replacement);
+        at += len;
         clean_from = at;
     }
     out.push_str(text.get(clean_from..).unwrap_or_default());
@@ -145,6 +171,26 @@ mod tests {
             ("&amp;", "&amp;amp;"),
             ("x\0y", "x\u{FFFD}y"),
             ("<<&&>>", "&lt;&lt;&amp;&amp;&gt;&gt;"),
+        ];
+        for (input, expected) in table {
+            let mut out = String::new();
+            push_escaped(&mut out, input);
+            assert_eq!(out, expected, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn control_characters_other_than_tab_lf_and_cr_are_dropped() {
+        let table = [
+            ("a\tb\nc\rd", "a\tb\nc\rd"),
+            ("\u{1b}]52;c;SGk=\u{7}x", "]52;c;SGk=x"),
+            ("\u{1b}[31mred\u{1b}[0m", "[31mred[0m"),
+            ("\u{1}\u{8}\u{b}\u{c}\u{e}\u{1f}\u{7f}", ""),
+            ("a\u{9b}31mb\u{80}c\u{9f}", "a31mbc"),
+            // Other characters of U+0080..U+00FF start with C2 or C3 and stay.
+            ("\u{a0}©°\u{bf}é\u{ff}", "\u{a0}©°\u{bf}é\u{ff}"),
+            ("\u{1b}<\u{9b}&\0", "&lt;&amp;\u{FFFD}"),
+            ("\u{85}", ""),
         ];
         for (input, expected) in table {
             let mut out = String::new();

@@ -1,7 +1,9 @@
 //! Atacama markup to HTML (spec: `../shared/atacama-markup.md`, version 1).
 //!
 //! The renderer is total, deterministic and pure: every input gives one HTML fragment,
-//! fixed to the byte by the spec, and never a panic. The text is parsed once and each
+//! fixed to the byte by the spec, and never a panic. One departure: control characters other
+//! than tab and line ends are dropped from the output, where the spec (§2) keeps them as
+//! content (`html::push_escaped` says why). The text is parsed once and each
 //! character escaped once, on output, so no markup can be produced inside an attribute
 //! (the Python original's colour-tag-in-`href` bug, spec §6).
 //!
@@ -60,6 +62,41 @@ mod tests {
         assert_eq!(out.matches("<span class=\"colorblock").count(), 8);
         assert_eq!(out.matches("(&lt;red&gt;").count(), depth - 8);
         assert_eq!(check_output_allowlist(&out), Ok(()));
+    }
+
+    #[test]
+    fn terminal_escapes_are_dropped_everywhere() {
+        // OSC 52 (set the clipboard), ended by BEL, and CSI in its C1 form, U+009B.
+        let osc = "\u{1b}]52;c;ZWNobyBwd25lZA==\u{7}";
+        let csi = "\u{9b}2J";
+        let table = [
+            (
+                format!("a{osc}b{csi}"),
+                "<p>a]52;c;ZWNobyBwd25lZA==b2J</p>".to_owned(),
+            ),
+            (
+                format!("<<{osc}>> *{csi}*"),
+                "<p><span class=\"literal-text\">]52;c;ZWNobyBwd25lZA==</span> <em>2J</em></p>"
+                    .to_owned(),
+            ),
+            (
+                format!("[[x{csi}]]"),
+                "<p><a href=\"https://en.wikipedia.org/wiki/x%C2%9B2J\" class=\"wikilink\" \
+                 target=\"_blank\" rel=\"noopener noreferrer\">x2J</a></p>"
+                    .to_owned(),
+            ),
+            (
+                format!("<red>{osc}\tred"),
+                "<p><span class=\"colorblock color-red\"><span class=\"sigil\">💡</span>\
+                 <span class=\"colortext-content\">]52;c;ZWNobyBwd25lZA==\tred</span></span></p>"
+                    .to_owned(),
+            ),
+        ];
+        for (input, expected) in table {
+            let out = render(&input);
+            assert_eq!(out, expected, "input {input:?}");
+            assert_eq!(check_output_allowlist(&out), Ok(()));
+        }
     }
 
     #[test]
