@@ -242,7 +242,7 @@ fn body_text(message: &Message<'_>, problems: &mut Vec<Problem>) -> String {
 
 /// The text of the listed parts, one after the other; true if one could not be decoded.
 fn joined_text(message: &Message<'_>, part_ids: &[u32]) -> (String, bool) {
-    let mut out = String::new();
+    let mut texts = Vec::new();
     let mut damaged = false;
     for part in part_ids
         .iter()
@@ -253,19 +253,33 @@ fn joined_text(message: &Message<'_>, part_ids: &[u32]) -> (String, bool) {
             PartType::Html(html) => Cow::Owned(html::html_to_text(html)),
             _ => continue, // inline images and the like: they are listed as attachments
         };
-        let text = text.trim_end_matches(['\r', '\n']);
-        if text.is_empty() {
+        if text.trim_end_matches(['\r', '\n']).is_empty() {
             continue;
         }
         damaged |= part.is_encoding_problem;
+        texts.push(text);
+    }
+    // One allocation of the final size: the text can be as large as the message.
+    let len = texts.iter().map(|text| text.len() + 2).sum();
+    let mut out = String::with_capacity(len);
+    for text in &texts {
         if !out.is_empty() {
             out.push_str("\n\n");
         }
-        out.push_str(text);
+        push_lf_lines(&mut out, text.trim_end_matches(['\r', '\n']));
     }
-    // Every CR before an LF goes, not just one: "\r\r\n" would otherwise leave a CR LF.
-    let lines: Vec<&str> = out.split('\n').map(|l| l.trim_end_matches('\r')).collect();
-    (lines.join("\n"), damaged)
+    (out, damaged)
+}
+
+/// Appends `text` with LF line ends: every CR before an LF goes, not just one, since
+/// "\r\r\n" would otherwise leave a CR LF.
+fn push_lf_lines(out: &mut String, text: &str) {
+    for (index, line) in text.split('\n').enumerate() {
+        if index > 0 {
+            out.push('\n');
+        }
+        out.push_str(line.trim_end_matches('\r'));
+    }
 }
 
 fn plain_text<'a>(part: &MessagePart<'_>, text: &'a str) -> Cow<'a, str> {
