@@ -118,6 +118,113 @@ fn nested_mime_is_stored_with_a_problem_and_the_session_goes_on(binary: Binary) 
     }
 }
 
+// --- item 3: rendering memory -------------------------------------------------------------
+
+fn html_past_its_limit_is_cut_and_the_cut_recorded(binary: Binary) {
+    let server = server_with(binary, Settings::default());
+    let mut c = logged_in(&server);
+    // 1 MB of wikilinks renders to 16 MB; the limit is twice the text and 1 MiB.
+    let body = "[[a]]\r\n".repeat(150_000);
+    let data = format!("Subject: links\r\n\r\n{body}");
+    assert_eq!(send(&mut c, data.as_bytes()), 250);
+    // The session goes on.
+    assert_eq!(send(&mut c, b"Subject: after\r\n\r\n[[b]]\r\n"), 250);
+    c.command("QUIT", 221);
+
+    let shown = show_json(&server, 1);
+    let text = shown["text"].as_str().expect("text");
+    assert_eq!(
+        text.len(),
+        body.len() - 150_000 - 1,
+        "the text is whole (LF, last one dropped)"
+    );
+    let html = shown["html"].as_str().expect("html");
+    let limit = atacama_core::markup::html_limit(text.len());
+    assert!(
+        html.len() <= limit && html.len() > limit / 2,
+        "{} of {limit}",
+        html.len()
+    );
+    assert!(html.starts_with("<p><a href=") && html.ends_with("</p>"));
+    assert_eq!(atacama_core::markup::check_output_allowlist(html), Ok(()));
+    let problems = shown["problems"].as_array().expect("problems is an array");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&format!("the HTML reached its limit ({limit} bytes for")),
+        "{problems:?}"
+    );
+    let printed = server
+        .cli(&["messages", "show", "1", "--html"], None)
+        .success();
+    assert_eq!(printed.stdout, html.as_bytes());
+    assert_eq!(show_json(&server, 2)["problems"], serde_json::json!([]));
+}
+
+/// `bench-memory` (`tests/bench.sh memory`) on a small limit: every field there, and each
+/// consistent with the others. No figure is judged here.
+fn memory_benchmark_prints_consistent_fields(binary: Binary) {
+    let max = 256 * 1024;
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_bench-memory"))
+        .arg("--binary")
+        .arg(binary.path())
+        .args([
+            "--max-message-size",
+            &max.to_string(),
+            "--json",
+            "--timeout",
+            "60",
+        ])
+        .args(["--shape", "wikilinks", "--shape", "incompressible"])
+        .output()
+        .expect("run bench-memory");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    let shapes: Vec<&str> = rows
+        .iter()
+        .map(|r| r["shape"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(shapes, ["wikilinks", "incompressible"]);
+    for row in &rows {
+        let number = |key: &str| {
+            row[key]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{key} is a number: {row}"))
+        };
+        assert_eq!(row["binary"], binary.name(), "{row}");
+        assert_eq!(number("reply"), 250, "{row}");
+        assert_eq!(number("max_message_size"), max, "{row}");
+        assert_eq!(number("message_bytes"), max, "{row}");
+        let (idle, peak) = (number("idle_rss_kib"), number("peak_rss_kib"));
+        assert!(idle > 0 && peak >= idle, "{row}");
+        assert_eq!(number("peak_over_idle_kib"), peak - idle, "{row}");
+        let per_max = row["peak_over_idle_per_max"].as_f64().expect("a ratio");
+        assert!(
+            (per_max - (peak - idle) as f64 * 1024.0 / max as f64).abs() < 1e-6,
+            "{row}"
+        );
+        assert!(number("show_daemon_peak_kib") > 0, "{row}");
+        assert_eq!(
+            number("show_daemon_over_idle_kib"),
+            number("show_daemon_peak_kib").saturating_sub(idle),
+            "{row}"
+        );
+        assert!(number("show_cli_peak_kib") > 0, "{row}");
+        assert!(number("show_output_bytes") > 0, "{row}");
+        let _ = number("deliver_ms");
+    }
+}
+
 // --- item 13: control characters ----------------------------------------------------------
 
 fn control_characters_in_a_body_never_reach_the_terminal(binary: Binary) {
@@ -169,5 +276,7 @@ macro_rules! end_to_end {
 
 end_to_end!(
     nested_mime_is_stored_with_a_problem_and_the_session_goes_on,
+    html_past_its_limit_is_cut_and_the_cut_recorded,
+    memory_benchmark_prints_consistent_fields,
     control_characters_in_a_body_never_reach_the_terminal,
 );

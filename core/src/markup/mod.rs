@@ -203,7 +203,7 @@ mod tests {
             let whole = render(&text);
             let limit = (whole.len() as f64 * fraction) as usize;
             let rendered = render_within(&text, limit);
-            proptest::prop_assert!(rendered.html.len() <= limit.max(0));
+            proptest::prop_assert!(rendered.html.len() <= limit);
             proptest::prop_assert_eq!(check_output_allowlist(&rendered.html), Ok(()));
             if rendered.cut.is_none() {
                 proptest::prop_assert_eq!(&rendered.html, &whole);

@@ -504,7 +504,8 @@ mod tests {
     #[test]
     fn the_bound_is_inclusive_for_every_kind_of_level() {
         let over = |depth| Err(TooDeep { depth });
-        let kinds: [(&str, fn(usize) -> Node); 4] = [
+        type Build = fn(usize) -> Node;
+        let kinds: [(&str, Build); 4] = [
             ("attached", |n| Node::chain(n, "7bit", Node::Text)),
             ("multipart", |n| {
                 (0..n).fold(Node::Text, |inner, _| Node::multipart("mixed", vec![inner]))

@@ -224,25 +224,21 @@ impl DirectDelivery {
             delivery,
             received_at,
         } = self;
-        std::thread::scope(|scope| {
-            let worker = std::thread::Builder::new()
-                .name("deliver".into())
-                .stack_size(PROCESSING_STACK)
-                .spawn_scoped(scope, || services.deliver(&delivery, received_at));
-            match worker {
-                Ok(worker) => worker.join().unwrap_or_else(|_| {
-                    // `deliver` catches panics; this one came from outside it.
-                    Err(DeliveryError("panic while delivering".into()))
-                }),
-                Err(error) => {
-                    log::error!(
-                        "no thread for a delivery of user={:?}: {error}",
-                        delivery.user
-                    );
-                    Err(DeliveryError(format!("cannot start a thread: {error}")))
-                }
+        let user = delivery.user.clone();
+        let worker = std::thread::Builder::new()
+            .name("deliver".into())
+            .stack_size(PROCESSING_STACK)
+            .spawn(move || services.deliver(delivery, received_at));
+        match worker {
+            Ok(worker) => worker.join().unwrap_or_else(|_| {
+                // `deliver` catches panics; this one came from outside it.
+                Err(DeliveryError("panic while delivering".into()))
+            }),
+            Err(error) => {
+                log::error!("no thread for a delivery of user={user:?}: {error}");
+                Err(DeliveryError(format!("cannot start a thread: {error}")))
             }
-        })
+        }
     }
 }
 
@@ -255,7 +251,7 @@ fn closing() -> Outcome {
 /// `prepared` at the end lets the commit thread finish the queue and end.
 fn prepare_loop(services: &Services, queue: &Receiver<Job>, prepared: &Sender<Work>) {
     for job in queue {
-        let message = services.prepare_checked(&job.delivery, job.received_at);
+        let message = services.prepare_checked(job.delivery, job.received_at);
         let ready = Prepared {
             message,
             done: job.done,
@@ -296,10 +292,14 @@ fn commit_loop(services: &Services, queue: &Receiver<Work>, in_flight: &AtomicUs
                     let Prepared { message, done } = *ready;
                     (message, done)
                 }
-                Work::Alone(job) => (
-                    services.prepare_checked(&job.delivery, job.received_at),
-                    job.done,
-                ),
+                Work::Alone(job) => {
+                    let Job {
+                        delivery,
+                        received_at,
+                        done,
+                    } = *job;
+                    (services.prepare_checked(delivery, received_at), done)
+                }
             })
             .unzip();
         let outcomes = services.store_prepared(messages);

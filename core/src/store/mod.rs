@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 
 use redb::{Builder, ConcurrencyMode, Database};
 
-pub use messages::{MessageSummary, NewMessage, PackedMessage, StoredMessage};
+pub use messages::{MessageSummary, NewMessage, PackedData, PackedMessage, StoredMessage};
 pub use schema::SCHEMA_VERSION;
 pub use trace::{ReceivedTrace, rfc3339_utc, rfc5322_date, unix_seconds};
 pub use users::{MAX_PASSWORD_BYTES, MAX_USER_NAME_BYTES, User, validate_user_name};
