@@ -14,6 +14,10 @@
 //! schema-2 build, which knows no journal, would open the database at its last checkpoint and
 //! give the journaled messages' ids to new ones, so it must refuse the file. Schema-2 files are
 //! stamped 3 when opened.
+//!
+//! Schema 4 is schema 3 with a third codec for message bodies past 1 MiB (chunks compressed
+//! one by one, `super::packed`): a schema-3 build would report such messages as corrupt, so it
+//! must refuse the file. Older files are stamped 4 when opened; their values stay as written.
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -22,7 +26,7 @@ use super::StoreError;
 use crate::message::Attachment;
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 /// The oldest schema this build reads (and upgrades in place by stamping it).
 const OLDEST_READABLE: u64 = 1;
 

@@ -271,7 +271,7 @@ fn another_schema_version_is_refused() {
     );
     assert_eq!(
         error.to_string(),
-        "database schema version 4 is not supported by this build (expected 3)"
+        "database schema version 5 is not supported by this build (expected 4)"
     );
 }
 
@@ -291,10 +291,10 @@ fn schema_zero_is_refused_too() {
     );
 }
 
-/// A schema-2 file (no journal yet) opens, gets a journal, and is stamped 3, so a schema-2
-/// build, which would not replay the journal, refuses it from then on.
+/// A schema-2 file (no journal yet) opens, gets a journal, and is stamped with the current
+/// schema, so a schema-2 build, which would not replay the journal, refuses it from then on.
 #[test]
-fn a_schema_2_file_is_stamped_3_when_opened() {
+fn a_schema_2_file_is_stamped_current_when_opened() {
     let t = temp_db();
     {
         let store = Store::open(&t.path, COST).unwrap();
@@ -305,7 +305,27 @@ fn a_schema_2_file_is_stamped_3_when_opened() {
         schema::set_version(&store.db, 2).unwrap();
     }
     let store = Store::open(&t.path, COST).unwrap();
-    assert_eq!(schema::stored_version(&store.db).unwrap(), Some(3));
+    assert_eq!(
+        schema::stored_version(&store.db).unwrap(),
+        Some(SCHEMA_VERSION)
+    );
+    assert_eq!(stored_ids(&store), [1]);
+}
+
+/// A schema-3 file, whose bodies are all one block, opens and is stamped 4, so a schema-3
+/// build, which knows no chunked body, refuses it from then on.
+#[test]
+fn a_schema_3_file_is_stamped_4_when_opened() {
+    let t = temp_db();
+    {
+        let store = Store::open(&t.path, COST).unwrap();
+        store
+            .insert_message(&new_message("alice", None, None))
+            .unwrap();
+        schema::set_version(&store.db, 3).unwrap();
+    }
+    let store = Store::open(&t.path, COST).unwrap();
+    assert_eq!(schema::stored_version(&store.db).unwrap(), Some(4));
     assert_eq!(stored_ids(&store), [1]);
 }
 
