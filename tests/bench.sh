@@ -3,6 +3,11 @@
 #
 #   tests/bench.sh [smol|std|both|postfix|all] [--quick] [--tmpfs]      (default: all)
 #   tests/bench.sh compare [ROUNDS] [--tmpfs] [--baseline=DIR [--pair]] (default: 5 rounds)
+#   tests/bench.sh memory [--tmpfs]                                     (issue 24, item 3)
+#
+# memory runs target/release/bench-memory against both runtimes: the peak RSS of a daemon
+# storing one worst-case message of max_message_size (25 MiB), over its idle RSS, per shape of
+# body, and what `messages show --json` of it costs; the target is 4 × max_message_size.
 #
 # Both measure the machine before and after (target/release/bench-machine) and print it under
 # the table; the main mode also judges issue 9's targets from its own rows.
@@ -40,17 +45,41 @@ for arg in "$@"; do
     --baseline=*) baseline=${arg#--baseline=}
       [ -x "$baseline/atacama-mail" ] || { echo "no executable $baseline/atacama-mail" >&2; exit 2; } ;;
     --pair) pair=1 ;;
-    smol|std|both|postfix|all|compare) which_runtime=$arg ;;
+    smol|std|both|postfix|all|compare|memory) which_runtime=$arg ;;
     [1-9]|[1-9][0-9]) rounds=$arg ;;
     *)
       echo "usage: tests/bench.sh [smol|std|both|postfix|all] [--quick] [--tmpfs]" >&2
       echo "       tests/bench.sh compare [ROUNDS 1-99] [--tmpfs] [--baseline=DIR [--pair]]" >&2
+      echo "       tests/bench.sh memory [--tmpfs]" >&2
       exit 2 ;;
   esac
 done
 [ -z "$pair" ] || [ -n "$baseline" ] || { echo "--pair needs --baseline=DIR" >&2; exit 2; }
 
 cargo build --release --bins -p atacama-mail -p atacama-mail-std -p atacama-tests >&2
+if [ "$which_runtime" = memory ]; then
+  memory=$(mktemp "$base/atacama-memory.XXXXXX")
+  trap 'rm -f "$memory"' EXIT
+  target/release/bench-memory --json --dir "$base" \
+    --binary target/release/atacama-mail --binary target/release/atacama-mail-std > "$memory"
+  python3 - "$memory" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+mib = lambda kib: kib / 1024
+head = f"{'runtime':<17} {'shape':<15} {'idle MiB':>8} {'peak MiB':>8} {'over idle':>9} {'x max':>6} {'ms':>6} {'show: daemon':>12} {'cli MiB':>8}"
+print(head); print("-" * len(head))
+for r in rows:
+    print(f"{r['binary']:<17} {r['shape']:<15} {mib(r['idle_rss_kib']):>8.1f} {mib(r['peak_rss_kib']):>8.1f}"
+          f" {mib(r['peak_over_idle_kib']):>9.1f} {r['peak_over_idle_per_max']:>6.2f} {r['deliver_ms']:>6}"
+          f" {mib(r['show_daemon_over_idle_kib']):>12.1f} {mib(r['show_cli_peak_kib']):>8.1f}")
+if rows:
+    worst = max(rows, key=lambda r: r["peak_over_idle_per_max"])
+    verdict = "met" if worst["peak_over_idle_per_max"] <= 4 else "missed"
+    print(f"\nissue 24 item 3, peak RSS over idle <= 4 x max_message_size: {verdict}"
+          f" (worst {worst['peak_over_idle_per_max']:.2f}x: {worst['binary']} {worst['shape']})")
+PY
+  exit 0
+fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 load=target/release/smtp-load
 work=$(mktemp -d "$base/atacama-bench.XXXXXX")

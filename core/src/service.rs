@@ -15,7 +15,7 @@ use crate::logging::{self, Repeats};
 use crate::smtp::{
     AuthOutcome, AuthRequest, Delivery, DeliveryError, MailCheck, MailVerdict, MessageId,
 };
-use crate::store::{self, NewMessage, PackedMessage, ReceivedTrace, Store, StoreError};
+use crate::store::{self, NewMessage, PackedData, PackedMessage, ReceivedTrace, Store, StoreError};
 use crate::{markup, message};
 
 /// How long a starting server waits for the database file: a command line holds it for one
@@ -209,12 +209,13 @@ impl Services {
     /// lost connection.
     pub fn deliver(
         &self,
-        delivery: &Delivery,
+        delivery: Delivery,
         received_at: SystemTime,
     ) -> Result<MessageId, DeliveryError> {
+        let (user, size) = (delivery.user.clone(), delivery.data.len());
         let stored = catch_unwind(AssertUnwindSafe(|| {
-            let message = self.prepare(delivery, received_at).pack()?;
-            self.store.insert_packed(std::slice::from_ref(&message))
+            let message = self.prepare(delivery, received_at)?;
+            self.store.insert_packed(vec![message])
         }))
         .unwrap_or_else(|_| Err(StoreError::Database("panic while storing".into())));
         let id = stored
@@ -225,10 +226,10 @@ impl Services {
                     .ok_or_else(|| StoreError::Database("insert returned no id".into()))
             })
             .map_err(|error| {
-                self.failed(|held| logging::delivery_failed(&delivery.user, &error, held));
+                self.failed(|held| logging::delivery_failed(&user, &error, held));
                 delivery_error(&error)
             })?;
-        log_accepted(id, &delivery.user, delivery.data.len());
+        log_accepted(id, &user, size);
         Ok(id)
     }
 
@@ -237,29 +238,28 @@ impl Services {
     /// a failed transaction fails every other message with the same error.
     pub fn deliver_batch(
         &self,
-        batch: &[(Delivery, SystemTime)],
+        batch: Vec<(Delivery, SystemTime)>,
     ) -> Vec<Result<MessageId, DeliveryError>> {
         let prepared = batch
-            .iter()
-            .map(|(delivery, received_at)| self.prepare_checked(delivery, *received_at))
+            .into_iter()
+            .map(|(delivery, received_at)| self.prepare_checked(delivery, received_at))
             .collect();
         self.store_prepared(prepared)
     }
 
-    /// [`Services::prepare`], then [`NewMessage::pack`]: everything but the transaction. A
-    /// panic in parsing or rendering is a failed delivery (logged), so one bad message cannot
-    /// take its batch or its thread down.
+    /// [`Services::prepare`]: everything but the transaction. A panic in parsing or rendering
+    /// is a failed delivery (logged), so one bad message cannot take its batch or its thread
+    /// down.
     pub fn prepare_checked(
         &self,
-        delivery: &Delivery,
+        delivery: Delivery,
         received_at: SystemTime,
     ) -> Result<PackedMessage, DeliveryError> {
-        let packed = catch_unwind(AssertUnwindSafe(|| {
-            self.prepare(delivery, received_at).pack()
-        }))
-        .unwrap_or_else(|_| Err(StoreError::Database("panic while processing".into())));
+        let user = delivery.user.clone();
+        let packed = catch_unwind(AssertUnwindSafe(|| self.prepare(delivery, received_at)))
+            .unwrap_or_else(|_| Err(StoreError::Database("panic while processing".into())));
         packed.map_err(|error| {
-            self.failed(|held| logging::delivery_failed(&delivery.user, &error, held));
+            self.failed(|held| logging::delivery_failed(&user, &error, held));
             delivery_error(&error)
         })
     }
@@ -283,22 +283,30 @@ impl Services {
                 Err(error) => outcomes.push(Some(Err(error))),
             }
         }
-        let stored = catch_unwind(AssertUnwindSafe(|| self.store.insert_packed(&messages)))
+        // For the log lines: the store takes the messages.
+        let accepted: Vec<(String, usize)> = messages
+            .iter()
+            .map(|message| (message.user().to_owned(), message.data_len()))
+            .collect();
+        let stored = catch_unwind(AssertUnwindSafe(|| self.store.insert_packed(messages)))
             .unwrap_or_else(|_| Err(StoreError::Database("panic while storing".into())));
         let stored: Vec<Result<MessageId, DeliveryError>> = match stored {
             Ok(ids) => ids.into_iter().map(Ok).collect(),
             Err(error) => {
-                self.failed(|held| logging::batch_failed(messages.len(), &error, held));
-                vec![Err(delivery_error(&error)); messages.len()]
+                self.failed(|held| logging::batch_failed(accepted.len(), &error, held));
+                vec![Err(delivery_error(&error)); accepted.len()]
             }
         };
         // Paired with its message, each stored outcome logs its acceptance as it is used.
-        let mut stored = stored.into_iter().zip(&messages).map(|(outcome, message)| {
-            if let Ok(id) = outcome {
-                log_accepted(id, message.user(), message.data_len());
-            }
-            outcome
-        });
+        let mut stored = stored
+            .into_iter()
+            .zip(&accepted)
+            .map(|(outcome, (user, size))| {
+                if let Ok(id) = outcome {
+                    log_accepted(id, user, *size);
+                }
+                outcome
+            });
         outcomes
             .into_iter()
             .map(|outcome| {
@@ -311,25 +319,50 @@ impl Services {
             .collect()
     }
 
-    /// The record a delivery becomes: parsed fields, rendered text, trace facts.
-    pub fn prepare(&self, delivery: &Delivery, received_at: SystemTime) -> NewMessage {
-        let parsed = message::parse(&delivery.data);
-        let html = markup::render(&parsed.text);
-        NewMessage {
+    /// The record a delivery becomes, packed: parsed fields, rendered text, trace facts.
+    ///
+    /// The data is packed and let go as soon as it is parsed, before the text is rendered:
+    /// at no time does the delivery hold the data, the text and the HTML all at once (issue
+    /// 24: a delivery of the largest message stays within four times its size). HTML cut at
+    /// its limit ([`markup::render_checked`]) is recorded as a problem.
+    pub fn prepare(
+        &self,
+        delivery: Delivery,
+        received_at: SystemTime,
+    ) -> Result<PackedMessage, StoreError> {
+        let Delivery {
+            user,
+            helo,
+            peer,
+            tls,
+            mail_from,
+            rcpt_to,
+            data,
+        } = delivery;
+        let mut parsed = message::parse(&data);
+        // Text renders to a little more than itself, mostly.
+        let expected = data.len() + parsed.text.len().saturating_mul(2);
+        let data = PackedData::new(data, expected)?;
+        let rendered = markup::render_checked(&parsed.text);
+        if let Some(cut) = rendered.cut {
+            parsed.problems.push(cut.to_string());
+        }
+        let message = NewMessage {
             received_at,
-            user: delivery.user.clone(),
-            mail_from: delivery.mail_from.clone(),
-            rcpt_to: delivery.rcpt_to.clone(),
+            user,
+            mail_from,
+            rcpt_to,
             trace: ReceivedTrace {
-                helo: delivery.helo.clone(),
-                peer: delivery.peer.ip(),
+                helo,
+                peer: peer.ip(),
                 hostname: self.hostname.clone(),
-                tls: delivery.tls.clone(),
+                tls,
             },
             parsed,
-            html,
-            data: delivery.data.clone(),
-        }
+            html: rendered.html,
+            data: Vec::new(),
+        };
+        message.pack_with(data)
     }
 }
 
@@ -457,7 +490,7 @@ mod tests {
         let (_dir, s) = services();
         let received_at = UNIX_EPOCH + Duration::from_secs(1_772_546_709);
         let d = delivery(true);
-        let id = s.deliver(&d, received_at).unwrap();
+        let id = s.deliver(d.clone(), received_at).unwrap();
         let raw = s.store().raw_message(id).unwrap();
         let expected_header = "Received: from client.example ([192.0.2.7])\r\n\
              \t(using TLSv1.3 with cipher TLS13_AES_128_GCM_SHA256)\r\n\
@@ -480,7 +513,7 @@ mod tests {
     #[test]
     fn deliver_without_tls_says_esmtpa() {
         let (_dir, s) = services();
-        let id = s.deliver(&delivery(false), UNIX_EPOCH).unwrap();
+        let id = s.deliver(delivery(false), UNIX_EPOCH).unwrap();
         let raw = String::from_utf8(s.store().raw_message(id).unwrap()).unwrap();
         assert!(
             raw.contains("\r\n\tby mail.example with ESMTPA id 1;\r\n"),
@@ -493,9 +526,9 @@ mod tests {
     fn deliver_batch_returns_ids_in_order() {
         let (_dir, s) = services();
         let batch = vec![(delivery(true), UNIX_EPOCH), (delivery(false), UNIX_EPOCH)];
-        let results = s.deliver_batch(&batch);
+        let results = s.deliver_batch(batch);
         assert_eq!(results, [Ok(MessageId(1)), Ok(MessageId(2))]);
-        assert_eq!(s.deliver_batch(&[]), []);
+        assert_eq!(s.deliver_batch(Vec::new()), []);
     }
 
     #[cfg(target_os = "linux")]
@@ -553,9 +586,9 @@ mod tests {
         let (a, b) = (delivery(true), delivery(false));
         let failed = DeliveryError::other("panic while processing");
         let prepared = vec![
-            s.prepare_checked(&a, UNIX_EPOCH),
+            s.prepare_checked(a, UNIX_EPOCH),
             Err(failed.clone()),
-            s.prepare_checked(&b, UNIX_EPOCH),
+            s.prepare_checked(b.clone(), UNIX_EPOCH),
         ];
         let outcomes = s.store_prepared(prepared);
         assert_eq!(outcomes, [Ok(MessageId(1)), Err(failed), Ok(MessageId(2))]);

@@ -54,7 +54,7 @@ fn multipart_alternative_shows_the_plain_part() {
                Alice"
             .to_owned(),
         attachments: vec![],
-        problem: None,
+        problems: vec![],
     };
     assert_eq!(parsed("gmail-alternative.eml"), expected);
 }
@@ -80,7 +80,7 @@ fn quoted_printable_body_is_decoded() {
                Marie"
             .to_owned(),
         attachments: vec![],
-        problem: None,
+        problems: vec![],
     };
     assert_eq!(parsed("outlook-quoted-printable.eml"), expected);
 }
@@ -102,7 +102,7 @@ fn base64_body_is_decoded() {
                backupd on nas01"
             .to_owned(),
         attachments: vec![],
-        problem: None,
+        problems: vec![],
     };
     assert_eq!(parsed("base64-body.eml"), expected);
 }
@@ -123,7 +123,7 @@ fn iso_8859_1_words_and_body_become_utf8() {
                André"
             .to_owned(),
         attachments: vec![],
-        problem: None,
+        problems: vec![],
     };
     assert_eq!(parsed("latin1.eml"), expected);
 }
@@ -139,7 +139,7 @@ fn utf8_encoded_words_are_decoded_and_joined() {
         in_reply_to: None,
         text: "皆さん、\n\n忘年会は12月27日に決まりました。\nよろしくお願いします。".to_owned(),
         attachments: vec![],
-        problem: None,
+        problems: vec![],
     };
     assert_eq!(parsed("utf8-subject.eml"), expected);
 }
@@ -155,7 +155,7 @@ fn iso_2022_jp_becomes_utf8() {
         in_reply_to: None,
         text: "山田様\n\n明日の会議は十時からです。".to_owned(),
         attachments: vec![],
-        problem: None,
+        problems: vec![],
     };
     assert_eq!(parsed("iso-2022-jp.eml"), expected);
 }
@@ -180,7 +180,7 @@ fn attachments_are_listed_with_decoded_sizes() {
             attachment("Rechnung März.pdf", "application/pdf", 224),
             attachment("logo.png", "image/png", 70),
         ],
-        problem: None,
+        problems: vec![],
     };
     assert_eq!(parsed("attachment.eml"), expected);
 }
@@ -197,7 +197,7 @@ fn attached_message_is_listed_with_its_own_size() {
         text: "See below.".to_owned(),
         // The 248 bytes of the forwarded message, not its text or the whole mail.
         attachments: vec![attachment("Trail map.eml", "message/rfc822", 248)],
-        problem: None,
+        problems: vec![],
     };
     assert_eq!(parsed("forward-attached.eml"), expected);
 }
@@ -226,7 +226,7 @@ fn html_only_message_is_converted_to_text() {
                © 2024 Atacama Outfitters · Unsubscribe (https://news.example.com/unsubscribe?u=sam)"
             .to_owned(),
         attachments: vec![],
-        problem: None,
+        problems: vec![],
     };
     assert_eq!(parsed("html-only.eml"), expected);
 }
@@ -251,7 +251,7 @@ fn reply_keeps_its_parent_id_and_joins_flowed_quotes() {
                > Alice"
             .to_owned(),
         attachments: vec![],
-        problem: None,
+        problems: vec![],
     };
     assert_eq!(parsed("reply.eml"), expected);
 }
@@ -269,10 +269,11 @@ fn malformed_message_keeps_what_can_be_read() {
         in_reply_to: None,
         text: "Please find your invoice attached.".to_owned(),
         attachments: vec![attachment("invoice.pdf", "application/pdf", 34)],
-        problem: some(
+        problems: vec![
             "attachment \"invoice.pdf\" could not be decoded (bad transfer encoding or \
-             unterminated MIME part): its size is that of the bytes as received",
-        ),
+             unterminated MIME part): its size is that of the bytes as received"
+                .to_owned(),
+        ],
     };
     assert_eq!(parsed("malformed.eml"), expected);
 }
@@ -282,7 +283,7 @@ fn bare_lf_line_endings_give_the_same_fields() {
     // Some local tools hand over LF-only messages. Only sizes of bytes kept as they are (an
     // attached message, an undecodable part) change with the line endings.
     fn comparable(mut parsed: ParsedMessage) -> ParsedMessage {
-        let undecoded = parsed.problem.is_some();
+        let undecoded = !parsed.problems.is_empty();
         for attachment in &mut parsed.attachments {
             if undecoded || attachment.media_type == "message/rfc822" {
                 attachment.size = 0;

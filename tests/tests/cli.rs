@@ -396,19 +396,19 @@ fn messages_list_and_show_beside_a_live_daemon() {
         let t0 = UNIX_EPOCH + Duration::from_secs(1_772_546_709);
         let first = daemon
             .deliver(
-                &delivery("alice", "Subject: one\r\n\r\nHello *world*\r\n"),
+                delivery("alice", "Subject: one\r\n\r\nHello *world*\r\n"),
                 t0,
             )
             .unwrap();
         let second = daemon
             .deliver(
-                &delivery("bob", "Subject: two\r\n\r\n<b>hi</b>\r\n"),
+                delivery("bob", "Subject: two\r\n\r\n<b>hi</b>\r\n"),
                 t0 + Duration::from_secs(60),
             )
             .unwrap();
         let third = daemon
             .deliver(
-                &delivery("alice", "Subject: three\r\n\r\nbye\r\n"),
+                delivery("alice", "Subject: three\r\n\r\nbye\r\n"),
                 SystemTime::now(),
             )
             .unwrap();
@@ -511,7 +511,7 @@ fn messages_list_and_show_beside_a_live_daemon() {
             ("text", json!(m.text)),
             ("html", json!(m.html)),
             ("attachments", json!([])),
-            ("problem", json!(m.problem)),
+            ("problems", json!(m.problems)),
         ] {
             expected[key] = value;
         }
@@ -560,7 +560,7 @@ fn cli_writes_are_seen_by_a_live_daemon_and_parallel_cli_processes() {
         let children = parallel_user_adds(&env, bin, 4);
         for _ in 0..5 {
             daemon
-                .deliver(&delivery("alice", "hi\r\n"), SystemTime::now())
+                .deliver(delivery("alice", "hi\r\n"), SystemTime::now())
                 .unwrap();
         }
         for child in children {

@@ -86,7 +86,7 @@ fn assert_stored(server: &Server, expected: &Expected) {
     assert_eq!(shown["to"], expected.to, "{shown:#}");
     assert_eq!(shown["text"], expected.text, "{shown:#}");
     assert_eq!(shown["attachments"], json!([]), "{shown:#}");
-    assert_eq!(shown["problem"], Value::Null, "{shown:#}");
+    assert_eq!(shown["problems"], json!([]), "{shown:#}");
     let html = shown["html"].as_str().expect("html is a string");
     assert_eq!(html, atacama_core::markup::render(expected.text));
     assert!(

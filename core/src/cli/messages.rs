@@ -22,7 +22,12 @@ pub(super) fn run(store: &Target, command: MessagesCommand) -> Result<(), CliErr
         }
         MessagesCommand::Show { id, format } => match format {
             ShowFormat::Raw => write_stdout(&store.raw_message(id)?),
-            ShowFormat::Html => write_stdout(store.message(id, Bodies::HTML)?.html.as_bytes()),
+            // The renderer writes no control character, but a message stored before it
+            // stopped (issue 24) may hold one: an escape sequence for the terminal.
+            ShowFormat::Html => {
+                let html = store.message(id, Bodies::HTML)?.html;
+                write_stdout(terminal_safe(&html, true).as_bytes())
+            }
             ShowFormat::Json => write_json(&message_json(&store.message(id, Bodies::BOTH)?)),
             ShowFormat::Summary => {
                 write_stdout(summary_text(&store.message(id, Bodies::TEXT)?).as_bytes())
@@ -45,32 +50,54 @@ fn summary_json(m: &MessageSummary) -> Value {
     })
 }
 
-/// The list fields plus every processed field.
-fn message_json(m: &StoredMessage) -> Value {
+/// The list fields plus every processed field, in the order of their names (as `json!`
+/// objects print); borrowed, so the text and HTML are not copied to be printed.
+#[derive(serde::Serialize)]
+struct MessageJson<'a> {
+    attachments: Vec<Value>,
+    date: &'a Option<String>,
+    from: &'a Option<String>,
+    html: &'a str,
+    id: u64,
+    in_reply_to: &'a Option<String>,
+    mail_from: &'a str,
+    message_id: &'a Option<String>,
+    parent_id: Option<u64>,
+    problems: &'a [String],
+    rcpt_to: &'a [String],
+    received_at: String,
+    size: u64,
+    subject: &'a Option<String>,
+    text: &'a str,
+    to: &'a Option<String>,
+    user: &'a str,
+}
+
+fn message_json(m: &StoredMessage) -> MessageJson<'_> {
     let attachments: Vec<Value> = m
         .attachments
         .iter()
         .map(|a| json!({ "name": a.name, "media_type": a.media_type, "size": a.size }))
         .collect();
-    json!({
-        "id": m.id.0,
-        "received_at": rfc3339_utc(m.received_at),
-        "user": m.user,
-        "mail_from": m.mail_from,
-        "rcpt_to": m.rcpt_to,
-        "subject": m.subject,
-        "size": m.size,
-        "parent_id": m.parent_id.map(|p| p.0),
-        "message_id": m.message_id,
-        "in_reply_to": m.in_reply_to,
-        "from": m.from,
-        "to": m.to,
-        "date": m.date,
-        "text": m.text,
-        "html": m.html,
-        "attachments": attachments,
-        "problem": m.problem,
-    })
+    MessageJson {
+        attachments,
+        date: &m.date,
+        from: &m.from,
+        html: &m.html,
+        id: m.id.0,
+        in_reply_to: &m.in_reply_to,
+        mail_from: &m.mail_from,
+        message_id: &m.message_id,
+        parent_id: m.parent_id.map(|p| p.0),
+        problems: &m.problems,
+        rcpt_to: &m.rcpt_to,
+        received_at: rfc3339_utc(m.received_at),
+        size: m.size,
+        subject: &m.subject,
+        text: &m.text,
+        to: &m.to,
+        user: &m.user,
+    }
 }
 
 fn list_table(messages: &[MessageSummary]) -> String {
@@ -139,7 +166,7 @@ fn summary_text(m: &StoredMessage) -> String {
         );
         fields.push(("Attachment", detail));
     }
-    if let Some(problem) = &m.problem {
+    for problem in &m.problems {
         fields.push(("Problem", safe(problem)));
     }
     let mut out = String::new();

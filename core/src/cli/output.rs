@@ -15,12 +15,20 @@ pub(super) fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
     }
 }
 
-/// Writes `value` as pretty JSON and a newline.
-pub(super) fn write_json(value: &serde_json::Value) -> Result<(), CliError> {
-    let mut text = serde_json::to_string_pretty(value)
-        .map_err(|e| CliError::Failed(format!("cannot format JSON: {e}")))?;
-    text.push('\n');
-    write_stdout(text.as_bytes())
+/// Writes `value` as pretty JSON and a newline, as it is formatted: a message's text and
+/// HTML are not copied into a second string first.
+pub(super) fn write_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Failed(format!(
+            "cannot write JSON to standard output: {e}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Text from a message, safe to print on a terminal: control characters (escape sequences

@@ -37,9 +37,16 @@ const ENTITIES: [&str; 4] = ["&amp;", "&lt;", "&gt;", "&quot;"];
 const WIKI_PREFIX: &str = "https://en.wikipedia.org/wiki/";
 
 /// Checks that `html` uses only the tags, attributes and character references the
-/// renderer may produce (§7), that every element is closed in order, and that text holds
-/// no raw `>` or `"`. The error names the first violation and its byte offset.
+/// renderer may produce (§7), that every element is closed in order, that text holds no raw
+/// `>` or `"`, and that no control character but tab and LF is left (see
+/// `html::push_escaped`). The error names the first violation and its byte offset.
 pub fn check_output_allowlist(html: &str) -> Result<(), String> {
+    if let Some((at, control)) = html
+        .char_indices()
+        .find(|&(_, c)| c.is_control() && c != '\t' && c != '\n')
+    {
+        return Err(format!("at byte {at}: control character {control:?}"));
+    }
     let mut open: Vec<&str> = Vec::new();
     let mut at = 0;
     while let Some(rest) = html.get(at..) {
@@ -272,6 +279,10 @@ mod tests {
             "<a href=\"https://a.example/ x\" target=\"_blank\" rel=\"noopener noreferrer\"></a>",
             "<P>a</P>",
             "<",
+            "<p>\u{1b}]52;c;SGk=\u{7}</p>",
+            "<p>\u{9b}31m</p>",
+            "<p>a\rb</p>",
+            "<p>\0</p>",
         ];
         for html in bad {
             assert!(check_output_allowlist(html).is_err(), "html {html:?}");

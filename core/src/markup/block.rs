@@ -1,57 +1,177 @@
 //! Input normalisation (spec §2) and block structure (§3): paragraphs, section breaks,
 //! lists and quote blocks.
+//!
+//! Lines are read where they lie in the text and never collected: a paragraph, a list item
+//! or a quote's content is a range of lines ([`LineSeq`]), read again by what renders it. So
+//! memory does not grow with the number of lines, and every line is split and trimmed a
+//! bounded number of times.
 
 use super::colour::{Colour, tag_at};
-use super::html;
+use super::html::{self, Out};
 use super::inline::Inline;
 use super::scan::trim;
 
-/// Renders a whole document.
-pub(crate) fn render_document(text: &str) -> String {
-    let lines = split_lines(text);
-    // Markup roughly doubles the size of text; pages reserved but never written cost
-    // nothing, while a regrowth copies everything written so far.
-    let mut out = String::with_capacity(text.len().saturating_mul(2));
-    let mut inline = Inline::default();
-    let top = Lines {
-        // §9: an opener after the last line ending with `>>>` cannot close.
-        last_closer: lines.iter().rposition(|line| line.ends_with(">>>")),
-        lines: &lines,
-        top_level: true,
+/// Renders a whole document into `out`, as far as it fits.
+pub(crate) fn render_document(text: &str, out: &mut Out) {
+    let mut context = Context {
+        inline: Inline::default(),
+        paragraph: Vec::new(),
     };
-    render_blocks(&top, &mut out, &mut inline);
-    out
+    let level = Level::Top {
+        last_closer: last_closer(text),
+    };
+    render_blocks(LineSeq::of(Lines::new(text)), level, out, &mut context);
 }
 
-/// Splits at CR LF, CR and LF, and trims every line (§2).
+/// The offset of the last line that ends with `>>>` (§9: an opener after it cannot close).
+fn last_closer(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut end = bytes.len();
+    // Each probe looks only before the last: linear in all.
+    while let Some(at) = memchr::memmem::rfind(bytes.get(..end)?, b">>>") {
+        let after = bytes.get(at + 3..).unwrap_or_default();
+        let line_end = memchr::memchr2(b'\r', b'\n', after).unwrap_or(after.len());
+        if after
+            .get(..line_end)
+            .is_some_and(|rest| rest.iter().all(|&b| b == b' ' || b == b'\t'))
+        {
+            let line_start = memchr::memrchr2(b'\r', b'\n', bytes.get(..at)?).map_or(0, |i| i + 1);
+            return Some(line_start);
+        }
+        // `>>>>`: the `>>>` that ends the line may start one byte later than this one.
+        end = at + 2;
+    }
+    None
+}
+
+/// What rendering blocks reuses from one block to the next.
+struct Context<'a> {
+    inline: Inline<'a>,
+    /// The lines of a short paragraph, so they are split only once.
+    paragraph: Vec<&'a str>,
+}
+
+/// Paragraphs of at most this many lines are collected rather than split again.
+const COLLECTED_LINES: usize = 256;
+
+/// The lines of a text: split at CR LF, CR and LF, and trimmed (§2), each with the offset
+/// where it starts. A trailing line end gives a last, empty line; empty text one empty line.
 ///
 /// U+0000 is not replaced here but where characters are written (see `html`); no rule
 /// before that treats U+0000 and U+FFFD differently.
-fn split_lines(text: &str) -> Vec<&str> {
-    let bytes = text.as_bytes();
-    let mut lines = Vec::new();
-    let mut start = 0;
-    for end in memchr::memchr2_iter(b'\r', b'\n', bytes) {
-        if end < start {
-            continue; // the LF of a CR LF pair, already consumed
-        }
-        lines.push(trim(text.get(start..end).unwrap_or_default()));
-        start = end + 1;
-        if bytes.get(end..end + 2) == Some(b"\r\n") {
-            start += 1;
-        }
-    }
-    lines.push(trim(text.get(start..).unwrap_or_default()));
-    lines
+#[derive(Clone, Debug)]
+struct Lines<'a> {
+    text: &'a str,
+    /// Where the next line starts.
+    at: usize,
+    /// The last line was given out.
+    done: bool,
+    /// At most this many lines more.
+    left: usize,
 }
 
-/// A sequence of trimmed lines to group into blocks.
-struct Lines<'l, 'a> {
-    lines: &'l [&'a str],
-    /// Top level: section breaks and quotes exist. Inside a quote they do not (§3.1).
-    top_level: bool,
-    /// The index of the last line ending with `>>>`.
-    last_closer: Option<usize>,
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Lines<'a> {
+        Lines {
+            text,
+            at: 0,
+            done: false,
+            left: usize::MAX,
+        }
+    }
+
+    /// The next `count` lines, as a sequence of their own.
+    fn limited(&self, count: usize) -> Lines<'a> {
+        Lines {
+            left: count,
+            ..self.clone()
+        }
+    }
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = (usize, &'a str);
+
+    fn next(&mut self) -> Option<(usize, &'a str)> {
+        if self.done || self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let start = self.at;
+        let rest = self.text.get(start..).unwrap_or_default();
+        let Some(end) = memchr::memchr2(b'\r', b'\n', rest.as_bytes()) else {
+            self.done = true;
+            return Some((start, trim(rest)));
+        };
+        // Invariant: `end` is the offset of an ASCII byte, so a char boundary.
+        let line = rest.get(..end).unwrap_or_default();
+        self.at = start + end + 1;
+        if rest.as_bytes().get(end..end + 2) == Some(b"\r\n") {
+            self.at += 1;
+        }
+        Some((start, trim(line)))
+    }
+}
+
+/// A sequence of trimmed lines to group into blocks: lines of the text, optionally after a
+/// first line and before a last one from elsewhere (a quote's content, §3.5).
+#[derive(Clone, Debug)]
+struct LineSeq<'a> {
+    head: Option<&'a str>,
+    body: Lines<'a>,
+    tail: Option<&'a str>,
+    /// At most this many lines more.
+    left: usize,
+}
+
+impl<'a> LineSeq<'a> {
+    fn of(body: Lines<'a>) -> LineSeq<'a> {
+        LineSeq {
+            head: None,
+            body,
+            tail: None,
+            left: usize::MAX,
+        }
+    }
+
+    /// The next `count` lines, as a sequence of their own.
+    fn limited(&self, count: usize) -> LineSeq<'a> {
+        LineSeq {
+            left: count,
+            ..self.clone()
+        }
+    }
+}
+
+impl<'a> Iterator for LineSeq<'a> {
+    /// A line, and its offset in the text (0 for a line from elsewhere: offsets only matter
+    /// at top level, where there are none).
+    type Item = (usize, &'a str);
+
+    fn next(&mut self) -> Option<(usize, &'a str)> {
+        if self.left == 0 {
+            return None;
+        }
+        let line = match self.head.take() {
+            Some(head) => Some((0, head)),
+            None => self.body.next().or_else(|| Some((0, self.tail.take()?))),
+        };
+        if line.is_some() {
+            self.left -= 1;
+        }
+        line
+    }
+}
+
+/// Where blocks are: at top level section breaks and quotes exist; inside a quote they do
+/// not (§3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Level {
+    /// `last_closer`: the offset of the last line ending with `>>>`.
+    Top {
+        last_closer: Option<usize>,
+    },
+    Inner,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +191,16 @@ impl ListKind {
     }
 }
 
+const ITEM_CLOSE: &str = "</li>";
+const LIST_CLOSE: &str = "\n</ul>";
+
+/// The most closing markup the renderer can owe at any point: every colour block open in a
+/// list item inside a quote. The caller keeps this much room beyond what [`Out`] counts.
+pub(crate) const MAX_CLOSING: usize = super::inline::MAX_DEPTH * html::COLOUR_CLOSE.len()
+    + ITEM_CLOSE.len()
+    + LIST_CLOSE.len()
+    + html::QUOTE_CLOSE.len();
+
 #[derive(Debug, PartialEq, Eq)]
 enum LineKind<'a> {
     Blank,
@@ -87,33 +217,32 @@ enum LineKind<'a> {
     Text,
 }
 
-impl<'a> Lines<'_, 'a> {
-    /// The kind of line `index` (§3.1); `None` past the end.
-    fn kind(&self, index: usize) -> Option<LineKind<'a>> {
-        let line = *self.lines.get(index)?;
-        Some(if line.is_empty() {
+impl Level {
+    /// The kind of `line`, which starts at offset `at` (§3.1).
+    fn kind<'a>(self, at: usize, line: &'a str) -> LineKind<'a> {
+        if line.is_empty() {
             LineKind::Blank
-        } else if self.top_level && line == "----" {
+        } else if self != Level::Inner && line == "----" {
             LineKind::SectionBreak
-        } else if let Some(opener) = self.quote_opener(index, line) {
+        } else if let Some(opener) = self.quote_opener(at, line) {
             opener
         } else if let Some(item) = list_item(line) {
             item
         } else {
             LineKind::Text
-        })
+        }
     }
 
-    fn quote_opener(&self, index: usize, line: &'a str) -> Option<LineKind<'a>> {
-        if !self.top_level {
+    fn quote_opener<'a>(self, at: usize, line: &'a str) -> Option<LineKind<'a>> {
+        let Level::Top { last_closer } = self else {
             return None;
-        }
+        };
         let (colour, after_tag) = match tag_at(line.as_bytes()) {
             Some((colour, len)) => (Some(colour), trim(line.get(len..)?)),
             None => (None, line),
         };
         let rest = trim(after_tag.strip_prefix("<<<")?);
-        let closes = rest.ends_with(">>>") || self.last_closer.is_some_and(|last| last > index);
+        let closes = rest.ends_with(">>>") || last_closer.is_some_and(|last| last > at);
         closes.then_some(LineKind::QuoteOpener { colour, rest })
     }
 }
@@ -136,120 +265,155 @@ fn list_item(line: &str) -> Option<LineKind<'_>> {
     })
 }
 
-/// Renders the blocks of `lines`, joined by LF (§3.6).
-fn render_blocks<'a>(lines: &Lines<'_, 'a>, out: &mut String, inline: &mut Inline<'a>) {
-    let mut first = true;
-    let mut index = 0;
-    while let Some(kind) = lines.kind(index) {
-        if kind == LineKind::Blank {
-            index += 1;
-            continue;
-        }
-        if !first {
-            out.push('\n');
-        }
-        first = false;
-        index = match kind {
+/// Renders the blocks of `lines`, joined by LF (§3.6), until they end or `out` is full.
+fn render_blocks<'a>(lines: LineSeq<'a>, level: Level, out: &mut Out, context: &mut Context<'a>) {
+    let mut cursor = lines;
+    let mut separator = "";
+    while !out.is_cut() {
+        let before = cursor.clone();
+        let Some((at, line)) = cursor.next() else {
+            return;
+        };
+        match level.kind(at, line) {
+            LineKind::Blank => continue,
             LineKind::SectionBreak => {
-                out.push_str(html::SECTION_BREAK);
-                index + 1
+                if out.fits(separator.len() + html::SECTION_BREAK.len()) {
+                    let html = out.html_mut();
+                    html.push_str(separator);
+                    html.push_str(html::SECTION_BREAK);
+                }
             }
             LineKind::QuoteOpener { colour, rest } => {
-                render_quote(lines, index, colour, rest, out, inline)
+                if out.fits(separator.len() + html::quote_open_len(colour)) {
+                    out.html_mut().push_str(separator);
+                    html::push_quote_open(out.html_mut(), colour);
+                    let content = quote_content(&mut cursor, rest);
+                    render_blocks(content, Level::Inner, out, context);
+                    out.html_mut().push_str(html::QUOTE_CLOSE);
+                }
             }
-            LineKind::ListItem { kind, .. } => render_list(lines, index, kind, out, inline),
-            LineKind::Blank | LineKind::Text => render_paragraph(lines, index, out, inline),
+            LineKind::ListItem { kind, content } => {
+                if out.fits(separator.len() + "<ul>".len()) {
+                    out.html_mut().push_str(separator);
+                    out.html_mut().push_str("<ul>");
+                    render_list(&mut cursor, level, kind, content, out, &mut context.inline);
+                    out.html_mut().push_str(LIST_CLOSE);
+                }
+            }
+            LineKind::Text => {
+                // §3.2: the paragraph runs to the next line of another kind.
+                let paragraph = &mut context.paragraph;
+                paragraph.clear();
+                paragraph.push(line);
+                let mut count = 1;
+                loop {
+                    let mut probe = cursor.clone();
+                    match probe.next() {
+                        Some((at, line)) if level.kind(at, line) == LineKind::Text => {
+                            cursor = probe;
+                            count += 1;
+                            if count <= COLLECTED_LINES {
+                                paragraph.push(line);
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+                if out.fits(separator.len() + "<p>".len()) {
+                    out.html_mut().push_str(separator);
+                    out.html_mut().push_str("<p>");
+                    if count <= COLLECTED_LINES {
+                        let lines = std::mem::take(&mut context.paragraph);
+                        context.inline.render(lines.iter().copied(), out);
+                        context.paragraph = lines;
+                    } else {
+                        let lines = before.limited(count).map(|(_, line)| line);
+                        context.inline.render(lines, out);
+                    }
+                    out.html_mut().push_str("</p>");
+                }
+            }
+        }
+        separator = "\n";
+    }
+}
+
+/// Renders the items of the list whose first item is `first` (§3.4); leaves `cursor` after
+/// the last.
+fn render_list<'a>(
+    cursor: &mut LineSeq<'a>,
+    level: Level,
+    kind: ListKind,
+    first: &'a str,
+    out: &mut Out,
+    inline: &mut Inline<'a>,
+) {
+    let mut item = Some(first);
+    while let Some(content) = item {
+        if !out.fits("\n".len() + kind.item_open().len()) {
+            return;
+        }
+        out.html_mut().push('\n');
+        out.html_mut().push_str(kind.item_open());
+        inline.render(std::iter::once(content), out);
+        out.html_mut().push_str(ITEM_CLOSE);
+        let mut probe = cursor.clone();
+        item = match probe.next() {
+            Some((at, line)) => match level.kind(at, line) {
+                LineKind::ListItem {
+                    kind: next,
+                    content,
+                } if next == kind => {
+                    *cursor = probe;
+                    Some(content)
+                }
+                _ => None,
+            },
+            None => None,
         };
     }
 }
 
-/// Renders the paragraph starting at `start`; returns the index after it (§3.2).
-fn render_paragraph<'a>(
-    lines: &Lines<'_, 'a>,
-    start: usize,
-    out: &mut String,
-    inline: &mut Inline<'a>,
-) -> usize {
-    let mut end = start + 1;
-    while lines.kind(end) == Some(LineKind::Text) {
-        end += 1;
+/// The content lines of the quote whose opener's rest is `rest` (§3.5); leaves `cursor`
+/// after the closer.
+fn quote_content<'a>(cursor: &mut LineSeq<'a>, rest: &'a str) -> LineSeq<'a> {
+    if let Some(only) = rest.strip_suffix(">>>") {
+        return LineSeq {
+            head: Some(trim(only)),
+            body: Lines::new("").limited(0),
+            tail: None,
+            left: usize::MAX,
+        };
     }
-    out.push_str("<p>");
-    inline.render(lines.lines.get(start..end).unwrap_or_default(), out);
-    out.push_str("</p>");
-    end
-}
-
-/// Renders the list starting at `start`; returns the index after it (§3.4).
-fn render_list<'a>(
-    lines: &Lines<'_, 'a>,
-    start: usize,
-    kind: ListKind,
-    out: &mut String,
-    inline: &mut Inline<'a>,
-) -> usize {
-    out.push_str("<ul>");
-    let mut index = start;
-    while let Some(LineKind::ListItem {
-        kind: item_kind,
-        content,
-    }) = lines.kind(index)
-    {
-        if item_kind != kind {
+    let middle = cursor.body.clone();
+    let mut count = 0;
+    // The opener was accepted because a later line ends with `>>>`, so this loop stops at
+    // that closer; running off the end would only treat the end as the closer.
+    let mut last = "";
+    for (_, line) in cursor.by_ref() {
+        if let Some(content) = line.strip_suffix(">>>") {
+            last = trim(content);
             break;
         }
-        out.push('\n');
-        out.push_str(kind.item_open());
-        inline.render(std::slice::from_ref(&content), out);
-        out.push_str("</li>");
-        index += 1;
+        count += 1;
     }
-    out.push_str("\n</ul>");
-    index
-}
-
-/// Renders the quote opened at `start`; returns the index after its closer (§3.5).
-fn render_quote<'a>(
-    lines: &Lines<'_, 'a>,
-    start: usize,
-    colour: Option<Colour>,
-    rest: &'a str,
-    out: &mut String,
-    inline: &mut Inline<'a>,
-) -> usize {
-    let mut content = Vec::new();
-    let next = if let Some(only) = rest.strip_suffix(">>>") {
-        content.push(trim(only));
-        start + 1
-    } else {
-        content.push(rest);
-        let mut index = start + 1;
-        // The opener was accepted because a later line ends with `>>>`, so this loop stops
-        // at that closer; running off the end would only treat the end as the closer.
-        while let Some(&line) = lines.lines.get(index) {
-            if let Some(last) = line.strip_suffix(">>>") {
-                content.push(trim(last));
-                break;
-            }
-            content.push(line);
-            index += 1;
-        }
-        index + 1
-    };
-    html::push_quote_open(out, colour);
-    let inner = Lines {
-        lines: &content,
-        top_level: false,
-        last_closer: None,
-    };
-    render_blocks(&inner, out, inline);
-    out.push_str(html::QUOTE_CLOSE);
-    next
+    LineSeq {
+        head: Some(rest),
+        body: middle.limited(count),
+        tail: Some(last),
+        left: usize::MAX,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn render_document(text: &str) -> String {
+        let mut out = Out::unlimited();
+        super::render_document(text, &mut out);
+        out.into_html()
+    }
 
     #[test]
     fn splits_at_every_line_end_and_trims() {
@@ -264,7 +428,46 @@ mod tests {
             ("\u{a0}x\u{a0}", &["\u{a0}x\u{a0}"]),
         ];
         for (input, expected) in table {
-            assert_eq!(split_lines(input), *expected, "input {input:?}");
+            let lines: Vec<&str> = Lines::new(input).map(|(_, line)| line).collect();
+            assert_eq!(lines, *expected, "input {input:?}");
+        }
+        let offsets: Vec<usize> = Lines::new("ab\r\ncd\re\n").map(|(at, _)| at).collect();
+        assert_eq!(offsets, [0, 4, 7, 9]);
+        let limited: Vec<&str> = Lines::new("a\nb\nc").limited(2).map(|(_, l)| l).collect();
+        assert_eq!(limited, ["a", "b"]);
+    }
+
+    /// The lines of `lines` joined by LF, each with its offset.
+    fn document(lines: &[&'static str]) -> Vec<(usize, &'static str)> {
+        let mut at = 0;
+        lines
+            .iter()
+            .map(|&line| {
+                let start = at;
+                at += line.len() + 1;
+                (start, line)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn finds_the_last_line_that_ends_with_the_closer() {
+        for text in [
+            "",
+            ">>>",
+            "a\n>>> b\nc",
+            "a >>>\nb >>> c",
+            "x\r\ny>>>>  \t\r\nz",
+            "a>>>\r\nb",
+            ">>>\n>>>x\n>> >\n",
+            ">>>>>>",
+            "a >>>\n\n",
+        ] {
+            let expected = Lines::new(text)
+                .filter(|(_, line)| line.ends_with(">>>"))
+                .map(|(at, _)| at)
+                .last();
+            assert_eq!(last_closer(text), expected, "{text:?}");
         }
     }
 
@@ -287,10 +490,9 @@ mod tests {
             "<<< x",
             ">>>",
         ];
-        let top = Lines {
-            lines: &lines,
-            top_level: true,
-            last_closer: Some(14),
+        let document = document(&lines);
+        let top = Level::Top {
+            last_closer: Some(document[14].0),
         };
         let expected = [
             LineKind::Blank,
@@ -330,41 +532,30 @@ mod tests {
             },
             LineKind::Text,
         ];
-        for (index, expected) in expected.iter().enumerate() {
-            assert_eq!(
-                top.kind(index).as_ref(),
-                Some(expected),
-                "line {:?}",
-                lines[index]
-            );
+        for ((at, line), expected) in document.iter().zip(&expected) {
+            assert_eq!(top.kind(*at, line), *expected, "line {line:?}");
         }
-        assert_eq!(top.kind(lines.len()), None);
     }
 
     #[test]
     fn inside_a_quote_only_blank_list_and_text_exist() {
-        let lines = ["----", "<<<x>>>", "* a", ""];
-        let inner = Lines {
-            lines: &lines,
-            top_level: false,
-            last_closer: None,
-        };
-        assert_eq!(inner.kind(0), Some(LineKind::Text));
-        assert_eq!(inner.kind(1), Some(LineKind::Text));
-        assert!(matches!(inner.kind(2), Some(LineKind::ListItem { .. })));
-        assert_eq!(inner.kind(3), Some(LineKind::Blank));
+        let inner = Level::Inner;
+        assert_eq!(inner.kind(0, "----"), LineKind::Text);
+        assert_eq!(inner.kind(0, "<<<x>>>"), LineKind::Text);
+        assert!(matches!(inner.kind(0, "* a"), LineKind::ListItem { .. }));
+        assert_eq!(inner.kind(0, ""), LineKind::Blank);
     }
 
     #[test]
     fn opener_without_closer_is_text() {
-        let lines = ["<<<", "x >>>", "<<<", "y"];
-        let top = Lines {
-            lines: &lines,
-            top_level: true,
-            last_closer: Some(1),
+        let document = document(&["<<<", "x >>>", "<<<", "y"]);
+        let top = Level::Top {
+            last_closer: Some(document[1].0),
         };
-        assert!(matches!(top.kind(0), Some(LineKind::QuoteOpener { .. })));
-        assert_eq!(top.kind(2), Some(LineKind::Text));
+        let (at, line) = document[0];
+        assert!(matches!(top.kind(at, line), LineKind::QuoteOpener { .. }));
+        let (at, line) = document[2];
+        assert_eq!(top.kind(at, line), LineKind::Text);
     }
 
     #[test]

@@ -1,48 +1,213 @@
 //! Output primitives: the one escaping function (spec §6), the wikilink percent-encoding
-//! (§5.3), and the fixed markup the generator writes.
+//! (§5.3), the fixed markup the generator writes, the length of each piece before it is
+//! written, and [`Out`], the output with its limit.
 
 use super::colour::Colour;
+
+/// The HTML being written, and the most it may hold.
+///
+/// Writers ask [`Out::fits`] before each piece of markup and write it whole or not at all;
+/// text is written up to the limit, a whole character or reference at a time. Once a piece
+/// does not fit the output is cut: everything later is refused, and only the closing tags of
+/// what is open are still written (they are not counted: the caller keeps room for them).
+#[derive(Debug)]
+pub(crate) struct Out {
+    html: String,
+    limit: usize,
+    cut: bool,
+}
+
+impl Out {
+    /// An output that holds at most `limit` bytes before closing tags.
+    pub(crate) fn new(limit: usize, capacity: usize) -> Out {
+        Out {
+            html: String::with_capacity(capacity.min(limit)),
+            limit,
+            cut: false,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn unlimited() -> Out {
+        Out::new(usize::MAX, 0)
+    }
+
+    /// Whether `len` more bytes fit; if not, the output is cut, and nothing fits any more.
+    pub(crate) fn fits(&mut self, len: usize) -> bool {
+        if !self.cut && self.html.len().saturating_add(len) <= self.limit {
+            return true;
+        }
+        self.cut = true;
+        false
+    }
+
+    /// [`Out::fits`] for a piece of at most `bound` bytes whose length is `exact()`: the
+    /// exact length is only worked out near the limit.
+    pub(crate) fn fits_within(&mut self, bound: usize, exact: impl FnOnce() -> usize) -> bool {
+        if !self.cut && self.html.len().saturating_add(bound) <= self.limit {
+            return true;
+        }
+        self.fits(exact())
+    }
+
+    /// Whether a piece was refused.
+    pub(crate) fn is_cut(&self) -> bool {
+        self.cut
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.html.len()
+    }
+
+    /// The HTML, to write what [`Out::fits`] allowed, or closing tags.
+    pub(crate) fn html_mut(&mut self) -> &mut String {
+        &mut self.html
+    }
+
+    pub(crate) fn into_html(self) -> String {
+        self.html
+    }
+
+    /// Appends `text` escaped ([`push_escaped`]), as much of it as fits: if not all, up to
+    /// the last character whose escaped form fits, and the output is cut.
+    pub(crate) fn push_escaped(&mut self, text: &str) {
+        if self.fits_within(text.len().saturating_mul(MAX_ESCAPED), || escaped_len(text)) {
+            push_escaped(&mut self.html, text);
+            return;
+        }
+        let room = self.limit.saturating_sub(self.html.len());
+        let mut used = 0;
+        let mut end = 0;
+        for (at, c) in text.char_indices() {
+            let mut utf8 = [0u8; 4];
+            let cost = escaped_len(c.encode_utf8(&mut utf8));
+            if used + cost > room {
+                break;
+            }
+            used += cost;
+            end = at + c.len_utf8();
+        }
+        push_escaped(&mut self.html, text.get(..end).unwrap_or_default());
+    }
+}
 
 /// U+0000 is rendered as U+FFFD (§2). The renderer reads the input in place, so the
 /// replacement happens here, where characters are written, instead of in a copy.
 const REPLACEMENT: &str = "\u{FFFD}";
 
-/// Bytes that are not written as themselves: the four of §6 and U+0000.
-const fn needs_escape() -> [bool; 256] {
+/// Bytes that are not written as themselves: the four of §6, U+0000, the C0 controls and
+/// DEL, and 0xC2, the first byte of the C1 controls (and of the rest of U+0080..U+00BF).
+const fn needs_attention() -> [bool; 256] {
     let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'\t' as usize] = false;
+    table[b'\n' as usize] = false;
+    table[b'\r' as usize] = false;
+    table[0x7F] = true;
+    table[0xC2] = true;
     table[b'&' as usize] = true;
     table[b'<' as usize] = true;
     table[b'>' as usize] = true;
     table[b'"' as usize] = true;
-    table[0] = true;
     table
 }
-static NEEDS_ESCAPE: [bool; 256] = needs_escape();
+static NEEDS_ATTENTION: [bool; 256] = needs_attention();
 
-/// Appends `text` escaped (§6), with U+0000 replaced (§2).
+/// Appends `text` escaped (§6), with U+0000 replaced (§2) and the other control characters
+/// but tab, LF and CR dropped.
+///
+/// **Differs from the spec (§2 keeps them as content):** a C0 or C1 control in a message
+/// body is an escape sequence waiting for a terminal (`messages show --html` wrote an OSC 52
+/// clipboard write through), and no page needs one.
 pub(crate) fn push_escaped(out: &mut String, text: &str) {
     let bytes = text.as_bytes();
     let mut clean_from = 0;
     let mut at = 0;
     while let Some(&byte) = bytes.get(at) {
         // Invariant: the table has an entry for every u8.
-        if !NEEDS_ESCAPE[usize::from(byte)] {
+        if !NEEDS_ATTENTION[usize::from(byte)] {
             at += 1;
             continue;
         }
-        // The escaped bytes are ASCII, so `at` and `at + 1` are char boundaries.
+        let (replacement, len) = match byte {
+            b'&' => ("&amp;", 1),
+            b'<' => ("&lt;", 1),
+            b'>' => ("&gt;", 1),
+            b'"' => ("&quot;", 1),
+            0 => (REPLACEMENT, 1),
+            // U+0080..U+009F are C2 80..C2 9F; any other C2 xx is kept.
+            0xC2 => match bytes.get(at + 1) {
+                Some(0x80..=0x9F) => ("", 2),
+                _ => {
+                    at += 1;
+                    continue;
+                }
+            },
+            _ => ("", 1), // a C0 control or DEL
+        };
+        // The bytes replaced are ASCII, or the two bytes of one C1 character, so `at` and
+        // `at + len` are char boundaries.
         out.push_str(text.get(clean_from..at).unwrap_or_default());
-        out.push_str(match byte {
-            b'&' => "&amp;",
-            b'<' => "&lt;",
-            b'>' => "&gt;",
-            b'"' => "&quot;",
-            _ => REPLACEMENT,
-        });
-        at += 1;
+        out.push_str(replacement);
+        at += len;
         clean_from = at;
     }
     out.push_str(text.get(clean_from..).unwrap_or_default());
+}
+
+/// The most bytes [`push_escaped`] writes for one byte of text (`"` becomes `&quot;`).
+pub(crate) const MAX_ESCAPED: usize = 6;
+
+/// The most bytes [`push_wiki_target`] writes for one byte of title (U+0000 becomes
+/// `%EF%BF%BD`).
+pub(crate) const MAX_WIKI_TARGET: usize = 9;
+
+/// The length of `text` as [`push_escaped`] writes it.
+pub(crate) fn escaped_len(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut len = bytes.len();
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        // Invariant: the table has an entry for every u8.
+        if NEEDS_ATTENTION[usize::from(byte)] {
+            match byte {
+                b'&' => len += 4,
+                b'<' | b'>' => len += 3,
+                b'"' => len += 5,
+                0 => len += REPLACEMENT.len() - 1,
+                0xC2 if matches!(bytes.get(at + 1), Some(0x80..=0x9F)) => {
+                    len -= 2;
+                    at += 1;
+                }
+                0xC2 => {}
+                _ => len -= 1,
+            }
+        }
+        at += 1;
+    }
+    len
+}
+
+/// Whether `c` is written as itself in a wikilink target (§5.3).
+fn kept_in_wiki_target(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~()!*',:;@/#".contains(c)
+}
+
+/// The length of the wikilink target [`push_wiki_target`] writes for `title`.
+fn wiki_target_len(title: &str) -> usize {
+    title
+        .chars()
+        .map(|c| match c {
+            ' ' => 1,
+            '\0' => 3 * '\u{FFFD}'.len_utf8(),
+            c if kept_in_wiki_target(c) => 1,
+            c => 3 * c.len_utf8(),
+        })
+        .sum()
 }
 
 /// Appends the wikilink target for title `title` (§5.3): spaces become `_`, then every
@@ -56,7 +221,7 @@ pub(crate) fn push_wiki_target(out: &mut String, title: &str) {
             '\0' => '\u{FFFD}',
             c => c,
         };
-        if c.is_ascii_alphanumeric() || "-._~()!*',:;@/#".contains(c) {
+        if kept_in_wiki_target(c) {
             out.push(c);
             continue;
         }
@@ -68,6 +233,15 @@ pub(crate) fn push_wiki_target(out: &mut String, title: &str) {
         }
     }
 }
+
+/// The length of what [`push_colour_open`] writes.
+pub(crate) fn colour_open_len(colour: Colour) -> usize {
+    COLOUR_OPEN_FIXED + colour.class().len() + colour.sigil().len()
+}
+
+const COLOUR_OPEN_FIXED: usize = "<span class=\"colorblock \"><span class=\"sigil\"></span>\
+                                  <span class=\"colortext-content\">"
+    .len();
 
 /// Appends the opening of a colour block (§4.8), up to where its content starts.
 pub(crate) fn push_colour_open(out: &mut String, colour: Colour) {
@@ -96,14 +270,40 @@ pub(crate) fn push_quote_open(out: &mut String, colour: Option<Colour>) {
     out.push_str("</span></button><div class=\"mlq-content\">");
 }
 
+/// The length of what [`push_quote_open`] writes.
+pub(crate) fn quote_open_len(colour: Option<Colour>) -> usize {
+    QUOTE_OPEN_FIXED + colour.map_or(1, |colour| 1 + colour.class().len() + colour.sigil().len())
+}
+
+const QUOTE_OPEN_FIXED: usize = "<div class=\"mlq\"><button type=\"button\" class=\"mlq-collapse\" \
+                                 aria-label=\"Toggle visibility\"><span class=\"mlq-collapse-icon\">\
+                                 </span></button><div class=\"mlq-content\">"
+    .len();
+
 /// Closes a quote block opened by [`push_quote_open`].
 pub(crate) const QUOTE_CLOSE: &str = "</div></div>";
+
+/// Opens a literal (§5.5).
+pub(crate) const LITERAL_OPEN: &str = "<span class=\"literal-text\">";
+
+/// Opens a Chinese run (§5.4).
+pub(crate) const CHINESE_OPEN: &str = "<span class=\"annotated-chinese\">";
+
+/// Closes a `span` opened by [`LITERAL_OPEN`] or [`CHINESE_OPEN`].
+pub(crate) const SPAN_CLOSE: &str = "</span>";
 
 /// A line break inside a paragraph (§5.7).
 pub(crate) const LINE_BREAK: &str = "<br />";
 
 /// A section break (§3.3).
 pub(crate) const SECTION_BREAK: &str = "<hr class=\"section-break\" />";
+
+/// The length of what [`push_url`] writes.
+pub(crate) fn url_len(url: &str) -> usize {
+    URL_FIXED + 2 * escaped_len(url)
+}
+
+const URL_FIXED: usize = "<a href=\"\" target=\"_blank\" rel=\"noopener noreferrer\"></a>".len();
 
 /// Appends an `a` element for a URL (§5.2).
 pub(crate) fn push_url(out: &mut String, url: &str) {
@@ -114,6 +314,15 @@ pub(crate) fn push_url(out: &mut String, url: &str) {
     out.push_str("</a>");
 }
 
+/// The length of what [`push_wikilink`] writes.
+pub(crate) fn wikilink_len(title: &str) -> usize {
+    WIKILINK_FIXED + wiki_target_len(title) + escaped_len(title)
+}
+
+const WIKILINK_FIXED: usize = "<a href=\"https://en.wikipedia.org/wiki/\" class=\"wikilink\" \
+                               target=\"_blank\" rel=\"noopener noreferrer\"></a>"
+    .len();
+
 /// Appends an `a` element for a wikilink with trimmed title `title` (§5.3).
 pub(crate) fn push_wikilink(out: &mut String, title: &str) {
     out.push_str("<a href=\"https://en.wikipedia.org/wiki/");
@@ -121,6 +330,11 @@ pub(crate) fn push_wikilink(out: &mut String, title: &str) {
     out.push_str("\" class=\"wikilink\" target=\"_blank\" rel=\"noopener noreferrer\">");
     push_escaped(out, title);
     out.push_str("</a>");
+}
+
+/// The length of what [`push_wrapped`] writes.
+pub(crate) fn wrapped_len(open: &str, content: &str, close: &str) -> usize {
+    open.len() + escaped_len(content) + close.len()
 }
 
 /// Appends `open`, `content` escaped, then `close`.
@@ -151,6 +365,90 @@ mod tests {
             push_escaped(&mut out, input);
             assert_eq!(out, expected, "input {input:?}");
         }
+    }
+
+    #[test]
+    fn control_characters_other_than_tab_lf_and_cr_are_dropped() {
+        let table = [
+            ("a\tb\nc\rd", "a\tb\nc\rd"),
+            ("\u{1b}]52;c;SGk=\u{7}x", "]52;c;SGk=x"),
+            ("\u{1b}[31mred\u{1b}[0m", "[31mred[0m"),
+            ("\u{1}\u{8}\u{b}\u{c}\u{e}\u{1f}\u{7f}", ""),
+            ("a\u{9b}31mb\u{80}c\u{9f}", "a31mbc"),
+            // Other characters of U+0080..U+00FF start with C2 or C3 and stay.
+            ("\u{a0}©°\u{bf}é\u{ff}", "\u{a0}©°\u{bf}é\u{ff}"),
+            ("\u{1b}<\u{9b}&\0", "&lt;&amp;\u{FFFD}"),
+            ("\u{85}", ""),
+        ];
+        for (input, expected) in table {
+            let mut out = String::new();
+            push_escaped(&mut out, input);
+            assert_eq!(out, expected, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn lengths_are_what_is_written() {
+        let texts = [
+            "",
+            "plain",
+            "a & b < c > d \" e",
+            "\0x\u{1}\u{7f}\u{80}\u{9f}\u{a0}©é好💡",
+            "AT&T \"Labs\" 北京 (city)? a\tb%c+d",
+            "\u{1b}]52;c;SGk=\u{7}",
+        ];
+        for text in texts {
+            let mut out = String::new();
+            push_escaped(&mut out, text);
+            assert_eq!(escaped_len(text), out.len(), "escaped {text:?}");
+            out.clear();
+            push_url(&mut out, text);
+            assert_eq!(url_len(text), out.len(), "url {text:?}");
+            out.clear();
+            push_wikilink(&mut out, text);
+            assert_eq!(wikilink_len(text), out.len(), "wikilink {text:?}");
+            out.clear();
+            push_wrapped(&mut out, LITERAL_OPEN, text, SPAN_CLOSE);
+            assert_eq!(wrapped_len(LITERAL_OPEN, text, SPAN_CLOSE), out.len());
+        }
+        for colour in [
+            None,
+            Some(Colour::Orange),
+            Some(Colour::Music),
+            Some(Colour::Red),
+        ] {
+            let mut out = String::new();
+            push_quote_open(&mut out, colour);
+            assert_eq!(quote_open_len(colour), out.len(), "{colour:?}");
+            if let Some(colour) = colour {
+                out.clear();
+                push_colour_open(&mut out, colour);
+                assert_eq!(colour_open_len(colour), out.len(), "{colour:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn text_is_cut_between_characters_never_inside_a_reference() {
+        let cases = [
+            (0, ""),
+            (4, "a"),
+            (5, "a&lt;"),
+            (6, "a&lt;"),
+            (7, "a&lt;é"),
+            (11, "a&lt;é"),
+            (12, "a&lt;é&amp;"),
+        ];
+        for (limit, expected) in cases {
+            let mut out = Out::new(limit, 0);
+            out.push_escaped("a<é&b");
+            assert_eq!(out.html, expected, "limit {limit}");
+            assert!(out.is_cut());
+            assert!(!out.fits(0), "nothing fits once cut");
+        }
+        let mut out = Out::new(13, 0);
+        out.push_escaped("a<é&b");
+        assert_eq!((out.html.as_str(), out.is_cut()), ("a&lt;é&amp;b", false));
     }
 
     #[test]

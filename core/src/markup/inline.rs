@@ -1,200 +1,385 @@
 //! Rendering one inline container, a paragraph or a list item (spec §4.5, §4.9).
 //!
-//! Parentheses are matched in one pass with a stack, then the atoms are rendered with an
-//! explicit frame stack: nothing recurses per nesting level, so 1 MB of `(<red>` costs
-//! heap, not call stack.
+//! Parentheses are matched first, then the atoms are rendered with an explicit frame stack:
+//! nothing recurses per nesting level, so 1 MB of `(<red>` costs heap, not call stack. Nor does
+//! anything grow with the container: the scanner hands out atoms one at a time, matching keeps
+//! two bits per parenthesis, and the frame stack holds at most [`MAX_DEPTH`] colour blocks,
+//! with the plain parentheses between them counted, not stacked. A container of a few
+//! thousand atoms (nearly every one) is scanned once and its atoms kept for the second pass; a
+//! larger one is scanned again instead.
 
 use super::colour::Colour;
-use super::html;
-use super::scan::{Atom, scan_line};
+use super::html::{self, Out};
+use super::scan::{Atom, LineAtoms};
 
 /// At most this many colour blocks may enclose any point (§4.7).
-const MAX_DEPTH: usize = 8;
+pub(crate) const MAX_DEPTH: usize = 8;
+
+/// Containers of at most this many atoms keep them between the two passes (24 bytes each).
+const KEPT_ATOMS: usize = 4096;
 
 /// Renders inline containers; holds scratch buffers reused from one container to the next.
 #[derive(Default)]
 pub(crate) struct Inline<'a> {
     atoms: Vec<Atom<'a>>,
-    unmatched_opens: Vec<usize>,
-    frames: Vec<Frame>,
+    parens: Parens,
+    frames: Frames,
+}
+
+/// The atoms of a container: its lines' atoms with a line break between two lines.
+#[derive(Clone)]
+struct ContainerAtoms<'a, L> {
+    lines: L,
+    line: Option<LineAtoms<'a>>,
+    started: bool,
+}
+
+impl<'a, L: Iterator<Item = &'a str>> Iterator for ContainerAtoms<'a, L> {
+    type Item = Atom<'a>;
+
+    fn next(&mut self) -> Option<Atom<'a>> {
+        loop {
+            if let Some(atom) = self.line.as_mut().and_then(Iterator::next) {
+                return Some(atom);
+            }
+            let line = self.lines.next()?;
+            self.line = Some(LineAtoms::new(line));
+            if std::mem::replace(&mut self.started, true) {
+                return Some(Atom::LineBreak);
+            }
+        }
+    }
+}
+
+impl<'a> Inline<'a> {
+    /// Appends the HTML of the container made of `lines`, joined by line breaks; stops where
+    /// `out` is full ([`Out::fits`]), closing what it opened.
+    pub(crate) fn render<L>(&mut self, lines: L, out: &mut Out)
+    where
+        L: Iterator<Item = &'a str> + Clone,
+    {
+        let atoms = ContainerAtoms {
+            lines,
+            line: None,
+            started: false,
+        };
+        self.atoms.clear();
+        self.parens.clear();
+        let mut kept = true;
+        for atom in atoms.clone() {
+            self.parens.scanned(&atom);
+            if kept && self.atoms.len() < KEPT_ATOMS {
+                self.atoms.push(atom);
+            } else if kept {
+                kept = false;
+                self.atoms.clear();
+            }
+        }
+        self.parens.match_opens();
+        let mut renderer = Renderer {
+            sink: Sink {
+                out,
+                trim_leading: false,
+            },
+            parens: &self.parens,
+            next_paren: 0,
+            frames: &mut self.frames,
+        };
+        renderer.frames.clear();
+        if kept {
+            renderer.render(self.atoms.iter().copied());
+        } else {
+            renderer.render(atoms);
+        }
+    }
+}
+
+/// Which parentheses of a container match (§4.5), two bits each, in atom order.
+///
+/// Bracket matching pairs each `)` with the nearest unmatched `(` before it. A `)` is matched
+/// if any `(` is then pending, which a left-to-right count tells; a `(` is matched if a
+/// right-to-left count of `)` not yet paired is positive when it is reached, which gives the
+/// same pairs (the reduced form of a bracket word is unique).
+#[derive(Default)]
+struct Parens {
+    closes: Bits,
+    matched: Bits,
+    /// `(` seen and not yet paired, left to right.
+    pending: usize,
+}
+
+impl Parens {
+    fn clear(&mut self) {
+        self.closes.clear();
+        self.matched.clear();
+        self.pending = 0;
+    }
+
+    /// The first pass: records each parenthesis; a `)` learns here whether it is matched.
+    fn scanned(&mut self, atom: &Atom<'_>) {
+        match atom {
+            Atom::Open { .. } | Atom::ColourOpen { .. } => {
+                self.closes.push(false);
+                self.matched.push(false);
+                self.pending += 1;
+            }
+            Atom::Close { .. } => {
+                self.closes.push(true);
+                self.matched.push(self.pending > 0);
+                self.pending = self.pending.saturating_sub(1);
+            }
+            _ => {}
+        }
+    }
+
+    /// The second pass, right to left: each `(` learns whether it is matched.
+    fn match_opens(&mut self) {
+        if self.pending == 0 {
+            // Every `(` found its `)` (or there is none): the count below would set them all.
+            for index in 0..self.closes.len() {
+                if !self.closes.get(index) {
+                    self.matched.set(index);
+                }
+            }
+            return;
+        }
+        let mut closes = 0usize;
+        for index in (0..self.closes.len()).rev() {
+            if self.closes.get(index) {
+                closes += 1;
+            } else if closes > 0 {
+                closes -= 1;
+                self.matched.set(index);
+            }
+        }
+    }
+}
+
+/// A growable bit vector.
+#[derive(Default)]
+struct Bits {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl Bits {
+    fn clear(&mut self) {
+        self.words.clear();
+        self.len = 0;
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, bit: bool) {
+        if self.len.is_multiple_of(64) {
+            self.words.push(0);
+        }
+        if bit {
+            self.set(self.len);
+        }
+        self.len += 1;
+    }
+
+    fn get(&self, index: usize) -> bool {
+        self.words
+            .get(index / 64)
+            .is_some_and(|word| word & (1 << (index % 64)) != 0)
+    }
+
+    fn set(&mut self, index: usize) {
+        if let Some(word) = self.words.get_mut(index / 64) {
+            *word |= 1 << (index % 64);
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum FrameKind {
+enum BlockKind {
     /// A coloured section `(<color>…)`.
     Section,
-    /// A matched plain pair, or a section refused by the depth limit.
-    Paren,
     /// A colour run started by a bare tag.
     Run,
 }
 
 #[derive(Clone, Copy)]
-struct Frame {
-    kind: FrameKind,
+struct Block {
+    kind: BlockKind,
     /// Output length right after the block's opening: trailing trimming stops here (§4.6).
     content_from: usize,
 }
 
-impl<'a> Inline<'a> {
-    /// Appends the HTML of the container made of `lines`, joined by line breaks.
-    pub(crate) fn render(&mut self, lines: &[&'a str], out: &mut String) {
-        self.atoms.clear();
-        for (index, line) in lines.iter().enumerate() {
-            if index > 0 {
-                self.atoms.push(Atom::LineBreak);
-            }
-            scan_line(line, &mut self.atoms);
-        }
-        self.match_parentheses();
-        self.render_atoms(out);
+/// The frame stack of §4.9: the open colour blocks, and how many matched plain parentheses
+/// (or sections refused by the depth limit) are open above each, `above[0]` below them all.
+#[derive(Default)]
+struct Frames {
+    blocks: Vec<Block>,
+    above: Vec<usize>,
+}
+
+impl Frames {
+    fn clear(&mut self) {
+        self.blocks.clear();
+        self.above.clear();
+        self.above.push(0);
     }
 
-    /// Ordinary bracket matching over the container (§4.5).
-    fn match_parentheses(&mut self) {
-        self.unmatched_opens.clear();
-        for index in 0..self.atoms.len() {
-            match self.atoms.get(index) {
-                Some(Atom::Open { .. } | Atom::ColourOpen { .. }) => {
-                    self.unmatched_opens.push(index);
-                }
-                Some(Atom::Close { .. }) => {
-                    if let Some(open) = self.unmatched_opens.pop() {
-                        set_matched(self.atoms.get_mut(open));
-                        set_matched(self.atoms.get_mut(index));
-                    }
-                }
-                _ => {}
-            }
+    fn push_block(&mut self, block: Block) {
+        self.blocks.push(block);
+        self.above.push(0);
+    }
+
+    fn push_paren(&mut self) {
+        if let Some(count) = self.above.last_mut() {
+            *count += 1;
         }
     }
 
-    /// The procedure of §4.9.
-    fn render_atoms(&mut self, out: &mut String) {
-        let mut sink = Sink {
-            out,
-            trim_leading: false,
-        };
-        let frames = &mut self.frames;
-        frames.clear();
-        let mut depth = 0;
-        for atom in &self.atoms {
-            match *atom {
-                Atom::Text(text) => sink.text(text),
-                Atom::Literal(content) => {
-                    sink.markup_with(|out| {
-                        html::push_wrapped(
-                            out,
-                            "<span class=\"literal-text\">",
-                            content,
-                            "</span>",
-                        );
-                    });
-                }
-                Atom::Url(url) => sink.markup_with(|out| html::push_url(out, url)),
-                Atom::Wikilink(title) => sink.markup_with(|out| html::push_wikilink(out, title)),
-                Atom::Emphasis(content) => {
-                    sink.markup_with(|out| html::push_wrapped(out, "<em>", content, "</em>"));
-                }
-                Atom::Chinese(run) => {
-                    sink.markup_with(|out| {
-                        html::push_wrapped(
-                            out,
-                            "<span class=\"annotated-chinese\">",
-                            run,
-                            "</span>",
-                        );
-                    });
-                }
-                Atom::Open { matched: false } => sink.text("("),
-                Atom::ColourOpen {
-                    source,
-                    matched: false,
-                    ..
-                } => sink.text(source),
-                Atom::ColourOpen {
-                    colour,
-                    matched: true,
-                    ..
-                } if depth < MAX_DEPTH => {
-                    frames.push(sink.open_block(colour, FrameKind::Section));
-                    depth += 1;
-                }
-                Atom::Open { matched: true } => {
-                    sink.text("(");
-                    frames.push(sink.paren_frame());
-                }
-                Atom::ColourOpen {
-                    source,
-                    matched: true,
-                    ..
-                } => {
-                    sink.text(source);
-                    frames.push(sink.paren_frame());
-                }
-                Atom::Close { matched: false } => sink.text(")"),
-                Atom::Close { matched: true } => {
-                    depth -= close_runs(frames, &mut sink);
-                    // Invariant: matched pairs nest properly and only runs are pushed
-                    // between them, so the top is the partner's frame. Were the stack
-                    // empty, the `)` would still be written.
-                    match frames.pop() {
-                        Some(frame) if frame.kind == FrameKind::Paren => sink.text(")"),
-                        Some(frame) => {
-                            sink.close_block(frame);
-                            depth -= 1;
-                        }
-                        None => sink.text(")"),
-                    }
-                }
-                Atom::Tag { colour, .. } if depth < MAX_DEPTH => {
-                    frames.push(sink.open_block(colour, FrameKind::Run));
-                    depth += 1;
-                }
-                Atom::Tag { source, .. } => sink.text(source),
-                Atom::LineBreak => {
-                    depth -= close_runs(frames, &mut sink);
-                    sink.markup_with(|out| out.push_str(html::LINE_BREAK));
-                }
-            }
+    /// The top frame is a run: no parenthesis is open above the innermost block, a run.
+    fn run_on_top(&self) -> bool {
+        self.above.last() == Some(&0)
+            && self
+                .blocks
+                .last()
+                .is_some_and(|block| block.kind == BlockKind::Run)
+    }
+
+    fn pop_block(&mut self) -> Option<Block> {
+        self.above.pop();
+        if self.above.is_empty() {
+            self.above.push(0);
         }
-        // Only runs can be left; closing any other frame too keeps the output well formed
-        // even if that invariant were broken.
-        while let Some(frame) = frames.pop() {
-            match frame.kind {
-                FrameKind::Paren => {}
-                FrameKind::Section | FrameKind::Run => sink.close_block(frame),
-            }
-        }
+        self.blocks.pop()
+    }
+
+    fn depth(&self) -> usize {
+        self.blocks.len()
     }
 }
 
-fn set_matched(atom: Option<&mut Atom<'_>>) {
-    if let Some(
-        Atom::Open { matched } | Atom::ColourOpen { matched, .. } | Atom::Close { matched },
-    ) = atom
-    {
-        *matched = true;
-    }
+/// The third pass: the procedure of §4.9 over the atoms, with the matches of [`Parens`].
+struct Renderer<'r, 'o> {
+    sink: Sink<'o>,
+    parens: &'r Parens,
+    /// The index in `parens` of the next parenthesis atom.
+    next_paren: usize,
+    frames: &'r mut Frames,
 }
 
-/// Closes the run frames on top of the stack; returns how many it closed.
-fn close_runs(frames: &mut Vec<Frame>, sink: &mut Sink<'_>) -> usize {
-    let mut closed = 0;
-    while let Some(&frame) = frames.last() {
-        if frame.kind != FrameKind::Run {
-            break;
+impl Renderer<'_, '_> {
+    fn render<'a>(&mut self, atoms: impl Iterator<Item = Atom<'a>>) {
+        for atom in atoms {
+            if self.sink.out.is_cut() {
+                break;
+            }
+            self.atom(atom);
         }
-        frames.pop();
-        sink.close_block(frame);
-        closed += 1;
+        // Only runs can be left; closing any other block too keeps the output well formed
+        // even if that invariant were broken, or the output was cut.
+        while let Some(block) = self.frames.pop_block() {
+            self.sink.close_block(block);
+        }
     }
-    closed
+
+    fn matched(&mut self) -> bool {
+        let matched = self.parens.matched.get(self.next_paren);
+        self.next_paren += 1;
+        matched
+    }
+
+    fn atom(&mut self, atom: Atom<'_>) {
+        let sink = &mut self.sink;
+        match atom {
+            Atom::Text(text) => sink.text(text),
+            Atom::Literal(content) => sink.wrapped(html::LITERAL_OPEN, content, html::SPAN_CLOSE),
+            Atom::Url(url) => sink.markup(
+                html::url_len(""),
+                2 * html::MAX_ESCAPED * url.len(),
+                || html::url_len(url),
+                |out| html::push_url(out, url),
+            ),
+            Atom::Wikilink(title) => sink.markup(
+                html::wikilink_len(""),
+                (html::MAX_WIKI_TARGET + html::MAX_ESCAPED) * title.len(),
+                || html::wikilink_len(title),
+                |out| html::push_wikilink(out, title),
+            ),
+            Atom::Emphasis(content) => sink.wrapped("<em>", content, "</em>"),
+            Atom::Chinese(run) => sink.wrapped(html::CHINESE_OPEN, run, html::SPAN_CLOSE),
+            Atom::Open { .. } => {
+                let matched = self.matched();
+                self.sink.text("(");
+                if matched {
+                    self.frames.push_paren();
+                }
+            }
+            Atom::ColourOpen { source, colour, .. } => {
+                let matched = self.matched();
+                if matched && self.frames.depth() < MAX_DEPTH {
+                    self.open_block(colour, BlockKind::Section);
+                } else {
+                    self.sink.text(source);
+                    if matched {
+                        self.frames.push_paren(); // refused by the depth limit: a plain pair
+                    }
+                }
+            }
+            Atom::Close { .. } => {
+                if self.matched() {
+                    self.close_runs();
+                    // Invariant: matched pairs nest properly and only runs open between
+                    // them, so the top is the partner. Were nothing open, the `)` would
+                    // still be written.
+                    if let Some(count) = self.frames.above.last_mut()
+                        && *count > 0
+                    {
+                        *count -= 1;
+                        self.sink.text(")");
+                    } else if let Some(block) = self.frames.pop_block() {
+                        self.sink.close_block(block);
+                    } else {
+                        self.sink.text(")");
+                    }
+                } else {
+                    self.sink.text(")");
+                }
+            }
+            Atom::Tag { colour, source } => {
+                if self.frames.depth() < MAX_DEPTH {
+                    self.open_block(colour, BlockKind::Run);
+                } else {
+                    self.sink.text(source);
+                }
+            }
+            Atom::LineBreak => {
+                self.close_runs();
+                let len = html::LINE_BREAK.len();
+                self.sink
+                    .markup(len, 0, || len, |out| out.push_str(html::LINE_BREAK));
+            }
+        }
+    }
+
+    fn open_block(&mut self, colour: Colour, kind: BlockKind) {
+        if let Some(content_from) = self.sink.open_block(colour) {
+            self.frames.push_block(Block { kind, content_from });
+        }
+    }
+
+    /// Closes the runs on top of the stack.
+    fn close_runs(&mut self) {
+        while self.frames.run_on_top() {
+            if let Some(block) = self.frames.pop_block() {
+                self.sink.close_block(block);
+            }
+        }
+    }
 }
 
 /// The output, plus the state of §4.6 trimming.
 struct Sink<'o> {
-    out: &'o mut String,
+    out: &'o mut Out,
     /// A colour block has just opened: spaces and tabs written now are dropped.
     trim_leading: bool,
 }
@@ -208,46 +393,59 @@ impl Sink<'_> {
         };
         if !text.is_empty() {
             self.trim_leading = false;
-            html::push_escaped(self.out, text);
+            self.out.push_escaped(text);
         }
     }
 
-    /// Writes generated markup, which never begins or ends with whitespace.
-    fn markup_with(&mut self, write: impl FnOnce(&mut String)) {
-        self.trim_leading = false;
-        write(self.out);
+    /// Writes generated markup, which never begins or ends with whitespace, if it fits: it
+    /// is `fixed` bytes and at most `variable` more, `len()` in all.
+    fn markup(
+        &mut self,
+        fixed: usize,
+        variable: usize,
+        len: impl FnOnce() -> usize,
+        write: impl FnOnce(&mut String),
+    ) {
+        if self.out.fits_within(fixed.saturating_add(variable), len) {
+            self.trim_leading = false;
+            write(self.out.html_mut());
+        }
     }
 
-    fn open_block(&mut self, colour: Colour, kind: FrameKind) -> Frame {
-        html::push_colour_open(self.out, colour);
+    /// Writes `open`, `content` escaped and `close`, if it fits.
+    fn wrapped(&mut self, open: &str, content: &str, close: &str) {
+        self.markup(
+            open.len() + close.len(),
+            html::MAX_ESCAPED.saturating_mul(content.len()),
+            || html::wrapped_len(open, content, close),
+            |out| html::push_wrapped(out, open, content, close),
+        );
+    }
+
+    /// Opens a colour block if it fits: the output length where its content starts.
+    fn open_block(&mut self, colour: Colour) -> Option<usize> {
+        if !self.out.fits(html::colour_open_len(colour)) {
+            return None;
+        }
+        html::push_colour_open(self.out.html_mut(), colour);
         self.trim_leading = true;
-        Frame {
-            kind,
-            content_from: self.out.len(),
-        }
+        Some(self.out.len())
     }
 
-    fn paren_frame(&self) -> Frame {
-        Frame {
-            kind: FrameKind::Paren,
-            content_from: self.out.len(),
-        }
-    }
-
-    fn close_block(&mut self, frame: Frame) {
+    fn close_block(&mut self, block: Block) {
         // Generated markup never ends with whitespace, so only text is trimmed here; the
         // bytes removed are ASCII, so the string stays valid UTF-8.
-        let content = self
-            .out
+        let html = self.out.html_mut();
+        let content = html
             .as_bytes()
-            .get(frame.content_from..)
+            .get(block.content_from..)
             .unwrap_or_default();
         let kept = content
             .iter()
             .rposition(|&b| b != b' ' && b != b'\t')
-            .map_or(frame.content_from, |last| frame.content_from + last + 1);
-        self.out.truncate(kept);
-        self.out.push_str(html::COLOUR_CLOSE);
+            .map_or(block.content_from, |last| block.content_from + last + 1);
+        html.truncate(kept);
+        html.push_str(html::COLOUR_CLOSE);
         self.trim_leading = false;
     }
 }
@@ -265,9 +463,9 @@ mod tests {
     const END: &str = "</span></span>";
 
     fn render(lines: &[&str]) -> String {
-        let mut out = String::new();
-        Inline::default().render(lines, &mut out);
-        out
+        let mut out = Out::unlimited();
+        Inline::default().render(lines.iter().copied(), &mut out);
+        out.into_html()
     }
 
     fn check(table: &[(&[&str], String)]) {

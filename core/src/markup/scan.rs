@@ -61,32 +61,65 @@ const fn special_bytes() -> [bool; 256] {
 }
 static SPECIAL: [bool; 256] = special_bytes();
 
-/// Appends the atoms of one trimmed line to `atoms`.
-pub(crate) fn scan_line<'a>(line: &'a str, atoms: &mut Vec<Atom<'a>>) {
-    let mut scanner = Scanner {
-        line,
-        bytes: line.as_bytes(),
-        no_literal_from: usize::MAX,
-    };
-    let mut text_from = 0;
-    let mut at = 0;
-    while let Some(&byte) = scanner.bytes.get(at) {
-        // Invariant: the table has an entry for every u8.
-        if !SPECIAL[usize::from(byte)] {
-            at += 1;
-            continue;
-        }
-        match scanner.atom_at(at, byte) {
-            Step::Atom(atom, end) => {
-                push_text(atoms, slice(line, text_from, at));
-                atoms.push(atom);
-                at = end;
-                text_from = end;
-            }
-            Step::Text(len) => at += len,
+/// The atoms of one trimmed line, one at a time: nothing is kept per atom, so a line of any
+/// length costs no memory here.
+#[derive(Clone)]
+pub(crate) struct LineAtoms<'a> {
+    scanner: Scanner<'a>,
+    /// Where the text not yet given out as an atom starts.
+    text_from: usize,
+    at: usize,
+    /// An atom found after a run of text: given out after the text.
+    pending: Option<Atom<'a>>,
+}
+
+impl<'a> LineAtoms<'a> {
+    pub(crate) fn new(line: &'a str) -> LineAtoms<'a> {
+        LineAtoms {
+            scanner: Scanner {
+                line,
+                bytes: line.as_bytes(),
+                no_literal_from: usize::MAX,
+            },
+            text_from: 0,
+            at: 0,
+            pending: None,
         }
     }
-    push_text(atoms, slice(line, text_from, line.len()));
+}
+
+impl<'a> Iterator for LineAtoms<'a> {
+    type Item = Atom<'a>;
+
+    fn next(&mut self) -> Option<Atom<'a>> {
+        if let Some(atom) = self.pending.take() {
+            return Some(atom);
+        }
+        let line = self.scanner.line;
+        while let Some(&byte) = self.scanner.bytes.get(self.at) {
+            // Invariant: the table has an entry for every u8.
+            if !SPECIAL[usize::from(byte)] {
+                self.at += 1;
+                continue;
+            }
+            match self.scanner.atom_at(self.at, byte) {
+                Step::Atom(atom, end) => {
+                    let text = slice(line, self.text_from, self.at);
+                    self.at = end;
+                    self.text_from = end;
+                    if text.is_empty() {
+                        return Some(atom);
+                    }
+                    self.pending = Some(atom);
+                    return Some(Atom::Text(text));
+                }
+                Step::Text(len) => self.at += len,
+            }
+        }
+        let text = slice(line, self.text_from, line.len());
+        self.text_from = line.len();
+        (!text.is_empty()).then_some(Atom::Text(text))
+    }
 }
 
 /// What the characters at a special byte are.
@@ -97,6 +130,7 @@ enum Step<'a> {
     Text(usize),
 }
 
+#[derive(Clone)]
 struct Scanner<'a> {
     line: &'a str,
     bytes: &'a [u8],
@@ -295,21 +329,13 @@ fn slice(line: &str, from: usize, to: usize) -> &str {
     line.get(from..to).unwrap_or_default()
 }
 
-fn push_text<'a>(atoms: &mut Vec<Atom<'a>>, text: &'a str) {
-    if !text.is_empty() {
-        atoms.push(Atom::Text(text));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::Atom::*;
     use super::*;
 
     fn scan(line: &str) -> Vec<Atom<'_>> {
-        let mut atoms = Vec::new();
-        scan_line(line, &mut atoms);
-        atoms
+        LineAtoms::new(line).collect()
     }
 
     fn open() -> Atom<'static> {

@@ -4,7 +4,10 @@
 //! RFC 2047 encoded words, RFC 2231 parameters, and charsets, all converted to UTF-8 (its
 //! `full_encoding` feature adds the CJK multi-byte charsets). This module decides what is kept:
 //! display strings for the addresses, the one text a reader should see, and the list of
-//! attachments. It is pure, and total: every input gives a [`ParsedMessage`], never a panic.
+//! attachments. It is pure, and total: every input gives a [`ParsedMessage`], never a panic,
+//! nor a stack overflow: `nesting` measures how deep the parts nest before mail-parser, which
+//! recurses per attached message, builds them, and a message nested past [`MAX_DEPTH`] is
+//! read no further than its top-level header.
 
 // Input reaches every line of this module.
 #![cfg_attr(
@@ -20,6 +23,9 @@
 mod address;
 mod flowed;
 mod html;
+mod nesting;
+
+pub use nesting::MAX_DEPTH;
 
 use std::{borrow::Cow, fmt};
 
@@ -62,8 +68,9 @@ pub struct ParsedMessage {
     pub text: String,
     /// Every attachment in message order, inline images and attached messages included.
     pub attachments: Vec<Attachment>,
-    /// Set when mail-parser could not read the message, or a part of it: what went wrong.
-    pub problem: Option<String>,
+    /// What could not be read, one sentence each; empty when all went well.
+    #[serde(default)]
+    pub problems: Vec<String>,
 }
 
 /// Parses raw message bytes. Never fails: an unreadable message keeps its body as lossy text.
@@ -78,7 +85,12 @@ pub struct ParsedMessage {
 ///
 /// Input in which mail-parser finds no header field at all (empty input, binary garbage, a
 /// bare body), or on which it panics, is unreadable: every field is None, `text` is the whole
-/// input as lossy UTF-8, and `problem` says so.
+/// input as lossy UTF-8, and `problems` says so.
+///
+/// A message whose parts nest more than [`MAX_DEPTH`] levels deep (multipart and attached
+/// messages, encoded ones included; see `nesting`) is read no further than its top-level
+/// header fields: its text is empty, since what a reader would see cannot be known without
+/// the parts, and `problems` names the depth. The raw bytes are stored all the same.
 pub fn parse(raw: &[u8]) -> ParsedMessage {
     if raw.is_empty() {
         return unreadable(raw, Problem::Empty);
@@ -92,16 +104,25 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
     // The client has sent the message already: a bug in mail-parser must not lose it.
     // 0.11.9 does panic, with overflow checks on (debug, tests, fuzzing), on a quoted-printable
     // part that is only a soft line break (see the `mail_parser_panic_keeps_the_message` test).
+    // The nesting walk uses mail-parser's tokenizer, so it may panic the same way.
     let parser = MessageParser::default();
-    let message = match std::panic::catch_unwind(|| parser.parse(input.as_ref())) {
-        Ok(Some(message)) => message,
-        Ok(None) => return unreadable(raw, Problem::NoHeaders),
+    let parsed = std::panic::catch_unwind(|| match nesting::depth(&input) {
+        Ok(_) => (parser.parse(input.as_ref()), None),
+        Err(too_deep) => (parser.parse_headers(input.as_ref()), Some(too_deep)),
+    });
+    let (message, too_deep) = match parsed {
+        Ok((Some(message), too_deep)) => (message, too_deep),
+        Ok((None, _)) => return unreadable(raw, Problem::NoHeaders),
         Err(_) => return unreadable(raw, Problem::ParserPanicked),
     };
-    read(&message, &input).unwrap_or_else(|| unreadable(raw, Problem::NoHeaders))
+    let parsed = match too_deep {
+        None => read(&message, &input),
+        Some(too_deep) => top_level(&message, too_deep),
+    };
+    parsed.unwrap_or_else(|| unreadable(raw, Problem::NoHeaders))
 }
 
-/// What went wrong while reading a message; its text goes to [`ParsedMessage::problem`].
+/// What went wrong while reading a message; its text goes to [`ParsedMessage::problems`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Problem {
     Empty,
@@ -110,6 +131,8 @@ enum Problem {
     TextUndecoded,
     /// The attachment's name, or its 1-based position when it has none.
     AttachmentUndecoded(String),
+    /// Parts nest deeper than [`MAX_DEPTH`]; the nesting walk stopped at this depth.
+    TooDeep(usize),
 }
 
 impl fmt::Display for Problem {
@@ -132,6 +155,11 @@ impl fmt::Display for Problem {
                 "attachment {which} could not be decoded {WHY}: its size is that of the bytes \
                  as received"
             ),
+            Problem::TooDeep(depth) => write!(
+                f,
+                "MIME parts nest at least {depth} levels deep, beyond the limit of {MAX_DEPTH}: \
+                 only the top-level header fields were read; the message is kept as received"
+            ),
         }
     }
 }
@@ -139,20 +167,14 @@ impl fmt::Display for Problem {
 fn unreadable(raw: &[u8], problem: Problem) -> ParsedMessage {
     ParsedMessage {
         text: String::from_utf8_lossy(raw).into_owned(),
-        problem: Some(problem.to_string()),
+        problems: vec![problem.to_string()],
         ..ParsedMessage::default()
     }
 }
 
 /// Takes the stored fields from a parsed message; None if it has no real header field.
 fn read(message: &Message<'_>, raw: &[u8]) -> Option<ParsedMessage> {
-    // mail-parser skips lines that are no header field, and takes any name before a colon,
-    // even binary. Without one real field the input is no message, and what mail-parser took
-    // for its body would drop the lines it skipped.
-    let root = message.parts.first()?;
-    if !root.headers.iter().any(|field| is_field_name(field.name())) {
-        return None;
-    }
+    let fields = header_fields(message)?;
     let mut problems = Vec::new();
     let text = body_text(message, &mut problems);
     let attachments = message
@@ -170,10 +192,31 @@ fn read(message: &Message<'_>, raw: &[u8]) -> Option<ParsedMessage> {
             attachment
         })
         .collect();
-    let problem = (!problems.is_empty()).then(|| {
-        let texts: Vec<String> = problems.iter().map(Problem::to_string).collect();
-        texts.join("; ")
-    });
+    Some(ParsedMessage {
+        text,
+        attachments,
+        problems: problems.iter().map(Problem::to_string).collect(),
+        ..fields
+    })
+}
+
+/// The top-level header fields of a message nested too deep to read further.
+fn top_level(message: &Message<'_>, too_deep: nesting::TooDeep) -> Option<ParsedMessage> {
+    Some(ParsedMessage {
+        problems: vec![Problem::TooDeep(too_deep.depth).to_string()],
+        ..header_fields(message)?
+    })
+}
+
+/// The fields taken from the top-level header; None if it has no real header field.
+fn header_fields(message: &Message<'_>) -> Option<ParsedMessage> {
+    // mail-parser skips lines that are no header field, and takes any name before a colon,
+    // even binary. Without one real field the input is no message, and what mail-parser took
+    // for its body would drop the lines it skipped.
+    let root = message.parts.first()?;
+    if !root.headers.iter().any(|field| is_field_name(field.name())) {
+        return None;
+    }
     Some(ParsedMessage {
         subject: message.subject().and_then(non_empty),
         from: address::display(message.from()),
@@ -181,9 +224,7 @@ fn read(message: &Message<'_>, raw: &[u8]) -> Option<ParsedMessage> {
         date: message.date().and_then(rfc3339),
         message_id: message.message_id().and_then(non_empty),
         in_reply_to: first_id(message.in_reply_to()),
-        text,
-        attachments,
-        problem,
+        ..ParsedMessage::default()
     })
 }
 
@@ -204,7 +245,7 @@ fn body_text(message: &Message<'_>, problems: &mut Vec<Problem>) -> String {
 
 /// The text of the listed parts, one after the other; true if one could not be decoded.
 fn joined_text(message: &Message<'_>, part_ids: &[u32]) -> (String, bool) {
-    let mut out = String::new();
+    let mut texts = Vec::new();
     let mut damaged = false;
     for part in part_ids
         .iter()
@@ -215,19 +256,33 @@ fn joined_text(message: &Message<'_>, part_ids: &[u32]) -> (String, bool) {
             PartType::Html(html) => Cow::Owned(html::html_to_text(html)),
             _ => continue, // inline images and the like: they are listed as attachments
         };
-        let text = text.trim_end_matches(['\r', '\n']);
-        if text.is_empty() {
+        if text.trim_end_matches(['\r', '\n']).is_empty() {
             continue;
         }
         damaged |= part.is_encoding_problem;
+        texts.push(text);
+    }
+    // One allocation of the final size: the text can be as large as the message.
+    let len = texts.iter().map(|text| text.len() + 2).sum();
+    let mut out = String::with_capacity(len);
+    for text in &texts {
         if !out.is_empty() {
             out.push_str("\n\n");
         }
-        out.push_str(text);
+        push_lf_lines(&mut out, text.trim_end_matches(['\r', '\n']));
     }
-    // Every CR before an LF goes, not just one: "\r\r\n" would otherwise leave a CR LF.
-    let lines: Vec<&str> = out.split('\n').map(|l| l.trim_end_matches('\r')).collect();
-    (lines.join("\n"), damaged)
+    (out, damaged)
+}
+
+/// Appends `text` with LF line ends: every CR before an LF goes, not just one, since
+/// "\r\r\n" would otherwise leave a CR LF.
+fn push_lf_lines(out: &mut String, text: &str) {
+    for (index, line) in text.split('\n').enumerate() {
+        if index > 0 {
+            out.push('\n');
+        }
+        out.push_str(line.trim_end_matches('\r'));
+    }
 }
 
 fn plain_text<'a>(part: &MessagePart<'_>, text: &'a str) -> Cow<'a, str> {
@@ -354,7 +409,7 @@ mod tests {
         for (raw, text, problem) in cases {
             let expected = ParsedMessage {
                 text: (*text).to_owned(),
-                problem: Some((*problem).to_owned()),
+                problems: vec![(*problem).to_owned()],
                 ..ParsedMessage::default()
             };
             assert_eq!(parse(raw), expected, "for {raw:?}");
@@ -372,12 +427,12 @@ mod tests {
         if cfg!(debug_assertions) {
             let expected = ParsedMessage {
                 text: String::from_utf8_lossy(raw).into_owned(),
-                problem: Some(Problem::ParserPanicked.to_string()),
+                problems: vec![Problem::ParserPanicked.to_string()],
                 ..ParsedMessage::default()
             };
             assert_eq!(parsed, expected);
         } else {
-            assert_eq!(parsed.problem, None); // the subtraction wraps and mail-parser reads on
+            assert!(parsed.problems.is_empty()); // the subtraction wraps and mail-parser reads on
         }
     }
 
@@ -520,7 +575,7 @@ mod tests {
             size: 8,
         };
         assert_eq!(parsed.attachments, [png]);
-        assert_eq!(parsed.problem, None);
+        assert!(parsed.problems.is_empty());
     }
 
     #[test]
@@ -544,11 +599,11 @@ mod tests {
         let parsed = parse(raw.as_bytes());
         assert_eq!(parsed.text, "!!not base64!!");
         assert_eq!(
-            parsed.problem.as_deref(),
-            Some(
+            parsed.problems,
+            [
                 "the text body could not be decoded (bad transfer encoding or unterminated \
                  MIME part): it is kept as received"
-            )
+            ]
         );
     }
 

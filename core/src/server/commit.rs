@@ -13,7 +13,7 @@
 //! is then pure latency.
 //!
 //! Without it, each delivery is its own transaction, run by the runtime where it runs
-//! blocking work ([`Services::deliver`]).
+//! blocking work ([`Services::deliver`], on a thread of its own: [`PROCESSING_STACK`]).
 //!
 //! ```text
 //! match state.deliveries.submit(delivery, received_at) {
@@ -39,6 +39,17 @@ use crate::store::PackedMessage;
 /// Messages stored in one transaction at most: bounds the memory of a batch and the
 /// latency of its first message.
 pub const MAX_BATCH: usize = 64;
+
+/// The stack of every thread that parses and renders messages: the prepare and commit
+/// threads, and the one a direct delivery runs on.
+///
+/// mail-parser recurses once per attached-message level. `message::parse` refuses more than
+/// `message::MAX_DEPTH` (32) levels; at that bound the costliest shape (every level inside a
+/// base64 part) takes ~37 KiB of stack in a release build and ~147 KiB in a debug one (0.9
+/// and 3.6 KiB a level, measured with `core/tests/message_nesting.rs`). 4 MiB leaves a wide
+/// margin, whatever the platform's default or `RUST_MIN_STACK` say; untouched, it is only
+/// address space.
+pub const PROCESSING_STACK: usize = 4 << 20;
 
 /// How long the commit thread waits for work before it checkpoints the journal
 /// ([`crate::store::Store::checkpoint`]). Not needed for durability (the journal is durable);
@@ -154,10 +165,12 @@ impl Committer {
         let (committing, answered) = (Arc::clone(&services), Arc::clone(&in_flight));
         std::thread::Builder::new()
             .name("commit".into())
+            .stack_size(PROCESSING_STACK)
             .spawn(move || commit_loop(&committing, &to_commit, &answered))?;
         let alone = prepared.clone();
         std::thread::Builder::new()
             .name("prepare".into())
+            .stack_size(PROCESSING_STACK)
             .spawn(move || prepare_loop(&services, &queue, &prepared))?;
         Ok(Committer {
             jobs,
@@ -203,8 +216,32 @@ impl Future for PendingDelivery {
 
 impl DirectDelivery {
     /// Processes and stores the message in its own durable transaction; blocks.
+    ///
+    /// The work runs on a thread of its own with [`PROCESSING_STACK`]: the caller's thread
+    /// (smol's blocking pool, a connection thread) has whatever stack its spawner chose.
     pub fn run(self) -> Outcome {
-        self.services.deliver(&self.delivery, self.received_at)
+        let DirectDelivery {
+            services,
+            delivery,
+            received_at,
+        } = self;
+        let user = delivery.user.clone();
+        let worker = std::thread::Builder::new()
+            .name("deliver".into())
+            .stack_size(PROCESSING_STACK)
+            .spawn(move || services.deliver(delivery, received_at));
+        match worker {
+            Ok(worker) => worker.join().unwrap_or_else(|_| {
+                // `deliver` catches panics; this one came from outside it.
+                Err(DeliveryError::other("panic while delivering"))
+            }),
+            Err(error) => {
+                log::error!("no thread for a delivery of user={user:?}: {error}");
+                Err(DeliveryError::other(format!(
+                    "cannot start a thread: {error}"
+                )))
+            }
+        }
     }
 }
 
@@ -217,7 +254,7 @@ fn closing() -> Outcome {
 /// `prepared` at the end lets the commit thread finish the queue and end.
 fn prepare_loop(services: &Services, queue: &Receiver<Job>, prepared: &Sender<Work>) {
     for job in queue {
-        let message = services.prepare_checked(&job.delivery, job.received_at);
+        let message = services.prepare_checked(job.delivery, job.received_at);
         let ready = Prepared {
             message,
             done: job.done,
@@ -261,10 +298,14 @@ fn commit_loop(services: &Services, queue: &Receiver<Work>, in_flight: &AtomicUs
                     let Prepared { message, done } = *ready;
                     (message, done)
                 }
-                Work::Alone(job) => (
-                    services.prepare_checked(&job.delivery, job.received_at),
-                    job.done,
-                ),
+                Work::Alone(job) => {
+                    let Job {
+                        delivery,
+                        received_at,
+                        done,
+                    } = *job;
+                    (services.prepare_checked(delivery, received_at), done)
+                }
             })
             .unzip();
         let outcomes = services.store_prepared(messages);
@@ -374,6 +415,41 @@ mod tests {
             panic!("no committer without group commit");
         };
         assert_eq!(job.run(), Ok(MessageId(1)));
+    }
+
+    #[test]
+    fn a_direct_delivery_runs_on_a_stack_of_its_own() {
+        use base64::Engine as _;
+        // Nested to the bound, every level inside base64: ~147 KiB of stack in a debug build,
+        // more than the caller's thread below has.
+        let levels = crate::message::MAX_DEPTH - 1;
+        let inner =
+            "Content-Type: message/rfc822\r\n\r\n".repeat(levels) + "Subject: in\r\n\r\nx\r\n";
+        let mut data = "Subject: deep\r\nContent-Type: message/rfc822\r\n\
+                        Content-Transfer-Encoding: base64\r\n\r\n"
+            .to_owned();
+        data += &base64::engine::general_purpose::STANDARD.encode(inner);
+        data += "\r\n";
+        let (_dir, services) = services();
+        let deliveries = Deliveries::new(Arc::clone(&services), false).unwrap();
+        let Submitted::Direct(job) = deliveries.submit(
+            Delivery {
+                data: data.into_bytes(),
+                ..delivery("deep")
+            },
+            UNIX_EPOCH,
+        ) else {
+            panic!("no committer without group commit");
+        };
+        let outcome = std::thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn(move || job.run())
+            .unwrap()
+            .join()
+            .unwrap();
+        let stored = services.store().message(outcome.unwrap()).unwrap();
+        assert_eq!(stored.subject.as_deref(), Some("deep"));
+        assert!(stored.problems.is_empty(), "{:?}", stored.problems);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::{Instant, SystemTime};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 
 use super::journal::{self, Entry, Record};
-use super::packed::{FORMAT_PACKED, Packed, PackedBody, pack};
+use super::packed::{BodyWriter, FORMAT_PACKED, Packed, PackedBody, pack, value_head};
 use super::recovery::Asker;
 use super::schema::{
     BY_MESSAGE_ID, BY_USER, JOURNAL_SEQ_KEY, MESSAGES, META, MessageRecord, RAW, decode, encode,
@@ -40,7 +40,16 @@ pub struct NewMessage {
 impl NewMessage {
     /// Compresses the data, text and HTML, so that the write transaction only copies them:
     /// call it before taking the writer (the commit thread's prepare stage does).
-    pub fn pack(self) -> Result<PackedMessage, StoreError> {
+    pub fn pack(mut self) -> Result<PackedMessage, StoreError> {
+        let data = std::mem::take(&mut self.data);
+        let expected = data.len() + self.parsed.text.len() + self.html.len();
+        let data = PackedData::new(data, expected)?;
+        self.pack_with(data)
+    }
+
+    /// [`NewMessage::pack`] for a message whose data was packed first ([`PackedData`]), so
+    /// that it was gone before the text was rendered; `self.data` is not used.
+    pub fn pack_with(self, data: PackedData) -> Result<PackedMessage, StoreError> {
         let NewMessage {
             received_at,
             user,
@@ -49,10 +58,17 @@ impl NewMessage {
             trace,
             mut parsed,
             html,
-            data,
+            data: _,
         } = self;
+        let PackedData {
+            mut writer,
+            data_len,
+        } = data;
         let text = std::mem::take(&mut parsed.text);
-        let body = PackedBody::new(&data, &text, &html)?;
+        writer.section(text.as_bytes(), "text")?;
+        drop(text);
+        writer.rest(html.as_bytes());
+        drop(html);
         Ok(PackedMessage {
             received_at,
             user,
@@ -60,7 +76,27 @@ impl NewMessage {
             rcpt_to,
             trace,
             parsed,
-            body,
+            body: writer.finish(),
+            data_len,
+        })
+    }
+}
+
+/// The data of a message, packed ahead of its text and HTML ([`NewMessage::pack_with`]).
+#[derive(Debug)]
+pub struct PackedData {
+    writer: BodyWriter,
+    data_len: usize,
+}
+
+impl PackedData {
+    /// Packs `data` and lets it go; `expected` is about how long data, text and HTML will be
+    /// together, for a small message's single allocation.
+    pub fn new(data: Vec<u8>, expected: usize) -> Result<PackedData, StoreError> {
+        let mut writer = BodyWriter::new(expected);
+        writer.section(&data, "data")?;
+        Ok(PackedData {
+            writer,
             data_len: data.len(),
         })
     }
@@ -128,8 +164,9 @@ pub struct StoredMessage {
     pub html: String,
     /// The attachments, listed.
     pub attachments: Vec<Attachment>,
-    /// What the MIME parser could not read, if anything.
-    pub problem: Option<String>,
+    /// What could not be read or rendered, one sentence each; empty when all went well.
+    #[serde(default)]
+    pub problems: Vec<String>,
     /// Length of the stored bytes, `Received:` header included.
     pub size: u64,
     /// The stored message whose Message-ID this one's In-Reply-To names.
@@ -174,7 +211,7 @@ impl Store {
             .iter()
             .map(|message| message.clone().pack())
             .collect::<Result<Vec<_>, _>>()?;
-        self.insert_packed(&packed)
+        self.insert_packed(packed)
     }
 
     /// [`Store::insert_messages`] for messages packed ahead of time.
@@ -183,7 +220,13 @@ impl Store {
     /// next checkpoint; or, for a batch of more than [`journal::JOURNAL_BATCH_MAX`] messages,
     /// too large for the journal, or while the journal is set aside, in a durable redb commit
     /// (which checkpoints the journal).
-    pub fn insert_packed(&self, messages: &[PackedMessage]) -> Result<Vec<MessageId>, StoreError> {
+    ///
+    /// A message too large for the journal is written into the database page by page, each
+    /// chunk of its body dropped once written: it is never whole in memory twice.
+    pub fn insert_packed(
+        &self,
+        messages: Vec<PackedMessage>,
+    ) -> Result<Vec<MessageId>, StoreError> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
@@ -221,9 +264,7 @@ impl Store {
             }
             let packed = Packed::parse(value)?;
             let mut record: MessageRecord = decode(packed.envelope, "message")?;
-            let body = packed.body()?;
-            record.text = body.text;
-            record.html = body.html;
+            (record.text, record.html) = packed.text_and_html()?;
             Ok(stored(id, record))
         })
     }
@@ -241,8 +282,9 @@ impl Store {
                 return Ok(value.value().to_vec());
             }
             let packed = Packed::parse(value.value())?;
-            let mut raw = packed.header.to_vec();
-            raw.extend_from_slice(&packed.body()?.data);
+            let mut raw = packed.data()?;
+            // The header goes in front: one move of the data, no second buffer.
+            raw.splice(0..0, packed.header.iter().copied());
             Ok(raw)
         })
     }
@@ -291,8 +333,10 @@ impl Store {
 fn insert_locked(
     db: &Database,
     delivering: &mut Delivering,
-    messages: &[PackedMessage],
+    messages: Vec<PackedMessage>,
 ) -> Result<Vec<MessageId>, StoreError> {
+    let count = messages.len();
+    let mut journaling = delivering.usable && count <= journal::JOURNAL_BATCH_MAX;
     let mut tx = db.begin_write()?;
     let (ids, entries) = {
         let mut tables = Tables::open(&tx)?;
@@ -300,15 +344,24 @@ fn insert_locked(
             Some((key, _)) => key.value() + 1,
             None => 1,
         };
-        let mut entries = Vec::with_capacity(messages.len());
+        let mut entries = Vec::with_capacity(count);
         for (id, message) in (first..).zip(messages) {
-            entries.push(insert_one(&mut tables, id, message)?);
+            let entry = insert_one(&mut tables, id, message, journaling)?;
+            journaling &= entry.value.is_some();
+            entries.push(entry);
         }
         let ids = entries.iter().map(|entry| MessageId(entry.id)).collect();
         (ids, entries)
     };
-    let payload = (delivering.usable && entries.len() <= journal::JOURNAL_BATCH_MAX)
-        .then(|| journal::encode(&entries))
+    let payload = journaling
+        .then(|| {
+            entries
+                .into_iter()
+                .map(Written::into_entry)
+                .collect::<Option<Vec<_>>>()
+        })
+        .flatten()
+        .map(|entries| journal::encode(&entries))
         .filter(|payload| delivering.journal.fits(payload.len()));
     let Some(payload) = payload else {
         // The caller sends 250 on our return (RFC 5321 §6.1).
@@ -385,6 +438,11 @@ impl<'tx> Tables<'tx> {
         message_id: Option<&str>,
     ) -> Result<bool, StoreError> {
         self.messages.insert(id, value)?;
+        self.index(id, user, message_id)
+    }
+
+    /// Writes a message's index entries, as [`Tables::put`] does.
+    fn index(&mut self, id: u64, user: &str, message_id: Option<&str>) -> Result<bool, StoreError> {
         self.by_user.insert((user, id), ())?;
         let Some(message_id) = message_id else {
             return Ok(false);
@@ -397,13 +455,36 @@ impl<'tx> Tables<'tx> {
     }
 }
 
-/// Builds one message's value and writes it with its index entries ([`Tables::put`]); returns
-/// what it wrote, for the journal.
+/// What [`insert_one`] wrote: the journal entry's fields, its value kept only if asked for.
+struct Written {
+    id: u64,
+    value: Option<Vec<u8>>,
+    user: String,
+    message_id: Option<String>,
+}
+
+impl Written {
+    fn into_entry(self) -> Option<Entry> {
+        Some(Entry {
+            id: self.id,
+            value: self.value?,
+            user: self.user,
+            message_id: self.message_id,
+        })
+    }
+}
+
+/// Builds one message's value and writes it with its index entries ([`Tables::put`]).
+///
+/// With `keep` (the batch may go to the journal) a value small enough for the journal is
+/// built whole and kept; any other is written straight into the database's page, one piece
+/// of the packed body at a time.
 fn insert_one(
     tables: &mut Tables<'_>,
     id: u64,
-    message: &PackedMessage,
-) -> Result<Entry, StoreError> {
+    message: PackedMessage,
+    keep: bool,
+) -> Result<Written, StoreError> {
     let received_at = unix_seconds(message.received_at);
     let header = message.trace.header(id, received_at);
 
@@ -428,18 +509,41 @@ fn insert_one(
         text: String::new(),
         html: String::new(),
         attachments: parsed.attachments.clone(),
-        problem: parsed.problem.clone(),
+        problems: parsed.problems.clone(),
+        problem: None,
         size: (header.len() + message.data_len) as u64,
         parent_id,
     };
-    let value = pack(&encode(&envelope)?, header.as_bytes(), &message.body)?;
-    let message_id = parsed.message_id.as_deref().filter(|m| !m.is_empty());
-    let indexed = tables.put(id, &value, &message.user, message_id)?;
-    Ok(Entry {
+    let envelope = encode(&envelope)?;
+    let message_id = parsed.message_id.clone().filter(|m| !m.is_empty());
+    let PackedMessage { user, body, .. } = message;
+    let head = value_head(&envelope, header.as_bytes())?;
+    let length = head.len() + body.len();
+    let value = if keep && length < journal::JOURNAL_BYTES as usize {
+        let value = pack(&envelope, header.as_bytes(), body)?;
+        tables.messages.insert(id, value.as_slice())?;
+        Some(value)
+    } else {
+        let mut slot = tables.messages.insert_reserve(id, length)?;
+        let mut rest = slot.as_mut();
+        for piece in std::iter::once(head).chain(body.into_pieces()) {
+            // Invariant: the pieces add up to `length`, the slot's size.
+            let Some((now, later)) = rest.split_at_mut_checked(piece.len()) else {
+                return Err(StoreError::Database(
+                    "a packed body longer than it said".into(),
+                ));
+            };
+            now.copy_from_slice(&piece);
+            rest = later;
+        }
+        None
+    };
+    let indexed = tables.index(id, &user, message_id.as_deref())?;
+    Ok(Written {
         id,
         value,
-        user: message.user.clone(),
-        message_id: message_id.filter(|_| indexed).map(str::to_owned),
+        user,
+        message_id: message_id.filter(|_| indexed),
     })
 }
 
@@ -485,7 +589,8 @@ fn envelope(value: &[u8]) -> Result<MessageRecord, StoreError> {
     }
 }
 
-fn stored(id: MessageId, r: MessageRecord) -> StoredMessage {
+fn stored(id: MessageId, mut r: MessageRecord) -> StoredMessage {
+    let problems = r.all_problems();
     StoredMessage {
         id,
         received_at: r.received_at,
@@ -501,7 +606,7 @@ fn stored(id: MessageId, r: MessageRecord) -> StoredMessage {
         text: r.text,
         html: r.html,
         attachments: r.attachments,
-        problem: r.problem,
+        problems,
         size: r.size,
         parent_id: r.parent_id.map(MessageId),
     }

@@ -14,6 +14,10 @@
 //! schema-2 build, which knows no journal, would open the database at its last checkpoint and
 //! give the journaled messages' ids to new ones, so it must refuse the file. Schema-2 files are
 //! stamped 3 when opened.
+//!
+//! Schema 4 is schema 3 with a third codec for message bodies past 1 MiB (chunks compressed
+//! one by one, `super::packed`): a schema-3 build would report such messages as corrupt, so it
+//! must refuse the file. Older files are stamped 4 when opened; their values stay as written.
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -22,7 +26,7 @@ use super::StoreError;
 use crate::message::Attachment;
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 /// The oldest schema this build reads (and upgrades in place by stamping it).
 const OLDEST_READABLE: u64 = 1;
 
@@ -77,11 +81,25 @@ pub(super) struct MessageRecord {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub html: String,
     pub attachments: Vec<Attachment>,
-    /// What mail-parser could not read, if anything.
+    /// What could not be read, one sentence each ([`crate::message::ParsedMessage::problems`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+    /// Written before `problems` existed: at most one problem, the sentences joined by `; `.
+    /// Read, never written; [`MessageRecord::all_problems`] merges the two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
     /// Length of the stored bytes.
     pub size: u64,
     pub parent_id: Option<u64>,
+}
+
+impl MessageRecord {
+    /// The problems, from whichever field the record was written with.
+    pub fn all_problems(&mut self) -> Vec<String> {
+        let mut problems = std::mem::take(&mut self.problems);
+        problems.extend(self.problem.take());
+        problems
+    }
 }
 
 /// Serialises a record; cannot fail for these plain structs, but says so if it does.

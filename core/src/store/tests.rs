@@ -57,7 +57,7 @@ pub(crate) fn new_message(
                 media_type: "text/plain".into(),
                 size: 3,
             }],
-            problem: None,
+            problems: vec![],
         },
         html: "<p>Hi <b>there</b></p>".into(),
         data: b"Subject: Hello\r\n\r\nHi *there*\r\n..leading dot stays unstuffed\r\n".to_vec(),
@@ -92,11 +92,45 @@ fn message_round_trips_with_every_field() {
         text: "Hi *there*".into(),
         html: "<p>Hi <b>there</b></p>".into(),
         attachments: new.parsed.attachments.clone(),
-        problem: None,
+        problems: vec![],
         size: raw.len() as u64,
         parent_id: None,
     };
     assert_eq!(stored, expected);
+}
+
+#[test]
+fn large_messages_are_written_in_chunks_and_read_back_whole() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    // One through the journal (3 MB), one too large for it (20 MB), written into its page
+    // chunk by chunk; the second after a reopen too, which replays nothing for it.
+    let mut ids = Vec::new();
+    let mut sent = Vec::new();
+    for (n, size) in [(1u64, 3 << 20), (2, 20 << 20)] {
+        let mut new = new_message("alice", Some(&format!("big{n}@example.test")), None);
+        let line = format!("line {n} of a large message, with its own words\r\n");
+        let body = line.repeat(size / line.len());
+        new.data = format!("Subject: big\r\n\r\n{body}").into_bytes();
+        new.parsed.text = body.replace("\r\n", "\n");
+        new.html = format!("<p>{}</p>", new.parsed.text.replace('\n', "<br />"));
+        ids.push(store.insert_message(&new).unwrap());
+        sent.push(new);
+    }
+    let check = |store: &Store| {
+        for (id, new) in ids.iter().zip(&sent) {
+            let stored = store.message(*id).unwrap();
+            assert_eq!(stored.text, new.parsed.text);
+            assert_eq!(stored.html, new.html);
+            let raw = store.raw_message(*id).unwrap();
+            assert!(raw.starts_with(b"Received: "));
+            assert!(raw.ends_with(&new.data));
+            assert_eq!(stored.size, raw.len() as u64);
+        }
+    };
+    check(&store);
+    drop(store);
+    check(&Store::open(&t.path, COST).unwrap());
 }
 
 #[test]
@@ -239,7 +273,7 @@ fn another_schema_version_is_refused() {
     );
     assert_eq!(
         error.to_string(),
-        "database schema version 4 is not supported by this build (expected 3)"
+        "database schema version 5 is not supported by this build (expected 4)"
     );
 }
 
@@ -259,10 +293,10 @@ fn schema_zero_is_refused_too() {
     );
 }
 
-/// A schema-2 file (no journal yet) opens, gets a journal, and is stamped 3, so a schema-2
-/// build, which would not replay the journal, refuses it from then on.
+/// A schema-2 file (no journal yet) opens, gets a journal, and is stamped with the current
+/// schema, so a schema-2 build, which would not replay the journal, refuses it from then on.
 #[test]
-fn a_schema_2_file_is_stamped_3_when_opened() {
+fn a_schema_2_file_is_stamped_current_when_opened() {
     let t = temp_db();
     {
         let store = Store::open(&t.path, COST).unwrap();
@@ -273,7 +307,27 @@ fn a_schema_2_file_is_stamped_3_when_opened() {
         store.with_db(|db| schema::set_version(db, 2)).unwrap();
     }
     let store = Store::open(&t.path, COST).unwrap();
-    assert_eq!(store.with_db(schema::stored_version).unwrap(), Some(3));
+    assert_eq!(
+        store.with_db(schema::stored_version).unwrap(),
+        Some(SCHEMA_VERSION)
+    );
+    assert_eq!(stored_ids(&store), [1]);
+}
+
+/// A schema-3 file, whose bodies are all one block, opens and is stamped 4, so a schema-3
+/// build, which knows no chunked body, refuses it from then on.
+#[test]
+fn a_schema_3_file_is_stamped_4_when_opened() {
+    let t = temp_db();
+    {
+        let store = Store::open(&t.path, COST).unwrap();
+        store
+            .insert_message(&new_message("alice", None, None))
+            .unwrap();
+        store.with_db(|db| schema::set_version(db, 3)).unwrap();
+    }
+    let store = Store::open(&t.path, COST).unwrap();
+    assert_eq!(store.with_db(schema::stored_version).unwrap(), Some(4));
     assert_eq!(stored_ids(&store), [1]);
 }
 
@@ -298,7 +352,9 @@ fn a_schema_1_file_is_read_and_upgraded_in_place() {
         text: old.parsed.text.clone(),
         html: old.html.clone(),
         attachments: old.parsed.attachments.clone(),
-        problem: None,
+        problems: vec![],
+        // Schema 1 wrote one problem, the sentences joined.
+        problem: Some("first; second".into()),
         size: old_raw.len() as u64,
         parent_id: None,
     };
@@ -321,6 +377,7 @@ fn a_schema_1_file_is_read_and_upgraded_in_place() {
         (old.parsed.text.as_str(), old.html.as_str())
     );
     assert_eq!(stored.size, old_raw.len() as u64);
+    assert_eq!(stored.problems, ["first; second"]);
     assert_eq!(store.raw_message(MessageId(1)).unwrap(), old_raw);
 
     // A new message goes after it, packed, and threads under it across the two schemas.

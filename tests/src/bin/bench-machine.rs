@@ -122,8 +122,9 @@ fn measure(dir: PathBuf, cost: u32) -> Result<serde_json::Value, String> {
             if let Some(pause) = pause {
                 std::thread::sleep(pause);
             }
+            let delivery = delivery.clone();
             let started = Instant::now();
-            let packed = services.prepare_checked(&delivery, SystemTime::now());
+            let packed = services.prepare_checked(delivery, SystemTime::now());
             times.push(started.elapsed());
             std::hint::black_box(packed).map_err(|e| e.detail)?;
         }
