@@ -150,3 +150,50 @@ pub mod tools;
 
 pub use client::Client;
 pub use server::{Server, Settings};
+
+/// Starts `binary` with `settings` and the user alice / s3cret.
+pub fn server_with(binary: Binary, settings: Settings) -> Server {
+    let server = Server::start_with(binary, settings);
+    server.add_user("alice", "s3cret");
+    server
+}
+
+/// Implicit TLS, EHLO, and AUTH PLAIN as alice: a session ready for MAIL.
+pub fn logged_in(server: &Server) -> Client {
+    let mut c = Client::connect_tls(server.submissions, &server.cert_pem()).expect("connect");
+    c.expect(220);
+    c.command("EHLO client.test", 250);
+    c.command(
+        &format!("AUTH PLAIN {}", client::plain("alice", "s3cret")),
+        235,
+    );
+    c
+}
+
+/// Whether `condition` holds within `limit`, looking every 20 ms (log lines trail the
+/// events they report).
+pub fn eventually(limit: std::time::Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    condition()
+}
+
+/// Instantiates each end-to-end test of a file, a function of the [`Binary`], for both
+/// binaries: `mod smol` and `mod std_threads` (not `mod std`, which would shadow the standard
+/// library in the file).
+#[macro_export]
+macro_rules! end_to_end {
+    ($($test:ident),* $(,)?) => {
+        mod smol {
+            $( #[test] fn $test() { super::$test($crate::Binary::Smol) } )*
+        }
+        mod std_threads {
+            $( #[test] fn $test() { super::$test($crate::Binary::Std) } )*
+        }
+    };
+}

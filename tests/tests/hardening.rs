@@ -8,24 +8,8 @@
 use std::time::{Duration, Instant};
 
 use atacama_tests::client::plain;
-use atacama_tests::{Binary, Client, Server, Settings};
+use atacama_tests::{Binary, Client, Server, Settings, logged_in, server_with};
 use serde_json::Value;
-
-/// A server with user alice / s3cret.
-fn server_with(binary: Binary, settings: Settings) -> Server {
-    let server = Server::start_with(binary, settings);
-    server.add_user("alice", "s3cret");
-    server
-}
-
-/// Implicit TLS, EHLO, logged in as alice.
-fn logged_in(server: &Server) -> Client {
-    let mut c = Client::connect_tls(server.submissions, &server.cert_pem()).expect("connect");
-    c.expect(220);
-    c.command("EHLO client.test", 250);
-    c.command(&format!("AUTH PLAIN {}", plain("alice", "s3cret")), 235);
-    c
-}
 
 /// Sends one message on a logged-in session and returns the reply to its final dot.
 fn send_message(c: &mut Client, subject: &str) -> u16 {
@@ -38,15 +22,8 @@ fn send_message(c: &mut Client, subject: &str) -> u16 {
 }
 
 /// Whether `condition` holds within 5 s (a log line follows the close it reports).
-fn eventually(mut condition: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(5) {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+fn eventually(condition: impl FnMut() -> bool) -> bool {
+    atacama_tests::eventually(Duration::from_secs(5), condition)
 }
 
 fn stored_count(server: &Server) -> usize {
@@ -326,19 +303,7 @@ fn a_timeout_that_would_overflow_the_clock_is_refused_naming_the_key(binary: Bin
     );
 }
 
-/// Instantiates every test for both binaries.
-macro_rules! end_to_end {
-    ($($test:ident),* $(,)?) => {
-        mod smol {
-            $( #[test] fn $test() { super::$test(atacama_tests::Binary::Smol) } )*
-        }
-        mod std_threads {
-            $( #[test] fn $test() { super::$test(atacama_tests::Binary::Std) } )*
-        }
-    };
-}
-
-end_to_end!(
+atacama_tests::end_to_end!(
     preauth_noops_get_421_after_the_command_budget,
     preauth_a_session_that_never_logs_in_is_cut_at_the_preauth_timeout,
     parallel_wrong_passwords_are_checked_at_most_up_to_the_budget,

@@ -390,20 +390,7 @@ fn messages_show_asks_the_daemon_only_for_the_bodies_it_prints(binary: Binary) {
     }
 }
 
-/// Instantiates every test here for both binaries.
-macro_rules! end_to_end {
-    ($($test:ident),* $(,)?) => {
-        mod smol {
-            $( #[test] fn $test() { super::$test(atacama_tests::Binary::Smol) } )*
-        }
-        // Not `mod std`: that would shadow the standard library in this file.
-        mod std_threads {
-            $( #[test] fn $test() { super::$test(atacama_tests::Binary::Std) } )*
-        }
-    };
-}
-
-end_to_end!(
+atacama_tests::end_to_end!(
     a_data_dir_open_to_others_is_refused_naming_it_and_the_fix,
     a_fresh_start_creates_the_data_dir_0700_with_the_generated_certificate,
     a_data_dir_of_another_user_is_refused_unless_root_runs,

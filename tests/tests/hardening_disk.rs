@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use atacama_tests::client::{Reply, plain};
-use atacama_tests::{Binary, Client, Server, Settings};
+use atacama_tests::client::Reply;
+use atacama_tests::{Binary, Client, Server, Settings, logged_in};
 use serde_json::Value;
 
 /// The tmpfs at first: full after some tens of messages.
@@ -100,15 +100,6 @@ fn on_tmpfs(binary: Binary, settings: Settings) -> OnTmpfs {
     server.restart();
     server.add_user("alice", "s3cret");
     OnTmpfs { fs, server }
-}
-
-/// Implicit TLS, EHLO and AUTH PLAIN done as alice.
-fn logged_in(server: &Server) -> Client {
-    let mut c = Client::connect_tls(server.submissions, &server.cert_pem()).expect("connect");
-    c.expect(220);
-    c.command("EHLO client.test", 250);
-    c.command(&format!("AUTH PLAIN {}", plain("alice", "s3cret")), 235);
-    c
 }
 
 /// `len` bytes of base64-alphabet lines, different for each `seed`: lz4 saves a quarter.
@@ -347,19 +338,7 @@ fn a_database_that_cannot_be_reopened_makes_the_daemon_exit_non_zero(binary: Bin
     );
 }
 
-/// Instantiates every test for both binaries.
-macro_rules! end_to_end {
-    ($($test:ident),* $(,)?) => {
-        mod smol {
-            $( #[test] fn $test() { super::$test(atacama_tests::Binary::Smol) } )*
-        }
-        mod std_threads {
-            $( #[test] fn $test() { super::$test(atacama_tests::Binary::Std) } )*
-        }
-    };
-}
-
-end_to_end!(
+atacama_tests::end_to_end!(
     a_full_disk_answers_452_then_mail_flows_again_once_it_is_grown,
     without_group_commit_a_full_disk_answers_452_then_mail_flows_again,
     a_database_that_cannot_be_reopened_makes_the_daemon_exit_non_zero,

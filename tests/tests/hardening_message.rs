@@ -2,27 +2,10 @@
 //! 3 and 13), end to end on both binaries: nesting that once overflowed the processing
 //! thread's stack, rendering that multiplied memory, escape sequences for the terminal.
 
-use atacama_tests::client::plain;
-use atacama_tests::{Binary, Client, Server, Settings};
+use atacama_tests::{Binary, Client, Server, Settings, logged_in, server_with};
 use serde_json::Value;
 
 // --- helpers ------------------------------------------------------------------------------
-
-/// A server with user alice / s3cret.
-fn server_with(binary: Binary, settings: Settings) -> Server {
-    let server = Server::start_with(binary, settings);
-    server.add_user("alice", "s3cret");
-    server
-}
-
-/// Implicit TLS, EHLO and AUTH PLAIN done as alice.
-fn logged_in(server: &Server) -> Client {
-    let mut c = Client::connect_tls(server.submissions, &server.cert_pem()).expect("connect");
-    c.expect(220);
-    c.command("EHLO client.test", 250);
-    c.command(&format!("AUTH PLAIN {}", plain("alice", "s3cret")), 235);
-    c
-}
 
 /// Sends one message on a logged-in session; returns the reply to its final dot. `data`
 /// must end with CR LF and hold no line starting with a dot.
@@ -261,20 +244,7 @@ fn control_characters_in_a_body_never_reach_the_terminal(binary: Binary) {
     );
 }
 
-/// Instantiates every end-to-end test for both binaries.
-macro_rules! end_to_end {
-    ($($test:ident),* $(,)?) => {
-        mod smol {
-            $( #[test] fn $test() { super::$test(atacama_tests::Binary::Smol) } )*
-        }
-        // Not `mod std`: that would shadow the standard library in this file.
-        mod std_threads {
-            $( #[test] fn $test() { super::$test(atacama_tests::Binary::Std) } )*
-        }
-    };
-}
-
-end_to_end!(
+atacama_tests::end_to_end!(
     nested_mime_is_stored_with_a_problem_and_the_session_goes_on,
     html_past_its_limit_is_cut_and_the_cut_recorded,
     memory_benchmark_prints_consistent_fields,

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use atacama_tests::tools::{self, ToolRun};
 use atacama_tests::{Binary, Server, Settings};
@@ -146,15 +146,8 @@ fn assert_refused(server: &Server, password: &str) {
 }
 
 /// Polls `condition` for at most 5 s (log lines may trail the client's exit).
-fn eventually(mut condition: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(5) {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    condition()
+fn eventually(condition: impl FnMut() -> bool) -> bool {
+    atacama_tests::eventually(Duration::from_secs(5), condition)
 }
 
 /// A message file with CRLF line ends, as clients that upload a file expect it.

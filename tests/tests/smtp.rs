@@ -6,20 +6,13 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use atacama_tests::client::plain;
-use atacama_tests::{Binary, Client, Server, Settings};
+use atacama_tests::{Binary, Client, Server, Settings, logged_in, server_with};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
 use serde_json::Value;
 
 // --- helpers ------------------------------------------------------------------------------
-
-/// A server with user alice / s3cret.
-fn server_with(binary: Binary, settings: Settings) -> Server {
-    let server = Server::start_with(binary, settings);
-    server.add_user("alice", "s3cret");
-    server
-}
 
 fn tls_parameters(cert_pem: &[u8]) -> TlsParameters {
     TlsParameters::builder("localhost".to_owned())
@@ -91,26 +84,7 @@ fn without_received(raw: &[u8]) -> &[u8] {
     panic!("Received header does not end");
 }
 
-/// Implicit TLS, EHLO and AUTH PLAIN done as alice.
-fn logged_in(server: &Server) -> Client {
-    let mut c = Client::connect_tls(server.submissions, &server.cert_pem()).expect("connect");
-    c.expect(220);
-    c.command("EHLO client.test", 250);
-    c.command(&format!("AUTH PLAIN {}", plain("alice", "s3cret")), 235);
-    c
-}
-
-/// Waits until `condition` holds, at most `limit`.
-fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    condition()
-}
+use atacama_tests::eventually;
 
 // --- tests ------------------------------------------------------------------------------
 
@@ -753,20 +727,7 @@ fn systemd_socket_activation_serves_the_passed_sockets(binary: Binary) {
     assert!(server.log().contains("using the sockets passed by systemd"));
 }
 
-/// Instantiates every end-to-end test for the binaries that serve mail.
-macro_rules! end_to_end {
-    ($($test:ident),* $(,)?) => {
-        mod smol {
-            $( #[test] fn $test() { super::$test(atacama_tests::Binary::Smol) } )*
-        }
-        // Not `mod std`: that would shadow the standard library in this file.
-        mod std_threads {
-            $( #[test] fn $test() { super::$test(atacama_tests::Binary::Std) } )*
-        }
-    };
-}
-
-end_to_end!(
+atacama_tests::end_to_end!(
     starttls_auth_plain_message_reads_back_exactly,
     implicit_tls_auth_login_message_is_stored,
     wrong_password_gets_535_and_one_log_line,

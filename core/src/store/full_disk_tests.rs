@@ -37,6 +37,17 @@ impl Tmpfs {
         self.dir.path()
     }
 
+    /// A file named `name` in it, created empty, open to read and write.
+    pub(crate) fn file(&self, name: &str) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.dir.path().join(name))
+            .unwrap()
+    }
+
     /// Grows (or shrinks) it to `mib` MiB in place: what an operator freeing space does.
     pub(crate) fn resize(&self, mib: u64) {
         let status = Command::new("mount")

@@ -562,13 +562,7 @@ mod tests {
     #[test]
     fn on_a_full_disk_the_thread_tries_again_each_second_and_goes_on_once_there_is_room() {
         let fs = crate::store::full_disk_tests::Tmpfs::mount(4);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(fs.path().join("db"))
-            .unwrap();
+        let file = fs.file("db");
         let backend = ZeroAhead::new(file).unwrap();
         backend.set_len(32 * MIB).unwrap();
         backend.write(0, &[1u8; 4096]).unwrap(); // asks for zeros through 9 MiB: 4 fit
