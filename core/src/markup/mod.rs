@@ -87,6 +87,35 @@ pub fn render_checked(text: &str) -> Rendered {
     render_within(text, html_limit(text.len()))
 }
 
+/// Renders like [`render_checked`], but hands the HTML to `sink` a piece at a time, in
+/// order, instead of keeping it: what the renderer holds of it at once is about 64 KiB (and
+/// at most the longest run of spaces and tabs in the text, which a colour block's closing may
+/// still trim). The pieces joined are [`render_checked`]'s HTML, to the byte.
+pub fn render_to(text: &str, sink: &mut dyn FnMut(&str)) -> Option<Cut> {
+    render_flushing(text, html_limit(text.len()), html::FLUSH_AT, sink)
+}
+
+/// [`render_to`] into at most `limit` bytes, handing the HTML on about every `flush_at` bytes.
+fn render_flushing(
+    text: &str,
+    limit: usize,
+    flush_at: usize,
+    sink: &mut dyn FnMut(&str),
+) -> Option<Cut> {
+    let mut out = html::Out::with_sink(
+        limit.saturating_sub(block::MAX_CLOSING),
+        text.len().saturating_mul(2),
+        flush_at,
+        sink,
+    );
+    block::render_document(text, &mut out);
+    out.finish();
+    out.is_cut().then_some(Cut {
+        text_len: text.len(),
+        limit,
+    })
+}
+
 /// Renders `text` into at most `limit` bytes of HTML.
 fn render_within(text: &str, limit: usize) -> Rendered {
     let mut out = html::Out::new(
@@ -212,6 +241,52 @@ mod tests {
                 proptest::prop_assert!(whole.starts_with(kept), "{:?} is no prefix of {:?}", kept, whole);
             }
         }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn html_handed_on_in_pieces_is_the_html_kept_whole(
+            tokens in proptest::collection::vec(proptest::sample::select(TOKENS), 0..60),
+            fraction in 0.0f64..1.1,
+            flush_at in 1usize..40,
+        ) {
+            let text = tokens.concat();
+            let limit = (render(&text).len() as f64 * fraction) as usize;
+            let whole = render_within(&text, limit);
+            let mut pieces = Vec::new();
+            let cut = render_flushing(&text, limit, flush_at, &mut |piece: &str| {
+                pieces.push(piece.to_owned());
+            });
+            proptest::prop_assert_eq!(pieces.concat(), whole.html);
+            proptest::prop_assert_eq!(cut, whole.cut);
+            proptest::prop_assert!(pieces.iter().all(|piece| !piece.is_empty()));
+        }
+    }
+
+    #[test]
+    fn a_large_document_is_handed_on_in_pieces_of_about_64_kib() {
+        // Paragraphs, a colour block that spans them, one line holding a 1.6 MB wikilink, and
+        // 300 KB of spaces inside a colour block (held back until the block closes).
+        let text = format!(
+            "{}\n(<red>{}\n\n[[{}]]\n<blue>x{}y)",
+            "Some *prose* with a few words in it, as mail has\n".repeat(20_000),
+            "x ".repeat(100_000),
+            "é".repeat(200_000),
+            " ".repeat(300_000),
+        );
+        let mut pieces = Vec::new();
+        let cut = render_to(&text, &mut |piece: &str| pieces.push(piece.len()));
+        assert_eq!(cut, None);
+        assert_eq!(pieces.iter().sum::<usize>(), render(&text).len());
+        assert!(pieces.len() > 20, "{} pieces", pieces.len());
+        let largest = pieces.iter().max().copied().unwrap_or(0);
+        assert!(
+            largest < 2 * html::FLUSH_AT + 300_000,
+            "{largest} bytes at once"
+        );
+        let mut joined = String::new();
+        render_to(&text, &mut |piece: &str| joined.push_str(piece));
+        assert_eq!(joined, render(&text));
     }
 
     #[test]

@@ -73,7 +73,8 @@ use crate::data_dir;
 use crate::logging::{self, Repeats};
 use recovery::Asker;
 
-pub use messages::{MessageSummary, NewMessage, PackedData, PackedMessage, StoredMessage};
+pub use messages::{MessageSummary, NewMessage, PackedMessage, StoredMessage};
+pub use packed::BodyWriter;
 pub use recovery::{GIVE_UP_AFTER, Health, REOPEN_EVERY, REOPEN_ROOM};
 pub use schema::SCHEMA_VERSION;
 pub use space::free_bytes;
