@@ -323,7 +323,8 @@ impl Services {
     ///
     /// Each part is packed as soon as it is ready and let go (issue 24: a delivery of the
     /// largest message stays within four times its size): the data once parsed, the HTML a
-    /// piece at a time as it is rendered ([`markup::render_to`]), then the text. So what is
+    /// piece at a time as it is rendered ([`markup::render_to`]; a small message's in one
+    /// piece, not copied), then the text. So what is
     /// held at once is at most the text and the packed data and HTML, never the HTML whole
     /// nor any part twice. HTML cut at its limit is recorded as a problem.
     pub fn prepare(
@@ -344,7 +345,9 @@ impl Services {
         let mut body = BodyWriter::new();
         body.data(data);
         let text = std::mem::take(&mut parsed.text);
-        if let Some(cut) = markup::render_to(&text, &mut |html| body.html(html)) {
+        let rendered = markup::render_to(&text, &mut |html| body.html(html));
+        body.html_end(rendered.html);
+        if let Some(cut) = rendered.cut {
             parsed.problems.push(cut.to_string());
         }
         body.text(text);

@@ -25,8 +25,9 @@ impl<'s> Out<'s> {
                 buf: String::with_capacity(capacity.min(limit)),
                 flushed: 0,
                 solid: 0,
+                scanned: 0,
                 sink: None,
-                flush_at: FLUSH_AT,
+                flush_at: usize::MAX,
             },
             limit,
             cut: false,
@@ -87,15 +88,9 @@ impl<'s> Out<'s> {
         &mut self.html
     }
 
-    /// The HTML kept (all of it, without a sink).
+    /// The HTML not handed to the sink: all of it without one.
     pub(crate) fn into_html(self) -> String {
         self.html.buf
-    }
-
-    /// Hands what is left to the sink: call once the document is written.
-    pub(crate) fn finish(&mut self) {
-        self.html.solid = self.html.buf.len();
-        self.html.flush();
     }
 
     /// Appends `text` escaped ([`push_escaped`]), as much of it as fits: if not all, up to
@@ -155,10 +150,12 @@ pub(crate) struct Html<'s> {
     buf: String,
     /// Bytes handed to the sink so far: `buf` starts at this offset of the whole HTML.
     flushed: usize,
-    /// The end of `buf` without its trailing spaces and tabs (kept only with a sink).
+    /// The end of `buf[..scanned]` without its trailing spaces and tabs.
     solid: usize,
+    /// How much of `buf` [`Html::scan`] has looked at.
+    scanned: usize,
     sink: Option<Sink<'s>>,
-    /// [`FLUSH_AT`], smaller in tests.
+    /// [`FLUSH_AT`] (smaller in tests) with a sink, else never.
     flush_at: usize,
 }
 
@@ -185,19 +182,21 @@ impl Html<'_> {
         let content = self.buf.as_bytes().get(start..).unwrap_or_default();
         let kept = content
             .iter()
-            .rposition(|&b| b != b' ' && b != b'\t')
+            .rposition(|&b| !is_blank(b))
             .map_or(start, |last| start + last + 1);
         // The bytes removed are ASCII, so the string stays valid UTF-8.
         self.buf.truncate(kept);
         self.solid = self.buf.len();
+        self.scanned = self.buf.len();
     }
 
     /// Hands `buf` up to its trailing blanks to the sink.
     fn flush(&mut self) {
+        self.scan();
         let Some(Sink(sink)) = self.sink.as_mut() else {
             return;
         };
-        // Invariant: `solid` follows a non-blank byte or is 0 or the end, so it is a char
+        // Invariant: `solid` follows a non-blank byte, or is 0 or the end, so it is a char
         // boundary; it never exceeds the length.
         let solid = self.solid.min(self.buf.len());
         if solid == 0 {
@@ -206,38 +205,53 @@ impl Html<'_> {
         sink(self.buf.get(..solid).unwrap_or_default());
         self.buf.drain(..solid);
         self.flushed += solid;
+        // What is left is blanks.
         self.solid = 0;
+        self.scanned = self.buf.len();
     }
 
-    /// Notes where the blanks that end `buf` begin, after `piece` was appended.
-    fn note_solid(&mut self, piece: &str) {
-        if let Some(last) = piece.bytes().rposition(|b| b != b' ' && b != b'\t') {
-            self.solid = self.buf.len() - piece.len() + last + 1;
+    /// Brings `solid` up to date with what was written since the last look: each byte is
+    /// looked at once, however long a run of blanks is held back.
+    fn scan(&mut self) {
+        let new = self.buf.as_bytes().get(self.scanned..).unwrap_or_default();
+        if let Some(last) = new.iter().rposition(|&b| !is_blank(b)) {
+            self.solid = self.scanned + last + 1;
         }
+        self.scanned = self.buf.len();
     }
-}
 
-impl Push for Html<'_> {
-    fn push_str(&mut self, s: &str) {
-        if self.sink.is_none() {
-            self.buf.push_str(s);
-            return;
-        }
+    /// Appends a piece of `flush_at` bytes or more, that much at a time.
+    #[cold]
+    fn push_large(&mut self, s: &str) {
         let mut rest = s;
         while !rest.is_empty() {
-            // At most `flush_at` bytes at a time, cut between characters: never the whole
-            // of a large piece at once.
+            // Cut between characters; `flush_at` is at least 4, so never at 0.
             let mut cut = rest.len().min(self.flush_at);
             while !rest.is_char_boundary(cut) {
                 cut -= 1;
             }
             let (piece, later) = rest.split_at(cut);
             self.buf.push_str(piece);
-            self.note_solid(piece);
             rest = later;
             if self.buf.len() >= self.flush_at {
                 self.flush();
             }
+        }
+    }
+}
+
+fn is_blank(byte: u8) -> bool {
+    byte == b' ' || byte == b'\t'
+}
+
+impl Push for Html<'_> {
+    fn push_str(&mut self, s: &str) {
+        if s.len() >= self.flush_at {
+            return self.push_large(s);
+        }
+        self.buf.push_str(s);
+        if self.buf.len() >= self.flush_at {
+            self.flush();
         }
     }
 }

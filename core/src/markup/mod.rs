@@ -51,7 +51,7 @@ pub fn html_limit(text_len: usize) -> usize {
 /// The HTML of a text, and whether it had to be cut.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
-    /// The fragment: complete, or cut.
+    /// The fragment: complete, or cut ([`render_to`]: its part not handed to the sink).
     pub html: String,
     /// Set when the HTML reached [`html_limit`] and the rest of the text was not rendered.
     pub cut: Option<Cut>,
@@ -88,10 +88,12 @@ pub fn render_checked(text: &str) -> Rendered {
 }
 
 /// Renders like [`render_checked`], but hands the HTML to `sink` a piece at a time, in
-/// order, instead of keeping it: what the renderer holds of it at once is about 64 KiB (and
-/// at most the longest run of spaces and tabs in the text, which a colour block's closing may
-/// still trim). The pieces joined are [`render_checked`]'s HTML, to the byte.
-pub fn render_to(text: &str, sink: &mut dyn FnMut(&str)) -> Option<Cut> {
+/// order, once it passes about 64 KiB, instead of keeping it whole: what the renderer holds of
+/// it at once is about that much (and at most the longest run of spaces and tabs in the text,
+/// which a colour block's closing may still trim). What is left at the end, the whole HTML of
+/// a small text, comes back in [`Rendered::html`]: the pieces, then that, are
+/// [`render_checked`]'s HTML, to the byte.
+pub fn render_to(text: &str, sink: &mut dyn FnMut(&str)) -> Rendered {
     render_flushing(text, html_limit(text.len()), html::FLUSH_AT, sink)
 }
 
@@ -101,7 +103,7 @@ fn render_flushing(
     limit: usize,
     flush_at: usize,
     sink: &mut dyn FnMut(&str),
-) -> Option<Cut> {
+) -> Rendered {
     let mut out = html::Out::with_sink(
         limit.saturating_sub(block::MAX_CLOSING),
         text.len().saturating_mul(2),
@@ -109,11 +111,14 @@ fn render_flushing(
         sink,
     );
     block::render_document(text, &mut out);
-    out.finish();
-    out.is_cut().then_some(Cut {
+    let cut = out.is_cut().then_some(Cut {
         text_len: text.len(),
         limit,
-    })
+    });
+    Rendered {
+        html: out.into_html(),
+        cut,
+    }
 }
 
 /// Renders `text` into at most `limit` bytes of HTML.
@@ -254,12 +259,13 @@ mod tests {
             let limit = (render(&text).len() as f64 * fraction) as usize;
             let whole = render_within(&text, limit);
             let mut pieces = Vec::new();
-            let cut = render_flushing(&text, limit, flush_at, &mut |piece: &str| {
+            let rendered = render_flushing(&text, limit, flush_at, &mut |piece: &str| {
                 pieces.push(piece.to_owned());
             });
-            proptest::prop_assert_eq!(pieces.concat(), whole.html);
-            proptest::prop_assert_eq!(cut, whole.cut);
             proptest::prop_assert!(pieces.iter().all(|piece| !piece.is_empty()));
+            pieces.push(rendered.html);
+            proptest::prop_assert_eq!(pieces.concat(), whole.html);
+            proptest::prop_assert_eq!(rendered.cut, whole.cut);
         }
     }
 
@@ -275,8 +281,9 @@ mod tests {
             " ".repeat(300_000),
         );
         let mut pieces = Vec::new();
-        let cut = render_to(&text, &mut |piece: &str| pieces.push(piece.len()));
-        assert_eq!(cut, None);
+        let rendered = render_to(&text, &mut |piece: &str| pieces.push(piece.len()));
+        assert_eq!(rendered.cut, None);
+        pieces.push(rendered.html.len());
         assert_eq!(pieces.iter().sum::<usize>(), render(&text).len());
         assert!(pieces.len() > 20, "{} pieces", pieces.len());
         let largest = pieces.iter().max().copied().unwrap_or(0);
@@ -285,8 +292,12 @@ mod tests {
             "{largest} bytes at once"
         );
         let mut joined = String::new();
-        render_to(&text, &mut |piece: &str| joined.push_str(piece));
-        assert_eq!(joined, render(&text));
+        let rest = render_to(&text, &mut |piece: &str| joined.push_str(piece)).html;
+        assert_eq!(joined + &rest, render(&text));
+        // A small text's HTML is not handed on at all.
+        let mut handed = 0;
+        let small = render_to("<red>hello", &mut |_: &str| handed += 1);
+        assert_eq!((handed, small.html), (0, render("<red>hello")));
     }
 
     #[test]

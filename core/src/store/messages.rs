@@ -47,7 +47,7 @@ impl NewMessage {
     pub fn pack(mut self) -> Result<PackedMessage, StoreError> {
         let mut body = BodyWriter::new();
         body.data(std::mem::take(&mut self.data));
-        body.html(&std::mem::take(&mut self.html));
+        body.html_end(std::mem::take(&mut self.html));
         body.text(std::mem::take(&mut self.parsed.text));
         self.pack_with(body)
     }

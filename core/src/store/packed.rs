@@ -167,6 +167,18 @@ impl BodyWriter {
         }
     }
 
+    /// Packs the last piece of the HTML, which it may keep as it is.
+    pub fn html_end(&mut self, piece: String) {
+        if self.in_rows
+            || self.html.len > 0
+            || self.total().saturating_add(piece.len()) > INLINE_MAX
+        {
+            return self.html(&piece);
+        }
+        self.html.len = piece.len();
+        self.html.pending = piece.into_bytes();
+    }
+
     /// How many bytes of data it was given.
     pub fn data_len(&self) -> usize {
         self.data.len
@@ -712,9 +724,11 @@ mod tests {
         let whole = PackedBody::new(&data, &text, &html).unwrap();
         let mut writer = BodyWriter::new();
         writer.data(data.clone());
-        for piece in html.as_bytes().chunks(65_536) {
+        let (most, last) = html.split_at(html.len() - 1000);
+        for piece in most.as_bytes().chunks(65_536) {
             writer.html(std::str::from_utf8(piece).unwrap());
         }
+        writer.html_end(last.to_owned());
         writer.text(text.clone());
         assert_eq!(writer.finish().unwrap(), whole);
         // Text first, HTML from a small start that crosses the bound late.
@@ -726,6 +740,35 @@ mod tests {
         let (value, rows) = store(writer.finish().unwrap());
         let unpacked = unpack(&value, &rows).unwrap();
         assert!(unpacked == Body { data, text, html }, "read back otherwise");
+    }
+
+    #[test]
+    fn a_small_html_given_at_its_end_is_kept_as_it_is() {
+        let (data, text, html) = (b"Subject: x\r\n\r\nhi".to_vec(), "hi", "<p>hi</p>");
+        let whole = PackedBody::new(&data, text, html).unwrap();
+        let mut writer = BodyWriter::new();
+        writer.data(data.clone());
+        writer.html_end(html.to_owned());
+        writer.text(text.to_owned());
+        assert_eq!(writer.finish().unwrap(), whole);
+        // Past the bound, it goes into rows like any piece.
+        let big = letters(INLINE_MAX);
+        let mut writer = BodyWriter::new();
+        writer.data(data.clone());
+        writer.html_end(big.clone());
+        writer.text(text.to_owned());
+        let (value, rows) = store(writer.finish().unwrap());
+        assert_eq!(rows.len(), 3, "a row each");
+        let unpacked = unpack(&value, &rows).unwrap();
+        assert!(
+            unpacked
+                == Body {
+                    data,
+                    text: text.into(),
+                    html: big
+                },
+            "read back otherwise"
+        );
     }
 
     #[test]
