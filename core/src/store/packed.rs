@@ -742,6 +742,34 @@ mod tests {
         assert!(unpacked == Body { data, text, html }, "read back otherwise");
     }
 
+    /// Schemas 2 and 3 wrote a body of any size as one block, codec 1 (or 0): still read.
+    #[test]
+    fn a_large_body_in_one_block_as_schema_3_wrote_it_reads_back() {
+        let data = noise(2 * ROW);
+        let text = "[[a]]\n".repeat(ROW / 3);
+        let html = letters(ROW + 1);
+        let mut payload = Vec::new();
+        push_length(&mut payload, data.len(), "data").unwrap();
+        payload.extend_from_slice(&data);
+        push_length(&mut payload, text.len(), "text").unwrap();
+        payload.extend_from_slice(text.as_bytes());
+        payload.extend_from_slice(html.as_bytes());
+        let mut lz4 = vec![CODEC_LZ4];
+        push_length(&mut lz4, payload.len(), "payload").unwrap();
+        lz4.extend_from_slice(&lz4_flex::block::compress(&payload));
+        let stored = [[CODEC_STORED].as_slice(), &payload].concat();
+        for body in [lz4, stored] {
+            let (value, rows) = store(PackedBody::Inline(body));
+            let unpacked = unpack(&value, &rows).unwrap();
+            let expected = Body {
+                data: data.clone(),
+                text: text.clone(),
+                html: html.clone(),
+            };
+            assert!(unpacked == expected, "read back otherwise");
+        }
+    }
+
     #[test]
     fn a_small_html_given_at_its_end_is_kept_as_it_is() {
         let (data, text, html) = (b"Subject: x\r\n\r\nhi".to_vec(), "hi", "<p>hi</p>");
