@@ -66,10 +66,10 @@ if [ "$which_runtime" = memory ]; then
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 mib = lambda kib: kib / 1024
-head = f"{'runtime':<17} {'shape':<15} {'idle MiB':>8} {'peak MiB':>8} {'over idle':>9} {'x max':>6} {'ms':>6} {'show: daemon':>12} {'cli MiB':>8}"
+head = f"{'runtime':<17} {'shape':<16} {'idle MiB':>8} {'peak MiB':>8} {'over idle':>9} {'x max':>6} {'ms':>6} {'show: daemon':>12} {'cli MiB':>8}"
 print(head); print("-" * len(head))
 for r in rows:
-    print(f"{r['binary']:<17} {r['shape']:<15} {mib(r['idle_rss_kib']):>8.1f} {mib(r['peak_rss_kib']):>8.1f}"
+    print(f"{r['binary']:<17} {r['shape']:<16} {mib(r['idle_rss_kib']):>8.1f} {mib(r['peak_rss_kib']):>8.1f}"
           f" {mib(r['peak_over_idle_kib']):>9.1f} {r['peak_over_idle_per_max']:>6.2f} {r['deliver_ms']:>6}"
           f" {mib(r['show_daemon_over_idle_kib']):>12.1f} {mib(r['show_cli_peak_kib']):>8.1f}")
 if rows:

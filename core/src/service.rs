@@ -15,7 +15,7 @@ use crate::logging::{self, Repeats};
 use crate::smtp::{
     AuthOutcome, AuthRequest, Delivery, DeliveryError, MailCheck, MailVerdict, MessageId,
 };
-use crate::store::{self, NewMessage, PackedData, PackedMessage, ReceivedTrace, Store, StoreError};
+use crate::store::{self, BodyWriter, NewMessage, PackedMessage, ReceivedTrace, Store, StoreError};
 use crate::{markup, message};
 
 /// How long a starting server waits for the database file: a command line holds it for one
@@ -321,10 +321,12 @@ impl Services {
 
     /// The record a delivery becomes, packed: parsed fields, rendered text, trace facts.
     ///
-    /// The data is packed and let go as soon as it is parsed, before the text is rendered:
-    /// at no time does the delivery hold the data, the text and the HTML all at once (issue
-    /// 24: a delivery of the largest message stays within four times its size). HTML cut at
-    /// its limit ([`markup::render_checked`]) is recorded as a problem.
+    /// Each part is packed as soon as it is ready and let go (issue 24: a delivery of the
+    /// largest message stays within four times its size): the data once parsed, the HTML a
+    /// piece at a time as it is rendered ([`markup::render_to`]; a small message's in one
+    /// piece, not copied), then the text. So what is
+    /// held at once is at most the text and the packed data and HTML, never the HTML whole
+    /// nor any part twice. HTML cut at its limit is recorded as a problem.
     pub fn prepare(
         &self,
         delivery: Delivery,
@@ -340,13 +342,15 @@ impl Services {
             data,
         } = delivery;
         let mut parsed = message::parse(&data);
-        // Text renders to a little more than itself, mostly.
-        let expected = data.len() + parsed.text.len().saturating_mul(2);
-        let data = PackedData::new(data, expected)?;
-        let rendered = markup::render_checked(&parsed.text);
+        let mut body = BodyWriter::new();
+        body.data(data);
+        let text = std::mem::take(&mut parsed.text);
+        let rendered = markup::render_to(&text, &mut |html| body.html(html));
+        body.html_end(rendered.html);
         if let Some(cut) = rendered.cut {
             parsed.problems.push(cut.to_string());
         }
+        body.text(text);
         let message = NewMessage {
             received_at,
             user,
@@ -359,10 +363,10 @@ impl Services {
                 tls,
             },
             parsed,
-            html: rendered.html,
+            html: String::new(),
             data: Vec::new(),
         };
-        message.pack_with(data)
+        message.pack_with(body)
     }
 }
 

@@ -7,12 +7,12 @@
 //! bounded number of times.
 
 use super::colour::{Colour, tag_at};
-use super::html::{self, Out};
+use super::html::{self, Out, Push};
 use super::inline::Inline;
 use super::scan::trim;
 
 /// Renders a whole document into `out`, as far as it fits.
-pub(crate) fn render_document(text: &str, out: &mut Out) {
+pub(crate) fn render_document(text: &str, out: &mut Out<'_>) {
     let mut context = Context {
         inline: Inline::default(),
         paragraph: Vec::new(),
@@ -266,7 +266,12 @@ fn list_item(line: &str) -> Option<LineKind<'_>> {
 }
 
 /// Renders the blocks of `lines`, joined by LF (§3.6), until they end or `out` is full.
-fn render_blocks<'a>(lines: LineSeq<'a>, level: Level, out: &mut Out, context: &mut Context<'a>) {
+fn render_blocks<'a>(
+    lines: LineSeq<'a>,
+    level: Level,
+    out: &mut Out<'_>,
+    context: &mut Context<'a>,
+) {
     let mut cursor = lines;
     let mut separator = "";
     while !out.is_cut() {
@@ -345,7 +350,7 @@ fn render_list<'a>(
     level: Level,
     kind: ListKind,
     first: &'a str,
-    out: &mut Out,
+    out: &mut Out<'_>,
     inline: &mut Inline<'a>,
 ) {
     let mut item = Some(first);

@@ -11,24 +11,47 @@ use super::colour::Colour;
 /// does not fit the output is cut: everything later is refused, and only the closing tags of
 /// what is open are still written (they are not counted: the caller keeps room for them).
 #[derive(Debug)]
-pub(crate) struct Out {
-    html: String,
+pub(crate) struct Out<'s> {
+    html: Html<'s>,
     limit: usize,
     cut: bool,
 }
 
-impl Out {
-    /// An output that holds at most `limit` bytes before closing tags.
-    pub(crate) fn new(limit: usize, capacity: usize) -> Out {
+impl<'s> Out<'s> {
+    /// An output that keeps its HTML and holds at most `limit` bytes before closing tags.
+    pub(crate) fn new(limit: usize, capacity: usize) -> Out<'s> {
         Out {
-            html: String::with_capacity(capacity.min(limit)),
+            html: Html {
+                buf: String::with_capacity(capacity.min(limit)),
+                flushed: 0,
+                solid: 0,
+                scanned: 0,
+                sink: None,
+                flush_at: usize::MAX,
+            },
             limit,
             cut: false,
         }
     }
 
+    /// An output like [`Out::new`] that hands its HTML to `sink` about every `flush_at`
+    /// bytes ([`Html`]).
+    pub(crate) fn with_sink(
+        limit: usize,
+        capacity: usize,
+        flush_at: usize,
+        sink: &'s mut dyn FnMut(&str),
+    ) -> Self {
+        // At least one character at a time.
+        let flush_at = flush_at.max(4);
+        let mut out = Out::new(limit, capacity.min(flush_at.saturating_mul(2)));
+        out.html.sink = Some(Sink(sink));
+        out.html.flush_at = flush_at;
+        out
+    }
+
     #[cfg(test)]
-    pub(crate) fn unlimited() -> Out {
+    pub(crate) fn unlimited() -> Out<'s> {
         Out::new(usize::MAX, 0)
     }
 
@@ -55,17 +78,19 @@ impl Out {
         self.cut
     }
 
+    /// How many bytes were written, those handed to the sink included.
     pub(crate) fn len(&self) -> usize {
         self.html.len()
     }
 
     /// The HTML, to write what [`Out::fits`] allowed, or closing tags.
-    pub(crate) fn html_mut(&mut self) -> &mut String {
+    pub(crate) fn html_mut(&mut self) -> &mut Html<'s> {
         &mut self.html
     }
 
+    /// The HTML not handed to the sink: all of it without one.
     pub(crate) fn into_html(self) -> String {
-        self.html
+        self.html.buf
     }
 
     /// Appends `text` escaped ([`push_escaped`]), as much of it as fits: if not all, up to
@@ -88,6 +113,146 @@ impl Out {
             end = at + c.len_utf8();
         }
         push_escaped(&mut self.html, text.get(..end).unwrap_or_default());
+    }
+}
+
+/// What HTML is written into: a `String` (tests), or [`Html`].
+pub(crate) trait Push {
+    fn push_str(&mut self, s: &str);
+
+    fn push(&mut self, c: char) {
+        self.push_str(c.encode_utf8(&mut [0; 4]));
+    }
+}
+
+impl Push for String {
+    fn push_str(&mut self, s: &str) {
+        String::push_str(self, s);
+    }
+
+    fn push(&mut self, c: char) {
+        String::push(self, c);
+    }
+}
+
+/// How much HTML [`Html`] gathers before it hands it to its sink.
+pub(crate) const FLUSH_AT: usize = 64 << 10;
+
+/// The HTML written, kept whole, or with a sink handed on about every [`FLUSH_AT`] bytes, so
+/// that a large document is never in memory whole (issue 24: the HTML of a 25 MB message was
+/// once held beside its text, its data and their packed copies).
+///
+/// One thing is held back from the sink: trailing spaces and tabs, which the closing of a
+/// colour block may still trim (§4.6, [`Html::trim_end_from`]). So what is held is about
+/// [`FLUSH_AT`] bytes, and at most the longest run of blanks the text has.
+#[derive(Debug)]
+pub(crate) struct Html<'s> {
+    buf: String,
+    /// Bytes handed to the sink so far: `buf` starts at this offset of the whole HTML.
+    flushed: usize,
+    /// The end of `buf[..scanned]` without its trailing spaces and tabs.
+    solid: usize,
+    /// How much of `buf` [`Html::scan`] has looked at.
+    scanned: usize,
+    sink: Option<Sink<'s>>,
+    /// [`FLUSH_AT`] (smaller in tests) with a sink, else never.
+    flush_at: usize,
+}
+
+/// Where [`Html`] hands its HTML.
+struct Sink<'s>(&'s mut dyn FnMut(&str));
+
+impl std::fmt::Debug for Sink<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sink")
+    }
+}
+
+impl Html<'_> {
+    /// How many bytes were written, those handed on included.
+    pub(crate) fn len(&self) -> usize {
+        self.flushed + self.buf.len()
+    }
+
+    /// Drops the spaces and tabs that end the HTML after offset `from` of the whole (the
+    /// content of a colour block being closed, §4.6). Never reaches into what was handed on:
+    /// that ends with neither.
+    pub(crate) fn trim_end_from(&mut self, from: usize) {
+        let start = from.saturating_sub(self.flushed);
+        let content = self.buf.as_bytes().get(start..).unwrap_or_default();
+        let kept = content
+            .iter()
+            .rposition(|&b| !is_blank(b))
+            .map_or(start, |last| start + last + 1);
+        // The bytes removed are ASCII, so the string stays valid UTF-8.
+        self.buf.truncate(kept);
+        self.solid = self.buf.len();
+        self.scanned = self.buf.len();
+    }
+
+    /// Hands `buf` up to its trailing blanks to the sink.
+    fn flush(&mut self) {
+        self.scan();
+        let Some(Sink(sink)) = self.sink.as_mut() else {
+            return;
+        };
+        // Invariant: `solid` follows a non-blank byte, or is 0 or the end, so it is a char
+        // boundary; it never exceeds the length.
+        let solid = self.solid.min(self.buf.len());
+        if solid == 0 {
+            return;
+        }
+        sink(self.buf.get(..solid).unwrap_or_default());
+        self.buf.drain(..solid);
+        self.flushed += solid;
+        // What is left is blanks.
+        self.solid = 0;
+        self.scanned = self.buf.len();
+    }
+
+    /// Brings `solid` up to date with what was written since the last look: each byte is
+    /// looked at once, however long a run of blanks is held back.
+    fn scan(&mut self) {
+        let new = self.buf.as_bytes().get(self.scanned..).unwrap_or_default();
+        if let Some(last) = new.iter().rposition(|&b| !is_blank(b)) {
+            self.solid = self.scanned + last + 1;
+        }
+        self.scanned = self.buf.len();
+    }
+
+    /// Appends a piece of `flush_at` bytes or more, that much at a time.
+    #[cold]
+    fn push_large(&mut self, s: &str) {
+        let mut rest = s;
+        while !rest.is_empty() {
+            // Cut between characters; `flush_at` is at least 4, so never at 0.
+            let mut cut = rest.len().min(self.flush_at);
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let (piece, later) = rest.split_at(cut);
+            self.buf.push_str(piece);
+            rest = later;
+            if self.buf.len() >= self.flush_at {
+                self.flush();
+            }
+        }
+    }
+}
+
+fn is_blank(byte: u8) -> bool {
+    byte == b' ' || byte == b'\t'
+}
+
+impl Push for Html<'_> {
+    fn push_str(&mut self, s: &str) {
+        if s.len() >= self.flush_at {
+            return self.push_large(s);
+        }
+        self.buf.push_str(s);
+        if self.buf.len() >= self.flush_at {
+            self.flush();
+        }
     }
 }
 
@@ -123,7 +288,7 @@ static NEEDS_ATTENTION: [bool; 256] = needs_attention();
 /// **Differs from the spec (§2 keeps them as content):** a C0 or C1 control in a message
 /// body is an escape sequence waiting for a terminal (`messages show --html` wrote an OSC 52
 /// clipboard write through), and no page needs one.
-pub(crate) fn push_escaped(out: &mut String, text: &str) {
+pub(crate) fn push_escaped(out: &mut impl Push, text: &str) {
     let bytes = text.as_bytes();
     let mut clean_from = 0;
     let mut at = 0;
@@ -212,7 +377,7 @@ fn wiki_target_len(title: &str) -> usize {
 
 /// Appends the wikilink target for title `title` (§5.3): spaces become `_`, then every
 /// byte outside the kept set becomes `%XX`.
-pub(crate) fn push_wiki_target(out: &mut String, title: &str) {
+pub(crate) fn push_wiki_target(out: &mut impl Push, title: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut utf8 = [0u8; 4];
     for c in title.chars() {
@@ -244,7 +409,7 @@ const COLOUR_OPEN_FIXED: usize = "<span class=\"colorblock \"><span class=\"sigi
     .len();
 
 /// Appends the opening of a colour block (§4.8), up to where its content starts.
-pub(crate) fn push_colour_open(out: &mut String, colour: Colour) {
+pub(crate) fn push_colour_open(out: &mut impl Push, colour: Colour) {
     out.push_str("<span class=\"colorblock ");
     out.push_str(colour.class());
     out.push_str("\"><span class=\"sigil\">");
@@ -256,7 +421,7 @@ pub(crate) fn push_colour_open(out: &mut String, colour: Colour) {
 pub(crate) const COLOUR_CLOSE: &str = "</span></span>";
 
 /// Appends the opening of a quote block (§3.5), up to where its blocks start.
-pub(crate) fn push_quote_open(out: &mut String, colour: Option<Colour>) {
+pub(crate) fn push_quote_open(out: &mut impl Push, colour: Option<Colour>) {
     out.push_str("<div class=\"mlq");
     if let Some(colour) = colour {
         out.push(' ');
@@ -306,7 +471,7 @@ pub(crate) fn url_len(url: &str) -> usize {
 const URL_FIXED: usize = "<a href=\"\" target=\"_blank\" rel=\"noopener noreferrer\"></a>".len();
 
 /// Appends an `a` element for a URL (§5.2).
-pub(crate) fn push_url(out: &mut String, url: &str) {
+pub(crate) fn push_url(out: &mut impl Push, url: &str) {
     out.push_str("<a href=\"");
     push_escaped(out, url);
     out.push_str("\" target=\"_blank\" rel=\"noopener noreferrer\">");
@@ -324,7 +489,7 @@ const WIKILINK_FIXED: usize = "<a href=\"https://en.wikipedia.org/wiki/\" class=
     .len();
 
 /// Appends an `a` element for a wikilink with trimmed title `title` (§5.3).
-pub(crate) fn push_wikilink(out: &mut String, title: &str) {
+pub(crate) fn push_wikilink(out: &mut impl Push, title: &str) {
     out.push_str("<a href=\"https://en.wikipedia.org/wiki/");
     push_wiki_target(out, title);
     out.push_str("\" class=\"wikilink\" target=\"_blank\" rel=\"noopener noreferrer\">");
@@ -338,7 +503,7 @@ pub(crate) fn wrapped_len(open: &str, content: &str, close: &str) -> usize {
 }
 
 /// Appends `open`, `content` escaped, then `close`.
-pub(crate) fn push_wrapped(out: &mut String, open: &str, content: &str, close: &str) {
+pub(crate) fn push_wrapped(out: &mut impl Push, open: &str, content: &str, close: &str) {
     out.push_str(open);
     push_escaped(out, content);
     out.push_str(close);
@@ -442,13 +607,16 @@ mod tests {
         for (limit, expected) in cases {
             let mut out = Out::new(limit, 0);
             out.push_escaped("a<é&b");
-            assert_eq!(out.html, expected, "limit {limit}");
+            assert_eq!(out.html.buf, expected, "limit {limit}");
             assert!(out.is_cut());
             assert!(!out.fits(0), "nothing fits once cut");
         }
         let mut out = Out::new(13, 0);
         out.push_escaped("a<é&b");
-        assert_eq!((out.html.as_str(), out.is_cut()), ("a&lt;é&amp;b", false));
+        assert_eq!(
+            (out.html.buf.as_str(), out.is_cut()),
+            ("a&lt;é&amp;b", false)
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! larger one is scanned again instead.
 
 use super::colour::Colour;
-use super::html::{self, Out};
+use super::html::{self, Html, Out, Push};
 use super::scan::{Atom, LineAtoms};
 
 /// At most this many colour blocks may enclose any point (§4.7).
@@ -54,7 +54,7 @@ impl<'a, L: Iterator<Item = &'a str>> Iterator for ContainerAtoms<'a, L> {
 impl<'a> Inline<'a> {
     /// Appends the HTML of the container made of `lines`, joined by line breaks; stops where
     /// `out` is full ([`Out::fits`]), closing what it opened.
-    pub(crate) fn render<L>(&mut self, lines: L, out: &mut Out)
+    pub(crate) fn render<L>(&mut self, lines: L, out: &mut Out<'_>)
     where
         L: Iterator<Item = &'a str> + Clone,
     {
@@ -259,15 +259,15 @@ impl Frames {
 }
 
 /// The third pass: the procedure of §4.9 over the atoms, with the matches of [`Parens`].
-struct Renderer<'r, 'o> {
-    sink: Sink<'o>,
+struct Renderer<'r, 'o, 's> {
+    sink: Sink<'o, 's>,
     parens: &'r Parens,
     /// The index in `parens` of the next parenthesis atom.
     next_paren: usize,
     frames: &'r mut Frames,
 }
 
-impl Renderer<'_, '_> {
+impl Renderer<'_, '_, '_> {
     fn render<'a>(&mut self, atoms: impl Iterator<Item = Atom<'a>>) {
         for atom in atoms {
             if self.sink.out.is_cut() {
@@ -378,13 +378,13 @@ impl Renderer<'_, '_> {
 }
 
 /// The output, plus the state of §4.6 trimming.
-struct Sink<'o> {
-    out: &'o mut Out,
+struct Sink<'o, 's> {
+    out: &'o mut Out<'s>,
     /// A colour block has just opened: spaces and tabs written now are dropped.
     trim_leading: bool,
 }
 
-impl Sink<'_> {
+impl<'s> Sink<'_, 's> {
     fn text(&mut self, text: &str) {
         let text = if self.trim_leading {
             text.trim_start_matches([' ', '\t'])
@@ -404,7 +404,7 @@ impl Sink<'_> {
         fixed: usize,
         variable: usize,
         len: impl FnOnce() -> usize,
-        write: impl FnOnce(&mut String),
+        write: impl FnOnce(&mut Html<'s>),
     ) {
         if self.out.fits_within(fixed.saturating_add(variable), len) {
             self.trim_leading = false;
@@ -433,18 +433,9 @@ impl Sink<'_> {
     }
 
     fn close_block(&mut self, block: Block) {
-        // Generated markup never ends with whitespace, so only text is trimmed here; the
-        // bytes removed are ASCII, so the string stays valid UTF-8.
+        // Generated markup never ends with whitespace, so only text is trimmed here.
         let html = self.out.html_mut();
-        let content = html
-            .as_bytes()
-            .get(block.content_from..)
-            .unwrap_or_default();
-        let kept = content
-            .iter()
-            .rposition(|&b| b != b' ' && b != b'\t')
-            .map_or(block.content_from, |last| block.content_from + last + 1);
-        html.truncate(kept);
+        html.trim_end_from(block.content_from);
         html.push_str(html::COLOUR_CLOSE);
         self.trim_leading = false;
     }

@@ -17,7 +17,7 @@
 //! a text that would render longer is cut at a safe point, see [`render_checked`]), and what
 //! the renderer keeps besides does not grow with the input, but for two bits per parenthesis.
 //! 25 MB of `[[a]]` lines once rendered to 420 MB of HTML, through 240 MB of line and atom
-//! lists.
+//! lists. [`render_to`] need not keep the HTML at all: it hands it on as it is written.
 
 mod allowlist;
 mod block;
@@ -51,7 +51,7 @@ pub fn html_limit(text_len: usize) -> usize {
 /// The HTML of a text, and whether it had to be cut.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
-    /// The fragment: complete, or cut.
+    /// The fragment: complete, or cut ([`render_to`]: its part not handed to the sink).
     pub html: String,
     /// Set when the HTML reached [`html_limit`] and the rest of the text was not rendered.
     pub cut: Option<Cut>,
@@ -85,6 +85,40 @@ impl fmt::Display for Cut {
 /// there is closed, so the fragment stays well formed and inside the vocabulary (§7).
 pub fn render_checked(text: &str) -> Rendered {
     render_within(text, html_limit(text.len()))
+}
+
+/// Renders like [`render_checked`], but hands the HTML to `sink` a piece at a time, in
+/// order, once it passes about 64 KiB, instead of keeping it whole: what the renderer holds of
+/// it at once is about that much (and at most the longest run of spaces and tabs in the text,
+/// which a colour block's closing may still trim). What is left at the end, the whole HTML of
+/// a small text, comes back in [`Rendered::html`]: the pieces, then that, are
+/// [`render_checked`]'s HTML, to the byte.
+pub fn render_to(text: &str, sink: &mut dyn FnMut(&str)) -> Rendered {
+    render_flushing(text, html_limit(text.len()), html::FLUSH_AT, sink)
+}
+
+/// [`render_to`] into at most `limit` bytes, handing the HTML on about every `flush_at` bytes.
+fn render_flushing(
+    text: &str,
+    limit: usize,
+    flush_at: usize,
+    sink: &mut dyn FnMut(&str),
+) -> Rendered {
+    let mut out = html::Out::with_sink(
+        limit.saturating_sub(block::MAX_CLOSING),
+        text.len().saturating_mul(2),
+        flush_at,
+        sink,
+    );
+    block::render_document(text, &mut out);
+    let cut = out.is_cut().then_some(Cut {
+        text_len: text.len(),
+        limit,
+    });
+    Rendered {
+        html: out.into_html(),
+        cut,
+    }
 }
 
 /// Renders `text` into at most `limit` bytes of HTML.
@@ -212,6 +246,58 @@ mod tests {
                 proptest::prop_assert!(whole.starts_with(kept), "{:?} is no prefix of {:?}", kept, whole);
             }
         }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn html_handed_on_in_pieces_is_the_html_kept_whole(
+            tokens in proptest::collection::vec(proptest::sample::select(TOKENS), 0..60),
+            fraction in 0.0f64..1.1,
+            flush_at in 1usize..40,
+        ) {
+            let text = tokens.concat();
+            let limit = (render(&text).len() as f64 * fraction) as usize;
+            let whole = render_within(&text, limit);
+            let mut pieces = Vec::new();
+            let rendered = render_flushing(&text, limit, flush_at, &mut |piece: &str| {
+                pieces.push(piece.to_owned());
+            });
+            proptest::prop_assert!(pieces.iter().all(|piece| !piece.is_empty()));
+            pieces.push(rendered.html);
+            proptest::prop_assert_eq!(pieces.concat(), whole.html);
+            proptest::prop_assert_eq!(rendered.cut, whole.cut);
+        }
+    }
+
+    #[test]
+    fn a_large_document_is_handed_on_in_pieces_of_about_64_kib() {
+        // Paragraphs, a colour block that spans them, one line holding a 1.6 MB wikilink, and
+        // 300 KB of spaces inside a colour block (held back until the block closes).
+        let text = format!(
+            "{}\n(<red>{}\n\n[[{}]]\n<blue>x{}y)",
+            "Some *prose* with a few words in it, as mail has\n".repeat(20_000),
+            "x ".repeat(100_000),
+            "é".repeat(200_000),
+            " ".repeat(300_000),
+        );
+        let mut pieces = Vec::new();
+        let rendered = render_to(&text, &mut |piece: &str| pieces.push(piece.len()));
+        assert_eq!(rendered.cut, None);
+        pieces.push(rendered.html.len());
+        assert_eq!(pieces.iter().sum::<usize>(), render(&text).len());
+        assert!(pieces.len() > 20, "{} pieces", pieces.len());
+        let largest = pieces.iter().max().copied().unwrap_or(0);
+        assert!(
+            largest < 2 * html::FLUSH_AT + 300_000,
+            "{largest} bytes at once"
+        );
+        let mut joined = String::new();
+        let rest = render_to(&text, &mut |piece: &str| joined.push_str(piece)).html;
+        assert_eq!(joined + &rest, render(&text));
+        // A small text's HTML is not handed on at all.
+        let mut handed = 0;
+        let small = render_to("<red>hello", &mut |_: &str| handed += 1);
+        assert_eq!((handed, small.html), (0, render("<red>hello")));
     }
 
     #[test]

@@ -2,13 +2,17 @@
 
 use std::time::{Instant, SystemTime};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
+use redb::{
+    AccessGuard, Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase,
+    ReadableTable, Table, WriteTransaction,
+};
 
 use super::journal::{self, Entry, Record};
-use super::packed::{BodyWriter, FORMAT_PACKED, Packed, PackedBody, pack, value_head};
+use super::packed::{BodyWriter, FORMAT_PACKED, Packed, PackedBody, value_head};
 use super::recovery::Asker;
 use super::schema::{
-    BY_MESSAGE_ID, BY_USER, JOURNAL_SEQ_KEY, MESSAGES, META, MessageRecord, RAW, decode, encode,
+    BODY, BY_MESSAGE_ID, BY_USER, JOURNAL_SEQ_KEY, MESSAGES, META, MessageRecord, RAW, decode,
+    encode,
 };
 use super::trace::{ReceivedTrace, unix_seconds};
 use super::{Delivering, Store, StoreError};
@@ -41,15 +45,17 @@ impl NewMessage {
     /// Compresses the data, text and HTML, so that the write transaction only copies them:
     /// call it before taking the writer (the commit thread's prepare stage does).
     pub fn pack(mut self) -> Result<PackedMessage, StoreError> {
-        let data = std::mem::take(&mut self.data);
-        let expected = data.len() + self.parsed.text.len() + self.html.len();
-        let data = PackedData::new(data, expected)?;
-        self.pack_with(data)
+        let mut body = BodyWriter::new();
+        body.data(std::mem::take(&mut self.data));
+        body.html_end(std::mem::take(&mut self.html));
+        body.text(std::mem::take(&mut self.parsed.text));
+        self.pack_with(body)
     }
 
-    /// [`NewMessage::pack`] for a message whose data was packed first ([`PackedData`]), so
-    /// that it was gone before the text was rendered; `self.data` is not used.
-    pub fn pack_with(self, data: PackedData) -> Result<PackedMessage, StoreError> {
+    /// [`NewMessage::pack`] for a message whose data, text and HTML went into `body` as they
+    /// were ready, each let go once packed; `self.data`, `self.html` and `self.parsed.text` are
+    /// not used.
+    pub fn pack_with(self, body: BodyWriter) -> Result<PackedMessage, StoreError> {
         let NewMessage {
             received_at,
             user,
@@ -57,18 +63,10 @@ impl NewMessage {
             rcpt_to,
             trace,
             mut parsed,
-            html,
-            data: _,
+            ..
         } = self;
-        let PackedData {
-            mut writer,
-            data_len,
-        } = data;
-        let text = std::mem::take(&mut parsed.text);
-        writer.section(text.as_bytes(), "text")?;
-        drop(text);
-        writer.rest(html.as_bytes());
-        drop(html);
+        parsed.text = String::new();
+        let data_len = body.data_len();
         Ok(PackedMessage {
             received_at,
             user,
@@ -76,28 +74,8 @@ impl NewMessage {
             rcpt_to,
             trace,
             parsed,
-            body: writer.finish(),
+            body: body.finish()?,
             data_len,
-        })
-    }
-}
-
-/// The data of a message, packed ahead of its text and HTML ([`NewMessage::pack_with`]).
-#[derive(Debug)]
-pub struct PackedData {
-    writer: BodyWriter,
-    data_len: usize,
-}
-
-impl PackedData {
-    /// Packs `data` and lets it go; `expected` is about how long data, text and HTML will be
-    /// together, for a small message's single allocation.
-    pub fn new(data: Vec<u8>, expected: usize) -> Result<PackedData, StoreError> {
-        let mut writer = BodyWriter::new(expected);
-        writer.section(&data, "data")?;
-        Ok(PackedData {
-            writer,
-            data_len: data.len(),
         })
     }
 }
@@ -221,8 +199,9 @@ impl Store {
     /// too large for the journal, or while the journal is set aside, in a durable redb commit
     /// (which checkpoints the journal).
     ///
-    /// A message too large for the journal is written into the database page by page, each
-    /// chunk of its body dropped once written: it is never whole in memory twice.
+    /// A message whose body is in rows (larger than about 1 MiB) commits durably in redb: the
+    /// journal holds values, not rows. Each row is dropped once written, and redb writes a
+    /// transaction's pages out as its cache fills: the body is never in memory twice.
     pub fn insert_packed(
         &self,
         messages: Vec<PackedMessage>,
@@ -264,7 +243,8 @@ impl Store {
             }
             let packed = Packed::parse(value)?;
             let mut record: MessageRecord = decode(packed.envelope, "message")?;
-            (record.text, record.html) = packed.text_and_html()?;
+            let rows = body_rows(&tx, &packed)?;
+            (record.text, record.html) = packed.text_and_html(|n| row(rows.as_ref(), id, n))?;
             Ok(stored(id, record))
         })
     }
@@ -282,10 +262,8 @@ impl Store {
                 return Ok(value.value().to_vec());
             }
             let packed = Packed::parse(value.value())?;
-            let mut raw = packed.data()?;
-            // The header goes in front: one move of the data, no second buffer.
-            raw.splice(0..0, packed.header.iter().copied());
-            Ok(raw)
+            let rows = body_rows(&tx, &packed)?;
+            packed.data_after(packed.header, |n| row(rows.as_ref(), id, n))
         })
     }
 
@@ -414,18 +392,35 @@ fn checkpoint_locked(db: &Database, delivering: &mut Delivering) -> Result<(), S
 
 /// The tables a delivery writes, opened once per transaction.
 struct Tables<'tx> {
+    tx: &'tx WriteTransaction,
     messages: Table<'tx, u64, &'static [u8]>,
     by_message_id: Table<'tx, &'static str, u64>,
     by_user: Table<'tx, (&'static str, u64), ()>,
+    /// Opened by the first body in rows: most transactions have none.
+    body: Option<Table<'tx, (u64, u32), &'static [u8]>>,
 }
 
 impl<'tx> Tables<'tx> {
     fn open(tx: &'tx WriteTransaction) -> Result<Tables<'tx>, StoreError> {
         Ok(Tables {
+            tx,
             messages: tx.open_table(MESSAGES)?,
             by_message_id: tx.open_table(BY_MESSAGE_ID)?,
             by_user: tx.open_table(BY_USER)?,
+            body: None,
         })
+    }
+
+    /// Writes the rows of a body, in order, each dropped once written.
+    fn put_rows(&mut self, id: u64, rows: Vec<Vec<u8>>) -> Result<(), StoreError> {
+        let table = match &mut self.body {
+            Some(table) => table,
+            None => self.body.insert(self.tx.open_table(BODY)?),
+        };
+        for (n, row) in (0u32..).zip(rows) {
+            table.insert((id, n), row.as_slice())?;
+        }
+        Ok(())
     }
 
     /// Writes a message's value and its index entries, the Message-ID only if no earlier
@@ -476,9 +471,8 @@ impl Written {
 
 /// Builds one message's value and writes it with its index entries ([`Tables::put`]).
 ///
-/// With `keep` (the batch may go to the journal) a value small enough for the journal is
-/// built whole and kept; any other is written straight into the database's page, one piece
-/// of the packed body at a time.
+/// With `keep` (the batch may go to the journal) the value of a body inside it is kept for
+/// the journal; a body in rows is written a row at a time, and never kept.
 fn insert_one(
     tables: &mut Tables<'_>,
     id: u64,
@@ -517,26 +511,22 @@ fn insert_one(
     let envelope = encode(&envelope)?;
     let message_id = parsed.message_id.clone().filter(|m| !m.is_empty());
     let PackedMessage { user, body, .. } = message;
-    let head = value_head(&envelope, header.as_bytes())?;
-    let length = head.len() + body.len();
-    let value = if keep && length < journal::JOURNAL_BYTES as usize {
-        let value = pack(&envelope, header.as_bytes(), body)?;
-        tables.messages.insert(id, value.as_slice())?;
-        Some(value)
-    } else {
-        let mut slot = tables.messages.insert_reserve(id, length)?;
-        let mut rest = slot.as_mut();
-        for piece in std::iter::once(head).chain(body.into_pieces()) {
-            // Invariant: the pieces add up to `length`, the slot's size.
-            let Some((now, later)) = rest.split_at_mut_checked(piece.len()) else {
-                return Err(StoreError::Database(
-                    "a packed body longer than it said".into(),
-                ));
-            };
-            now.copy_from_slice(&piece);
-            rest = later;
+    let mut value = value_head(&envelope, header.as_bytes())?;
+    let value = match body {
+        PackedBody::Inline(body) => {
+            value.extend_from_slice(&body);
+            drop(body);
+            tables.messages.insert(id, value.as_slice())?;
+            (keep && value.len() < journal::JOURNAL_BYTES as usize).then_some(value)
         }
-        None
+        PackedBody::Rows { head, rows } => {
+            // Never journaled: the journal replays values, not rows, so the batch commits
+            // durably.
+            value.extend_from_slice(&head);
+            tables.messages.insert(id, value.as_slice())?;
+            tables.put_rows(id, rows)?;
+            None
+        }
     };
     let indexed = tables.index(id, &user, message_id.as_deref())?;
     Ok(Written {
@@ -578,6 +568,30 @@ pub(super) fn replay(db: &Database, records: &[Record]) -> Result<(u64, usize), 
     }
     // Saturating: a damaged mark must not panic the open.
     Ok((mark.max(last).saturating_add(1), count))
+}
+
+/// The table of bodies in rows ([`BODY`]), as read.
+type BodyRows = ReadOnlyTable<(u64, u32), &'static [u8]>;
+
+/// The table of a body in rows, opened only for one.
+fn body_rows(tx: &ReadTransaction, packed: &Packed<'_>) -> Result<Option<BodyRows>, StoreError> {
+    Ok(if packed.in_rows() {
+        Some(tx.open_table(BODY)?)
+    } else {
+        None
+    })
+}
+
+/// Row `n` of message `id`'s body.
+fn row<'t>(
+    rows: Option<&'t BodyRows>,
+    id: MessageId,
+    n: u32,
+) -> Result<AccessGuard<'t, &'static [u8]>, StoreError> {
+    let missing = || StoreError::Corrupt(format!("message {id}: row {n} of its body is missing"));
+    rows.ok_or_else(missing)?
+        .get((id.0, n))?
+        .ok_or_else(missing)
 }
 
 /// The fields of a stored message without its text and HTML, from either schema's value.

@@ -2,8 +2,9 @@
 //!
 //! This is the only module that touches the database. Its redb tables hold users (JSON),
 //! messages (one value each: JSON fields, our `Received:` header, and the data, text and HTML
-//! compressed together), and indexes by Message-ID (threading) and by user. The file carries a
-//! schema version ([`SCHEMA_VERSION`]); a schema-1 file is read and upgraded, any other refused.
+//! compressed together; a body past about 1 MiB in rows of a table of its own, `packed`), and
+//! indexes by Message-ID (threading) and by user. The file carries a schema version
+//! ([`SCHEMA_VERSION`]); an older file is read and upgraded, any other refused.
 //!
 //! # Durability
 //! When [`Store::insert_message`] or [`Store::insert_messages`] returns, the message is on disk
@@ -15,7 +16,7 @@
 //! durably in redb, one fsync for N messages, which checkpoints the journal too. Now and then
 //! (every [`CHECKPOINT_AT`] of journal, after a second without deliveries, and at close) a
 //! durable redb commit makes all of it durable in the database too, and the journal starts
-//! again.
+//! again. A message whose body is in rows is never journaled: its batch commits durably.
 //! After a crash, opening the store applies again, key for key, the records its last durable
 //! commit does not hold: a kill -9 loses nothing that was acknowledged. Measured side by side
 //! on this machine: the durable redb commit of one message 0.32 ms p50, the journal's append
@@ -73,7 +74,8 @@ use crate::data_dir;
 use crate::logging::{self, Repeats};
 use recovery::Asker;
 
-pub use messages::{MessageSummary, NewMessage, PackedData, PackedMessage, StoredMessage};
+pub use messages::{MessageSummary, NewMessage, PackedMessage, StoredMessage};
+pub use packed::BodyWriter;
 pub use recovery::{GIVE_UP_AFTER, Health, REOPEN_EVERY, REOPEN_ROOM};
 pub use schema::SCHEMA_VERSION;
 pub use space::free_bytes;

@@ -15,9 +15,10 @@
 //! give the journaled messages' ids to new ones, so it must refuse the file. Schema-2 files are
 //! stamped 3 when opened.
 //!
-//! Schema 4 is schema 3 with a third codec for message bodies past 1 MiB (chunks compressed
-//! one by one, `super::packed`): a schema-3 build would report such messages as corrupt, so it
-//! must refuse the file. Older files are stamped 4 when opened; their values stay as written.
+//! Schema 4 is schema 3 with a third codec for message bodies past about 1 MiB: the body in
+//! rows of just under 1 MiB in [`BODY`], compressed one by one (`super::packed`). A schema-3
+//! build would report such messages as corrupt, so it must refuse the file. Older files are
+//! stamped 4 when opened, and get the table; their values stay as written.
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -36,6 +37,9 @@ pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 pub(super) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 /// Message id → the packed message ([`super::packed`]), or in schema 1 a JSON [`MessageRecord`].
 pub(super) const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
+/// (message id, row number) → a row of a body too large for its message value
+/// ([`super::packed`], codec 2).
+pub(super) const BODY: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("body");
 /// Schema 1 only, read but no longer written: message id → our `Received:` header, then the
 /// data as received.
 pub(super) const RAW: TableDefinition<u64, &[u8]> = TableDefinition::new("raw");
@@ -137,6 +141,7 @@ pub(super) fn check_or_initialise(db: &Database) -> Result<(), StoreError> {
         tx.open_table(RAW)?;
         tx.open_table(BY_MESSAGE_ID)?;
         tx.open_table(BY_USER)?;
+        tx.open_table(BODY)?;
     }
     tx.commit()?;
     Ok(())

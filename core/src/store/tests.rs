@@ -1,5 +1,6 @@
 //! Store tests: round trips, reopen, threading, schema version, users, concurrency.
 
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -100,17 +101,22 @@ fn message_round_trips_with_every_field() {
 }
 
 #[test]
-fn large_messages_are_written_in_chunks_and_read_back_whole() {
+fn large_messages_are_written_in_rows_and_read_back_whole() {
     let t = temp_db();
     let store = Store::open(&t.path, COST).unwrap();
-    // One through the journal (3 MB), one too large for it (20 MB), written into its page
-    // chunk by chunk; the second after a reopen too, which replays nothing for it.
+    // Text that repeats (3 MB, 20 MB), and 20 MB lz4 cannot shrink; the last replies to the
+    // first. Each is read back now and after a reopen, which replays nothing for them.
     let mut ids = Vec::new();
     let mut sent = Vec::new();
-    for (n, size) in [(1u64, 3 << 20), (2, 20 << 20)] {
-        let mut new = new_message("alice", Some(&format!("big{n}@example.test")), None);
-        let line = format!("line {n} of a large message, with its own words\r\n");
-        let body = line.repeat(size / line.len());
+    for (n, size) in [(1u64, 3 << 20), (2, 20 << 20), (3, 20 << 20)] {
+        let in_reply_to = (n == 3).then_some("big1@example.test");
+        let mut new = new_message("alice", Some(&format!("big{n}@example.test")), in_reply_to);
+        let body = if n == 3 {
+            String::from_utf8(noise(size, n).iter().map(|b| b'a' + b % 26).collect()).unwrap()
+        } else {
+            let line = format!("line {n} of a large message, with its own words\r\n");
+            line.repeat(size / line.len())
+        };
         new.data = format!("Subject: big\r\n\r\n{body}").into_bytes();
         new.parsed.text = body.replace("\r\n", "\n");
         new.html = format!("<p>{}</p>", new.parsed.text.replace('\n', "<br />"));
@@ -123,14 +129,135 @@ fn large_messages_are_written_in_chunks_and_read_back_whole() {
             assert_eq!(stored.text, new.parsed.text);
             assert_eq!(stored.html, new.html);
             let raw = store.raw_message(*id).unwrap();
-            assert!(raw.starts_with(b"Received: "));
-            assert!(raw.ends_with(&new.data));
+            let header = new.trace.header(id.0, 1_772_546_709);
+            assert_eq!(raw, [header.as_bytes(), &new.data].concat());
             assert_eq!(stored.size, raw.len() as u64);
         }
+        assert_eq!(store.message(ids[2]).unwrap().parent_id, Some(ids[0]));
+        let listed: Vec<u64> = store
+            .messages(Some("alice"), None)
+            .unwrap()
+            .iter()
+            .map(|m| m.id.0)
+            .collect();
+        assert_eq!(listed, [3, 2, 1]);
     };
     check(&store);
     drop(store);
     check(&Store::open(&t.path, COST).unwrap());
+}
+
+/// A body whose payload (data, text, HTML and 8 bytes of lengths) is at most the bound stays
+/// in its value and goes through the journal; one byte more goes into rows and commits durably.
+#[test]
+fn bodies_at_and_around_the_row_bound_round_trip() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    let mut sent = Vec::new();
+    for (n, payload) in [
+        (1u64, packed::INLINE_MAX - 1),
+        (2, packed::INLINE_MAX),
+        (3, packed::INLINE_MAX + 1),
+        (4, 2 * packed::ROW + 8),
+        (5, 3 * packed::ROW + 9),
+    ] {
+        let mut new = new_message("alice", None, None);
+        new.parsed.text = "abc".into();
+        new.html = "<p>abc</p>".into();
+        let data_len = payload - 8 - new.parsed.text.len() - new.html.len();
+        new.data = noise(data_len, n);
+        let id = store.insert_message(&new).unwrap();
+        assert_eq!(id, MessageId(n));
+        sent.push(new);
+    }
+    // The first two were journaled; the third's durable commit took them along.
+    let durable = Store::open(&crash_copy(&t, false).path, COST).unwrap();
+    for store in [&store, &durable] {
+        for (n, new) in (1u64..).zip(&sent) {
+            let raw = store.raw_message(MessageId(n)).unwrap();
+            assert!(raw.ends_with(&new.data), "message {n}");
+            let stored = store.message(MessageId(n)).unwrap();
+            assert_eq!(
+                (stored.text.as_str(), stored.html.as_str()),
+                ("abc", "<p>abc</p>")
+            );
+        }
+    }
+    let rows = store
+        .with_db(|db| {
+            let tx = db.begin_read()?;
+            let body = tx.open_table(schema::BODY)?;
+            Ok(body
+                .iter()?
+                .map(|row| row.unwrap().0.value())
+                .collect::<Vec<_>>())
+        })
+        .unwrap();
+    let firsts: Vec<(u64, u32)> = rows.iter().copied().filter(|(_, n)| *n == 0).collect();
+    assert_eq!(
+        firsts,
+        [(3, 0), (4, 0), (5, 0)],
+        "only the last three are in rows"
+    );
+}
+
+/// redb gives a value the next power of two of pages: a row must fit 1 MiB with its key and
+/// the leaf's header, or the body would take twice its size on disk and in memory.
+#[test]
+fn a_body_in_rows_takes_pages_of_about_its_size() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    let mut new = new_message("alice", None, None);
+    new.data = noise(24 << 20, 9);
+    store.insert_message(&new).unwrap();
+    let (stored, fragmented) = store
+        .with_db(|db| {
+            let tx = db.begin_read()?;
+            let stats = tx.open_table(schema::BODY)?.stats()?;
+            Ok((stats.stored_bytes(), stats.fragmented_bytes()))
+        })
+        .unwrap();
+    assert!(stored > 24 << 20);
+    assert!(
+        fragmented < stored / 20,
+        "{fragmented} bytes of pages unused for {stored}"
+    );
+}
+
+/// A message in rows between two journaled ones: a crash after the third loses nothing, and
+/// the database alone holds the first two (the second's durable commit took the first along).
+#[test]
+fn a_crash_after_a_message_in_rows_loses_nothing() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    let small = new_message("alice", Some("small@x"), None);
+    let mut big = new_message("alice", Some("big@x"), Some("small@x"));
+    big.data = noise(6 << 20, 3);
+    big.html =
+        String::from_utf8(noise(3 << 20, 4).iter().map(|b| b'a' + b % 26).collect()).unwrap();
+    let after = new_message("bob", None, Some("big@x"));
+    let ids: Vec<MessageId> = [&small, &big, &after]
+        .into_iter()
+        .map(|message| store.insert_message(message).unwrap())
+        .collect();
+    assert_eq!(ids, [MessageId(1), MessageId(2), MessageId(3)]);
+    let before: Vec<_> = ids.iter().map(|id| store.message(*id).unwrap()).collect();
+    let raw_before = store.raw_message(MessageId(2)).unwrap();
+
+    let without = Store::open(&crash_copy(&t, false).path, COST).unwrap();
+    assert_eq!(stored_ids(&without), [1, 2]);
+    assert_eq!(without.raw_message(MessageId(2)).unwrap(), raw_before);
+
+    let crashed = crash_copy(&t, true);
+    let recovered = Store::open(&crashed.path, COST).unwrap();
+    assert_eq!(recovered.recovered(), 1);
+    let after_crash: Vec<_> = ids
+        .iter()
+        .map(|id| recovered.message(*id).unwrap())
+        .collect();
+    assert_eq!(after_crash, before, "every field, the threading included");
+    assert_eq!(after_crash[2].parent_id, Some(MessageId(2)));
+    assert_eq!(recovered.raw_message(MessageId(2)).unwrap(), raw_before);
 }
 
 #[test]
@@ -329,6 +456,22 @@ fn a_schema_3_file_is_stamped_4_when_opened() {
     let store = Store::open(&t.path, COST).unwrap();
     assert_eq!(store.with_db(schema::stored_version).unwrap(), Some(4));
     assert_eq!(stored_ids(&store), [1]);
+    // A body in rows goes beside the old message, and both read back after a reopen.
+    let mut big = new_message("alice", None, None);
+    big.data = noise(3 << 20, 5);
+    assert_eq!(store.insert_message(&big).unwrap(), MessageId(2));
+    drop(store);
+    let store = Store::open(&t.path, COST).unwrap();
+    assert!(
+        store
+            .raw_message(MessageId(2))
+            .unwrap()
+            .ends_with(&big.data)
+    );
+    assert_eq!(
+        store.message(MessageId(1)).unwrap().html,
+        "<p>Hi <b>there</b></p>"
+    );
 }
 
 /// A file written by schema 1 (JSON records, the bytes in their own table) opens, is stamped
@@ -783,18 +926,21 @@ fn checkpoints_make_the_journaled_messages_durable_in_the_database() {
 
     // Past CHECKPOINT_AT of journal the batch that crosses it checkpoints by itself.
     let mut big = new_message("big", None, None);
-    // Each record is a little over 1 MiB: the last of these crosses CHECKPOINT_AT.
-    let batches = CHECKPOINT_AT as usize / (1 << 20);
+    // Each record is a little over 900 KiB (a body still inside its value, so journaled):
+    // the last of these crosses CHECKPOINT_AT.
+    let size = 900 << 10;
+    let batches = (CHECKPOINT_AT as usize).div_ceil(size);
     for seed in 1..=batches as u64 {
-        big.data = noise(1 << 20, seed); // lz4 cannot shrink it
+        big.data = noise(size, seed); // lz4 cannot shrink it
         store.insert_message(&big).unwrap();
+        let durable = stored_ids(&Store::open(&crash_copy(&t, false).path, COST).unwrap());
+        let expected = if seed < batches as u64 {
+            1
+        } else {
+            1 + batches
+        };
+        assert_eq!(durable.len(), expected, "the last batch checkpointed all");
     }
-    let durable = stored_ids(&Store::open(&crash_copy(&t, false).path, COST).unwrap());
-    assert_eq!(
-        durable.len(),
-        1 + batches,
-        "the last batch checkpointed all"
-    );
     store
         .insert_message(&new_message("after", None, None))
         .unwrap();

@@ -14,7 +14,9 @@
 //! - `colours`: lines of `<red>`, each an empty colour block of 120 bytes;
 //! - `escapes`: `&` and `<`, each escaped to four or five bytes;
 //! - `incompressible`: random letters, which lz4 cannot shrink (the stored value is then as
-//!   large as data, text and HTML together).
+//!   large as data, text and HTML together);
+//! - `quoted-printable`: the same letters with a soft line break every 75, so that the text
+//!   is one line of 25 MB, and no copy of the data.
 //!
 //! One JSON line per binary and shape on stdout (`--json`), or a few words each. Every step is
 //! bounded (`--timeout` for each reply); the daemons are killed on the way out.
@@ -37,14 +39,20 @@ Usage: bench-memory --binary PATH [--binary PATH…] [--max-message-size BYTES]
   --binary PATH            a daemon to measure (atacama-mail or atacama-mail-std); repeatable
   --max-message-size N     [limits] max_message_size, and the size of the message sent
                            (default 26214400, the default limit: 25 MiB)
-  --shape NAME             wikilinks, colours, escapes or incompressible; repeatable
-                           (default: all four)
+  --shape NAME             wikilinks, colours, escapes, incompressible or quoted-printable;
+                           repeatable (default: all five)
   --dir DIR                where the data dirs go (default $TMPDIR or /tmp)
   --timeout SECS           the longest wait for one reply or one command (default 300)
   --json                   one JSON line per binary and shape
 ";
 
-const SHAPES: [&str; 4] = ["wikilinks", "colours", "escapes", "incompressible"];
+const SHAPES: [&str; 5] = [
+    "wikilinks",
+    "colours",
+    "escapes",
+    "incompressible",
+    "quoted-printable",
+];
 
 struct Options {
     binaries: Vec<PathBuf>,
@@ -437,8 +445,12 @@ fn body(shape: &str, size: usize) -> Vec<u8> {
     let mut out = String::with_capacity(size);
     out.push_str(
         "From: alice@example.org\r\nTo: bob@example.org\r\nSubject: worst case\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\r\n",
+         Content-Type: text/plain; charset=utf-8\r\n",
     );
+    if shape == "quoted-printable" {
+        out.push_str("Content-Transfer-Encoding: quoted-printable\r\n");
+    }
+    out.push_str("\r\n");
     // splitmix64: the same letters on every run, and no repeats lz4 could use.
     let mut state = 0x5EED_u64;
     let mut random = move || {
@@ -453,6 +465,12 @@ fn body(shape: &str, size: usize) -> Vec<u8> {
         "escapes" => out.push_str(
             "&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<&<\r\n",
         ),
+        "quoted-printable" => {
+            for _ in 0..75 {
+                out.push(char::from(b'a' + (random() % 26) as u8));
+            }
+            out.push_str("=\r\n");
+        }
         _ => {
             for _ in 0..76 {
                 out.push(char::from(b'a' + (random() % 26) as u8));
@@ -466,6 +484,13 @@ fn body(shape: &str, size: usize) -> Vec<u8> {
     }
     let mut bytes = out.into_bytes();
     bytes.truncate(size - 2);
+    // Cut after a CR, or a soft break's `=`: a letter instead, so that no bare CR follows.
+    for byte in bytes.iter_mut().rev() {
+        match byte {
+            b'\r' | b'=' => *byte = b'a',
+            _ => break,
+        }
+    }
     bytes.extend_from_slice(b"\r\n");
     bytes
 }
