@@ -1,7 +1,8 @@
 //! The bookkeeping of one connection's loop, the same in both runtimes: which session input
 //! a wake-up becomes, when the loop ends and with which outcome, the read buffer, and the
 //! `connection open` / `connection close` log lines. The runtime keeps the socket, the
-//! waits, and the work behind each event.
+//! waits, and the work behind each event; like the session it drives, this reads no clock
+//! and no socket (`now` and the bytes read are arguments).
 //!
 //! ```text
 //! let accepted = Accepted::new(peer, local, now);                  // `connection open`

@@ -1,7 +1,7 @@
-//! The command line's way into the database while a daemon holds it (cargo feature `store`).
+//! The command line's way into the database while a daemon holds it.
 //!
 //! The daemon opens the database alone: one fsync per commit instead of two (see
-//! [`crate::store`]), and no other process may open the file. So while it runs it answers the
+//! [`atacama_store`]), and no other process may open the file. So while it runs it answers the
 //! command line's store operations on a Unix socket, `DATA_DIR/control.sock`. Without a daemon
 //! the command line opens the file itself and runs the same [`Request`] through [`execute`]:
 //! what a command does to the store is one code path, whoever holds the file.
@@ -32,9 +32,10 @@
 //! none is refused. A client has [`REQUEST_DEADLINE`] to send its whole request and
 //! [`ANSWER_DEADLINE`] to take the whole answer, so a slot is held at most that long plus
 //! the store operation: a client sending a byte every 8 s once held the only slot for
-//! 34 s. Clients hold the store only while their request runs ([`Weak`] otherwise), and
-//! dropping the [`ControlServer`] waits for none of them: it stops the accepting thread, and
-//! a request not yet run when the server stops is not run (its client gets no answer).
+//! 34 s. Clients hold the store only while their request runs
+//! ([`Weak`](std::sync::Weak) otherwise), and dropping the [`ControlServer`] waits for none
+//! of them: it stops the accepting thread, and a request not yet run when the server stops is
+//! not run (its client gets no answer).
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -43,10 +44,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data_dir::{DataDir, euid};
 use crate::service::Services;
-use crate::smtp::MessageId;
-use crate::store::{MessageSummary, Store, StoreError, StoredMessage, User};
+use atacama_core::smtp::MessageId;
+use atacama_store::data_dir::{DataDir, euid};
+use atacama_store::{MessageSummary, Store, StoreError, StoredMessage, User};
 
 /// The socket's name inside the data directory.
 pub const CONTROL_SOCKET: &str = "control.sock";

@@ -1,5 +1,4 @@
-//! The work behind a session's requests, one call each, shared by both runtimes
-//! (cargo feature `store`).
+//! The work behind a session's requests, one call each, shared by both runtimes.
 //!
 //! Both calls block (bcrypt, fsync): the smol runtime runs them on its blocking pool, the
 //! threaded runtime on the connection's thread. Throttling AUTH is the caller's job.
@@ -10,13 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::Config;
-use crate::logging::{self, Repeats};
-use crate::smtp::{
+use atacama_core::config::Config;
+use atacama_core::logging::{self, Repeats};
+use atacama_core::smtp::{
     AuthOutcome, AuthRequest, Delivery, DeliveryError, MailCheck, MailVerdict, MessageId,
 };
-use crate::store::{self, BodyWriter, NewMessage, PackedMessage, ReceivedTrace, Store, StoreError};
-use crate::{markup, message};
+use atacama_core::{markup, message};
+use atacama_store::{BodyWriter, NewMessage, PackedMessage, ReceivedTrace, Store, StoreError};
 
 /// How long a starting server waits for the database file: a command line holds it for one
 /// command, a bcrypt hash at most. A second server holds it for good, and is reported after.
@@ -80,7 +79,7 @@ impl Services {
             return true;
         }
         let dir = self.store.path().parent().unwrap_or(Path::new("."));
-        match store::free_bytes(dir) {
+        match atacama_store::free_bytes(dir) {
             Ok(free) => {
                 let ok = free >= self.min_free_bytes;
                 self.note_floor(dir, free, ok);
@@ -399,7 +398,7 @@ fn log_accepted(id: MessageId, user: &str, size: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smtp::TlsInfo;
+    use atacama_core::smtp::TlsInfo;
     use std::time::{Duration, UNIX_EPOCH};
 
     fn services() -> (tempfile::TempDir, Services) {
@@ -476,7 +475,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_in(dir.path(), 4).unwrap();
         store.add_user("alice", "pw", UNIX_EPOCH).unwrap();
-        let free = store::free_bytes(dir.path()).unwrap();
+        let free = atacama_store::free_bytes(dir.path()).unwrap();
         let check = MailCheck {
             user: "alice".into(),
         };
@@ -538,14 +537,14 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn free_space_ok_is_false_below_the_floor_and_true_again_once_space_is_freed() {
-        let fs = crate::store::full_disk_tests::Tmpfs::mount(64);
+        let fs = atacama_store::testing::Tmpfs::mount(64);
         let store = Store::open_in(fs.path(), 4).unwrap();
         let floor = 8 << 20;
         let s = Services::new(store, "mail.example").with_min_free_space(floor);
         // The zero-ahead threads of a new store take their share within moments.
         std::thread::sleep(Duration::from_millis(500));
         assert!(s.free_space_ok());
-        let free = store::free_bytes(fs.path()).unwrap();
+        let free = atacama_store::free_bytes(fs.path()).unwrap();
         let filler = fs.path().join("filler");
         std::fs::write(&filler, vec![1u8; (free - floor + (1 << 20)) as usize]).unwrap();
         assert!(!s.free_space_ok(), "1 MiB under the floor");
@@ -580,7 +579,7 @@ mod tests {
         );
         assert_eq!(
             delivery_error(&StoreError::Io("EIO".into())).kind,
-            crate::smtp::DeliveryFailure::Other
+            atacama_core::smtp::DeliveryFailure::Other
         );
     }
 

@@ -1,4 +1,4 @@
-//! systemd integration shared by both runtimes (cargo feature `systemd`), matching
+//! systemd integration shared by both runtimes, matching
 //! `systemd/atacama-mail.service` and `.socket`:
 //!
 //! - `Type=notify`: [`ready`] once the listeners accept, [`reloading`] around a certificate

@@ -1,4 +1,4 @@
-//! TLS server configuration shared by both runtimes (cargo feature `tls`).
+//! TLS server configuration shared by both runtimes.
 //!
 //! - rustls with the ring provider, TLS 1.2 and 1.3 only (RFC 8314 §4.1, T10). The provider
 //!   is passed explicitly, so a second provider enabled elsewhere in the dependency graph
@@ -9,7 +9,7 @@
 //!   certificate as a server certificate) for the host name, `localhost` and `127.0.0.1`.
 //!   A missing data directory is created `0700`, and the pair's files there are opened as
 //!   every file of it is: never through a link, and only if they are regular files of its
-//!   owner ([`crate::data_dir`]).
+//!   owner ([`atacama_store::data_dir`]).
 //! - [`ReloadableTls`] holds the current config; SIGHUP calls [`ReloadableTls::reload`],
 //!   which swaps in the new pair for the next handshake, or keeps the old one if the new
 //!   pair is bad. Connections already up keep the config they started with.
@@ -24,9 +24,9 @@ use rustls::crypto::ring;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::Config;
-use crate::data_dir;
-use crate::smtp::TlsInfo;
+use atacama_core::config::Config;
+use atacama_core::smtp::TlsInfo;
+use atacama_store::data_dir;
 
 /// File name of the generated certificate inside the data directory.
 pub const SELF_SIGNED_CERT_FILE: &str = "self-signed-cert.pem";

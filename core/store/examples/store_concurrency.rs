@@ -1,6 +1,6 @@
-//! Measures what the store's concurrency choice costs (see `core/src/store/mod.rs`).
+//! Measures what the store's concurrency choice costs (see `core/store/src/lib.rs`).
 //!
-//! `cargo run --release -p atacama-core --example store_concurrency [COMMITS]`
+//! `cargo run --release -p atacama-store --example store_concurrency [COMMITS]`
 //!
 //! For each redb concurrency mode it times durable single-message commits (4 KiB values,
 //! `Durability::Immediate`) and read transactions; for `MultiWriter` it also times them while a

@@ -1,4 +1,4 @@
-//! The data directory and the files in it (cargo feature `store` or `tls`).
+//! The data directory and the files in it.
 //!
 //! The directory holds the mail, the password hashes, the generated private key and the
 //! control socket, so nothing in it is for anyone but its owner:

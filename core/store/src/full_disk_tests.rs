@@ -1,73 +1,12 @@
 //! The store on a file system that fills up, then grows: a real tmpfs, mounted by the test
 //! (root only; CI runs as root).
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::tests::{new_message, noise};
+use super::testing::{Tmpfs, new_message};
+use super::tests::noise;
 use super::*;
-use crate::smtp::MessageId;
-
-/// A tmpfs mounted on a new temporary directory, unmounted when dropped, even by a panic.
-pub(crate) struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `mib` MiB; panics, saying why, where mounting is not allowed.
-    pub(crate) fn mount(mib: u64) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let size = format!("size={mib}m,mode=0700");
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &size, "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "this test mounts a tmpfs, which needs root (CI runs as root): mount said {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        Tmpfs { dir }
-    }
-
-    /// Where it is mounted.
-    pub(crate) fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// A file named `name` in it, created empty, open to read and write.
-    pub(crate) fn file(&self, name: &str) -> std::fs::File {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(self.dir.path().join(name))
-            .unwrap()
-    }
-
-    /// Grows (or shrinks) it to `mib` MiB in place: what an operator freeing space does.
-    pub(crate) fn resize(&self, mib: u64) {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,size={mib}m")])
-            .arg(self.dir.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "remount failed");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazy: a file still open (a leaked handle in a failed test) must not keep it mounted.
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
+use atacama_core::smtp::MessageId;
 
 /// A message of `len` bytes lz4 cannot shrink.
 fn big_message(seed: u64, len: usize) -> NewMessage {

@@ -452,7 +452,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn on_a_full_disk_an_append_fails_keeps_what_came_before_and_works_once_there_is_room() {
-        let fs = crate::store::full_disk_tests::Tmpfs::mount(4);
+        let fs = crate::testing::Tmpfs::mount(4);
         let file = fs.file("journal");
         // 16 MiB long on a 4 MiB file system: its length takes no room, only what is written.
         let (mut journal, _) = Journal::open(file, KEY).unwrap();

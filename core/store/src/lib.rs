@@ -1,6 +1,10 @@
-//! The database: users and messages in one redb file (cargo feature `store`).
+//! Atacama Mail's storage (`atacama-store`): users and messages in one redb file, the delivery
+//! journal beside it, and the data directory that holds both ([`data_dir`]). It is the only
+//! crate that touches the database, and it does nothing else: it never opens a socket, speaks
+//! a protocol or decides what a message says (the pure core, `atacama_core`, parses and
+//! renders; the server, `atacama-server`, decides when to write and answers the clients).
 //!
-//! This is the only module that touches the database. Its redb tables hold users (JSON),
+//! The redb tables hold users (JSON),
 //! messages (one value each: JSON fields, our `Received:` header, and the data, text and HTML
 //! compressed together; a body past about 1 MiB in rows of a table of its own, `packed`), and
 //! indexes by Message-ID (threading) and by user. The file carries a schema version
@@ -47,10 +51,11 @@
 //! changed, alternating runs on this 2-core machine's disk: one connection went 562/609/620 →
 //! 739/703/752 msg/s and 20 connections 2 998/2 893/3 390 → 3 927/3 168/4 286; one durable
 //! store in the criterion bench 1.44 → 1.03 ms. So while the daemon runs, the command line asks
-//! it over a Unix socket ([`crate::control`]) and opens the file itself only when no daemon
+//! it over a Unix socket (`atacama_server::control`) and opens the file itself only when no daemon
 //! does. A second open of a held file is refused with [`StoreError::InUse`], in this process or
 //! another; [`Store::open_in_waiting`] waits out a command line that holds it for a moment.
 
+pub mod data_dir;
 mod journal;
 mod messages;
 mod packed;
@@ -70,8 +75,7 @@ use std::time::{Duration, Instant};
 
 use redb::{Builder, ConcurrencyMode, Database};
 
-use crate::data_dir;
-use crate::logging::{self, Repeats};
+use atacama_core::logging::{self, Repeats};
 use recovery::Asker;
 
 pub use messages::{MessageSummary, NewMessage, PackedMessage, StoredMessage};
@@ -637,8 +641,11 @@ fn open_private_file(path: &Path) -> std::io::Result<std::fs::File> {
     data_dir::open_file(path, data_dir::Access::ReadWrite)
 }
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;
 
 #[cfg(all(test, target_os = "linux"))]
-pub(crate) mod full_disk_tests;
+mod full_disk_tests;

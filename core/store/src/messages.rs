@@ -16,9 +16,9 @@ use super::schema::{
 };
 use super::trace::{ReceivedTrace, unix_seconds};
 use super::{Delivering, Store, StoreError};
-use crate::logging;
-use crate::message::{Attachment, ParsedMessage};
-use crate::smtp::MessageId;
+use atacama_core::logging;
+use atacama_core::message::{Attachment, ParsedMessage};
+use atacama_core::smtp::MessageId;
 
 /// A message to store: envelope, trace facts, processed fields and the data as received.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,7 +24,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::StoreError;
-use crate::message::Attachment;
+use atacama_core::message::Attachment;
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u64 = 4;
@@ -85,7 +85,7 @@ pub(super) struct MessageRecord {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub html: String,
     pub attachments: Vec<Attachment>,
-    /// What could not be read, one sentence each ([`crate::message::ParsedMessage::problems`]).
+    /// What could not be read, one sentence each ([`atacama_core::message::ParsedMessage::problems`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
     /// Written before `problems` existed: at most one problem, the sentences joined by `; `.

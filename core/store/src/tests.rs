@@ -4,10 +4,11 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::testing::new_message;
 use super::users::{dummy_hash, tests::take_verified};
 use super::*;
-use crate::message::{Attachment, ParsedMessage};
-use crate::smtp::{MessageId, TlsInfo};
+
+use atacama_core::smtp::MessageId;
 
 const COST: u32 = 4;
 
@@ -24,45 +25,6 @@ fn temp_db() -> Temp {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(DATABASE_FILE);
     Temp { _dir: dir, path }
-}
-
-pub(crate) fn new_message(
-    user: &str,
-    message_id: Option<&str>,
-    in_reply_to: Option<&str>,
-) -> NewMessage {
-    NewMessage {
-        received_at: at(1_772_546_709),
-        user: user.into(),
-        mail_from: format!("{user}@example.test"),
-        rcpt_to: vec!["bob@example.test".into(), "carol@example.test".into()],
-        trace: ReceivedTrace {
-            helo: "client.example".into(),
-            peer: "192.0.2.7".parse().unwrap(),
-            hostname: "mail.example".into(),
-            tls: Some(TlsInfo {
-                version: "TLSv1.3".into(),
-                cipher: "TLS13_AES_256_GCM_SHA384".into(),
-            }),
-        },
-        parsed: ParsedMessage {
-            subject: Some("Hello".into()),
-            from: Some(format!("{user}@example.test")),
-            to: Some("bob@example.test".into()),
-            date: Some("2026-03-03T14:05:00Z".into()),
-            message_id: message_id.map(Into::into),
-            in_reply_to: in_reply_to.map(Into::into),
-            text: "Hi *there*".into(),
-            attachments: vec![Attachment {
-                name: Some("a.txt".into()),
-                media_type: "text/plain".into(),
-                size: 3,
-            }],
-            problems: vec![],
-        },
-        html: "<p>Hi <b>there</b></p>".into(),
-        data: b"Subject: Hello\r\n\r\nHi *there*\r\n..leading dot stays unstuffed\r\n".to_vec(),
-    }
 }
 
 #[test]

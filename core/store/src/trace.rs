@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::smtp::TlsInfo;
+use atacama_core::smtp::TlsInfo;
 
 /// What the `Received:` header says about where a message came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -33,7 +33,7 @@ use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
 
 use super::StoreError;
-use crate::logging::{self, Repeats};
+use atacama_core::logging::{self, Repeats};
 
 /// How far past redb's furthest write the zeroing thread keeps the zeros.
 pub const ZERO_AHEAD: u64 = 8 << 20;
@@ -561,7 +561,7 @@ mod tests {
 
     #[test]
     fn on_a_full_disk_the_thread_tries_again_each_second_and_goes_on_once_there_is_room() {
-        let fs = crate::store::full_disk_tests::Tmpfs::mount(4);
+        let fs = crate::testing::Tmpfs::mount(4);
         let file = fs.file("db");
         let backend = ZeroAhead::new(file).unwrap();
         backend.set_len(32 * MIB).unwrap();

@@ -7,7 +7,7 @@ use super::args::{MessagesCommand, ShowFormat};
 use super::output::{table, terminal_safe, write_json, write_stdout};
 use super::target::Target;
 use crate::control::Bodies;
-use crate::store::{MessageSummary, StoredMessage, rfc3339_utc};
+use atacama_store::{MessageSummary, StoredMessage, rfc3339_utc};
 
 /// Runs one `messages` subcommand against `store`.
 pub(super) fn run(store: &Target, command: MessagesCommand) -> Result<(), CliError> {

@@ -1,4 +1,4 @@
-//! The command line both binaries share exactly (cargo feature `store`).
+//! The command line both binaries share exactly.
 //!
 //! ```text
 //! atacama-mail [--config FILE] [--data-dir DIR] COMMAND
@@ -26,8 +26,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::config::{Config, ConfigError};
-use crate::store::StoreError;
+use atacama_core::config::{Config, ConfigError};
+use atacama_store::StoreError;
 
 use args::{Command, Parsed};
 
@@ -101,7 +101,7 @@ pub fn main(program: &str, serve: ServeFn) -> ExitCode {
 pub fn run(program: &str, args: Vec<OsString>, serve: ServeFn) -> Result<(), CliError> {
     let Parsed { globals, command } = args::parse(program, args)?;
     let load_config = || -> Result<Config, CliError> {
-        let mut config = Config::load(globals.config.as_deref())?;
+        let mut config = crate::config::load(globals.config.as_deref())?;
         if let Some(dir) = &globals.data_dir {
             config.data_dir = dir.clone();
         }
@@ -143,7 +143,7 @@ fn render(file: Option<&Path>) -> Result<(), CliError> {
     };
     let text = String::from_utf8(bytes)
         .map_err(|_| CliError::Failed(format!("{name} is not valid UTF-8")))?;
-    output::write_stdout(crate::markup::render(&text).as_bytes())
+    output::write_stdout(atacama_core::markup::render(&text).as_bytes())
 }
 
 /// Global options, accepted before or after the command.

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::CliError;
 use crate::control::{self, Answer, Bodies, Request};
-use crate::data_dir::DataDir;
-use crate::store::{IN_USE_RETRY, MessageSummary, Store, StoreError, StoredMessage, User};
+use atacama_store::data_dir::DataDir;
+use atacama_store::{IN_USE_RETRY, MessageSummary, Store, StoreError, StoredMessage, User};
 
 /// How long to wait for a file that another command line holds (for one command).
 const IN_USE_WAIT: Duration = Duration::from_secs(5);

@@ -9,7 +9,7 @@ use super::args::UserCommand;
 use super::output::{table, terminal_safe, write_json, write_stdout};
 use super::target::Target;
 use crate::control::Request;
-use crate::store::{rfc3339_utc, validate_user_name};
+use atacama_store::{rfc3339_utc, validate_user_name};
 
 /// Runs one `user` subcommand against `store`.
 pub(super) fn run(store: &Target, command: UserCommand) -> Result<(), CliError> {
@@ -21,7 +21,7 @@ pub(super) fn run(store: &Target, command: UserCommand) -> Result<(), CliError> 
             // Refuse before asking for a password that would be thrown away.
             validate_user_name(&name)?;
             if store.user(&name).is_ok() {
-                return Err(crate::store::StoreError::UserExists(name).into());
+                return Err(atacama_store::StoreError::UserExists(name).into());
             }
             let password = read_password(&name, password_stdin)?;
             store.change(&Request::AddUser {

@@ -15,7 +15,7 @@ use super::{
     ANSWER_DEADLINE, BIND_DIR, CONTROL_SOCKET, HoldsStore, MAX_CLIENTS, MAX_REQUEST_BYTES,
     MAX_SOCKET_PATH_BYTES, REQUEST_DEADLINE, Request, execute, peer_uid, read_frame, write_frame,
 };
-use crate::data_dir;
+use atacama_store::data_dir;
 
 /// The socket's name inside [`BIND_DIR`]: short, because the whole path must fit
 /// [`MAX_SOCKET_PATH_BYTES`].
@@ -202,11 +202,11 @@ fn accept_loop(listener: &UnixListener, shared: &Arc<Shared>) {
                     .name("atacama-control-client".into())
                     .spawn(move || serve(&slot.0, stream));
                 if let Err(error) = spawned {
-                    crate::logging::control_failed(&error);
+                    atacama_core::logging::control_failed(&error);
                 }
             }
             Err(error) => {
-                crate::logging::control_failed(&error);
+                atacama_core::logging::control_failed(&error);
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
@@ -217,18 +217,18 @@ fn accept_loop(listener: &UnixListener, shared: &Arc<Shared>) {
 fn serve(shared: &Shared, stream: UnixStream) {
     match peer_uid(&stream) {
         Ok(uid) if data_dir::trusted(uid, shared.owner) => {}
-        Ok(uid) => return crate::logging::control_refused(&format!("uid {uid}")),
-        Err(error) => return crate::logging::control_refused(&error),
+        Ok(uid) => return atacama_core::logging::control_refused(&format!("uid {uid}")),
+        Err(error) => return atacama_core::logging::control_refused(&error),
     }
     let mut reading = Deadline::new(&stream, REQUEST_DEADLINE);
     let request: Request = match read_frame(&mut reading, MAX_REQUEST_BYTES) {
         Ok(bytes) => match serde_json::from_slice(&bytes) {
             Ok(request) => request,
-            Err(error) => return crate::logging::control_failed(&error),
+            Err(error) => return atacama_core::logging::control_failed(&error),
         },
         // A client that connects to see whether a daemon listens, then goes.
         Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return,
-        Err(error) => return crate::logging::control_failed(&reading.explain(error)),
+        Err(error) => return atacama_core::logging::control_failed(&reading.explain(error)),
     };
     // The server stopped while the request came: the store is closing, or closed.
     let Some(holder) = shared.holder.upgrade().filter(|_| !shared.stopping()) else {
@@ -236,17 +236,17 @@ fn serve(shared: &Shared, stream: UnixStream) {
     };
     let outcome = execute(holder.store(), &request, SystemTime::now());
     drop(holder);
-    crate::logging::control_request(
+    atacama_core::logging::control_request(
         &request.describe(),
         outcome.as_ref().err().map(|e| e as &dyn std::fmt::Display),
     );
     let bytes = match serde_json::to_vec(&outcome) {
         Ok(bytes) => bytes,
-        Err(error) => return crate::logging::control_failed(&error),
+        Err(error) => return atacama_core::logging::control_failed(&error),
     };
     let mut writing = Deadline::new(&stream, ANSWER_DEADLINE);
     if let Err(error) = write_frame(&mut writing, &bytes) {
-        crate::logging::control_failed(&writing.explain(error));
+        atacama_core::logging::control_failed(&writing.explain(error));
     }
 }
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use super::*;
-use crate::data_dir::DataDir;
-use crate::store::tests::new_message;
+use atacama_store::data_dir::DataDir;
+use atacama_store::testing::new_message;
 
 /// A temporary directory as a data directory must be: 0700 (tempfile makes them 0755).
 fn private_dir() -> tempfile::TempDir {

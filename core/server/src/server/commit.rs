@@ -4,7 +4,7 @@
 //! A `prepare` thread parses and renders each message ([`Services::prepare_checked`]) as it
 //! arrives; the `commit` thread stores whatever prepared messages queued up while its
 //! previous commit ran, in one durable transaction ([`Services::store_prepared`]; a lone
-//! message is made durable by a journal record instead, see [`crate::store`]). One fsync
+//! message is made durable by a journal record instead, see [`atacama_store`]). One fsync
 //! then acknowledges many messages, the next batch is processed while the disk syncs the
 //! last, and each `250` still waits for the commit that holds its message (DESIGN.md,
 //! Storage). A lone message waits for nobody: each stage takes what is queued, it never
@@ -31,10 +31,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::completion::{self, Completer, Completion};
-use crate::logging::{self, Repeats};
 use crate::service::Services;
-use crate::smtp::{Delivery, DeliveryError, MessageId};
-use crate::store::PackedMessage;
+use atacama_core::logging::{self, Repeats};
+use atacama_core::smtp::{Delivery, DeliveryError, MessageId};
+use atacama_store::PackedMessage;
 
 /// Messages stored in one transaction at most: bounds the memory of a batch and the
 /// latency of its first message.
@@ -52,7 +52,7 @@ pub const MAX_BATCH: usize = 64;
 pub const PROCESSING_STACK: usize = 4 << 20;
 
 /// How long the commit thread waits for work before it checkpoints the journal
-/// ([`crate::store::Store::checkpoint`]). Not needed for durability (the journal is durable);
+/// ([`atacama_store::Store::checkpoint`]). Not needed for durability (the journal is durable);
 /// it only keeps what a restart replays short.
 pub const IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
 
@@ -322,7 +322,7 @@ fn commit_loop(services: &Services, queue: &Receiver<Work>, in_flight: &AtomicUs
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use atacama_store::Store;
     use std::time::UNIX_EPOCH;
 
     fn services() -> (tempfile::TempDir, Arc<Services>) {
@@ -422,7 +422,7 @@ mod tests {
         use base64::Engine as _;
         // Nested to the bound, every level inside base64: ~147 KiB of stack in a debug build,
         // more than the caller's thread below has.
-        let levels = crate::message::MAX_DEPTH - 1;
+        let levels = atacama_core::message::MAX_DEPTH - 1;
         let inner =
             "Content-Type: message/rfc822\r\n\r\n".repeat(levels) + "Subject: in\r\n\r\nx\r\n";
         let mut data = "Subject: deep\r\nContent-Type: message/rfc822\r\n\

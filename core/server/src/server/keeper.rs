@@ -1,5 +1,5 @@
 //! The store's timer, the same in both runtimes: reopens the database after an I/O error even
-//! when no delivery comes ([`crate::store::Store::recover`], once a [`KEEP_EVERY`]), and when
+//! when no delivery comes ([`atacama_store::Store::recover`], once a [`KEEP_EVERY`]), and when
 //! the store gives up ([`Health::Failed`]) tells the runtime, which stops pinging the systemd
 //! watchdog, shuts down and exits non-zero, so that systemd restarts it.
 //!
@@ -15,10 +15,10 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::logging;
 use crate::service::Services;
-use crate::store::{Health, REOPEN_EVERY};
 use crate::systemd;
+use atacama_core::logging;
+use atacama_store::{Health, REOPEN_EVERY};
 
 /// How often the keeper looks at the store: as often as a reopen may be tried.
 pub const KEEP_EVERY: Duration = REOPEN_EVERY;
@@ -118,7 +118,7 @@ fn keep(services: &Services, stop: &Receiver<()>, failure: &Failure) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use atacama_store::Store;
 
     #[test]
     fn a_wake_asked_for_after_the_failure_is_called_at_once_and_before_it_once() {

@@ -1,8 +1,7 @@
-//! What a running server is made of, the same under both runtimes (cargo features `store`,
-//! `tls` and `systemd`): the state every connection shares, the listening sockets (bound, or
-//! passed by systemd), the admission of a connection, what a signal does, the end of the
-//! shutdown and of the store, and [`Accepted`]/[`Connection`], the bookkeeping of one
-//! connection's loop.
+//! The life of a server, the same under both runtimes: the state every connection shares, the
+//! listening sockets (bound, or passed by systemd), the admission of a connection, what a
+//! signal does, the end of the shutdown and of the store. The bookkeeping of one connection's
+//! loop is pure and lives in the core ([`atacama_core::connection`]).
 //!
 //! A runtime adds only what blocks or waits: accepting, its semaphore for the verifiers,
 //! its timers, its way of telling connections that the server stops, and the IO behind
@@ -20,29 +19,28 @@
 
 pub mod commit;
 mod completion;
-mod connection;
 pub mod keeper;
 pub mod verify;
 
+use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use commit::{Deliveries, Submitted};
-pub use connection::{Accepted, Connection, FIRST_READ_CHUNK, READ_CHUNK, Wait, Wake};
 pub use keeper::StoreKeeper;
 
-use crate::config::Config;
 use crate::control::{CONTROL_SOCKET, ControlServer};
-use crate::data_dir::{DataDir, DataDirError};
-use crate::logging;
-use crate::policy::{AuthGate, ConnectionPermit, Gate, ServerLimits, Slots};
 use crate::service::Services;
-use crate::smtp::{Reply, SessionConfig};
-use crate::store::StoreError;
 use crate::systemd::{self, ActivationError};
 use crate::tls::{ReloadableTls, TlsError, TlsSource};
+use atacama_core::config::Config;
+use atacama_core::logging;
+use atacama_core::policy::{AuthGate, ConnectionPermit, Gate, ServerLimits, Slots};
+use atacama_core::smtp::{Reply, SessionConfig};
+use atacama_store::StoreError;
+use atacama_store::data_dir::{DataDir, DataDirError};
 
 /// How long an accept loop pauses after a failed accept (out of file descriptors, usually),
 /// instead of spinning.
@@ -245,7 +243,8 @@ impl ServerState {
             control,
             session: config.session_config(),
             gate: Gate::from_limits(&limits),
-            auth: AuthGate::new(&limits),
+            // The login throttle's fingerprint key: fresh OS randomness for each server.
+            auth: AuthGate::new(&limits, RandomState::new()),
             refusals: Slots::new(limits.max_refusals_in_flight),
             limits,
             tls,

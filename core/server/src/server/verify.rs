@@ -26,7 +26,7 @@ use std::task::{Context, Poll};
 
 use super::completion::{self, Completer, Completion};
 use crate::service::Services;
-use crate::smtp::{AuthOutcome, AuthRequest};
+use atacama_core::smtp::{AuthOutcome, AuthRequest};
 
 /// The nice value of the verifier threads where `SCHED_IDLE` is refused: CFS then gives a
 /// nice-0 thread about ten times their share of a contended core.
@@ -124,7 +124,7 @@ fn lower_priority() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use atacama_store::Store;
     use std::time::SystemTime;
 
     fn request(password: &str) -> AuthRequest {

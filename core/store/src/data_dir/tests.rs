@@ -226,10 +226,9 @@ fn new_files_are_private_and_existing_ones_keep_their_bytes() {
     );
 }
 
-#[cfg(feature = "store")]
 #[test]
 fn the_store_refuses_a_linked_journal_and_leaves_its_target_alone() {
-    use crate::store::{DATABASE_FILE, Store, StoreError};
+    use crate::{DATABASE_FILE, Store, StoreError};
     let tmp = tempfile::tempdir().unwrap();
     let target = tmp.path().join("elsewhere");
     std::fs::write(&target, b"twelve bytes").unwrap();
@@ -255,12 +254,11 @@ fn the_store_refuses_a_linked_journal_and_leaves_its_target_alone() {
     assert_eq!(std::fs::read(&target).unwrap(), b"twelve bytes");
 }
 
-#[cfg(feature = "store")]
 #[test]
 fn the_store_creates_a_missing_data_dir_0700() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    drop(crate::store::Store::open_in(&data, 4).unwrap());
+    drop(crate::Store::open_in(&data, 4).unwrap());
     assert_eq!(mode_of(&data), 0o700);
-    assert_eq!(mode_of(&data.join(crate::store::DATABASE_FILE)), 0o600);
+    assert_eq!(mode_of(&data.join(crate::DATABASE_FILE)), 0o600);
 }
