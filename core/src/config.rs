@@ -6,11 +6,14 @@
 //! Every error names the key (`limits.max_recipients`) or the file it is about.
 //!
 //! Relative paths are relative to the working directory of the process.
+//!
+//! Only the text is read here: reading the file, the machine's host name (the default of
+//! `hostname`) and whether the TLS files exist are the server's (`atacama_server::config`).
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -22,6 +25,9 @@ pub const DEFAULT_MIN_FREE_SPACE_MB: u64 = 64;
 
 /// The largest `limits.min_free_space_mb`: 1 TiB.
 pub const MAX_MIN_FREE_SPACE_MB: u64 = 1 << 20;
+
+/// The host name of [`Config::default`], and the machine's when its own cannot be read.
+pub const DEFAULT_HOSTNAME: &str = "localhost";
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -175,10 +181,12 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The built-in defaults, with [`DEFAULT_HOSTNAME`] for our name: a server puts in the
+/// machine's ([`Config::parse`]).
 impl Default for Config {
     fn default() -> Self {
         Config {
-            hostname: machine_hostname(),
+            hostname: DEFAULT_HOSTNAME.to_string(),
             data_dir: PathBuf::from("./atacama-data"),
             tls: None,
             listen: Listen::default(),
@@ -232,37 +240,26 @@ impl Default for Auth {
 }
 
 impl Config {
-    /// Reads and checks the file at `path`; `None` gives the built-in defaults.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let Some(path) = path else {
-            let config = Config::default();
-            config.validate()?;
-            return Ok(config);
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.to_path_buf(),
-            problem: e.to_string(),
-        })?;
-        Config::parse(&text).map_err(|error| match error {
-            ConfigError::Syntax { problem, .. } => ConfigError::Syntax {
-                path: path.to_path_buf(),
-                problem,
-            },
-            other => other,
-        })
-    }
-
-    /// Parses and checks TOML text. Syntax errors carry an empty path; `load` fills it in.
-    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    /// Parses and checks TOML text; a text without `hostname` gets `machine_hostname`, which
+    /// the caller reads (the machine's name). Syntax errors carry an empty path, for the
+    /// caller that read the file to fill in. Whether the TLS files exist is not checked here.
+    pub fn parse(text: &str, machine_hostname: &str) -> Result<Config, ConfigError> {
         // Syntax first, so that a type error is never reported for a file that is not TOML.
         let document = toml::de::DeTable::parse(text).map_err(|e| syntax_error(text, &e))?;
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
             let key = e
                 .span()
                 .and_then(|span| key_at(document.get_ref(), span.start))
                 .unwrap_or_default();
             invalid_key(key, e.message())
         })?;
+        let names_host = document
+            .get_ref()
+            .keys()
+            .any(|key| &**key.get_ref() == "hostname");
+        if !names_host {
+            config.hostname = machine_hostname.to_string();
+        }
         config.validate()?;
         Ok(config)
     }
@@ -287,7 +284,7 @@ impl Config {
         }
     }
 
-    /// The range and existence checks serde cannot express.
+    /// The range checks serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, problem: String| ConfigError::Invalid {
             key: key.to_string(),
@@ -301,16 +298,6 @@ impl Config {
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty".into()));
-        }
-        if let Some(tls) = &self.tls {
-            for (key, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
-                if !path.is_file() {
-                    return Err(ConfigError::MissingFile {
-                        key: key.into(),
-                        path: path.clone(),
-                    });
-                }
-            }
         }
         if self.listen.submission.is_empty() && self.listen.submissions.is_empty() {
             return Err(invalid(
@@ -397,18 +384,8 @@ impl Config {
     }
 }
 
-/// The machine's host name, or `localhost` if it cannot be read or is not a usable name.
-pub fn machine_hostname() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .filter_map(|file| std::fs::read_to_string(file).ok())
-        .map(|name| name.trim().to_string())
-        .find(|name| hostname_problem(name).is_none())
-        .unwrap_or_else(|| "localhost".to_string())
-}
-
 /// Why `name` cannot be our host name: it goes into replies and `Received:` headers verbatim.
-fn hostname_problem(name: &str) -> Option<&'static str> {
+pub fn hostname_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {
         Some("is empty")
     } else if name.len() > 253 {

@@ -1,41 +1,24 @@
-//! Atacama Mail core: everything that decides anything.
+//! Atacama Mail's core (`atacama-core`): everything that decides anything, and nothing that
+//! does IO. The SMTP session (`smtp`), SASL, the markup renderer, MIME processing
+//! (`message`), the limits that span connections (`policy`), the configuration's keys and
+//! checks (`config`), the wording of every log line (`logging`) and the bookkeeping of one
+//! connection's loop (`connection`) take bytes, facts and time as arguments and return
+//! replies and requests. The runtimes and the server (`atacama-server`) carry those out.
 //!
-//! The pure modules (`smtp`, `sasl`, `markup`, `message`, `config`) never touch a socket, a
-//! clock or a thread; the runtimes feed them bytes and time and carry out what they ask.
-//! `store` (cargo feature `store`) is the only module that touches the database; `service` (the
-//! work behind a session's requests), `control` (the command line's socket into a running
-//! daemon's store) and `cli` (the command line of both binaries) build on it. `data_dir`
-//! (features `store` or `tls`) creates and checks the data directory and opens its files.
-//!
-//! Shared by both runtimes: `policy` (connection gate, login throttle, verifier queue: pure
-//! bookkeeping), `logging` (the wording of every log line), `tls` (cargo feature `tls`:
-//! rustls server configs, self-signed generation, reload), `systemd` (cargo feature
-//! `systemd`: readiness, watchdog, socket activation), and `server` (features `store`, `tls`
-//! and `systemd`: the state every connection shares, the life of a server, and the
-//! bookkeeping of one connection's loop).
+//! It never opens a file or a socket, reads a clock, starts a thread or draws OS randomness,
+//! and it has no unsafe code; nothing it depends on does IO (no database, TLS, password
+//! hashing or libc). `.ci/run` checks its dependency tree. Feature `testing`: the session
+//! harness, invariant checks and fuzz entry points shared by the tests and the fuzz targets.
 
-#[cfg(feature = "store")]
-pub mod cli;
+#![forbid(unsafe_code)]
+
 pub mod config;
-#[cfg(feature = "store")]
-pub mod control;
-#[cfg(any(feature = "store", feature = "tls"))]
-pub mod data_dir;
+pub mod connection;
 pub mod logging;
 pub mod markup;
 pub mod message;
 pub mod policy;
 pub mod sasl;
-#[cfg(all(feature = "store", feature = "tls", feature = "systemd"))]
-pub mod server;
-#[cfg(feature = "store")]
-pub mod service;
 pub mod smtp;
-#[cfg(feature = "store")]
-pub mod store;
-#[cfg(feature = "systemd")]
-pub mod systemd;
 #[cfg(feature = "testing")]
 pub mod testing;
-#[cfg(feature = "tls")]
-pub mod tls;

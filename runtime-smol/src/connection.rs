@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use atacama_core::connection::{Accepted, Connection, Wait, Wake};
 use atacama_core::logging::CloseOutcome;
 use atacama_core::policy::ConnectionPermit;
-use atacama_core::server::{Accepted, Connection, Submitted, Wait, Wake};
 use atacama_core::smtp::{
     AuthOutcome, AuthRequest, Channel, Delivery, DeliveryError, Event, MessageId, TlsInfo,
 };
+use atacama_server::server::Submitted;
 use smol::Timer;
 use smol::future::FutureExt as _;
 use smol::net::TcpStream;

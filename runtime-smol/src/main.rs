@@ -1,4 +1,4 @@
-//! `atacama-mail`: the smol daemon. The command line is shared (`atacama_core::cli`); only
+//! `atacama-mail`: the smol daemon. The command line is shared (`atacama_server::cli`); only
 //! `serve` is ours: listeners, TLS, and one task per connection driving a core `Session`.
 //! Password checks run on the blocking pool, never on the executor; deliveries go to the
 //! core's committer (one durable commit for the messages of many connections), or, with
@@ -8,7 +8,7 @@ mod connection;
 mod server;
 mod stream;
 
-use atacama_core::cli::{self, ServeContext};
+use atacama_server::cli::{self, ServeContext};
 
 fn main() -> std::process::ExitCode {
     cli::main("atacama-mail", serve)
@@ -16,6 +16,6 @@ fn main() -> std::process::ExitCode {
 
 /// Runs the smol server until SIGTERM or SIGINT.
 fn serve(context: &ServeContext) -> Result<(), Box<dyn std::error::Error>> {
-    atacama_core::logging::init(context.log_level)?;
+    atacama_server::logger::init(context.log_level)?;
     server::Server::bind(&context.config)?.run()
 }

@@ -49,7 +49,7 @@ impl Stream {
             return Err(StreamError::Tls("TLS is already active".into()));
         };
         let tls = handshake(config, tcp, deadline).await?;
-        let info = atacama_core::tls::tls_info(tls.get_ref().1);
+        let info = atacama_server::tls::tls_info(tls.get_ref().1);
         *self = Stream::Tls(Box::new(tls));
         Ok(info)
     }

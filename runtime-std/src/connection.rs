@@ -4,10 +4,11 @@
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Instant, SystemTime};
 
+use atacama_core::connection::{Accepted, Connection, Wait, Wake};
 use atacama_core::logging::CloseOutcome;
 use atacama_core::policy::ConnectionPermit;
-use atacama_core::server::{Accepted, Connection, Submitted, Wait, Wake};
 use atacama_core::smtp::{AuthOutcome, AuthRequest, Channel, Event, TlsInfo};
+use atacama_server::server::Submitted;
 
 use crate::server::Shared;
 use crate::stream::{Stream, StreamError, TICK, timed_out};

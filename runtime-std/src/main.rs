@@ -1,5 +1,5 @@
 //! `atacama-mail-std`: the blocking build for small hosts. The command line is shared
-//! (`atacama_core::cli`); only `serve` is ours: listeners, TLS, and one thread per admitted
+//! (`atacama_server::cli`); only `serve` is ours: listeners, TLS, and one thread per admitted
 //! connection driving a core `Session`. No async runtime.
 
 mod connection;
@@ -7,7 +7,7 @@ mod semaphore;
 mod server;
 mod stream;
 
-use atacama_core::cli::{self, ServeContext};
+use atacama_server::cli::{self, ServeContext};
 
 fn main() -> std::process::ExitCode {
     cli::main("atacama-mail-std", serve)
@@ -15,6 +15,6 @@ fn main() -> std::process::ExitCode {
 
 /// Runs the thread-per-connection server until SIGTERM or SIGINT.
 fn serve(context: &ServeContext) -> Result<(), Box<dyn std::error::Error>> {
-    atacama_core::logging::init(context.log_level)?;
+    atacama_server::logger::init(context.log_level)?;
     server::Server::bind(&context.config)?.run()
 }

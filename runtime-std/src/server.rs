@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use atacama_core::config::Config;
 use atacama_core::logging;
 use atacama_core::policy::ConnectionPermit;
-use atacama_core::server::{self, AfterSignal, ServerState};
 use atacama_core::smtp::{Reply, reply};
-use atacama_core::systemd;
+use atacama_server::server::{self, AfterSignal, ServerState};
+use atacama_server::systemd;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 

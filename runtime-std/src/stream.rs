@@ -66,7 +66,7 @@ impl Stream {
             return Err(StreamError::Tls("TLS is already active".into()));
         }
         let conn = handshake(config, &mut self.tcp, timeout, abort)?;
-        let info = atacama_core::tls::tls_info(&conn);
+        let info = atacama_server::tls::tls_info(&conn);
         self.tls = Some(Box::new(conn));
         Ok(info)
     }
@@ -289,7 +289,7 @@ mod tests {
 
     /// A server config and a client config that trusts it.
     fn configs(dir: &std::path::Path) -> (Arc<ServerConfig>, Arc<rustls::ClientConfig>) {
-        let source = atacama_core::tls::TlsSource::SelfSigned {
+        let source = atacama_server::tls::TlsSource::SelfSigned {
             dir: dir.to_path_buf(),
             hostname: "mx.test".into(),
         };

@@ -9,9 +9,9 @@
 use std::hint::black_box;
 use std::time::SystemTime;
 
-use atacama_core::service::Services;
-use atacama_core::store::{NewMessage, ReceivedTrace, Store};
 use atacama_core::{markup, message};
+use atacama_server::service::Services;
+use atacama_store::{NewMessage, ReceivedTrace, Store};
 use atacama_tests::load::sample_delivery;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 

@@ -281,8 +281,11 @@ impl Server {
 
     /// The self-signed certificate the server generated in its data directory.
     pub fn cert_pem(&self) -> Vec<u8> {
-        std::fs::read(self.data_dir.join(atacama_core::tls::SELF_SIGNED_CERT_FILE))
-            .expect("the generated certificate")
+        std::fs::read(
+            self.data_dir
+                .join(atacama_server::tls::SELF_SIGNED_CERT_FILE),
+        )
+        .expect("the generated certificate")
     }
 
     /// A directory that lives as long as the server, for the test's own files.

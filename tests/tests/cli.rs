@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use atacama_core::control::ControlServer;
-use atacama_core::service::Services;
 use atacama_core::smtp::{Delivery, MessageId, TlsInfo};
-use atacama_core::store::{Store, rfc3339_utc};
+use atacama_server::control::ControlServer;
+use atacama_server::service::Services;
+use atacama_store::{Store, rfc3339_utc};
 use atacama_tests::{Binary, Run};
 use serde_json::{Value, json};
 

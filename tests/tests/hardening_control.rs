@@ -129,7 +129,7 @@ fn a_fresh_start_creates_the_data_dir_0700_with_the_generated_certificate(binary
     assert_eq!(mode_of(&server.data_dir), 0o700);
     let key = server
         .data_dir
-        .join(atacama_core::tls::SELF_SIGNED_KEY_FILE);
+        .join(atacama_server::tls::SELF_SIGNED_KEY_FILE);
     assert_eq!(mode_of(&key), 0o600);
     assert!(!server.cert_pem().is_empty());
     // The command line run first makes it the same way.
@@ -195,8 +195,8 @@ fn a_linked_journal_or_certificate_is_refused_and_its_target_untouched(binary: B
     assert_eq!(std::fs::read(&target).unwrap(), b"twelve bytes");
 
     std::fs::remove_file(&journal).unwrap();
-    let cert = setup.data.join(atacama_core::tls::SELF_SIGNED_CERT_FILE);
-    let key = setup.data.join(atacama_core::tls::SELF_SIGNED_KEY_FILE);
+    let cert = setup.data.join(atacama_server::tls::SELF_SIGNED_CERT_FILE);
+    let key = setup.data.join(atacama_server::tls::SELF_SIGNED_KEY_FILE);
     std::os::unix::fs::symlink(&target, &cert).unwrap();
     std::os::unix::fs::symlink(&target, &key).unwrap();
     let run = setup.run(binary, &["serve"], None);

@@ -60,7 +60,7 @@ fn server(binary: Binary) -> Server {
 fn cert_file(server: &Server) -> PathBuf {
     server
         .data_dir
-        .join(atacama_core::tls::SELF_SIGNED_CERT_FILE)
+        .join(atacama_server::tls::SELF_SIGNED_CERT_FILE)
 }
 
 fn json(server: &Server, args: &[&str]) -> Value {

@@ -307,10 +307,10 @@ fn sysusers_and_tmpfiles_snippets_apply_to_a_fresh_root() {
 #[test]
 fn example_config_is_accepted_by_the_daemon() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    atacama_core::tls::generate_self_signed(dir.path(), "mail.example.org").expect("a pair");
+    atacama_server::tls::generate_self_signed(dir.path(), "mail.example.org").expect("a pair");
     let example = read(&systemd_file("config.toml.example"));
-    let cert = dir.path().join(atacama_core::tls::SELF_SIGNED_CERT_FILE);
-    let key = dir.path().join(atacama_core::tls::SELF_SIGNED_KEY_FILE);
+    let cert = dir.path().join(atacama_server::tls::SELF_SIGNED_CERT_FILE);
+    let key = dir.path().join(atacama_server::tls::SELF_SIGNED_KEY_FILE);
     for line in [
         "cert = \"/etc/atacama/mail/cert.pem\"",
         "key  = \"/etc/atacama/mail/key.pem\"",

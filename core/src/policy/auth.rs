@@ -18,6 +18,7 @@
 //! Every path returns exactly one outcome, so every AUTH gets exactly one reply, and every
 //! path logs one line (`auth success …` or `auth failure … reason=…`).
 
+use std::collections::hash_map::RandomState;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -35,10 +36,11 @@ pub struct AuthGate {
 }
 
 impl AuthGate {
-    /// The gate for `limits`: its throttle, and `verifier_running + verifier_waiting` places.
-    pub fn new(limits: &ServerLimits) -> AuthGate {
+    /// The gate for `limits`: its throttle, whose fingerprints are keyed by `key` (see
+    /// [`SharedThrottle::new`]), and `verifier_running + verifier_waiting` places.
+    pub fn new(limits: &ServerLimits, key: RandomState) -> AuthGate {
         AuthGate {
-            throttle: SharedThrottle::new(limits.throttle.clone()),
+            throttle: SharedThrottle::new(limits.throttle.clone(), key),
             queue: Slots::new(
                 limits
                     .verifier_running
@@ -136,15 +138,18 @@ mod tests {
     }
 
     fn gate(running: usize, waiting: usize) -> AuthGate {
-        AuthGate::new(&ServerLimits {
-            verifier_running: running,
-            verifier_waiting: waiting,
-            throttle: ThrottleConfig {
-                max_failures: 3,
-                ..ThrottleConfig::default()
+        AuthGate::new(
+            &ServerLimits {
+                verifier_running: running,
+                verifier_waiting: waiting,
+                throttle: ThrottleConfig {
+                    max_failures: 3,
+                    ..ThrottleConfig::default()
+                },
+                ..ServerLimits::default()
             },
-            ..ServerLimits::default()
-        })
+            RandomState::new(),
+        )
     }
 
     #[test]

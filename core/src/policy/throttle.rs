@@ -230,12 +230,10 @@ impl Record {
 pub struct SharedThrottle(Arc<Mutex<AuthThrottle>>);
 
 impl SharedThrottle {
-    /// A shared record with fingerprints keyed by a fresh per-process key.
-    pub fn new(config: ThrottleConfig) -> SharedThrottle {
-        SharedThrottle(Arc::new(Mutex::new(AuthThrottle::new(
-            config,
-            RandomState::new(),
-        ))))
+    /// A shared record with fingerprints keyed by `key`: the server passes a fresh
+    /// `RandomState::new()` (OS randomness, which the core does not read).
+    pub fn new(config: ThrottleConfig, key: RandomState) -> SharedThrottle {
+        SharedThrottle(Arc::new(Mutex::new(AuthThrottle::new(config, key))))
     }
 
     /// See [`AuthThrottle::begin`]; the attempt records itself as abandoned if dropped
@@ -515,7 +513,7 @@ mod tests {
 
     #[test]
     fn shared_attempts_release_their_place_when_dropped() {
-        let shared = SharedThrottle::new(ThrottleConfig::default());
+        let shared = SharedThrottle::new(ThrottleConfig::default(), RandomState::new());
         let now = Instant::now();
         for _ in 0..20 {
             let attempt = shared.begin(IP, now).unwrap();

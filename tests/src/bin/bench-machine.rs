@@ -24,8 +24,8 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use atacama_core::service::Services;
-use atacama_core::store::Store;
+use atacama_server::service::Services;
+use atacama_store::Store;
 use atacama_tests::load::{quantile_ms, sample_delivery};
 
 const USAGE: &str = "\

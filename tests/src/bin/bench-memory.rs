@@ -268,8 +268,11 @@ impl Daemon {
 
     /// STARTTLS, then AUTH as alice.
     fn session(&self) -> Result<Client, String> {
-        let cert = std::fs::read(self.data_dir.join(atacama_core::tls::SELF_SIGNED_CERT_FILE))
-            .map_err(|e| format!("the generated certificate: {e}"))?;
+        let cert = std::fs::read(
+            self.data_dir
+                .join(atacama_server::tls::SELF_SIGNED_CERT_FILE),
+        )
+        .map_err(|e| format!("the generated certificate: {e}"))?;
         let mut c = Client::connect(self.submission).map_err(|e| format!("connect: {e}"))?;
         expect(&mut c, None, 220)?;
         expect(&mut c, Some("EHLO bench.test"), 250)?;

@@ -1,0 +1,156 @@
+//! Where the database commands go: to the running daemon over its control socket, or, when no
+//! daemon runs, to the file itself. Either way a command is a [`Request`] run by
+//! [`control::execute`], so what a command does cannot depend on who holds the file.
+//!
+//! Before either, the data directory is created `0700` or checked ([`DataDir::prepare`]), and
+//! the daemon is asked only if it runs as a user the directory trusts ([`control::connect`]).
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::CliError;
+use crate::control::{self, Answer, Bodies, Request};
+use atacama_store::data_dir::DataDir;
+use atacama_store::{IN_USE_RETRY, MessageSummary, Store, StoreError, StoredMessage, User};
+
+/// How long to wait for a file that another command line holds (for one command).
+const IN_USE_WAIT: Duration = Duration::from_secs(5);
+
+/// The store the commands run against.
+pub(super) enum Target {
+    /// No daemon runs: the file, opened by this process.
+    Local(Box<Store>),
+    /// The daemon that holds the file, asked over `DATA_DIR/control.sock`.
+    Daemon {
+        /// Its data directory.
+        data_dir: DataDir,
+    },
+}
+
+impl Target {
+    /// The daemon if one answers on the data directory's socket, else the file. A file that
+    /// another command line holds is waited for, asking for a daemon again each time.
+    pub(super) fn open(data_dir: &Path, bcrypt_cost: u32) -> Result<Target, CliError> {
+        let dir = DataDir::prepare(data_dir).map_err(|e| CliError::Failed(e.to_string()))?;
+        let deadline = Instant::now() + IN_USE_WAIT;
+        loop {
+            if control::connect(&dir)
+                .map_err(|e| CliError::Failed(e.to_string()))?
+                .is_some()
+            {
+                return Ok(Target::Daemon { data_dir: dir });
+            }
+            match Store::open_in(data_dir, bcrypt_cost) {
+                Ok(store) => {
+                    if store.recovered() > 0 {
+                        // The command line keeps no log: say it here, once, to whoever ran it.
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "recovered {} messages from the journal: the server had not stopped \
+                             cleanly",
+                            store.recovered()
+                        );
+                    }
+                    return Ok(Target::Local(Box::new(store)));
+                }
+                Err(StoreError::InUse(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(IN_USE_RETRY);
+                }
+                Err(error @ StoreError::InUse(_)) => {
+                    return Err(CliError::Failed(format!(
+                        "{error}, and no server answers on {}",
+                        data_dir.join(control::CONTROL_SOCKET).display()
+                    )));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    fn call(&self, request: &Request) -> Result<Answer, CliError> {
+        match self {
+            Target::Local(store) => Ok(control::execute(store, request, SystemTime::now())?),
+            Target::Daemon { data_dir } => {
+                let socket = data_dir.path().join(control::CONTROL_SOCKET);
+                let failed = |e: control::ControlError| CliError::Failed(e.to_string());
+                let stream = control::connect(data_dir).map_err(failed)?.ok_or_else(|| {
+                    CliError::Failed(format!(
+                        "the server stopped answering on {} during the command",
+                        socket.display()
+                    ))
+                })?;
+                Ok(control::call(&socket, stream, request).map_err(failed)??)
+            }
+        }
+    }
+
+    pub(super) fn user(&self, name: &str) -> Result<User, CliError> {
+        let request = Request::User { name: name.into() };
+        match self.call(&request)? {
+            Answer::User(user) => Ok(user),
+            other => Err(unexpected(&request, &other)),
+        }
+    }
+
+    pub(super) fn users(&self) -> Result<Vec<User>, CliError> {
+        match self.call(&Request::Users)? {
+            Answer::Users(users) => Ok(users),
+            other => Err(unexpected(&Request::Users, &other)),
+        }
+    }
+
+    pub(super) fn messages(
+        &self,
+        user: Option<String>,
+        limit: Option<usize>,
+    ) -> Result<Vec<MessageSummary>, CliError> {
+        let request = Request::Messages { user, limit };
+        match self.call(&request)? {
+            Answer::Messages(messages) => Ok(messages),
+            other => Err(unexpected(&request, &other)),
+        }
+    }
+
+    /// Message `id`, with only the `bodies` the command prints: each is as large as the
+    /// message, or larger.
+    pub(super) fn message(&self, id: u64, bodies: Bodies) -> Result<StoredMessage, CliError> {
+        let request = Request::Message { id, bodies };
+        match self.call(&request)? {
+            Answer::Message(message) => Ok(*message),
+            other => Err(unexpected(&request, &other)),
+        }
+    }
+
+    pub(super) fn raw_message(&self, id: u64) -> Result<Vec<u8>, CliError> {
+        let request = Request::RawMessage { id };
+        match self.call(&request)? {
+            Answer::Raw(bytes) => Ok(bytes),
+            other => Err(unexpected(&request, &other)),
+        }
+    }
+
+    /// A request that changes something and returns nothing.
+    pub(super) fn change(&self, request: &Request) -> Result<(), CliError> {
+        match self.call(request)? {
+            Answer::Done => Ok(()),
+            other => Err(unexpected(request, &other)),
+        }
+    }
+}
+
+/// An answer of the wrong kind: a daemon of another version, most likely.
+fn unexpected(request: &Request, answer: &Answer) -> CliError {
+    let kind = match answer {
+        Answer::Done => "done",
+        Answer::User(_) => "a user",
+        Answer::Users(_) => "users",
+        Answer::Messages(_) => "messages",
+        Answer::Message(_) => "a message",
+        Answer::Raw(_) => "message bytes",
+    };
+    CliError::Failed(format!(
+        "the server answered {} with {kind}",
+        request.describe()
+    ))
+}
