@@ -1,5 +1,5 @@
 //! Listeners, the accept loops, signals and the shutdown sequence: the life of a server as
-//! `core::server` lays it out, on a smol executor.
+//! `atacama_server::server` lays it out, on a smol executor.
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;

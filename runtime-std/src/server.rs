@@ -1,5 +1,5 @@
 //! Listeners, one accept thread each, one thread per admitted connection, signals and the
-//! shutdown sequence: the life of a server as `core::server` lays it out, on threads.
+//! shutdown sequence: the life of a server as `atacama_server::server` lays it out, on threads.
 //!
 //! Threads are bounded by the connection gate: a thread is started only for a connection
 //! the gate admitted, and a refused one gets its `421` from the accept thread (or, on the

@@ -205,7 +205,7 @@ fn service_runs_unprivileged_sandboxed_and_reloads_on_sighup() {
 
 /// `FileDescriptorName=` names every socket of its unit, so one unit with both ports would
 /// hand the daemon two sockets called `submissions`: implicit TLS on 587. One unit per port,
-/// named as `core::systemd::activated_listeners` expects, both passed to the service.
+/// named as `atacama_server::systemd::activated_listeners` expects, both passed to the service.
 #[test]
 fn each_socket_unit_passes_one_port_under_the_name_the_daemon_expects() {
     let expected = BTreeMap::from([
