@@ -428,7 +428,7 @@ fn messages_list_and_show_beside_a_live_daemon() {
                     "user": m.user,
                     "mail_from": m.mail_from,
                     "rcpt_to": ["bob@example.test", "carol@example.test"],
-                    "subject": m.subject,
+                    "subject": m.headers.subject,
                     "size": m.size,
                     "parent_id": null,
                 })
@@ -503,11 +503,11 @@ fn messages_list_and_show_beside_a_live_daemon() {
         let m = store.message(MessageId(1)).unwrap();
         let mut expected = list[2].clone();
         for (key, value) in [
-            ("message_id", json!(m.message_id)),
-            ("in_reply_to", json!(m.in_reply_to)),
-            ("from", json!(m.from)),
-            ("to", json!(m.to)),
-            ("date", json!(m.date)),
+            ("message_id", json!(m.headers.message_id)),
+            ("in_reply_to", json!(m.headers.in_reply_to)),
+            ("from", json!(m.headers.from)),
+            ("to", json!(m.headers.to)),
+            ("date", json!(m.headers.date)),
             ("text", json!(m.text)),
             ("html", json!(m.html)),
             ("attachments", json!([])),

@@ -17,7 +17,7 @@ use super::schema::{
 use super::trace::{ReceivedTrace, unix_seconds};
 use super::{Delivering, Store, StoreError};
 use atacama_core::logging;
-use atacama_core::message::{Attachment, ParsedMessage};
+use atacama_core::message::{Attachment, Headers, ParsedMessage};
 use atacama_core::smtp::MessageId;
 
 /// A message to store: envelope, trace facts, processed fields and the data as received.
@@ -124,18 +124,9 @@ pub struct StoredMessage {
     pub mail_from: String,
     /// The forward-paths.
     pub rcpt_to: Vec<String>,
-    /// `Subject:`, decoded.
-    pub subject: Option<String>,
-    /// `From:`.
-    pub from: Option<String>,
-    /// `To:`.
-    pub to: Option<String>,
-    /// `Date:` as RFC 3339.
-    pub date: Option<String>,
-    /// `Message-ID:` without angle brackets.
-    pub message_id: Option<String>,
-    /// `In-Reply-To:` without angle brackets.
-    pub in_reply_to: Option<String>,
+    /// Subject, From, To, Date, Message-ID and In-Reply-To, as parsed.
+    #[serde(flatten)]
+    pub headers: Headers,
     /// The text body that was rendered.
     pub text: String,
     /// The rendered HTML.
@@ -484,7 +475,7 @@ fn insert_one(
 
     let parsed = &message.parsed;
     // Look the parent up before indexing this message, so a message never parents itself.
-    let parent_id = match parsed.in_reply_to.as_deref() {
+    let parent_id = match parsed.headers.in_reply_to.as_deref() {
         Some(parent) => tables.by_message_id.get(parent)?.map(|v| v.value()),
         None => None,
     };
@@ -494,12 +485,7 @@ fn insert_one(
         user: message.user.clone(),
         mail_from: message.mail_from.clone(),
         rcpt_to: message.rcpt_to.clone(),
-        subject: parsed.subject.clone(),
-        from: parsed.from.clone(),
-        to: parsed.to.clone(),
-        date: parsed.date.clone(),
-        message_id: parsed.message_id.clone(),
-        in_reply_to: parsed.in_reply_to.clone(),
+        headers: parsed.headers.clone(),
         text: String::new(),
         html: String::new(),
         attachments: parsed.attachments.clone(),
@@ -509,7 +495,7 @@ fn insert_one(
         parent_id,
     };
     let envelope = encode(&envelope)?;
-    let message_id = parsed.message_id.clone().filter(|m| !m.is_empty());
+    let message_id = parsed.headers.message_id.clone().filter(|m| !m.is_empty());
     let PackedMessage { user, body, .. } = message;
     let mut value = value_head(&envelope, header.as_bytes())?;
     let value = match body {
@@ -611,12 +597,7 @@ fn stored(id: MessageId, mut r: MessageRecord) -> StoredMessage {
         user: r.user,
         mail_from: r.mail_from,
         rcpt_to: r.rcpt_to,
-        subject: r.subject,
-        from: r.from,
-        to: r.to,
-        date: r.date,
-        message_id: r.message_id,
-        in_reply_to: r.in_reply_to,
+        headers: r.headers,
         text: r.text,
         html: r.html,
         attachments: r.attachments,
@@ -633,7 +614,7 @@ fn summary(id: MessageId, r: MessageRecord) -> MessageSummary {
         user: r.user,
         mail_from: r.mail_from,
         rcpt_to: r.rcpt_to,
-        subject: r.subject,
+        subject: r.headers.subject,
         size: r.size,
         parent_id: r.parent_id.map(MessageId),
     }

@@ -8,6 +8,7 @@ use super::testing::new_message;
 use super::users::{dummy_hash, tests::take_verified};
 use super::*;
 
+use atacama_core::message::Headers;
 use atacama_core::smtp::MessageId;
 
 const COST: u32 = 4;
@@ -46,12 +47,14 @@ fn message_round_trips_with_every_field() {
         user: "alice".into(),
         mail_from: "alice@example.test".into(),
         rcpt_to: new.rcpt_to.clone(),
-        subject: Some("Hello".into()),
-        from: Some("alice@example.test".into()),
-        to: Some("bob@example.test".into()),
-        date: Some("2026-03-03T14:05:00Z".into()),
-        message_id: Some("one@example.test".into()),
-        in_reply_to: None,
+        headers: Headers {
+            subject: Some("Hello".into()),
+            from: Some("alice@example.test".into()),
+            to: Some("bob@example.test".into()),
+            date: Some("2026-03-03T14:05:00Z".into()),
+            message_id: Some("one@example.test".into()),
+            in_reply_to: None,
+        },
         text: "Hi *there*".into(),
         html: "<p>Hi <b>there</b></p>".into(),
         attachments: new.parsed.attachments.clone(),
@@ -448,12 +451,7 @@ fn a_schema_1_file_is_read_and_upgraded_in_place() {
         user: old.user.clone(),
         mail_from: old.mail_from.clone(),
         rcpt_to: old.rcpt_to.clone(),
-        subject: old.parsed.subject.clone(),
-        from: old.parsed.from.clone(),
-        to: old.parsed.to.clone(),
-        date: old.parsed.date.clone(),
-        message_id: old.parsed.message_id.clone(),
-        in_reply_to: None,
+        headers: old.parsed.headers.clone(),
         text: old.parsed.text.clone(),
         html: old.html.clone(),
         attachments: old.parsed.attachments.clone(),
@@ -498,6 +496,42 @@ fn a_schema_1_file_is_read_and_upgraded_in_place() {
         .map(|m| m.id.0)
         .collect();
     assert_eq!(listed, [2, 1]);
+}
+
+/// The JSON of a message record, byte for byte as every schema has written it: the header
+/// fields sit among the others under their own names, so old records read and new ones are
+/// written the same way.
+#[test]
+fn a_message_record_keeps_its_json_format() {
+    let json = concat!(
+        r#"{"received_at":1772546709,"user":"alice","mail_from":"alice@example.test","#,
+        r#""rcpt_to":["bob@example.test"],"subject":"Hello","from":"Alice <alice@example.test>","#,
+        r#""to":"bob@example.test","date":"2026-03-03T14:05:00Z","message_id":"one@example.test","#,
+        r#""in_reply_to":null,"text":"Hi","html":"<p>Hi</p>","#,
+        r#""attachments":[{"name":null,"media_type":"image/png","size":3}],"#,
+        r#""problem":"first; second","size":120,"parent_id":7}"#
+    );
+    let record: schema::MessageRecord = schema::decode(json.as_bytes(), "message").unwrap();
+    assert_eq!(
+        record.headers,
+        Headers {
+            subject: Some("Hello".into()),
+            from: Some("Alice <alice@example.test>".into()),
+            to: Some("bob@example.test".into()),
+            date: Some("2026-03-03T14:05:00Z".into()),
+            message_id: Some("one@example.test".into()),
+            in_reply_to: None,
+        }
+    );
+    assert_eq!(
+        (record.size, record.parent_id, record.problem.as_deref()),
+        (120, Some(7), Some("first; second"))
+    );
+    assert_eq!(schema::encode(&record).unwrap(), json.as_bytes());
+    // A record from before `problems` and without optional fields still reads.
+    let sparse = r#"{"received_at":1,"user":"a","mail_from":"","rcpt_to":[],"attachments":[],"size":0,"parent_id":null}"#;
+    let record: schema::MessageRecord = schema::decode(sparse.as_bytes(), "message").unwrap();
+    assert_eq!(record.headers, Headers::default());
 }
 
 #[test]

@@ -278,7 +278,14 @@ fn a_message_crosses_the_socket_with_only_the_bodies_asked_for() {
         assert_eq!(got.text.is_empty(), !text);
         assert_eq!(got.html.is_empty(), !html);
         // Everything else is there, whatever the bodies.
-        let fields = |m: &StoredMessage| (m.id, m.subject.clone(), m.size, m.attachments.clone());
+        let fields = |m: &StoredMessage| {
+            (
+                m.id,
+                m.headers.subject.clone(),
+                m.size,
+                m.attachments.clone(),
+            )
+        };
         assert_eq!(fields(&got), fields(&stored));
     }
     // The fields alone are small: the 160 KB of bodies are not on the wire.
