@@ -701,9 +701,11 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
 }
 
 /// User plus system CPU time of this process.
+#[allow(unsafe_code)] // getrusage has no safe wrapper in std
 fn cpu_time() -> Duration {
-    // SAFETY: getrusage only writes into the struct we pass.
+    // SAFETY: rusage is plain data; all zero is a valid value of it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes into the struct we pass, a live local.
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
         return Duration::ZERO;
     }

@@ -307,6 +307,7 @@ impl Drop for Server {
 /// A command that runs `program` the way systemd runs a socket-activated service: the two
 /// listeners as fds 3 and 4, `LISTEN_FDS=2`, `LISTEN_FDNAMES=submission:submissions`, and
 /// `LISTEN_PID` set to the program's own pid (`sh` sets it to `$$`, then `exec`s in place).
+#[allow(unsafe_code)] // pre_exec: the descriptors are moved between fork and exec
 fn activation_command(program: &Path, plain: &TcpListener, tls: &TcpListener) -> Command {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;

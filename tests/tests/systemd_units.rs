@@ -275,8 +275,7 @@ fn sysusers_and_tmpfiles_snippets_apply_to_a_fresh_root() {
     );
 
     // tmpfiles chowns, which only root can do (CI runs as root).
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if atacama_store::data_dir::euid() != 0 {
         eprintln!("not root: the tmpfiles.d snippet is not applied (CI runs it as root)");
         return;
     }

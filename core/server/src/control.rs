@@ -383,6 +383,7 @@ pub(crate) fn read_frame(stream: &mut impl Read, max: u32) -> io::Result<Vec<u8>
 /// The uid of the process at the other end: for the daemon, the client's at `connect`; for
 /// the command line, the daemon's at `listen`.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // getsockopt(SO_PEERCRED) has no safe wrapper in std
 pub(crate) fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
     use std::os::fd::AsRawFd;
     let mut credentials = libc::ucred {

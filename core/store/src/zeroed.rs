@@ -307,6 +307,7 @@ fn write_zeros(_file: &File, _start: u64, _stop: u64) -> io::Result<()> {
 
 /// Where the file's last data extent ends: its length where holes are not reported.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // lseek(SEEK_DATA/SEEK_HOLE) has no safe wrapper in std
 fn end_of_data(file: &File) -> io::Result<u64> {
     use std::os::fd::AsRawFd;
     let len = file.metadata()?.len();
