@@ -122,6 +122,16 @@ fn json_of(run: &Run) -> Value {
     serde_json::from_slice(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"))
 }
 
+/// The ids `messages list --json` printed, in order.
+fn listed_ids(run: &Run) -> Vec<u64> {
+    json_of(run)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect()
+}
+
 #[test]
 fn help_at_every_level_exits_zero() {
     for bin in Binary::ALL {
@@ -437,14 +447,7 @@ fn messages_list_and_show_beside_a_live_daemon() {
         assert_eq!(list, Value::Array(expected));
         assert_eq!(list[2]["received_at"], "2026-03-03T14:05:09Z");
 
-        let ids = |run: Run| -> Vec<u64> {
-            json_of(&run)
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m["id"].as_u64().unwrap())
-                .collect()
-        };
+        let ids = |run: Run| listed_ids(&run);
         assert_eq!(
             ids(env.run(
                 bin,
@@ -617,14 +620,7 @@ fn messages_list_pages_through_the_daemon_and_on_the_file() {
         assert!(all.stderr.is_empty() && alice.stderr.is_empty(), "{all:?}");
 
         // With --json, stdout stays one JSON array and the hint goes to stderr.
-        let ids = |run: &Run| -> Vec<u64> {
-            json_of(run)
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m["id"].as_u64().unwrap())
-                .collect()
-        };
+        let ids = listed_ids;
         assert_eq!(ids(json_two), [9, 8]);
         assert_eq!(
             json_two.stderr,
