@@ -75,7 +75,7 @@ use redb::{Builder, ConcurrencyMode, Database};
 use atacama_core::logging::{self, Repeats};
 use recovery::Asker;
 
-pub use messages::{MessageSummary, NewMessage, PackedMessage, StoredMessage};
+pub use messages::{MessagePage, MessageSummary, NewMessage, PackedMessage, StoredMessage};
 pub use packed::BodyWriter;
 pub use recovery::{GIVE_UP_AFTER, Health, REOPEN_EVERY, REOPEN_ROOM};
 pub use schema::SCHEMA_VERSION;
