@@ -116,9 +116,10 @@ impl Server {
             (None, None)
         };
         let (listen_plain, listen_tls) = configured.unwrap_or((submission, submissions));
+        // One key takes an address, the other a list: both forms work in both binaries.
         let mut text = format!(
             "hostname = \"mail.example.test\"\ndata_dir = {:?}\n\n[listen]\n\
-             submission = [\"{listen_plain}\"]\nsubmissions = [\"{listen_tls}\"]\n\n\
+             submission = \"{listen_plain}\"\nsubmissions = [\"{listen_tls}\"]\n\n\
              [auth]\n",
             data_dir.display().to_string()
         );

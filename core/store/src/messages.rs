@@ -1,5 +1,6 @@
 //! Messages: durable inserts (one or a batch per transaction), threading, and reads.
 
+use std::ops::Bound;
 use std::time::{Instant, SystemTime};
 
 use redb::{
@@ -142,6 +143,15 @@ pub struct StoredMessage {
     pub parent_id: Option<MessageId>,
 }
 
+/// One page of `messages list` ([`Store::messages_page`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MessagePage {
+    /// The messages, newest first.
+    pub messages: Vec<MessageSummary>,
+    /// Whether older messages match too: they are the page `before` the last id here.
+    pub more: bool,
+}
+
 /// The fields `messages list` shows.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MessageSummary {
@@ -265,35 +275,55 @@ impl Store {
         limit: Option<usize>,
     ) -> Result<Vec<MessageSummary>, StoreError> {
         let limit = limit.unwrap_or(usize::MAX);
+        Ok(self.messages_page(user, None, limit)?.messages)
+    }
+
+    /// One page of the list: messages newest first, optionally only `user`'s, only those
+    /// whose id is below `before`, at most `limit` of them; and whether older ones match too
+    /// (the next page is `before` the last id of this one). It reads at most `limit + 1`
+    /// entries of an index, never the whole table.
+    pub fn messages_page(
+        &self,
+        user: Option<&str>,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<MessagePage, StoreError> {
+        // One more than asked for, to learn whether there are more.
+        let wanted = limit.saturating_add(1);
+        let below = before.map_or(Bound::Unbounded, |id| Bound::Excluded(id.0));
         self.with_recovered_db(|db| {
             let tx = db.begin_read()?;
             let table = tx.open_table(MESSAGES)?;
-            let ids: Vec<u64> = match user {
+            let mut ids: Vec<u64> = Vec::new();
+            match user {
                 Some(user) => {
                     let by_user = tx.open_table(BY_USER)?;
-                    let range = by_user.range((user, 0)..=(user, u64::MAX))?;
-                    let mut ids = Vec::new();
-                    for entry in range.rev().take(limit) {
+                    let upper = match below {
+                        Bound::Excluded(id) => Bound::Excluded((user, id)),
+                        _ => Bound::Included((user, u64::MAX)),
+                    };
+                    let range = by_user.range((Bound::Included((user, 0)), upper))?;
+                    for entry in range.rev().take(wanted) {
                         ids.push(entry?.0.value().1);
                     }
-                    ids
                 }
                 None => {
-                    let mut ids = Vec::new();
-                    for entry in table.iter()?.rev().take(limit) {
+                    let range = table.range::<u64>((Bound::Unbounded, below))?;
+                    for entry in range.rev().take(wanted) {
                         ids.push(entry?.0.value());
                     }
-                    ids
                 }
             };
-            let mut summaries = Vec::with_capacity(ids.len());
+            let more = ids.len() > limit;
+            ids.truncate(limit);
+            let mut messages = Vec::with_capacity(ids.len());
             for id in ids {
                 let value = table.get(id)?.ok_or(StoreError::Corrupt(format!(
                     "index names message {id}, which is missing"
                 )))?;
-                summaries.push(summary(MessageId(id), envelope(value.value())?));
+                messages.push(summary(MessageId(id), envelope(value.value())?));
             }
-            Ok(summaries)
+            Ok(MessagePage { messages, more })
         })
     }
 }

@@ -333,6 +333,43 @@ fn list_is_newest_first_filtered_by_user_and_limited() {
 }
 
 #[test]
+fn a_page_is_the_newest_messages_below_before_and_says_whether_there_are_more() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    for user in ["alice", "bob", "alice", "alice", "bob", "ali"] {
+        store
+            .insert_message(&new_message(user, None, None))
+            .unwrap();
+    }
+    let page = |user: Option<&str>, before: Option<u64>, limit: usize| {
+        let page = store
+            .messages_page(user, before.map(MessageId), limit)
+            .unwrap();
+        let ids: Vec<u64> = page.messages.iter().map(|m| m.id.0).collect();
+        (ids, page.more)
+    };
+    assert_eq!(page(None, None, 2), (vec![6, 5], true));
+    assert_eq!(page(None, Some(5), 2), (vec![4, 3], true));
+    assert_eq!(page(None, Some(3), 2), (vec![2, 1], false));
+    assert_eq!(page(None, Some(1), 2), (vec![], false));
+    assert_eq!(page(None, None, 6), (vec![6, 5, 4, 3, 2, 1], false));
+    assert_eq!(page(None, None, usize::MAX).0.len(), 6);
+    assert_eq!(page(None, Some(100), 1), (vec![6], true));
+    assert_eq!(page(None, None, 0), (vec![], true));
+    // By user: the index range stops at the user's name and at `before`.
+    assert_eq!(page(Some("alice"), None, 2), (vec![4, 3], true));
+    assert_eq!(page(Some("alice"), Some(3), 2), (vec![1], false));
+    assert_eq!(page(Some("alice"), Some(4), 1), (vec![3], true));
+    assert_eq!(page(Some("ali"), None, 5), (vec![6], false));
+    assert_eq!(page(Some("ali"), Some(6), 5), (vec![], false));
+    assert_eq!(page(Some("nobody"), Some(3), 5), (vec![], false));
+    let t = temp_db();
+    let empty = Store::open(&t.path, COST).unwrap();
+    let nothing = empty.messages_page(None, None, 50).unwrap();
+    assert_eq!((nothing.messages.len(), nothing.more), (0, false));
+}
+
+#[test]
 fn missing_message_is_named() {
     let t = temp_db();
     let store = Store::open(&t.path, COST).unwrap();
