@@ -24,9 +24,6 @@ use crate::connection;
 use crate::semaphore::Semaphore;
 use crate::sockets::Sockets;
 
-/// How often the watchdog thread looks whether the server stops, between its pings.
-const WATCHDOG_TICK: Duration = Duration::from_millis(100);
-
 /// What every connection shares.
 pub struct Shared {
     /// What both runtimes share: store, limits, certificate, gate, throttle.
@@ -117,17 +114,23 @@ impl Server {
             listening.push((address, implicit_tls));
         }
         server::ready(&listening);
+        let mut watchdog_thread = None;
         if let Some(interval) = systemd::watchdog_interval() {
             let shared = Arc::clone(&shared);
-            thread::Builder::new()
+            let started = thread::Builder::new()
                 .name("watchdog".into())
                 .spawn(move || watchdog(&shared, interval))?;
+            watchdog_thread = Some(started);
         }
         // A store that failed for good ends the wait as a stop signal would.
         let handle = signals.handle();
         shared.state.when_store_fails(move || handle.close());
         wait_for_stop(&mut signals, &shared.state);
         shared.stop();
+        if let Some(watchdog) = &watchdog_thread {
+            // So that it lets go of the state now rather than at its next ping.
+            watchdog.thread().unpark();
+        }
         // Each accept thread sees the flag once its accept returns; it then drops the
         // listener, so new connections are refused.
         for &(address, _) in &listening {
@@ -165,15 +168,18 @@ fn wait_for_stop(signals: &mut Signals, state: &ServerState) {
 /// Tells systemd the server is alive every `interval`, until it stops or its store fails for
 /// good. The accept and connection threads block on their sockets and cannot ping, and there
 /// is no executor to get stuck: a thread of its own pings.
+/// A store that fails for good stops the server too, and so this thread.
 fn watchdog(shared: &Shared, interval: Duration) {
-    let mut next = Instant::now();
     while !shared.is_stopping() && !shared.state.store_failed() {
-        if Instant::now() >= next {
-            systemd::watchdog();
-            next = Instant::now() + interval;
+        systemd::watchdog();
+        let next = Instant::now() + interval;
+        // Parked until the next ping, or until the stop unparks it; a spurious wake-up loops.
+        while let Some(left) = next.checked_duration_since(Instant::now())
+            && !left.is_zero()
+            && !shared.is_stopping()
+        {
+            thread::park_timeout(left);
         }
-        // A stop is seen within a tick, so that this thread lets go of the state in time.
-        thread::sleep(WATCHDOG_TICK.min(interval));
     }
 }
 
