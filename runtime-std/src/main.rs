@@ -5,6 +5,7 @@
 mod connection;
 mod semaphore;
 mod server;
+mod sockets;
 mod stream;
 
 use atacama_server::cli::{self, ServeContext};

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::stream::TICK;
+/// How long one wait for a free place lasts at most, so that the abort is seen this soon
+/// (only while an AUTH waits for a verifier, never on an idle connection).
+const TICK: Duration = Duration::from_millis(100);
 
 /// `permits` places; a thread waits for one, at most for a given time.
 #[derive(Debug)]

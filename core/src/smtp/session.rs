@@ -327,6 +327,12 @@ impl Session {
         self.delivered
     }
 
+    /// Whether the session waits for a command outside a mail transaction, where a stop
+    /// ([`Session::shutdown`]) closes it at once rather than after the transaction.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Command | Phase::Sasl(_)) && self.transaction.is_none()
+    }
+
     /// Whether [`Event::Close`] has been issued.
     pub fn is_closed(&self) -> bool {
         matches!(self.phase, Phase::Closed)
