@@ -726,6 +726,7 @@ fn cpu_time() -> Duration {
 
 /// User plus system CPU time of a process and all its descendants (every thread's), from
 /// /proc: in clock ticks, 10 ms each on Linux.
+#[allow(unsafe_code)] // sysconf has no safe wrapper in std
 pub fn cpu_time_of(pid: u32) -> Option<Duration> {
     // SAFETY: sysconf reads a constant of the system.
     let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
