@@ -109,7 +109,12 @@ pub fn run(program: &str, args: Vec<OsString>, serve: ServeFn) -> Result<(), Cli
     };
     let open_store = || -> Result<target::Target, CliError> {
         let config = load_config()?;
-        target::Target::open(&config.data_dir, config.auth.bcrypt_cost)
+        let channels = config.channels()?;
+        target::Target::open(
+            &config.data_dir,
+            config.auth.bcrypt_cost,
+            channels.default_channel(),
+        )
     };
     match command {
         Command::Help(text) => output::write_stdout(text.as_bytes()),

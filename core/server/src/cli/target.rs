@@ -30,8 +30,13 @@ pub(super) enum Target {
 
 impl Target {
     /// The daemon if one answers on the data directory's socket, else the file. A file that
-    /// another command line holds is waited for, asking for a daemon again each time.
-    pub(super) fn open(data_dir: &Path, bcrypt_cost: u32) -> Result<Target, CliError> {
+    /// another command line holds is waited for, asking for a daemon again each time. A file
+    /// from before channels gives its messages `default_channel` (`channels.default`).
+    pub(super) fn open(
+        data_dir: &Path,
+        bcrypt_cost: u32,
+        default_channel: &str,
+    ) -> Result<Target, CliError> {
         let dir = DataDir::prepare(data_dir).map_err(|e| CliError::Failed(e.to_string()))?;
         let deadline = Instant::now() + IN_USE_WAIT;
         loop {
@@ -41,7 +46,7 @@ impl Target {
             {
                 return Ok(Target::Daemon { data_dir: dir });
             }
-            match Store::open_in(data_dir, bcrypt_cost) {
+            match Store::open_in_with_channel(data_dir, bcrypt_cost, default_channel) {
                 Ok(store) => {
                     if store.recovered() > 0 {
                         // The command line keeps no log: say it here, once, to whoever ran it.
