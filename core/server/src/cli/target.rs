@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::CliError;
 use crate::control::{self, Answer, Bodies, Request};
 use atacama_store::data_dir::DataDir;
-use atacama_store::{IN_USE_RETRY, MessagePage, Store, StoreError, StoredMessage, User};
+use atacama_store::{IN_USE_RETRY, MessagePage, Store, StoreError, StoredMessage, Token, User};
 
 /// How long to wait for a file that another command line holds (for one command).
 const IN_USE_WAIT: Duration = Duration::from_secs(5);
@@ -141,6 +141,22 @@ impl Target {
         }
     }
 
+    /// A new read token named `name`, returned once ([`atacama_store::Store::add_token`]).
+    pub(super) fn add_token(&self, name: &str) -> Result<String, CliError> {
+        let request = Request::AddToken { name: name.into() };
+        match self.call(&request)? {
+            Answer::Token(token) => Ok(token.0),
+            other => Err(unexpected(&request, &other)),
+        }
+    }
+
+    pub(super) fn tokens(&self) -> Result<Vec<Token>, CliError> {
+        match self.call(&Request::Tokens)? {
+            Answer::Tokens(tokens) => Ok(tokens),
+            other => Err(unexpected(&Request::Tokens, &other)),
+        }
+    }
+
     /// A request that changes something and returns nothing.
     pub(super) fn change(&self, request: &Request) -> Result<(), CliError> {
         match self.call(request)? {
@@ -159,6 +175,8 @@ fn unexpected(request: &Request, answer: &Answer) -> CliError {
         Answer::Messages(_) => "messages",
         Answer::Message(_) => "a message",
         Answer::Raw(_) => "message bytes",
+        Answer::Token(_) => "a token",
+        Answer::Tokens(_) => "tokens",
     };
     CliError::Failed(format!(
         "the server answered {} with {kind}",
