@@ -168,7 +168,8 @@ impl Channels {
             .iter()
             .find_map(|recipient| {
                 let (first, rest) = candidates(recipient.as_ref());
-                self.get(first).or_else(|| rest.and_then(|rest| self.get(rest)))
+                self.get(first)
+                    .or_else(|| rest.and_then(|rest| self.get(rest)))
             })
             .unwrap_or(&self.default)
     }
@@ -245,7 +246,10 @@ mod tests {
         assert_eq!(refused(None, &[], &["x"]).key, "channels.default");
         assert_eq!(refused(None, &["Upper"], &[]).key, "channels.public");
         assert_eq!(refused(None, &[""], &[]).key, "channels.public");
-        assert_eq!(refused(None, &["a".repeat(33).as_str()], &[]).key, "channels.public");
+        assert_eq!(
+            refused(None, &["a".repeat(33).as_str()], &[]).key,
+            "channels.public"
+        );
         assert_eq!(refused(None, &["a"], &["b_c"]).key, "channels.private");
         let both = refused(None, &["a"], &["a"]);
         assert_eq!(both.key, "channels.private");

@@ -28,8 +28,10 @@ pub const DEFAULT_MIN_FREE_SPACE_MB: u64 = 64;
 pub const MAX_MIN_FREE_SPACE_MB: u64 = 1 << 20;
 
 /// The web side's default address, `http.listen`.
-pub const DEFAULT_HTTP_LISTEN: SocketAddr =
-    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 2580));
+pub const DEFAULT_HTTP_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    2580,
+));
 
 /// The longest `http.public_url`, in bytes.
 pub const MAX_PUBLIC_URL: usize = 2048;
@@ -533,7 +535,9 @@ pub fn normalise_public_url(url: &str) -> Result<String, String> {
         .ok_or_else(|| format!("{url:?} is not an absolute http:// or https:// URL"))?;
     let scheme = scheme.to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
-        return Err(format!("{url:?} is not an absolute http:// or https:// URL"));
+        return Err(format!(
+            "{url:?} is not an absolute http:// or https:// URL"
+        ));
     }
     if rest.contains(['?', '#']) {
         return Err(format!("{url:?} must not have a query or fragment"));
@@ -541,7 +545,9 @@ pub fn normalise_public_url(url: &str) -> Result<String, String> {
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let host_ok = |b: u8| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b);
     if host.is_empty() || !host.bytes().all(host_ok) {
-        return Err(format!("{url:?} needs a host name or address, without user"));
+        return Err(format!(
+            "{url:?} needs a host name or address, without user"
+        ));
     }
     // RFC 3986 pchar and '/': what may stand in a link unescaped.
     let path_ok = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@%/".contains(&b);

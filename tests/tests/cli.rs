@@ -424,7 +424,10 @@ fn token_lifecycle_through_every_subcommand() {
         assert_ne!(first, second);
         assert!(store.token_valid(&second).unwrap());
 
-        let list = env.run(bin, &["token", "list"], None).success().stdout_text();
+        let list = env
+            .run(bin, &["token", "list"], None)
+            .success()
+            .stdout_text();
         let lines: Vec<&str> = list.lines().collect();
         assert_eq!(lines.len(), 3, "{list}");
         assert!(lines[0].starts_with("NAME"), "{list}");

@@ -302,8 +302,11 @@ fn the_web_keys_are_read() {
     assert_eq!(channels.private(), ["family"]);
     let off = Config::parse("[http]\nlisten = []", HOST).unwrap();
     assert!(off.http.listen.is_empty());
-    let named = Config::parse("[channels]\ndefault = \"family\"\nprivate = [\"family\"]", HOST)
-        .unwrap();
+    let named = Config::parse(
+        "[channels]\ndefault = \"family\"\nprivate = [\"family\"]",
+        HOST,
+    )
+    .unwrap();
     assert_eq!(named.channels().unwrap().default_channel(), "family");
 }
 
@@ -312,7 +315,10 @@ fn the_public_url_is_normalised() {
     for (given, held) in [
         ("https://blog.example.org", "https://blog.example.org"),
         ("https://blog.example.org/", "https://blog.example.org"),
-        ("HTTPS://blog.example.org/atacama//", "https://blog.example.org/atacama"),
+        (
+            "HTTPS://blog.example.org/atacama//",
+            "https://blog.example.org/atacama",
+        ),
         ("http://127.0.0.1:2580/a/b", "http://127.0.0.1:2580/a/b"),
     ] {
         let text = format!("[http]\npublic_url = \"{given}\"");

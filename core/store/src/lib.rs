@@ -79,12 +79,12 @@ use atacama_core::logging::{self, Repeats};
 use recovery::Asker;
 
 pub use messages::{MessagePage, MessageSummary, NewMessage, PackedMessage, StoredMessage};
-pub use reads::{Chain, MAX_CHAIN_DEPTH, MAX_CHAIN_REPLIES, MAX_PAGE, Page};
-pub use tokens::{MAX_TOKEN_NAME_BYTES, TOKEN_BYTES, Token, validate_token_name};
 pub use packed::BodyWriter;
+pub use reads::{Chain, MAX_CHAIN_DEPTH, MAX_CHAIN_REPLIES, MAX_PAGE, Page};
 pub use recovery::{GIVE_UP_AFTER, Health, REOPEN_EVERY, REOPEN_ROOM};
 pub use schema::SCHEMA_VERSION;
 pub use space::free_bytes;
+pub use tokens::{MAX_TOKEN_NAME_BYTES, TOKEN_BYTES, Token, validate_token_name};
 pub use trace::{ReceivedTrace, rfc3339_utc, rfc5322_date, unix_seconds};
 pub use users::{MAX_PASSWORD_BYTES, MAX_USER_NAME_BYTES, User, validate_user_name};
 
@@ -594,9 +594,8 @@ impl Store {
         let records = delivering.journal.records().map_err(|e| {
             StoreError::from_io(&e, Some(&self.path.with_extension(JOURNAL_EXTENSION)))
         })?;
-        let (next_seq, replayed) =
-            messages::replay(&reopened.db, &records, &self.legacy_channel)
-                .map_err(|e| reopened.explain(e))?;
+        let (next_seq, replayed) = messages::replay(&reopened.db, &records, &self.legacy_channel)
+            .map_err(|e| reopened.explain(e))?;
         // Numbers taken by batches whose append failed stay taken.
         delivering.next_seq = delivering.next_seq.max(next_seq);
         delivering.restart();

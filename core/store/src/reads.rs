@@ -130,7 +130,9 @@ impl Store {
                 if up >= child || above.len() >= MAX_CHAIN_DEPTH {
                     break;
                 }
-                let Some(value) = messages.get(up)? else { break };
+                let Some(value) = messages.get(up)? else {
+                    break;
+                };
                 let record = envelope(value.value())?;
                 if visible(record.channel.as_deref()) {
                     above.push(up);

@@ -214,7 +214,9 @@ fn index_channels_and_replies(tx: &WriteTransaction, legacy: &str) -> Result<(),
         count += 1;
     }
     if count > 0 {
-        log::info!("schema 5 migration: {count} messages indexed by channel (stored ones in {legacy})");
+        log::info!(
+            "schema 5 migration: {count} messages indexed by channel (stored ones in {legacy})"
+        );
     }
     Ok(())
 }
@@ -227,7 +229,9 @@ pub(super) fn legacy_channel(db: &Database) -> Result<Option<String>, StoreError
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    Ok(table.get(LEGACY_CHANNEL_KEY)?.map(|v| v.value().to_string()))
+    Ok(table
+        .get(LEGACY_CHANNEL_KEY)?
+        .map(|v| v.value().to_string()))
 }
 
 /// The database's journal key, made (from the system's random source) and committed durably

@@ -80,11 +80,21 @@ fn pages_of_channels_go_newest_first_with_before_and_more() {
     assert_eq!(feed.messages[0].html, "<p>Hi <b>there</b></p>");
     assert_eq!(feed.messages[0].text, "Hi *there*");
 
-    assert_eq!(ids(&store.page(&["nope"], None, 5).unwrap()), Vec::<u64>::new());
+    assert_eq!(
+        ids(&store.page(&["nope"], None, 5).unwrap()),
+        Vec::<u64>::new()
+    );
     assert_eq!(ids(&store.page(&[], None, 5).unwrap()), Vec::<u64>::new());
     let none = store.page(&["a"], None, 0).unwrap();
     assert_eq!((ids(&none), none.more), (vec![], true));
-    assert_eq!(store.page(&["a", "b", "c"], None, usize::MAX).unwrap().messages.len(), 12);
+    assert_eq!(
+        store
+            .page(&["a", "b", "c"], None, usize::MAX)
+            .unwrap()
+            .messages
+            .len(),
+        12
+    );
 }
 
 #[test]
@@ -105,14 +115,14 @@ fn a_chain_is_the_ancestors_from_the_root_the_message_then_its_replies_oldest_fi
     let store = Store::open(&t.path, COST).unwrap();
     store
         .insert_messages(&[
-            post("general", "root@x", None),                   // 1
-            post("secret", "mid@x", Some("root@x")),           // 2, private
-            post("general", "target@x", Some("mid@x")),        // 3
-            post("general", "r1@x", Some("target@x")),         // 4
-            post("secret", "r2@x", Some("target@x")),          // 5, private
-            post("travel", "r3@x", Some("target@x")),          // 6
-            post("general", "grandchild@x", Some("r1@x")),     // 7: not a direct reply
-            post("general", "other@x", None),                  // 8
+            post("general", "root@x", None),               // 1
+            post("secret", "mid@x", Some("root@x")),       // 2, private
+            post("general", "target@x", Some("mid@x")),    // 3
+            post("general", "r1@x", Some("target@x")),     // 4
+            post("secret", "r2@x", Some("target@x")),      // 5, private
+            post("travel", "r3@x", Some("target@x")),      // 6
+            post("general", "grandchild@x", Some("r1@x")), // 7: not a direct reply
+            post("general", "other@x", None),              // 8
         ])
         .unwrap();
     let ids = |list: &[StoredMessage]| list.iter().map(|m| m.id.0).collect::<Vec<_>>();
@@ -127,7 +137,10 @@ fn a_chain_is_the_ancestors_from_the_root_the_message_then_its_replies_oldest_fi
 
     // Without the private channel: the walk goes on above the hidden parent.
     let public = store.chain(MessageId(3), &["general", "travel"]).unwrap();
-    assert_eq!((ids(&public.ancestors), ids(&public.replies)), (vec![1], vec![4, 6]));
+    assert_eq!(
+        (ids(&public.ancestors), ids(&public.replies)),
+        (vec![1], vec![4, 6])
+    );
 
     let root = store.chain(MessageId(1), &["general"]).unwrap();
     assert_eq!((ids(&root.ancestors), ids(&root.replies)), (vec![], vec![]));
@@ -157,7 +170,10 @@ fn a_chain_follows_at_most_max_chain_depth_ancestors_and_lists_at_most_max_chain
     assert_eq!(chain.ancestors.len(), MAX_CHAIN_DEPTH);
     // The nearest ones, from the highest reached down to the parent.
     assert_eq!(chain.ancestors.last().unwrap().id, MessageId(last.0 - 1));
-    assert_eq!(chain.ancestors[0].id, MessageId(last.0 - MAX_CHAIN_DEPTH as u64));
+    assert_eq!(
+        chain.ancestors[0].id,
+        MessageId(last.0 - MAX_CHAIN_DEPTH as u64)
+    );
 
     let replies: Vec<NewMessage> = (0..MAX_CHAIN_REPLIES + 2)
         .map(|n| post("a", &format!("reply{n}@x"), Some("0@x")))
@@ -200,16 +216,24 @@ fn a_schema_4_file_is_migrated_on_open_into_the_default_channel() {
         assert_eq!(store.message(MessageId(id)).unwrap().channel, "travel");
     }
     assert_eq!(ids(&store.page(&["travel"], None, 10).unwrap()), [3, 2, 1]);
-    assert_eq!(ids(&store.page(&["general"], None, 10).unwrap()), Vec::<u64>::new());
+    assert_eq!(
+        ids(&store.page(&["general"], None, 10).unwrap()),
+        Vec::<u64>::new()
+    );
     let chain = store.chain(MessageId(1), &["travel"]).unwrap();
     assert_eq!(chain.replies.len(), 1);
     assert_eq!(chain.replies[0].id, MessageId(2));
     assert!(store.raw_message(MessageId(3)).unwrap().len() > 3 << 20);
     // New messages have their own channel beside the old ones.
-    store.insert_message(&post("general", "new@x", Some("root@x"))).unwrap();
+    store
+        .insert_message(&post("general", "new@x", Some("root@x")))
+        .unwrap();
     assert_eq!(ids(&store.page(&["general"], None, 10).unwrap()), [4]);
     let chain = store.chain(MessageId(1), &["travel", "general"]).unwrap();
-    assert_eq!(chain.replies.iter().map(|m| m.id.0).collect::<Vec<_>>(), [2, 4]);
+    assert_eq!(
+        chain.replies.iter().map(|m| m.id.0).collect::<Vec<_>>(),
+        [2, 4]
+    );
     drop(store);
     // Migrated once: a later default moves nothing.
     let store = Store::open_with_channel(&t.path, COST, "other").unwrap();
@@ -234,7 +258,9 @@ fn messages_recovered_from_the_journal_are_in_their_channel_and_under_their_pare
     let store = Store::open(&t.path, COST).unwrap();
     store.insert_message(&post("a", "root@x", None)).unwrap();
     store.checkpoint().unwrap();
-    store.insert_message(&post("b", "reply@x", Some("root@x"))).unwrap();
+    store
+        .insert_message(&post("b", "reply@x", Some("root@x")))
+        .unwrap();
     let copy = crash_copy(&t, true);
     let recovered = Store::open(&copy.path, COST).unwrap();
     assert_eq!(recovered.recovered(), 1);
