@@ -832,6 +832,18 @@ fn unreadable_database_and_bad_config_are_one_line_errors() {
             "{run:?}"
         );
 
+        // A default channel listed nowhere: the command line and serve both refuse it.
+        std::fs::write(&env.config, "[channels]\ndefault = \"travel\"\n").unwrap();
+        for args in [&["token", "list"][..], &["serve"]] {
+            assert_error(
+                &env.run(bin, args, None),
+                bin,
+                1,
+                "config key channels.default: channel \"travel\" is listed in neither \
+                 channels.public nor channels.private",
+            );
+        }
+
         let missing = env.config.with_file_name("nope.toml");
         let run = bin.run(
             [
