@@ -628,6 +628,7 @@ fn messages_list_and_show_beside_a_live_daemon() {
             summary.contains("Rcpt to:     bob@example.test, carol@example.test\n"),
             "{summary}"
         );
+        assert!(summary.contains("Channel:     general\n"), "{summary}");
         let text = m.text.replace('\r', "");
         let text = text.trim_end_matches('\n');
         assert!(!text.is_empty());

@@ -220,6 +220,7 @@ fn summary_text(m: &StoredMessage) -> String {
             m.parent_id
                 .map_or_else(|| "-".to_string(), |p| p.to_string()),
         ),
+        ("Channel", safe(&m.channel)),
         ("Size", format!("{} bytes", m.size)),
     ];
     for attachment in &m.attachments {

@@ -323,3 +323,51 @@ fn tokens_are_added_listed_checked_and_revoked() {
     let store = Store::open(&t.path, COST).unwrap();
     assert!(store.token_valid(&other).unwrap());
 }
+
+/// A journal written by a schema-4 build holds values without a channel: replayed after the
+/// migration, they go to the legacy channel, under their parent.
+#[test]
+fn schema_4_journal_values_replay_into_the_legacy_channel() {
+    use redb::{ReadableDatabase, ReadableTable};
+    let old = temp_db();
+    let values: Vec<Vec<u8>> = {
+        let store = Store::open(&old.path, COST).unwrap();
+        store
+            .insert_messages(&[
+                post("general", "root@x", None),
+                post("general", "reply@x", Some("root@x")),
+            ])
+            .unwrap();
+        store.with_db(schema::downgrade_to_schema_4).unwrap();
+        store
+            .with_db(|db| {
+                let tx = db.begin_read()?;
+                let table = tx.open_table(schema::MESSAGES)?;
+                Ok((1..=2)
+                    .map(|id| table.get(id).unwrap().unwrap().value().to_vec())
+                    .collect())
+            })
+            .unwrap()
+    };
+    let t = temp_db();
+    let store = Store::open_with_channel(&t.path, COST, "travel").unwrap();
+    let entries = values
+        .into_iter()
+        .zip(1..)
+        .map(|(value, id)| journal::Entry {
+            id,
+            value,
+            user: "alice".into(),
+            message_id: Some(format!("{id}@x")),
+        })
+        .collect();
+    let records = [journal::Record { seq: 1, entries }];
+    let (_, applied) = store
+        .with_db(|db| messages::replay(db, &records, store.legacy_channel()))
+        .unwrap();
+    assert_eq!(applied, 2);
+    assert_eq!(ids(&store.page(&["travel"], None, 10).unwrap()), [2, 1]);
+    assert_eq!(store.message(MessageId(2)).unwrap().channel, "travel");
+    let chain = store.chain(MessageId(1), &["travel"]).unwrap();
+    assert_eq!(chain.replies.len(), 1);
+}
