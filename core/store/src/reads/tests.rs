@@ -328,7 +328,7 @@ fn tokens_are_added_listed_checked_and_revoked() {
 /// migration, they go to the legacy channel, under their parent.
 #[test]
 fn schema_4_journal_values_replay_into_the_legacy_channel() {
-    use redb::{ReadableDatabase, ReadableTable};
+    use redb::ReadableDatabase;
     let old = temp_db();
     let values: Vec<Vec<u8>> = {
         let store = Store::open(&old.path, COST).unwrap();
