@@ -15,7 +15,6 @@ use atacama_server::systemd;
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt as _;
 use smol::io::AsyncWriteExt as _;
-use smol::lock::Semaphore;
 use smol::net::{TcpListener, TcpStream};
 use smol::stream::StreamExt as _;
 use smol::{Executor, Timer};
@@ -27,8 +26,6 @@ use crate::stream::{handshake, timeout};
 pub struct Shared {
     /// What both runtimes share: store, limits, certificate, gate, throttle.
     pub state: ServerState,
-    /// Password checks running at once.
-    pub verifiers: Arc<Semaphore>,
     /// Closed (never sent on) when the server stops: idle sessions answer `421 4.3.0`.
     pub stop: Receiver<()>,
     /// Closed (never sent on) when the grace period is over: every connection ends.
@@ -58,7 +55,6 @@ impl Server {
         let (stop, stopped) = smol::channel::bounded(1);
         let (abort, aborted) = smol::channel::bounded(1);
         let shared = Shared {
-            verifiers: Arc::new(Semaphore::new(state.limits.verifier_running.max(1))),
             state,
             stop: stopped,
             abort: aborted,
