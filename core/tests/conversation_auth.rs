@@ -23,6 +23,11 @@ fn plain_with_initial_response() {
         ),
         (Mechanism::Plain, "alice", "s3cret")
     );
+    let shown = format!("{request:?}");
+    assert!(
+        !shown.contains("s3cret") && shown.contains("alice"),
+        "{shown}"
+    );
     h.complete_auth(AuthOutcome::Accepted);
     h.expect_line("235 2.7.0 Authentication successful");
     assert_eq!(h.session.user(), Some("alice"));

@@ -66,7 +66,9 @@ struct Queue {
 
 #[derive(Debug, Default)]
 struct Waiting {
-    /// Oldest first. Every job gets the same give-up time, so deadlines only grow.
+    /// Oldest first. Every job gets the same give-up time, so deadlines grow (but for the
+    /// moment between reading the clock and taking the lock: a job is then given up late by
+    /// that moment).
     jobs: VecDeque<Job>,
     /// The server aborts: every job is answered `Busy` at once.
     aborting: bool,
