@@ -4,6 +4,12 @@
 #   tests/bench.sh [smol|std|both|postfix|all] [--quick] [--tmpfs]      (default: all)
 #   tests/bench.sh compare [ROUNDS] [--tmpfs] [--baseline=DIR [--pair]] (default: 5 rounds)
 #   tests/bench.sh memory [--tmpfs]                                     (issue 24, item 3)
+#   tests/bench.sh idle [--quick] [--tmpfs]                             (scenario d only)
+#
+# d holds the idle connections for 3 s and reports, besides the server's memory per
+# connection, its CPU use over those 3 s (user + system time from /proc/PID/stat, as a
+# percentage of one core): a server with nothing to do should use none. idle runs d alone
+# against both runtimes.
 #
 # memory runs target/release/bench-memory against both runtimes: the peak RSS of a daemon
 # storing one worst-case message of max_message_size (25 MiB), over its idle RSS, per shape of
@@ -45,12 +51,13 @@ for arg in "$@"; do
     --baseline=*) baseline=${arg#--baseline=}
       [ -x "$baseline/atacama-mail" ] || { echo "no executable $baseline/atacama-mail" >&2; exit 2; } ;;
     --pair) pair=1 ;;
-    smol|std|both|postfix|all|compare|memory) which_runtime=$arg ;;
+    smol|std|both|postfix|all|compare|memory|idle) which_runtime=$arg ;;
     [1-9]|[1-9][0-9]) rounds=$arg ;;
     *)
       echo "usage: tests/bench.sh [smol|std|both|postfix|all] [--quick] [--tmpfs]" >&2
       echo "       tests/bench.sh compare [ROUNDS 1-99] [--tmpfs] [--baseline=DIR [--pair]]" >&2
       echo "       tests/bench.sh memory [--tmpfs]" >&2
+      echo "       tests/bench.sh idle [--quick] [--tmpfs]" >&2
       exit 2 ;;
   esac
 done
@@ -170,6 +177,11 @@ record() { # runtime scenario smtp-load's JSON line
   echo "  $runtime $scenario done" >&2
 }
 
+bench_idle() { # addr: scenario d against the server started last
+  run "$runtime" "d: 1000 idle after STARTTLS" --addr "$1" -c 1000 --idle 3 --server-pid "$server_pid" --connect-concurrency 100 --deadline 300
+  run "$runtime" "d: $idle_big idle after STARTTLS" --addr "$1" -c "$idle_big" --idle 3 --server-pid "$server_pid" --connect-concurrency 100 --deadline 600
+}
+
 bench_runtime() { # runtime binary port_base
   local runtime=$1 bin=$2 base=$3
   local addr="127.0.0.1:${base}587"
@@ -195,8 +207,7 @@ bench_runtime() { # runtime binary port_base
   wait "$storm" || true
   record "$runtime" "e: 20 senders during 50 logins" "$(cat "$work/senders.json")"
   record "$runtime" "e: the 50 logins" "$(cat "$work/storm.json")"
-  run "$runtime" "d: 1000 idle after STARTTLS" --addr "$addr" -c 1000 --idle 3 --server-pid "$server_pid" --connect-concurrency 100 --deadline 300
-  run "$runtime" "d: $idle_big idle after STARTTLS" --addr "$addr" -c "$idle_big" --idle 3 --server-pid "$server_pid" --connect-concurrency 100 --deadline 600
+  bench_idle "$addr"
   stop_server
   # b again on a fresh data dir, with and without group commit, so the two share a start.
   start_server "$runtime" "$bin" "$base"
@@ -324,6 +335,12 @@ case "$which_runtime" in
   std) bench_runtime atacama-mail-std atacama-mail-std 32 ;;
   both) bench_runtime atacama-mail atacama-mail 31; bench_runtime atacama-mail-std atacama-mail-std 32 ;;
   postfix) bench_postfix 33 ;;
+  idle)
+    for runtime in atacama-mail atacama-mail-std; do
+      start_server "$runtime" "$runtime" 32
+      bench_idle "127.0.0.1:32587"
+      stop_server
+    done ;;
   *) bench_postfix 33; bench_runtime atacama-mail atacama-mail 31; bench_runtime atacama-mail-std atacama-mail-std 32 ;;
 esac
 machine_state after
@@ -331,7 +348,7 @@ machine_state after
 python3 - "$results" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-head = f"{'runtime':<17} {'scenario':<34} {'msg/s':>8} {'conn/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'login p50':>9} {'login p99':>9} {'KiB/conn':>8} {'PSS MiB':>7} {'ok/fail':>11}  failures"
+head = f"{'runtime':<17} {'scenario':<34} {'msg/s':>8} {'conn/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'login p50':>9} {'login p99':>9} {'KiB/conn':>8} {'idle CPU%':>9} {'PSS MiB':>7} {'ok/fail':>11}  failures"
 print(head); print("-" * len(head))
 for row in rows:
     r = row["r"]
@@ -340,9 +357,10 @@ for row in rows:
     lat, login = r["latency_ms"], r["login_ms"]
     pss = row.get("pss_after_kib")
     kib = r.get("server_kib_per_idle_conn")
+    cpu = r.get("server_idle_cpu_pct")
     idle = r["idle_established"]
     okf = f"{r['connections_ok']}/{r['connections_failed']}" if not idle else f"{r['idle_noop_ok']}/{idle}"
-    print(f"{row['runtime']:<17} {row['scenario']:<34} {r['msg_per_s']:>8.0f} {r['conn_per_s']:>7.1f} {lat['p50']:>7.2f} {lat['p99']:>7.2f} {lat['max']:>7.2f} {login['p50']:>9.0f} {login['p99']:>9.0f} {('%.1f' % kib) if kib is not None else '-':>8} {('%.0f' % (pss / 1024)) if pss is not None else '-':>7} {okf:>11}  {r['failures'] or ''}")
+    print(f"{row['runtime']:<17} {row['scenario']:<34} {r['msg_per_s']:>8.0f} {r['conn_per_s']:>7.1f} {lat['p50']:>7.2f} {lat['p99']:>7.2f} {lat['max']:>7.2f} {login['p50']:>9.0f} {login['p99']:>9.0f} {('%.1f' % kib) if kib is not None else '-':>8} {('%.2f' % cpu) if cpu is not None else '-':>9} {('%.0f' % (pss / 1024)) if pss is not None else '-':>7} {okf:>11}  {r['failures'] or ''}")
 PY
 print_machine
 
@@ -365,6 +383,11 @@ def judge(what, value, target, higher=True, unit=""):
     return f"{what:<46} {shown}{unit} {'≥' if higher else '≤'} {target:g}{unit}  {'met' if ok else 'missed'} ({ratio:.2f}× the target)"
 lines, smol_a, smol_b = [], None, None
 for runtime in ["atacama-mail", "atacama-mail-std"]:
+    # Issue 25 item 4: no wake-ups while nothing happens (std used to look at its stop
+    # flags every 100 ms on every connection).
+    d = get(runtime, f"d: {idle_big} idle after STARTTLS")
+    if d:
+        lines.append(judge(f"{runtime} d idle CPU % of a core ({idle_big})", d.get("server_idle_cpu_pct"), 1, higher=False, unit=" %"))
     a, b = get(runtime, "a: 1 conn x 200 msg"), get(runtime, "b: 20 conn x 250 msg")
     if not (a or b):
         continue

@@ -57,13 +57,16 @@ pub struct TlsPaths {
     pub key: PathBuf,
 }
 
-/// Listening addresses by port kind.
+/// Listening addresses by port kind. Each key takes one address (`"127.0.0.1:2587"`) or a
+/// list of them.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Listen {
     /// Plaintext with STARTTLS (RFC 6409, port 587).
+    #[serde(deserialize_with = "addresses")]
     pub submission: Vec<SocketAddr>,
     /// TLS from the first byte (RFC 8314 §3.3, port 465).
+    #[serde(deserialize_with = "addresses")]
     pub submissions: Vec<SocketAddr>,
 }
 
@@ -400,6 +403,42 @@ pub fn hostname_problem(name: &str) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// A `[listen]` value: one address, or a list of them (a new user writes the one address
+/// they have in mind; a list is what the key holds).
+fn addresses<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<SocketAddr>, D::Error> {
+    struct Addresses;
+
+    impl<'de> serde::de::Visitor<'de> for Addresses {
+        type Value = Vec<SocketAddr>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an address such as \"127.0.0.1:587\", or a list of them")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            let address = text
+                .parse::<SocketAddr>()
+                .map_err(|_| E::custom(format!("{text:?} is not an IP address and port")))?;
+            Ok(vec![address])
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut addresses = Vec::new();
+            while let Some(address) = seq.next_element()? {
+                addresses.push(address);
+            }
+            Ok(addresses)
+        }
+    }
+
+    deserializer.deserialize_any(Addresses)
 }
 
 fn invalid_key(key: String, message: &str) -> ConfigError {

@@ -11,6 +11,12 @@
 //! harness, invariant checks and fuzz entry points shared by the tests and the fuzz targets.
 
 #![forbid(unsafe_code)]
+// Input reaches most of this crate: no `unwrap`, `expect` or slice indexing outside its unit
+// tests (integration tests and benches are crates of their own, not held to it).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 pub mod config;
 pub mod connection;

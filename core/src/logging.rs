@@ -56,6 +56,8 @@ pub enum CloseOutcome {
     IoError(String),
     /// The server stopped before the session ended on its own.
     Aborted,
+    /// The gate refused it: it was told `421` and closed (not logged as a close).
+    Refused,
 }
 
 /// What is known about a connection when it ends.
@@ -333,6 +335,7 @@ pub fn format_closed(peer: SocketAddr, summary: &ConnectionSummary) -> String {
         CloseOutcome::Closed(reason) => line.push_str(reason.as_str()),
         CloseOutcome::PeerClosed => line.push_str("peer_closed"),
         CloseOutcome::Aborted => line.push_str("aborted"),
+        CloseOutcome::Refused => line.push_str("refused"),
         CloseOutcome::TlsFailed(why) => {
             let _ = write!(line, "tls_failed error={}", field(why));
         }

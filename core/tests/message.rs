@@ -3,7 +3,7 @@
 //! Each test asserts every stored field. The samples keep the CRLF line endings of SMTP;
 //! `.gitattributes` there keeps git from touching them.
 
-use atacama_core::message::{Attachment, ParsedMessage, parse};
+use atacama_core::message::{Attachment, Headers, ParsedMessage, parse};
 
 fn sample(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/mime/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -43,12 +43,14 @@ const SAMPLES: [&str; 11] = [
 #[test]
 fn multipart_alternative_shows_the_plain_part() {
     let expected = ParsedMessage {
-        subject: some("Lunch on Thursday?"),
-        from: some("Alice Martin <alice.martin@gmail.com>"),
-        to: some("Bob Stone <bob@example.org>, carol@example.net"),
-        date: some("2024-03-05T09:15:42+01:00"),
-        message_id: some("CAHx8fVz+Qk3mJ2pL9wR7tYb4nE6cD1sA0uF5gH8iK2jM3nO4p@mail.gmail.com"),
-        in_reply_to: None,
+        headers: Headers {
+            subject: some("Lunch on Thursday?"),
+            from: some("Alice Martin <alice.martin@gmail.com>"),
+            to: some("Bob Stone <bob@example.org>, carol@example.net"),
+            date: some("2024-03-05T09:15:42+01:00"),
+            message_id: some("CAHx8fVz+Qk3mJ2pL9wR7tYb4nE6cD1sA0uF5gH8iK2jM3nO4p@mail.gmail.com"),
+            in_reply_to: None,
+        },
         text: "Hi Bob,\n\n\
                Are you free for lunch on Thursday? The new place on Rue Cler opens at noon.\n\n\
                Alice"
@@ -62,14 +64,16 @@ fn multipart_alternative_shows_the_plain_part() {
 #[test]
 fn quoted_printable_body_is_decoded() {
     let expected = ParsedMessage {
-        subject: some("Q3 planning – next steps"),
-        from: some("\"Dupont, Marie\" <marie.dupont@contoso.com>"),
-        to: some("team@contoso.com"),
-        date: some("2024-06-12T14:03:11Z"),
-        message_id: some(
-            "AM0PR07MB4410C2D1E6F0A1B2C3D4E5F6A7B8C9D0@AM0PR07MB4410.eurprd07.prod.outlook.com",
-        ),
-        in_reply_to: None,
+        headers: Headers {
+            subject: some("Q3 planning – next steps"),
+            from: some("\"Dupont, Marie\" <marie.dupont@contoso.com>"),
+            to: some("team@contoso.com"),
+            date: some("2024-06-12T14:03:11Z"),
+            message_id: some(
+                "AM0PR07MB4410C2D1E6F0A1B2C3D4E5F6A7B8C9D0@AM0PR07MB4410.eurprd07.prod.outlook.com",
+            ),
+            in_reply_to: None,
+        },
         text: "Hello all,\n\n\
                Thanks for yesterday’s meeting. Here is a summary of what we agreed on, so that \
                nobody has to dig through the recording:\n\n\
@@ -88,12 +92,14 @@ fn quoted_printable_body_is_decoded() {
 #[test]
 fn base64_body_is_decoded() {
     let expected = ParsedMessage {
-        subject: some("[nas01] Backup nightly-home: success"),
-        from: some("backupd <backupd@nas01.example.net>"),
-        to: some("admin@example.net"),
-        date: some("2024-11-02T03:14:07Z"),
-        message_id: some("20241102031407.4F2A1C0B@nas01.example.net"),
-        in_reply_to: None,
+        headers: Headers {
+            subject: some("[nas01] Backup nightly-home: success"),
+            from: some("backupd <backupd@nas01.example.net>"),
+            to: some("admin@example.net"),
+            date: some("2024-11-02T03:14:07Z"),
+            message_id: some("20241102031407.4F2A1C0B@nas01.example.net"),
+            in_reply_to: None,
+        },
         text: "Backup job \"nightly-home\" finished.\n\n\
                Status:   success\n\
                Größe:    1,2 GB\n\
@@ -110,12 +116,14 @@ fn base64_body_is_decoded() {
 #[test]
 fn iso_8859_1_words_and_body_become_utf8() {
     let expected = ParsedMessage {
-        subject: some("Réunion à l'hôtel"),
-        from: some("André Lévesque <andre.levesque@exemple.fr>"),
-        to: some("Zoé Martin <zoe.martin@exemple.fr>"),
-        date: some("2019-10-14T17:42:05+02:00"),
-        message_id: some("5DA49A2D.7010403@exemple.fr"),
-        in_reply_to: None,
+        headers: Headers {
+            subject: some("Réunion à l'hôtel"),
+            from: some("André Lévesque <andre.levesque@exemple.fr>"),
+            to: some("Zoé Martin <zoe.martin@exemple.fr>"),
+            date: some("2019-10-14T17:42:05+02:00"),
+            message_id: some("5DA49A2D.7010403@exemple.fr"),
+            in_reply_to: None,
+        },
         text: "Bonjour Zoé,\n\n\
                La réunion aura lieu à l'hôtel, salle « Île-de-France », à 9 h 30.\n\
                N'oubliez pas le câble HDMI !\n\n\
@@ -131,12 +139,14 @@ fn iso_8859_1_words_and_body_become_utf8() {
 #[test]
 fn utf8_encoded_words_are_decoded_and_joined() {
     let expected = ParsedMessage {
-        subject: some("日本語の件名 🎉 お知らせ"),
-        from: some("田中 ゆき <yuki.tanaka@example.jp>"),
-        to: some("team@example.jp"),
-        date: some("2024-12-20T18:30:00+09:00"),
-        message_id: some("a9f3e2c1-7b4d-4e8f-9a0b-1c2d3e4f5a6b@example.jp"),
-        in_reply_to: None,
+        headers: Headers {
+            subject: some("日本語の件名 🎉 お知らせ"),
+            from: some("田中 ゆき <yuki.tanaka@example.jp>"),
+            to: some("team@example.jp"),
+            date: some("2024-12-20T18:30:00+09:00"),
+            message_id: some("a9f3e2c1-7b4d-4e8f-9a0b-1c2d3e4f5a6b@example.jp"),
+            in_reply_to: None,
+        },
         text: "皆さん、\n\n忘年会は12月27日に決まりました。\nよろしくお願いします。".to_owned(),
         attachments: vec![],
         problems: vec![],
@@ -147,12 +157,14 @@ fn utf8_encoded_words_are_decoded_and_joined() {
 #[test]
 fn iso_2022_jp_becomes_utf8() {
     let expected = ParsedMessage {
-        subject: some("会議の件"),
-        from: some("suzuki@example.co.jp"),
-        to: some("yamada@example.co.jp"),
-        date: some("2024-04-03T16:20:00+09:00"),
-        message_id: some("20240403162000.1234@example.co.jp"),
-        in_reply_to: None,
+        headers: Headers {
+            subject: some("会議の件"),
+            from: some("suzuki@example.co.jp"),
+            to: some("yamada@example.co.jp"),
+            date: some("2024-04-03T16:20:00+09:00"),
+            message_id: some("20240403162000.1234@example.co.jp"),
+            in_reply_to: None,
+        },
         text: "山田様\n\n明日の会議は十時からです。".to_owned(),
         attachments: vec![],
         problems: vec![],
@@ -163,12 +175,14 @@ fn iso_2022_jp_becomes_utf8() {
 #[test]
 fn attachments_are_listed_with_decoded_sizes() {
     let expected = ParsedMessage {
-        subject: some("Rechnung und Logo"),
-        from: some("Jonas Weber <jonas.weber@example.de>"),
-        to: some("buchhaltung@example.de"),
-        date: some("2024-03-07T11:02:33+01:00"),
-        message_id: some("7c1e5b8a-3f2d-4a6e-b9c0-d1e2f3a4b5c6@example.de"),
-        in_reply_to: None,
+        headers: Headers {
+            subject: some("Rechnung und Logo"),
+            from: some("Jonas Weber <jonas.weber@example.de>"),
+            to: some("buchhaltung@example.de"),
+            date: some("2024-03-07T11:02:33+01:00"),
+            message_id: some("7c1e5b8a-3f2d-4a6e-b9c0-d1e2f3a4b5c6@example.de"),
+            in_reply_to: None,
+        },
         // format=flowed: the soft break after "Telefon" is joined.
         text: "Hallo zusammen,\n\n\
                anbei die Rechnung für März und das neue Logo, wie am Telefon besprochen.\n\n\
@@ -188,12 +202,14 @@ fn attachments_are_listed_with_decoded_sizes() {
 #[test]
 fn attached_message_is_listed_with_its_own_size() {
     let expected = ParsedMessage {
-        subject: some("Fwd: Trail map"),
-        from: some("Bob Stone <bob@example.org>"),
-        to: some("Alice Martin <alice.martin@gmail.com>"),
-        date: some("2024-03-05T08:00:00+01:00"),
-        message_id: some("fwd-trail-map@example.org"),
-        in_reply_to: None,
+        headers: Headers {
+            subject: some("Fwd: Trail map"),
+            from: some("Bob Stone <bob@example.org>"),
+            to: some("Alice Martin <alice.martin@gmail.com>"),
+            date: some("2024-03-05T08:00:00+01:00"),
+            message_id: some("fwd-trail-map@example.org"),
+            in_reply_to: None,
+        },
         text: "See below.".to_owned(),
         // The 248 bytes of the forwarded message, not its text or the whole mail.
         attachments: vec![attachment("Trail map.eml", "message/rfc822", 248)],
@@ -205,14 +221,16 @@ fn attached_message_is_listed_with_its_own_size() {
 #[test]
 fn html_only_message_is_converted_to_text() {
     let expected = ParsedMessage {
-        subject: some("Atacama Weekly #42: new trails and a summer sale"),
-        from: some("Atacama Outfitters <news@example.com>"),
-        to: some("sam@example.org"),
-        date: some("2024-06-13T08:00:00-04:00"),
-        message_id: some(
-            "0100018f8a1b2c3d-4e5f6a7b-8c9d-4e0f-a1b2-c3d4e5f6a7b8-000000@email.example.com",
-        ),
-        in_reply_to: None,
+        headers: Headers {
+            subject: some("Atacama Weekly #42: new trails and a summer sale"),
+            from: some("Atacama Outfitters <news@example.com>"),
+            to: some("sam@example.org"),
+            date: some("2024-06-13T08:00:00-04:00"),
+            message_id: some(
+                "0100018f8a1b2c3d-4e5f6a7b-8c9d-4e0f-a1b2-c3d4e5f6a7b8-000000@email.example.com",
+            ),
+            in_reply_to: None,
+        },
         // No title, style or conditional comment; entities decoded; markup-shaped blocks.
         text: "Atacama Weekly #42\n\n\
                Hello Sam,\n\n\
@@ -234,12 +252,14 @@ fn html_only_message_is_converted_to_text() {
 #[test]
 fn reply_keeps_its_parent_id_and_joins_flowed_quotes() {
     let expected = ParsedMessage {
-        subject: some("Re: Lunch on Thursday?"),
-        from: some("Bob Stone <bob@example.org>"),
-        to: some("Alice Martin <alice.martin@gmail.com>"),
-        date: some("2024-03-05T10:02:17+01:00"),
-        message_id: some("e4d3c2b1-a0f9-4e8d-b7c6-5a4b3c2d1e0f@example.org"),
-        in_reply_to: some("CAHx8fVz+Qk3mJ2pL9wR7tYb4nE6cD1sA0uF5gH8iK2jM3nO4p@mail.gmail.com"),
+        headers: Headers {
+            subject: some("Re: Lunch on Thursday?"),
+            from: some("Bob Stone <bob@example.org>"),
+            to: some("Alice Martin <alice.martin@gmail.com>"),
+            date: some("2024-03-05T10:02:17+01:00"),
+            message_id: some("e4d3c2b1-a0f9-4e8d-b7c6-5a4b3c2d1e0f@example.org"),
+            in_reply_to: some("CAHx8fVz+Qk3mJ2pL9wR7tYb4nE6cD1sA0uF5gH8iK2jM3nO4p@mail.gmail.com"),
+        },
         text: "Thursday works for me. Shall we meet at the corner of Rue Cler at 12:15 so we get \
                a table before the rush?\n\n\
                Bob\n\n\
@@ -261,12 +281,14 @@ fn malformed_message_keeps_what_can_be_read() {
     // A line that is no header field, an impossible date, an unclosed Message-ID, invalid
     // base64 and no closing boundary.
     let expected = ParsedMessage {
-        subject: some("Your invoice"),
-        from: some("billing@broken-mailer.example"),
-        to: some("customer@example.org"),
-        date: None,
-        message_id: None,
-        in_reply_to: None,
+        headers: Headers {
+            subject: some("Your invoice"),
+            from: some("billing@broken-mailer.example"),
+            to: some("customer@example.org"),
+            date: None,
+            message_id: None,
+            in_reply_to: None,
+        },
         text: "Please find your invoice attached.".to_owned(),
         attachments: vec![attachment("invoice.pdf", "application/pdf", 34)],
         problems: vec![

@@ -5,7 +5,7 @@
 //! of the thread that parsed them and aborted the daemon. Each test parses on a thread with
 //! a stack of a known size, as the daemon's processing threads have.
 
-use atacama_core::message::{MAX_DEPTH, ParsedMessage, parse};
+use atacama_core::message::{Headers, MAX_DEPTH, ParsedMessage, parse};
 use base64::Engine as _;
 
 const HEADER: &str = "From: Mallory <m@x.test>\r\nTo: bob@x.test\r\nSubject: deep\r\n\
@@ -51,12 +51,14 @@ const TWO_MIB: usize = 2 << 20;
 #[test]
 fn nested_messages_beyond_the_bound_keep_their_top_level_fields() {
     let expected = ParsedMessage {
-        subject: Some("deep".into()),
-        from: Some("Mallory <m@x.test>".into()),
-        to: Some("bob@x.test".into()),
-        date: Some("2024-03-05T09:15:00+01:00".into()),
-        message_id: Some("deep@x.test".into()),
-        in_reply_to: None,
+        headers: Headers {
+            subject: Some("deep".into()),
+            from: Some("Mallory <m@x.test>".into()),
+            to: Some("bob@x.test".into()),
+            date: Some("2024-03-05T09:15:00+01:00".into()),
+            message_id: Some("deep@x.test".into()),
+            in_reply_to: None,
+        },
         text: String::new(),
         attachments: vec![],
         problems: vec![format!(
@@ -92,7 +94,7 @@ fn a_message_nested_to_the_bound_is_read_on_a_quarter_of_the_default_stack() {
     // ~37 KiB in release (`server::commit::PROCESSING_STACK` gives 4 MiB).
     let parsed = parse_on_stack(TWO_MIB / 4, base64_wrapped(MAX_DEPTH - 1));
     assert!(parsed.problems.is_empty(), "{:?}", parsed.problems);
-    assert_eq!(parsed.subject.as_deref(), Some("deep"));
+    assert_eq!(parsed.headers.subject.as_deref(), Some("deep"));
     assert_eq!(parsed.attachments.len(), 1);
     assert_eq!(parsed.attachments[0].media_type, "message/rfc822");
 }

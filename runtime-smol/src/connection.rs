@@ -5,13 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use atacama_core::connection::{Accepted, Connection, Wait, Wake};
+use atacama_core::connection::{Connection, Wait, Wake};
 use atacama_core::logging::CloseOutcome;
-use atacama_core::policy::ConnectionPermit;
 use atacama_core::smtp::{
     AuthOutcome, AuthRequest, Channel, Delivery, DeliveryError, Event, MessageId, TlsInfo,
 };
-use atacama_server::server::Submitted;
+use atacama_server::server::{Admission, Deadlines, Submitted};
 use smol::Timer;
 use smol::future::FutureExt as _;
 use smol::net::TcpStream;
@@ -19,20 +18,17 @@ use smol::net::TcpStream;
 use crate::server::Shared;
 use crate::stream::{Stream, StreamError};
 
-/// Serves one accepted connection to its end and logs it; `permit` holds its place in the
-/// connection gate until then.
-pub async fn serve(
-    shared: Arc<Shared>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    implicit_tls: bool,
-    permit: ConnectionPermit,
-) {
-    let accepted = Accepted::new(peer, tcp.local_addr().ok(), Instant::now());
+/// Serves one connection the gate admitted, or refused, to its end and logs it; what it
+/// holds (its place in the gate) is let go of then.
+pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, admission: Admission) {
+    let (peer, implicit_tls) = (admission.peer(), admission.implicit_tls);
+    let deadlines = admission.deadlines;
+    let (accepted, held) = admission.accept(|| tcp.local_addr().ok(), Instant::now());
     let mut io = Io {
         shared: Arc::clone(&shared),
         stream: Stream::Plain(tcp),
         peer,
+        deadlines,
     };
     let channel = if implicit_tls {
         let aborted = async { Err(aborted(&shared).await) };
@@ -47,7 +43,7 @@ pub async fn serve(
     // Past the grace period the connection's work is dropped wherever it waits.
     let outcome = io.run(&mut conn).or(aborted(&shared)).await;
     conn.close(outcome, Instant::now());
-    drop(permit);
+    drop(held);
 }
 
 /// Returns once the shutdown grace period is over.
@@ -62,11 +58,12 @@ struct Io {
     shared: Arc<Shared>,
     stream: Stream,
     peer: SocketAddr,
+    deadlines: Deadlines,
 }
 
 impl Io {
     async fn run(&mut self, conn: &mut Connection) -> CloseOutcome {
-        let write_timeout = self.shared.state.limits.write_timeout;
+        let write_timeout = self.deadlines.write;
         loop {
             while let Some(event) = conn.poll_event() {
                 if let Err(outcome) = self.act(conn, event).await {
@@ -90,7 +87,7 @@ impl Io {
 
     /// Carries out one event. `Err` ends the connection with that outcome.
     async fn act(&mut self, conn: &mut Connection, event: Event) -> Result<(), CloseOutcome> {
-        let write_timeout = self.shared.state.limits.write_timeout;
+        let write_timeout = self.deadlines.write;
         match event {
             Event::Transmit(bytes) => self
                 .stream
@@ -120,9 +117,7 @@ impl Io {
             }
             Event::Close => {
                 self.stream.flush(write_timeout).await.map_err(outcome_of)?;
-                self.stream
-                    .close(self.shared.state.limits.close_linger)
-                    .await;
+                self.stream.close(self.deadlines.linger).await;
                 Err(conn.close_outcome())
             }
         }
@@ -160,9 +155,9 @@ impl Io {
     }
 
     async fn upgrade(&mut self) -> Result<TlsInfo, CloseOutcome> {
-        let state = &self.shared.state;
+        let config = self.shared.state.tls.current();
         self.stream
-            .upgrade(state.tls.current(), state.limits.tls_handshake_timeout)
+            .upgrade(config, self.deadlines.handshake)
             .await
             .map_err(outcome_of)
     }

@@ -1,7 +1,6 @@
 //! Listeners, the accept loops, signals and the shutdown sequence: the life of a server as
 //! `atacama_server::server` lays it out, on a smol executor.
 
-use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,18 +8,15 @@ use std::time::Instant;
 use async_signal::{Signal, Signals};
 use atacama_core::config::Config;
 use atacama_core::logging;
-use atacama_core::smtp::Reply;
 use atacama_server::server::{self, AfterSignal, ServerState};
 use atacama_server::systemd;
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt as _;
-use smol::io::AsyncWriteExt as _;
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpListener;
 use smol::stream::StreamExt as _;
 use smol::{Executor, Timer};
 
 use crate::connection;
-use crate::stream::{handshake, timeout};
 
 /// What every connection shares.
 pub struct Shared {
@@ -210,61 +206,25 @@ async fn accept_loop(
         if let Err(error) = tcp.set_nodelay(true) {
             logging::nodelay_failed(peer, &error);
         }
-        match shared.state.admit(peer) {
-            Ok(permit) => {
-                let task = connection::serve(Arc::clone(&shared), tcp, peer, implicit_tls, permit);
-                // A panic (a bug, or a log line to a closed stderr) ends this connection
-                // only; unwinding drops its permit. The panic hook has already reported it.
-                let task = AssertUnwindSafe(task).catch_unwind();
-                executor
-                    .spawn(async move {
-                        let _ = task.await;
-                    })
-                    .detach();
-            }
-            Err(reply) => {
-                refuse(&executor, &shared, tcp, peer, reply, implicit_tls).await;
-            }
+        let Some(admission) = shared.state.admit(peer, implicit_tls) else {
+            continue;
+        };
+        let inline = admission.inline;
+        let task = connection::serve(Arc::clone(&shared), tcp, admission);
+        // A panic (a bug, or a log line to a closed stderr) ends this connection only;
+        // unwinding drops what it holds. The panic hook has already reported it.
+        let task = AssertUnwindSafe(task).catch_unwind();
+        if inline {
+            // A refusal on the plaintext port: its `421` goes out at once.
+            let _ = task.await;
+        } else {
+            executor
+                .spawn(async move {
+                    let _ = task.await;
+                })
+                .detach();
         }
     }
-}
-
-/// Sends the gate's `421` and closes; never waits on the client for long.
-async fn refuse(
-    executor: &Executor<'static>,
-    shared: &Arc<Shared>,
-    mut tcp: TcpStream,
-    peer: SocketAddr,
-    reply: Reply,
-    implicit_tls: bool,
-) {
-    let bytes = reply.to_bytes();
-    if !implicit_tls {
-        // A fresh socket's send buffer takes a few bytes at once; the deadline is a backstop.
-        let write_timeout = shared.state.limits.refusal_write_timeout;
-        let _ = timeout(write_timeout, tcp.write_all(&bytes)).await;
-        let _ = tcp.shutdown(std::net::Shutdown::Write);
-        return;
-    }
-    // On 465 the reply can only go inside TLS: handshake in a task, a bounded number at once.
-    let Some(slot) = shared.state.refusals.try_enter() else {
-        logging::refused_without_reply(peer, &"too many refusals in flight");
-        return;
-    };
-    let config = shared.state.tls.current();
-    let deadline = shared.state.refusal_tls_timeout();
-    executor
-        .spawn(async move {
-            let _slot = slot;
-            if let Ok(mut tls) = handshake(config, tcp, deadline).await {
-                let _ = timeout(deadline, async {
-                    tls.write_all(&bytes).await?;
-                    tls.close().await
-                })
-                .await;
-            }
-        })
-        .detach();
 }
 
 /// Executor threads for `cores` CPUs: half of them, 1 to 4. The executor only moves bytes

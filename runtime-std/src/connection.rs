@@ -3,31 +3,31 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
+use std::thread;
 use std::time::{Instant, SystemTime};
 
-use atacama_core::connection::{Accepted, Connection, Wait, Wake};
+use atacama_core::connection::{Connection, Wait, Wake};
 use atacama_core::logging::CloseOutcome;
-use atacama_core::policy::ConnectionPermit;
 use atacama_core::smtp::{AuthOutcome, AuthRequest, Channel, Event, TlsInfo};
-use atacama_server::server::Submitted;
+use atacama_server::server::{Admission, Deadlines, Submitted};
 
 use crate::server::Shared;
-use crate::stream::{Stream, StreamError, TICK, timed_out};
+use crate::sockets::Registration;
+use crate::stream::{Stream, StreamError, timed_out};
 
-/// Serves one accepted connection to its end and logs it; `permit` holds its place in the
-/// connection gate until then.
-pub fn serve(
-    shared: &Shared,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    implicit_tls: bool,
-    permit: ConnectionPermit,
-) {
-    let accepted = Accepted::new(peer, tcp.local_addr().ok(), Instant::now());
+/// Serves one connection the gate admitted, or refused, to its end and logs it; what it
+/// holds (its place in the gate) is let go of then.
+pub fn serve(shared: &Shared, tcp: TcpStream, admission: Admission) {
+    let (peer, implicit_tls) = (admission.peer(), admission.implicit_tls);
+    let deadlines = admission.deadlines;
+    let (accepted, held) = admission.accept(|| tcp.local_addr().ok(), Instant::now());
+    let tcp = Arc::new(tcp);
     let mut io = Io {
         shared,
-        stream: Stream::new(tcp, shared.state.limits.write_timeout),
+        registration: shared.sockets.register(&tcp),
+        stream: Stream::new(tcp, deadlines.write),
         peer,
+        deadlines,
     };
     let channel = if implicit_tls {
         match io.upgrade() {
@@ -40,14 +40,17 @@ pub fn serve(
     let mut conn = accepted.start(shared.state.session.clone(), channel, Instant::now());
     let outcome = io.run(&mut conn);
     conn.close(outcome, Instant::now());
-    drop(permit);
+    drop(held);
 }
 
 /// The socket side of a connection, and what it needs from the server.
 struct Io<'a> {
     shared: &'a Shared,
+    /// How the stop and the abort wake this thread.
+    registration: Registration<'a>,
     stream: Stream,
     peer: SocketAddr,
+    deadlines: Deadlines,
 }
 
 impl Io<'_> {
@@ -62,7 +65,18 @@ impl Io<'_> {
                 Ok(wait) => wait,
                 Err(outcome) => return outcome,
             };
+            let stop_unseen = wait.shutdown;
             let wake = self.wait(wait);
+            let stopped = !matches!(wake, Wake::Shutdown | Wake::Abort)
+                && stop_unseen
+                && self.shared.is_stopping();
+            if stopped {
+                // The stop came during the wait: the session learns of it before of what
+                // ended the wait (an idle one closes, and ignores a command read meanwhile).
+                if let Err(outcome) = conn.woke(Instant::now(), Wake::Shutdown) {
+                    return outcome;
+                }
+            }
             if let Err(outcome) = conn.woke(Instant::now(), wake) {
                 return outcome;
             }
@@ -96,15 +110,24 @@ impl Io<'_> {
                 conn.delivery_result(Instant::now(), result)
             }
             Event::Close => {
-                self.stream.close(self.shared.state.limits.close_linger);
+                self.stream.close(self.deadlines.linger);
                 Err(conn.close_outcome())
             }
         }
     }
 
-    /// Waits for ONE thing: bytes from the client, the session's deadline, or shutdown.
-    /// Each blocking read lasts at most a [`TICK`], so that a stop is seen soon.
+    /// Waits for ONE thing: bytes from the client, the session's deadline, the stop or the
+    /// abort. The thread blocks until one of them comes; the stop and the abort wake it
+    /// through its registration (see `crate::sockets`), the stop only when it waits idle.
     fn wait(&mut self, wait: Wait<'_>) -> Wake {
+        // Marked before the flags are read, cleared before the caller reads them again.
+        self.registration.set_idle(wait.shutdown && wait.idle);
+        let wake = self.block(wait);
+        self.registration.set_idle(false);
+        wake
+    }
+
+    fn block(&mut self, wait: Wait<'_>) -> Wake {
         loop {
             if self.shared.is_aborting() {
                 return Wake::Abort;
@@ -114,19 +137,27 @@ impl Io<'_> {
             }
             let left = match wait.deadline {
                 Some(at) => match at.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left.min(TICK),
+                    Some(left) if !left.is_zero() => Some(left),
                     _ => return Wake::Deadline,
                 },
-                None => TICK,
+                None => None,
             };
-            if wait.buf.is_empty() {
-                // The session takes no input now; only its deadline or shutdown can help.
-                std::thread::sleep(left);
+            if wait.buf.is_empty() || self.registration.woken() {
+                // Nothing can be read now: only the deadline, or the stop or the abort
+                // (which unpark the thread), can help. A spurious wake-up only loops.
+                match left {
+                    Some(left) => thread::park_timeout(left),
+                    None => thread::park(),
+                }
                 continue;
             }
             match self.stream.read(wait.buf, left) {
                 Err(error) if timed_out(&error) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(n) if n > 0 => return Wake::Read(Ok(n)),
+                // Our own shutdown of the socket ends the read as the client's close would;
+                // the flags, at the top of the loop, say which it was.
+                _ if self.registration.woken() => {}
                 result => return Wake::Read(result),
             }
         }
@@ -137,7 +168,7 @@ impl Io<'_> {
         self.stream
             .upgrade(
                 shared.state.tls.current(),
-                shared.state.limits.tls_handshake_timeout,
+                self.deadlines.handshake,
                 &shared.aborting,
             )
             .map_err(outcome_of)

@@ -4,6 +4,7 @@
 
 mod connection;
 mod server;
+mod sockets;
 mod stream;
 
 use atacama_server::cli::{self, ServeContext};

@@ -2,10 +2,11 @@
 //! shutdown sequence: the life of a server as `atacama_server::server` lays it out, on threads.
 //!
 //! Threads are bounded by the connection gate: a thread is started only for a connection
-//! the gate admitted, and a refused one gets its `421` from the accept thread (or, on the
-//! implicit-TLS port, from one of a bounded number of refusal threads).
+//! the gate admitted, and a refused one is served its `421` by the accept thread (or, on
+//! the implicit-TLS port, by one of a bounded number of refusal threads), through the same
+//! loop as every connection.
 
-use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -13,15 +14,14 @@ use std::time::{Duration, Instant};
 
 use atacama_core::config::Config;
 use atacama_core::logging;
-use atacama_core::policy::ConnectionPermit;
-use atacama_core::smtp::{Reply, reply};
-use atacama_server::server::{self, AfterSignal, ServerState};
+use atacama_core::smtp::reply;
+use atacama_server::server::{self, Admission, AfterSignal, ServerState};
 use atacama_server::systemd;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::connection;
-use crate::stream::{Stream, TICK};
+use crate::sockets::Sockets;
 
 /// What every connection shares.
 pub struct Shared {
@@ -31,17 +31,33 @@ pub struct Shared {
     pub stopping: AtomicBool,
     /// Set when the shutdown grace period is over: every connection closes.
     pub aborting: AtomicBool,
+    /// The open connections' sockets, woken by the stop and the abort.
+    pub sockets: Sockets,
 }
 
 impl Shared {
     /// Whether the server is stopping.
     pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
+        // SeqCst, as the idle marks in `sockets`: see there.
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// Whether connections still open must close now.
     pub fn is_aborting(&self) -> bool {
-        self.aborting.load(Ordering::Acquire)
+        self.aborting.load(Ordering::SeqCst)
+    }
+
+    /// Begins the stop: idle sessions are woken to answer `421 4.3.0`; the others learn
+    /// of it when next they wake.
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.sockets.wake_idle();
+    }
+
+    /// Ends the grace period: every connection is woken to end.
+    fn abort(&self) {
+        self.aborting.store(true, Ordering::SeqCst);
+        self.sockets.wake_all();
     }
 }
 
@@ -67,6 +83,7 @@ impl Server {
             state,
             stopping: AtomicBool::new(false),
             aborting: AtomicBool::new(false),
+            sockets: Sockets::new(),
         };
         Ok(Server {
             shared: Arc::new(shared),
@@ -93,17 +110,23 @@ impl Server {
             listening.push((address, implicit_tls));
         }
         server::ready(&listening);
+        let mut watchdog_thread = None;
         if let Some(interval) = systemd::watchdog_interval() {
             let shared = Arc::clone(&shared);
-            thread::Builder::new()
+            let started = thread::Builder::new()
                 .name("watchdog".into())
                 .spawn(move || watchdog(&shared, interval))?;
+            watchdog_thread = Some(started);
         }
         // A store that failed for good ends the wait as a stop signal would.
         let handle = signals.handle();
         shared.state.when_store_fails(move || handle.close());
         wait_for_stop(&mut signals, &shared.state);
-        shared.stopping.store(true, Ordering::Release);
+        shared.stop();
+        if let Some(watchdog) = &watchdog_thread {
+            // So that it lets go of the state now rather than at its next ping.
+            watchdog.thread().unpark();
+        }
         // Each accept thread sees the flag once its accept returns; it then drops the
         // listener, so new connections are refused.
         for &(address, _) in &listening {
@@ -112,8 +135,8 @@ impl Server {
         let state = &shared.state;
         drain(state, state.grace_deadline(Instant::now()));
         if state.abort_open() > 0 {
-            // Connection threads see this within a tick, log their end, and let go.
-            shared.aborting.store(true, Ordering::Release);
+            // Connection threads are woken, log their end, and let go.
+            shared.abort();
             drain(state, Instant::now() + server::STORE_CLOSE_WAIT);
         }
         let failed = shared.state.run_error();
@@ -141,15 +164,18 @@ fn wait_for_stop(signals: &mut Signals, state: &ServerState) {
 /// Tells systemd the server is alive every `interval`, until it stops or its store fails for
 /// good. The accept and connection threads block on their sockets and cannot ping, and there
 /// is no executor to get stuck: a thread of its own pings.
+/// A store that fails for good stops the server too, and so this thread.
 fn watchdog(shared: &Shared, interval: Duration) {
-    let mut next = Instant::now();
     while !shared.is_stopping() && !shared.state.store_failed() {
-        if Instant::now() >= next {
-            systemd::watchdog();
-            next = Instant::now() + interval;
+        systemd::watchdog();
+        let next = Instant::now() + interval;
+        // Parked until the next ping, or until the stop unparks it; a spurious wake-up loops.
+        while let Some(left) = next.checked_duration_since(Instant::now())
+            && !left.is_zero()
+            && !shared.is_stopping()
+        {
+            thread::park_timeout(left);
         }
-        // A stop is seen within a tick, so that this thread lets go of the state in time.
-        thread::sleep(TICK.min(interval));
     }
 }
 
@@ -190,70 +216,41 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, implicit_tls: bool)
         if let Err(error) = tcp.set_nodelay(true) {
             logging::nodelay_failed(peer, &error);
         }
-        match shared.state.admit(peer) {
-            Ok(permit) => start(shared, tcp, peer, implicit_tls, permit),
-            Err(reply) => refuse(shared, tcp, peer, reply, implicit_tls),
+        if let Some(admission) = shared.state.admit(peer, implicit_tls) {
+            start(shared, tcp, admission);
         }
     }
 }
 
-/// Starts the connection's thread; if the system will not give one, the client is told
-/// `421` like a connection over the cap.
-fn start(
-    shared: &Arc<Shared>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    implicit_tls: bool,
-    permit: ConnectionPermit,
-) {
-    let spare = tcp.try_clone();
+/// Serves the connection on a thread of its own, or (a refusal on the plaintext port) here.
+/// If the system will not give a thread, an admitted client is refused like one over the cap.
+fn start(shared: &Arc<Shared>, tcp: TcpStream, admission: Admission) {
+    if admission.inline {
+        return connection::serve(shared, tcp, admission);
+    }
+    let (peer, implicit_tls, refusal) = (
+        admission.peer(),
+        admission.implicit_tls,
+        admission.is_refusal(),
+    );
+    // For the refusal that replaces an admitted connection no thread can be had for.
+    let spare = (!refusal).then(|| tcp.try_clone());
     let thread_shared = Arc::clone(shared);
     let started = thread::Builder::new()
-        .name("smtp".into())
-        .spawn(move || connection::serve(&thread_shared, tcp, peer, implicit_tls, permit));
-    if let Err(error) = started {
-        // The closure, with its permit and socket, is gone; `spare` is the same socket.
-        logging::no_thread_for(peer, &error);
-        if let Ok(tcp) = spare {
-            let reply = reply::too_many_connections(&shared.state.limits.hostname);
-            refuse(shared, tcp, peer, reply, implicit_tls);
-        }
-    }
-}
-
-/// Sends the gate's `421` and closes; never waits on the client for long.
-fn refuse(
-    shared: &Arc<Shared>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    reply: Reply,
-    implicit_tls: bool,
-) {
-    let bytes = reply.to_bytes();
-    if !implicit_tls {
-        let mut stream = Stream::new(tcp, shared.state.limits.refusal_write_timeout);
-        let _ = stream.write_all(&bytes);
-        let _ = stream.tcp().shutdown(Shutdown::Write);
-        return;
-    }
-    // On 465 the reply can only go inside TLS: handshake in a thread, a bounded number at once.
-    let Some(slot) = shared.state.refusals.try_enter() else {
-        logging::refused_without_reply(peer, &"too many refusals in flight");
+        .name(if refusal { "refuse" } else { "smtp" }.into())
+        .spawn(move || connection::serve(&thread_shared, tcp, admission));
+    let Err(error) = started else {
         return;
     };
-    let timeout = shared.state.refusal_tls_timeout();
-    let shared = Arc::clone(shared);
-    let started = thread::Builder::new().name("refuse".into()).spawn(move || {
-        let _slot = slot;
-        let mut stream = Stream::new(tcp, timeout);
-        let config = shared.state.tls.current();
-        if stream.upgrade(config, timeout, &shared.aborting).is_ok()
-            && stream.write_all(&bytes).is_ok()
-        {
-            stream.close(Duration::ZERO);
-        }
-    });
-    if let Err(error) = started {
-        logging::refused_without_reply(peer, &error);
+    if refusal {
+        return logging::refused_without_reply(peer, &error);
+    }
+    // The closure, with what it held and its socket, is gone; `spare` is the same socket.
+    logging::no_thread_for(peer, &error);
+    let reply = reply::too_many_connections(&shared.state.limits.hostname);
+    if let Some(Ok(tcp)) = spare
+        && let Some(refusal) = shared.state.refuse(peer, reply, implicit_tls)
+    {
+        start(shared, tcp, refusal);
     }
 }

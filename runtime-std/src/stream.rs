@@ -8,6 +8,11 @@
 //! `write` swallows socket errors and, when the socket will not take more, goes on to a read
 //! that can block for the whole read timeout. Here a write that cannot finish within the
 //! write deadline fails (P4), and a read waits for the read deadline only.
+//!
+//! No wait here looks at the clock or the stop flags now and then: a read blocks until bytes
+//! come, its deadline passes, or the stop or the abort shuts the socket's read side
+//! (`crate::sockets`), which ends it as the client's close would. The socket is shared
+//! (`Arc`) with that registry for this.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -18,12 +23,9 @@ use std::time::{Duration, Instant};
 use atacama_core::smtp::TlsInfo;
 use rustls::{ServerConfig, ServerConnection};
 
-/// How long one blocking wait lasts at most, so that a stop request is seen this soon.
-pub const TICK: Duration = Duration::from_millis(100);
-
 /// The connection's byte stream: plaintext, then TLS once [`Stream::upgrade`] succeeded.
 pub struct Stream {
-    tcp: TcpStream,
+    tcp: Arc<TcpStream>,
     tls: Option<Box<ServerConnection>>,
     write_timeout: Duration,
 }
@@ -41,7 +43,7 @@ pub enum StreamError {
 
 impl Stream {
     /// A plaintext stream; every write must finish within `write_timeout`.
-    pub fn new(tcp: TcpStream, write_timeout: Duration) -> Stream {
+    pub fn new(tcp: Arc<TcpStream>, write_timeout: Duration) -> Stream {
         Stream {
             tcp,
             tls: None,
@@ -49,13 +51,8 @@ impl Stream {
         }
     }
 
-    /// The socket underneath.
-    pub fn tcp(&self) -> &TcpStream {
-        &self.tcp
-    }
-
     /// Runs a TLS handshake as the server on the plaintext socket, within `timeout` (T11);
-    /// gives up early when `abort` is set.
+    /// gives up early when `abort` is set and the socket's read side shut.
     pub fn upgrade(
         &mut self,
         config: Arc<ServerConfig>,
@@ -65,20 +62,22 @@ impl Stream {
         if self.tls.is_some() {
             return Err(StreamError::Tls("TLS is already active".into()));
         }
-        let conn = handshake(config, &mut self.tcp, timeout, abort)?;
+        let conn = handshake(config, &self.tcp, timeout, abort)?;
         let info = atacama_server::tls::tls_info(&conn);
         self.tls = Some(Box::new(conn));
         Ok(info)
     }
 
-    /// Reads at most `buf.len()` bytes, waiting at most `timeout`; 0 means the client closed
-    /// its side, `WouldBlock` or `TimedOut` that the time ran out, `UnexpectedEof` that a TLS
-    /// client closed without close_notify.
-    pub fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
-        let deadline = Instant::now() + timeout;
+    /// Reads at most `buf.len()` bytes, waiting at most `timeout` (`None`: until something
+    /// happens); 0 means the client closed its side (or the socket's read side was shut),
+    /// `WouldBlock` or `TimedOut` that the time ran out, `UnexpectedEof` that a TLS client
+    /// closed without close_notify.
+    pub fn read(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> io::Result<usize> {
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        let mut tcp: &TcpStream = &self.tcp;
         let Some(tls) = self.tls.as_deref_mut() else {
-            set_read_deadline(&self.tcp, deadline)?;
-            return self.tcp.read(buf);
+            set_read_deadline(tcp, deadline)?;
+            return tcp.read(buf);
         };
         loop {
             match tls.reader().read(buf) {
@@ -88,16 +87,16 @@ impl Stream {
             }
             // One deadline for the whole read: a client trickling a record byte by byte
             // must not hold us here past it (R2).
-            set_read_deadline(&self.tcp, deadline)?;
+            set_read_deadline(tcp, deadline)?;
             // 0 bytes records the EOF in rustls; the reader above then reports it.
-            tls.read_tls(&mut self.tcp)?;
+            tls.read_tls(&mut tcp)?;
             if let Err(error) = tls.process_new_packets() {
                 // Best effort: tell the client why, as rustls queued an alert for it.
-                let _ = send_tls(tls, &mut self.tcp, self.write_timeout);
+                let _ = send_tls(tls, tcp, self.write_timeout);
                 return Err(io::Error::new(io::ErrorKind::InvalidData, error));
             }
             // A TLS 1.3 KeyUpdate asks for one back.
-            send_tls(tls, &mut self.tcp, self.write_timeout)?;
+            send_tls(tls, tcp, self.write_timeout)?;
         }
     }
 
@@ -105,7 +104,7 @@ impl Stream {
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
         let deadline = Instant::now() + self.write_timeout;
         let Some(tls) = self.tls.as_deref_mut() else {
-            return write_by(&mut self.tcp, bytes, deadline).map_err(io_error);
+            return write_by(&self.tcp, bytes, deadline).map_err(io_error);
         };
         let mut rest = bytes;
         while !rest.is_empty() {
@@ -115,7 +114,7 @@ impl Stream {
                 return Err(StreamError::Io("TLS refused more data".into()));
             }
             rest = rest.get(taken..).unwrap_or_default();
-            send_tls_by(tls, &mut self.tcp, deadline).map_err(io_error)?;
+            send_tls_by(tls, &self.tcp, deadline).map_err(io_error)?;
         }
         Ok(())
     }
@@ -126,11 +125,12 @@ impl Stream {
     pub fn close(&mut self, linger: Duration) {
         if let Some(tls) = self.tls.as_deref_mut() {
             tls.send_close_notify();
-            if send_tls(tls, &mut self.tcp, self.write_timeout).is_err() {
+            if send_tls(tls, &self.tcp, self.write_timeout).is_err() {
                 return;
             }
         }
-        if self.tcp.shutdown(Shutdown::Write).is_err() {
+        let mut tcp: &TcpStream = &self.tcp;
+        if tcp.shutdown(Shutdown::Write).is_err() {
             return;
         }
         let deadline = Instant::now() + linger;
@@ -138,10 +138,10 @@ impl Stream {
         // Bounded in bytes as well as in time: a client that keeps sending is dropped.
         for _ in 0..16 {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.tcp.set_read_timeout(Some(left)).is_err() {
+            if left.is_zero() || tcp.set_read_timeout(Some(left)).is_err() {
                 break;
             }
-            match self.tcp.read(&mut scrap) {
+            match tcp.read(&mut scrap) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
@@ -150,10 +150,10 @@ impl Stream {
 }
 
 /// The server side of a TLS handshake on `tcp`, within `timeout` (T11); gives up early
-/// when `abort` is set.
-pub fn handshake(
+/// when `abort` is set and the socket's read side shut (which ends the blocked read).
+fn handshake(
     config: Arc<ServerConfig>,
-    tcp: &mut TcpStream,
+    mut tcp: &TcpStream,
     timeout: Duration,
     abort: &AtomicBool,
 ) -> Result<ServerConnection, StreamError> {
@@ -165,16 +165,18 @@ pub fn handshake(
         if !conn.is_handshaking() {
             return Ok(conn);
         }
-        if abort.load(Ordering::Acquire) {
+        if abort.load(Ordering::SeqCst) {
             return Err(StreamError::Aborted);
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(StreamError::Tls("handshake timed out".into()));
         }
-        tcp.set_read_timeout(Some(left.min(TICK)))
+        tcp.set_read_timeout(Some(left))
             .map_err(|e| StreamError::Tls(e.to_string()))?;
-        match conn.read_tls(tcp) {
+        match conn.read_tls(&mut tcp) {
+            // The abort ends the read as the client's close would: the flag tells them apart.
+            _ if abort.load(Ordering::SeqCst) => return Err(StreamError::Aborted),
             Ok(0) => {
                 return Err(StreamError::Tls(
                     "the client closed during the handshake".into(),
@@ -194,8 +196,11 @@ pub fn handshake(
 }
 
 /// Makes the next blocking read on `tcp` give up at `deadline` (`WouldBlock`), or at once
-/// if it has passed.
-fn set_read_deadline(tcp: &TcpStream, deadline: Instant) -> io::Result<()> {
+/// if it has passed; with no deadline, it waits for as long as it takes.
+fn set_read_deadline(tcp: &TcpStream, deadline: Option<Instant>) -> io::Result<()> {
+    let Some(deadline) = deadline else {
+        return tcp.set_read_timeout(None);
+    };
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(io::ErrorKind::WouldBlock.into());
@@ -213,15 +218,11 @@ pub fn timed_out(error: &io::Error) -> bool {
 }
 
 /// Sends every TLS record rustls has queued, within `timeout`.
-fn send_tls(conn: &mut ServerConnection, tcp: &mut TcpStream, timeout: Duration) -> io::Result<()> {
+fn send_tls(conn: &mut ServerConnection, tcp: &TcpStream, timeout: Duration) -> io::Result<()> {
     send_tls_by(conn, tcp, Instant::now() + timeout)
 }
 
-fn send_tls_by(
-    conn: &mut ServerConnection,
-    tcp: &mut TcpStream,
-    deadline: Instant,
-) -> io::Result<()> {
+fn send_tls_by(conn: &mut ServerConnection, tcp: &TcpStream, deadline: Instant) -> io::Result<()> {
     while conn.wants_write() {
         let mut out = Deadline { tcp, deadline };
         match conn.write_tls(&mut out) {
@@ -235,7 +236,7 @@ fn send_tls_by(
 }
 
 /// Writes all of `bytes` unless `deadline` passes first.
-fn write_by(tcp: &mut TcpStream, bytes: &[u8], deadline: Instant) -> io::Result<()> {
+fn write_by(tcp: &TcpStream, bytes: &[u8], deadline: Instant) -> io::Result<()> {
     let mut out = Deadline { tcp, deadline };
     out.write_all(bytes)
 }
@@ -243,7 +244,7 @@ fn write_by(tcp: &mut TcpStream, bytes: &[u8], deadline: Instant) -> io::Result<
 /// A socket whose every write must end by `deadline`: the socket's own timeout applies to
 /// one `send` at a time, so a client reading a byte now and then could stretch it forever.
 struct Deadline<'a> {
-    tcp: &'a mut TcpStream,
+    tcp: &'a TcpStream,
     deadline: Instant,
 }
 
@@ -253,8 +254,9 @@ impl Write for Deadline<'_> {
         if left.is_zero() {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"));
         }
-        self.tcp.set_write_timeout(Some(left))?;
-        self.tcp.write(bytes).map_err(|e| {
+        let mut tcp = self.tcp;
+        tcp.set_write_timeout(Some(left))?;
+        tcp.write(bytes).map_err(|e| {
             if timed_out(&e) {
                 io::Error::new(io::ErrorKind::TimedOut, "write timed out")
             } else {
@@ -313,7 +315,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (config, _) = configs(dir.path());
         let (server, _client) = pair();
-        let mut stream = Stream::new(server, Duration::from_secs(1));
+        let mut stream = Stream::new(Arc::new(server), Duration::from_secs(1));
         let started = Instant::now();
         let result = stream.upgrade(config, Duration::from_millis(300), &AtomicBool::new(false));
         let elapsed = started.elapsed();
@@ -323,17 +325,20 @@ mod tests {
     }
 
     #[test]
-    fn a_handshake_gives_up_within_a_tick_of_the_abort() {
+    fn a_handshake_gives_up_when_the_abort_shuts_its_socket() {
         let dir = tempfile::tempdir().unwrap();
         let (config, _) = configs(dir.path());
         let (server, _client) = pair();
-        let mut stream = Stream::new(server, Duration::from_secs(1));
+        let server = Arc::new(server);
+        let mut stream = Stream::new(Arc::clone(&server), Duration::from_secs(1));
         let abort = AtomicBool::new(false);
         let started = Instant::now();
         let result = std::thread::scope(|scope| {
             scope.spawn(|| {
                 std::thread::sleep(Duration::from_millis(50));
-                abort.store(true, Ordering::Release);
+                // As `Shared::abort` does: the flag, then the socket.
+                abort.store(true, Ordering::SeqCst);
+                server.shutdown(Shutdown::Read).unwrap();
             });
             stream.upgrade(config, Duration::from_secs(20), &abort)
         });
@@ -347,7 +352,7 @@ mod tests {
         let (config, _) = configs(dir.path());
         let (server, mut client) = pair();
         client.write_all(b"EHLO x\r\n").unwrap();
-        let mut stream = Stream::new(server, Duration::from_secs(1));
+        let mut stream = Stream::new(Arc::new(server), Duration::from_secs(1));
         let result = stream.upgrade(config, Duration::from_secs(5), &AtomicBool::new(false));
         assert!(matches!(result, Err(StreamError::Tls(_))), "{result:?}");
     }
@@ -369,7 +374,7 @@ mod tests {
                 tls.flush().unwrap();
                 reply
             });
-            let mut stream = Stream::new(server, Duration::from_secs(5));
+            let mut stream = Stream::new(Arc::new(server), Duration::from_secs(5));
             let info = stream
                 .upgrade(
                     server_config,
@@ -381,14 +386,17 @@ mod tests {
             let mut buf = [0u8; 64];
             let mut got = Vec::new();
             while got.len() < 13 {
-                let n = stream.read(&mut buf, Duration::from_secs(5)).unwrap();
+                let n = stream.read(&mut buf, Some(Duration::from_secs(5))).unwrap();
                 assert!(n > 0);
                 got.extend_from_slice(&buf[..n]);
             }
             assert_eq!(got, b"EHLO c.test\r\n");
             stream.write_all(b"250 ok\r\n").unwrap();
             assert_eq!(&peer.join().unwrap(), b"250 ok\r\n");
-            assert_eq!(stream.read(&mut buf, Duration::from_secs(5)).unwrap(), 0);
+            assert_eq!(
+                stream.read(&mut buf, Some(Duration::from_secs(5))).unwrap(),
+                0
+            );
         });
     }
 
@@ -415,7 +423,7 @@ mod tests {
                     let _ = tls.sock.write_all(&[0]);
                 }
             });
-            let mut stream = Stream::new(server, Duration::from_secs(5));
+            let mut stream = Stream::new(Arc::new(server), Duration::from_secs(5));
             stream
                 .upgrade(
                     server_config,
@@ -426,7 +434,7 @@ mod tests {
             let started = Instant::now();
             let mut buf = [0u8; 64];
             let error = stream
-                .read(&mut buf, Duration::from_millis(300))
+                .read(&mut buf, Some(Duration::from_millis(300)))
                 .unwrap_err();
             let took = started.elapsed();
             done.store(true, Ordering::Release);
@@ -438,10 +446,10 @@ mod tests {
     #[test]
     fn a_read_with_nothing_to_read_times_out() {
         let (server, _client) = pair();
-        let mut stream = Stream::new(server, Duration::from_secs(1));
+        let mut stream = Stream::new(Arc::new(server), Duration::from_secs(1));
         let mut buf = [0u8; 16];
         let error = stream
-            .read(&mut buf, Duration::from_millis(50))
+            .read(&mut buf, Some(Duration::from_millis(50)))
             .unwrap_err();
         assert!(timed_out(&error), "{error:?}");
     }
@@ -450,7 +458,7 @@ mod tests {
     fn p4_a_client_that_never_reads_fails_the_write_at_its_deadline() {
         let (server, _client) = pair();
         let timeout = Duration::from_millis(200);
-        let mut stream = Stream::new(server, timeout);
+        let mut stream = Stream::new(Arc::new(server), timeout);
         let chunk = vec![b'x'; 1 << 20];
         // Loopback buffers hold a few MiB at most; bounded in case they hold more.
         for _ in 0..256 {

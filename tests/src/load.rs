@@ -52,7 +52,8 @@ pub struct Options {
     pub io_timeout: Duration,
     /// Executor threads.
     pub threads: usize,
-    /// A server process whose memory (PSS) is measured around idle mode.
+    /// A server process whose memory (PSS) is measured around idle mode, and its CPU use
+    /// while the connections are held.
     pub server_pid: Option<u32>,
     /// Busy mode: created once every connection has logged in, when the messages start, so
     /// a script can start other load (a login storm) against senders already sending.
@@ -79,6 +80,9 @@ pub struct Report {
     pub idle_noop_ok: usize,
     pub server_pss_before_kib: Option<u64>,
     pub server_pss_idle_kib: Option<u64>,
+    /// The server's CPU time (user + system) while every idle connection was held, and
+    /// how long that was: a server with nothing to do should use none.
+    pub server_idle_cpu: Option<(Duration, Duration)>,
     pub deadline_hit: bool,
     /// When every connection had logged in and messages started.
     pub sending_started: Option<Instant>,
@@ -231,9 +235,16 @@ async fn drive(
             }
         }
         lock(&stats).idle_established = established;
+        let cpu_before = options.server_pid.and_then(cpu_time_of);
+        let quiet = Instant::now();
         Timer::after(idle).await;
         if let Some(pid) = options.server_pid {
-            lock(&stats).server_pss_idle_kib = pss_kib(pid);
+            let window = quiet.elapsed();
+            let mut s = lock(&stats);
+            s.server_idle_cpu = cpu_before
+                .zip(cpu_time_of(pid))
+                .map(|(before, after)| (after.saturating_sub(before), window));
+            s.server_pss_idle_kib = pss_kib(pid);
         }
         release.wait().await;
     }
@@ -701,14 +712,42 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
 }
 
 /// User plus system CPU time of this process.
+#[allow(unsafe_code)] // getrusage has no safe wrapper in std
 fn cpu_time() -> Duration {
-    // SAFETY: getrusage only writes into the struct we pass.
+    // SAFETY: rusage is plain data; all zero is a valid value of it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes into the struct we pass, a live local.
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
         return Duration::ZERO;
     }
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
     tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// User plus system CPU time of a process and all its descendants (every thread's), from
+/// /proc: in clock ticks, 10 ms each on Linux.
+#[allow(unsafe_code)] // sysconf has no safe wrapper in std
+pub fn cpu_time_of(pid: u32) -> Option<Duration> {
+    // SAFETY: sysconf reads a constant of the system.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .ok()
+        .filter(|&hz| hz > 0)?;
+    let mut ticks = process_cpu_ticks(pid)?;
+    for child in descendants(pid) {
+        // A child may exit between the listing and the read; what it used is then gone.
+        ticks += process_cpu_ticks(child).unwrap_or(0);
+    }
+    Some(Duration::from_secs(ticks / hz) + Duration::from_nanos(ticks % hz * 1_000_000_000 / hz))
+}
+
+/// utime + stime: fields 14 and 15 of /proc/PID/stat, the 12th and 13th after the name.
+fn process_cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// Proportional set size of a process and all its descendants, from /proc: a server that
@@ -811,6 +850,9 @@ impl Report {
                 (Some(b), Some(i)) if self.idle_established > 0 => Some(i.saturating_sub(b) as f64 / self.idle_established as f64),
                 _ => None,
             },
+            "server_idle_cpu_pct": self.server_idle_cpu.map(|(used, window)| {
+                100.0 * used.as_secs_f64() / window.as_secs_f64().max(1e-9)
+            }),
             "deadline_hit": self.deadline_hit,
             "errors": self.errors,
         })
@@ -845,6 +887,23 @@ mod tests {
         assert!(
             whole >= alone + child_pss - alone / 10,
             "{whole} < {alone} + {child_pss}"
+        );
+    }
+
+    #[test]
+    fn a_process_cpu_time_counts_the_work_it_did() {
+        let me = std::process::id();
+        let before = cpu_time_of(me).expect("own /proc/PID/stat");
+        // 200 ms of work, in this thread: the ticks of every thread count.
+        let started = Instant::now();
+        let mut x = 1u64;
+        while started.elapsed() < Duration::from_millis(200) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let used = cpu_time_of(me).expect("own /proc/PID/stat") - before;
+        assert!(
+            used >= Duration::from_millis(100) && used < Duration::from_secs(5),
+            "{used:?}"
         );
     }
 }

@@ -116,9 +116,10 @@ impl Server {
             (None, None)
         };
         let (listen_plain, listen_tls) = configured.unwrap_or((submission, submissions));
+        // One key takes an address, the other a list: both forms work in both binaries.
         let mut text = format!(
             "hostname = \"mail.example.test\"\ndata_dir = {:?}\n\n[listen]\n\
-             submission = [\"{listen_plain}\"]\nsubmissions = [\"{listen_tls}\"]\n\n\
+             submission = \"{listen_plain}\"\nsubmissions = [\"{listen_tls}\"]\n\n\
              [auth]\n",
             data_dir.display().to_string()
         );
@@ -307,6 +308,7 @@ impl Drop for Server {
 /// A command that runs `program` the way systemd runs a socket-activated service: the two
 /// listeners as fds 3 and 4, `LISTEN_FDS=2`, `LISTEN_FDNAMES=submission:submissions`, and
 /// `LISTEN_PID` set to the program's own pid (`sh` sets it to `$$`, then `exec`s in place).
+#[allow(unsafe_code)] // pre_exec: the descriptors are moved between fork and exec
 fn activation_command(program: &Path, plain: &TcpListener, tls: &TcpListener) -> Command {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;

@@ -122,6 +122,16 @@ fn json_of(run: &Run) -> Value {
     serde_json::from_slice(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"))
 }
 
+/// The ids `messages list --json` printed, in order.
+fn listed_ids(run: &Run) -> Vec<u64> {
+    json_of(run)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect()
+}
+
 #[test]
 fn help_at_every_level_exits_zero() {
     for bin in Binary::ALL {
@@ -428,7 +438,7 @@ fn messages_list_and_show_beside_a_live_daemon() {
                     "user": m.user,
                     "mail_from": m.mail_from,
                     "rcpt_to": ["bob@example.test", "carol@example.test"],
-                    "subject": m.subject,
+                    "subject": m.headers.subject,
                     "size": m.size,
                     "parent_id": null,
                 })
@@ -437,14 +447,7 @@ fn messages_list_and_show_beside_a_live_daemon() {
         assert_eq!(list, Value::Array(expected));
         assert_eq!(list[2]["received_at"], "2026-03-03T14:05:09Z");
 
-        let ids = |run: Run| -> Vec<u64> {
-            json_of(&run)
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m["id"].as_u64().unwrap())
-                .collect()
-        };
+        let ids = |run: Run| listed_ids(&run);
         assert_eq!(
             ids(env.run(
                 bin,
@@ -503,11 +506,11 @@ fn messages_list_and_show_beside_a_live_daemon() {
         let m = store.message(MessageId(1)).unwrap();
         let mut expected = list[2].clone();
         for (key, value) in [
-            ("message_id", json!(m.message_id)),
-            ("in_reply_to", json!(m.in_reply_to)),
-            ("from", json!(m.from)),
-            ("to", json!(m.to)),
-            ("date", json!(m.date)),
+            ("message_id", json!(m.headers.message_id)),
+            ("in_reply_to", json!(m.headers.in_reply_to)),
+            ("from", json!(m.headers.from)),
+            ("to", json!(m.headers.to)),
+            ("date", json!(m.headers.date)),
             ("text", json!(m.text)),
             ("html", json!(m.html)),
             ("attachments", json!([])),
@@ -548,6 +551,85 @@ fn messages_list_and_show_beside_a_live_daemon() {
             1,
             "no message with id 99",
         );
+    }
+}
+
+/// `messages list` pages: 50 by default, `--limit`, `--before`, and a last line (stderr with
+/// `--json`) naming the next page; the same through the daemon and on the file.
+#[test]
+fn messages_list_pages_through_the_daemon_and_on_the_file() {
+    for bin in Binary::ALL {
+        let env = Env::new();
+        let daemon = env.daemon();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_772_546_709);
+        let batch = (0..53u64)
+            .map(|i| {
+                let user = if i % 3 == 0 { "alice" } else { "bob" };
+                let body = format!("Subject: number {}\r\n\r\nhi\r\n", i + 1);
+                (delivery(user, &body), t0 + Duration::from_secs(i))
+            })
+            .collect();
+        for stored in daemon.deliver_batch(batch) {
+            stored.unwrap();
+        }
+        let pages = [
+            &["messages", "list"][..],
+            &["messages", "list", "--before", "4"],
+            &["messages", "list", "--limit", "2", "--before", "10"],
+            &["messages", "list", "--user", "alice", "--limit", "3"],
+            &[
+                "messages", "list", "--json", "--limit", "2", "--before", "10",
+            ],
+            &["messages", "list", "--json", "--before", "3"],
+            &["messages", "list", "--json", "--limit", "0"],
+        ];
+        let through_daemon: Vec<Run> = pages
+            .iter()
+            .map(|args| env.run(bin, args, None).success())
+            .collect();
+        drop(daemon);
+        let on_the_file: Vec<Run> = pages
+            .iter()
+            .map(|args| env.run(bin, args, None).success())
+            .collect();
+        assert_eq!(through_daemon, on_the_file, "{bin:?}");
+
+        let rows = |run: &Run| -> Vec<String> {
+            run.stdout_text()
+                .lines()
+                .skip(1)
+                .map(|line| line.split(' ').next().unwrap_or_default().to_string())
+                .collect()
+        };
+        let [all, before_4, two, alice, json_two, json_rest, json_none] = &on_the_file[..] else {
+            unreachable!("one run per page");
+        };
+        // 50 by default, newest first, then the line that says how to go on.
+        let ids = rows(all);
+        assert_eq!(ids.len(), 51, "{}", all.stdout_text());
+        assert_eq!((ids[0].as_str(), ids[49].as_str()), ("53", "4"));
+        assert!(
+            all.stdout_text()
+                .ends_with("\n(more: add --before 4 to list the next ones)\n"),
+            "{all:?}"
+        );
+        assert_eq!(rows(before_4), ["3", "2", "1"]);
+        assert_eq!(rows(two), ["9", "8", "(more:"], "{}", two.stdout_text());
+        // alice sent 1, 4, 7 … 52.
+        assert_eq!(rows(alice), ["52", "49", "46", "(more:"]);
+        assert!(all.stderr.is_empty() && alice.stderr.is_empty(), "{all:?}");
+
+        // With --json, stdout stays one JSON array and the hint goes to stderr.
+        let ids = listed_ids;
+        assert_eq!(ids(json_two), [9, 8]);
+        assert_eq!(
+            json_two.stderr,
+            "(more: add --before 8 to list the next ones)\n"
+        );
+        assert_eq!(ids(json_rest), [2, 1]);
+        assert_eq!(json_rest.stderr, "");
+        assert_eq!(ids(json_none), Vec::<u64>::new());
+        assert_eq!(json_none.stderr, "(more: raise --limit to list them)\n");
     }
 }
 

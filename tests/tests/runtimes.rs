@@ -263,20 +263,7 @@ fn the_command_line_works_through_the_running_server(binary: Binary) {
     assert!(list.contains("alice"), "{list}");
 }
 
-/// Instantiates every test above for each binary.
-macro_rules! both_binaries {
-    ($($test:ident),* $(,)?) => {
-        mod smol {
-            $( #[test] fn $test() { super::$test(atacama_tests::Binary::Smol) } )*
-        }
-        // Not `mod std`: that would shadow the standard library in this file.
-        mod std_threads {
-            $( #[test] fn $test() { super::$test(atacama_tests::Binary::Std) } )*
-        }
-    };
-}
-
-both_binaries!(
+atacama_tests::end_to_end!(
     p6_pipelined_auth_and_envelope_are_answered_in_order,
     the_command_line_works_through_the_running_server,
     a_transaction_that_outlives_the_grace_period_is_cut_and_the_server_exits_0,

@@ -275,8 +275,7 @@ fn sysusers_and_tmpfiles_snippets_apply_to_a_fresh_root() {
     );
 
     // tmpfiles chowns, which only root can do (CI runs as root).
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if atacama_store::data_dir::euid() != 0 {
         eprintln!("not root: the tmpfiles.d snippet is not applied (CI runs it as root)");
         return;
     }
@@ -569,23 +568,31 @@ fn ci_runs_the_readme_test_command_and_installs_every_client() {
     let ci = read(&repo().join(".ci/run"));
     let ci_lines: Vec<&str> = ci.lines().map(str::trim).collect();
     let test_command = readme_test_command(&readme);
-    assert_eq!(test_command, "cargo test --workspace");
+    assert_eq!(test_command, "tests/run.sh");
+    // CI ends with the README's command, as written, after the checks.
+    assert_eq!(
+        ci_lines.iter().rev().find(|l| !l.is_empty()),
+        Some(&test_command.as_str()),
+        ".ci/run does not end with README's test command"
+    );
     for command in [
-        test_command.as_str(),
         "cargo fmt --all -- --check",
         "cargo clippy --workspace --all-targets -- -D warnings",
+        "cargo test -p atacama-core",
     ] {
         assert!(
             ci_lines.contains(&command),
             ".ci/run does not run `{command}` on a line of its own"
         );
     }
-    // The packages the tests `require` (their failure messages name them too), installed by
-    // `apt-get install … "${packages[@]}"`.
-    let listed: Vec<&str> = ci_lines
+    // The script installs the packages the tests `require` (their failure messages name them
+    // too), then runs the whole workspace's tests with any arguments passed on.
+    let script = read(&repo().join("tests/run.sh"));
+    let script_lines: Vec<&str> = script.lines().map(str::trim).collect();
+    let listed: Vec<&str> = script_lines
         .iter()
         .find_map(|l| l.strip_prefix("packages=(")?.strip_suffix(')'))
-        .expect(".ci/run has a packages=(…) line")
+        .expect("tests/run.sh has a packages=(…) line")
         .split_whitespace()
         .collect();
     assert_eq!(
@@ -602,13 +609,20 @@ fn ci_runs_the_readme_test_command_and_installs_every_client() {
         ]
     );
     assert!(
-        ci.contains("apt-get install -y -q --no-install-recommends \"${packages[@]}\""),
-        ".ci/run installs the packages"
+        script.contains("apt-get install -y -q --no-install-recommends \"${missing[@]}\""),
+        "tests/run.sh installs the missing packages"
     );
-    assert!(
-        mode(&repo().join(".ci/run")) & 0o111 != 0,
-        ".ci/run is executable"
+    assert_eq!(
+        script_lines.iter().rev().find(|l| !l.is_empty()),
+        Some(&"exec cargo test --workspace \"$@\""),
+        "tests/run.sh ends by running the workspace's tests"
     );
+    for file in [".ci/run", "tests/run.sh"] {
+        assert!(
+            mode(&repo().join(file)) & 0o111 != 0,
+            "{file} is executable"
+        );
+    }
     // The quick start's first command stays the one that serves on the built-in defaults.
     assert!(
         readme.contains("\ncargo run --release --bin atacama-mail -- serve\n"),

@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use crate::service::Services;
 use atacama_core::smtp::MessageId;
 use atacama_store::data_dir::{DataDir, euid};
-use atacama_store::{MessageSummary, Store, StoreError, StoredMessage, User};
+use atacama_store::{MessagePage, Store, StoreError, StoredMessage, User};
 
 /// The socket's name inside the data directory.
 pub const CONTROL_SOCKET: &str = "control.sock";
@@ -159,12 +159,14 @@ pub enum Request {
         /// The login name.
         name: String,
     },
-    /// [`Store::messages`].
+    /// [`Store::messages_page`].
     Messages {
         /// Only this user's.
         user: Option<String>,
+        /// Only those whose id is below this one.
+        before: Option<u64>,
         /// At most this many.
-        limit: Option<usize>,
+        limit: usize,
     },
     /// [`Store::message`], with only the bodies asked for.
     Message {
@@ -191,9 +193,11 @@ impl Request {
             Request::DisableUser { name } => format!("user disable {name:?}"),
             Request::EnableUser { name } => format!("user enable {name:?}"),
             Request::DeleteUser { name } => format!("user del {name:?}"),
-            Request::Messages { user, limit } => {
-                format!("messages list user={user:?} limit={limit:?}")
-            }
+            Request::Messages {
+                user,
+                before,
+                limit,
+            } => format!("messages list user={user:?} before={before:?} limit={limit}"),
             Request::Message { id, bodies } => format!(
                 "messages show {id} text={} html={}",
                 bodies.text, bodies.html
@@ -218,8 +222,8 @@ pub enum Answer {
     User(User),
     /// Every user.
     Users(Vec<User>),
-    /// Message summaries.
-    Messages(Vec<MessageSummary>),
+    /// One page of message summaries.
+    Messages(MessagePage),
     /// One message's fields, with the bodies the request asked for.
     Message(Box<StoredMessage>),
     /// One message's bytes (base64 on the wire: JSON has no byte strings).
@@ -239,8 +243,12 @@ pub fn execute(store: &Store, request: &Request, now: SystemTime) -> Result<Answ
         Request::DisableUser { name } => store.disable_user(name, now).map(done),
         Request::EnableUser { name } => store.enable_user(name, now).map(done),
         Request::DeleteUser { name } => store.delete_user(name).map(done),
-        Request::Messages { user, limit } => store
-            .messages(user.as_deref(), *limit)
+        Request::Messages {
+            user,
+            before,
+            limit,
+        } => store
+            .messages_page(user.as_deref(), before.map(MessageId), *limit)
             .map(Answer::Messages),
         Request::Message { id, bodies } => store
             .message(MessageId(*id))
@@ -383,6 +391,7 @@ pub(crate) fn read_frame(stream: &mut impl Read, max: u32) -> io::Result<Vec<u8>
 /// The uid of the process at the other end: for the daemon, the client's at `connect`; for
 /// the command line, the daemon's at `listen`.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // getsockopt(SO_PEERCRED) has no safe wrapper in std
 pub(crate) fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
     use std::os::fd::AsRawFd;
     let mut credentials = libc::ucred {

@@ -505,7 +505,7 @@ mod tests {
         let parsed = message::parse(&d.data);
         assert_eq!(stored.text, parsed.text);
         assert_eq!(stored.html, markup::render(&parsed.text));
-        assert_eq!(stored.subject, parsed.subject);
+        assert_eq!(stored.headers, parsed.headers);
         assert_eq!(
             (stored.user.as_str(), stored.mail_from.as_str()),
             ("alice", "alice")

@@ -88,6 +88,7 @@ impl std::error::Error for ActivationError {}
 
 /// The sockets systemd passed to this process, or `None` if it passed none. Only the first
 /// call can return sockets: each descriptor must have exactly one owner.
+#[allow(unsafe_code)] // taking ownership of an inherited descriptor (FromRawFd)
 pub fn activated_listeners() -> Result<Option<ActivatedListeners>, ActivationError> {
     static TAKEN: AtomicBool = AtomicBool::new(false);
     if TAKEN.swap(true, Ordering::AcqRel) {

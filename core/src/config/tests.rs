@@ -46,16 +46,64 @@ fn bad_values_are_named() {
             "[listen]\nsubmission = [\"localhost:587\"]",
             "listen.submission",
         ),
-        (
-            "[listen]\nsubmissions = \"127.0.0.1:465\"",
-            "listen.submissions",
-        ),
         ("[auth]\nrequire_tls = \"yes\"", "auth.require_tls"),
         ("[tls]\ncert = \"/c\"", "tls.key"),
         ("tls = 3", "tls"),
     ] {
         let (found, _) = invalid(text);
         assert_eq!(found, key, "{text}");
+    }
+}
+
+#[test]
+fn a_listen_key_takes_one_address_or_a_list() {
+    let config = Config::parse(
+        "[listen]\nsubmission = \"127.0.0.1:2587\"\nsubmissions = [\"127.0.0.1:2465\", \"[::1]:2465\"]",
+        HOST,
+    )
+    .unwrap();
+    assert_eq!(
+        config.listen.submission,
+        [SocketAddr::from(([127, 0, 0, 1], 2587))]
+    );
+    assert_eq!(
+        config.listen.submissions,
+        [
+            SocketAddr::from(([127, 0, 0, 1], 2465)),
+            "[::1]:2465".parse().unwrap()
+        ]
+    );
+    let config = Config::parse("[listen]\nsubmissions = \"0.0.0.0:465\"", HOST).unwrap();
+    assert_eq!(config.listen.submissions, [SocketAddr::from(([0; 4], 465))]);
+    assert_eq!(config.listen.submission, Listen::default().submission);
+}
+
+#[test]
+fn a_listen_value_of_the_wrong_type_is_named() {
+    let expecting = "an address such as \"127.0.0.1:587\", or a list of them";
+    for (text, key, problem) in [
+        (
+            "[listen]\nsubmission = 587",
+            "listen.submission",
+            format!("invalid type: integer `587`, expected {expecting}"),
+        ),
+        (
+            "[listen]\nsubmissions = { address = \"127.0.0.1:465\" }",
+            "listen.submissions",
+            format!("invalid type: map, expected {expecting}"),
+        ),
+        (
+            "[listen]\nsubmissions = \"localhost:465\"",
+            "listen.submissions",
+            "\"localhost:465\" is not an IP address and port".to_string(),
+        ),
+        (
+            "[listen]\nsubmission = [587]",
+            "listen.submission",
+            "invalid type: integer `587`, expected socket address".to_string(),
+        ),
+    ] {
+        assert_eq!(invalid(text), (key.to_string(), problem), "{text}");
     }
 }
 

@@ -2,6 +2,7 @@
 //! (§5.3), the fixed markup the generator writes, the length of each piece before it is
 //! written, and [`Out`], the output with its limit.
 
+use super::byte_set::ByteSet;
 use super::colour::Colour;
 
 /// The HTML being written, and the most it may hold.
@@ -262,25 +263,17 @@ const REPLACEMENT: &str = "\u{FFFD}";
 
 /// Bytes that are not written as themselves: the four of §6, U+0000, the C0 controls and
 /// DEL, and 0xC2, the first byte of the C1 controls (and of the rest of U+0080..U+00BF).
-const fn needs_attention() -> [bool; 256] {
-    let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < 0x20 {
-        table[byte] = true;
-        byte += 1;
-    }
-    table[b'\t' as usize] = false;
-    table[b'\n' as usize] = false;
-    table[b'\r' as usize] = false;
-    table[0x7F] = true;
-    table[0xC2] = true;
-    table[b'&' as usize] = true;
-    table[b'<' as usize] = true;
-    table[b'>' as usize] = true;
-    table[b'"' as usize] = true;
-    table
-}
-static NEEDS_ATTENTION: [bool; 256] = needs_attention();
+static NEEDS_ATTENTION: ByteSet = ByteSet::of(&[
+    (0x00, 0x08), // the C0 controls but tab (09), LF (0A) and CR (0D)
+    (0x0B, 0x0C),
+    (0x0E, 0x1F),
+    (0x7F, 0x7F),
+    (0xC2, 0xC2),
+    (b'&', b'&'),
+    (b'<', b'<'),
+    (b'>', b'>'),
+    (b'"', b'"'),
+]);
 
 /// Appends `text` escaped (§6), with U+0000 replaced (§2) and the other control characters
 /// but tab, LF and CR dropped.
@@ -293,8 +286,7 @@ pub(crate) fn push_escaped(out: &mut impl Push, text: &str) {
     let mut clean_from = 0;
     let mut at = 0;
     while let Some(&byte) = bytes.get(at) {
-        // Invariant: the table has an entry for every u8.
-        if !NEEDS_ATTENTION[usize::from(byte)] {
+        if !NEEDS_ATTENTION.contains(byte) {
             at += 1;
             continue;
         }
@@ -337,8 +329,7 @@ pub(crate) fn escaped_len(text: &str) -> usize {
     let mut len = bytes.len();
     let mut at = 0;
     while let Some(&byte) = bytes.get(at) {
-        // Invariant: the table has an entry for every u8.
-        if NEEDS_ATTENTION[usize::from(byte)] {
+        if NEEDS_ATTENTION.contains(byte) {
             match byte {
                 b'&' => len += 4,
                 b'<' | b'>' => len += 3,
@@ -379,6 +370,11 @@ fn wiki_target_len(title: &str) -> usize {
 /// byte outside the kept set becomes `%XX`.
 pub(crate) fn push_wiki_target(out: &mut impl Push, title: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    // A nibble is below 16: the `None` arm is never taken, and compiles away.
+    let hex = |nibble: u8| {
+        HEX.get(usize::from(nibble))
+            .map_or('0', |&digit| char::from(digit))
+    };
     let mut utf8 = [0u8; 4];
     for c in title.chars() {
         let c = match c {
@@ -391,10 +387,9 @@ pub(crate) fn push_wiki_target(out: &mut impl Push, title: &str) {
             continue;
         }
         for byte in c.encode_utf8(&mut utf8).bytes() {
-            // Invariant: a nibble is below 16, so both indexes are in bounds.
             out.push('%');
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0xF)]));
+            out.push(hex(byte >> 4));
+            out.push(hex(byte & 0xF));
         }
     }
 }

@@ -21,6 +21,7 @@
 
 mod allowlist;
 mod block;
+mod byte_set;
 mod colour;
 mod html;
 mod inline;

@@ -5,6 +5,7 @@
 //! probe that fails covers only trailing punctuation, and a literal probe either consumes
 //! what it scanned or records that the rest of the line has no `>>`.
 
+use super::byte_set::ByteSet;
 use super::colour::{Colour, tag_at};
 
 /// One lexical unit of an inline container.
@@ -44,22 +45,14 @@ const MAX_EMPHASIS_CHARS: usize = 40;
 /// Bytes at which a rule of §5.1 other than "text" may apply. The last range holds the
 /// UTF-8 lead bytes of U+4E00..=U+9FFF; continuation bytes are never in the table, so a
 /// hit is always on a character boundary.
-const fn special_bytes() -> [bool; 256] {
-    let mut table = [false; 256];
-    table[b'<' as usize] = true;
-    table[b'(' as usize] = true;
-    table[b')' as usize] = true;
-    table[b'[' as usize] = true;
-    table[b'h' as usize] = true;
-    table[b'*' as usize] = true;
-    let mut lead = 0xE4;
-    while lead <= 0xE9 {
-        table[lead] = true;
-        lead += 1;
-    }
-    table
-}
-static SPECIAL: [bool; 256] = special_bytes();
+static SPECIAL: ByteSet = ByteSet::of(&[
+    (b'<', b'<'),
+    (b'(', b')'),
+    (b'[', b'['),
+    (b'h', b'h'),
+    (b'*', b'*'),
+    (0xE4, 0xE9),
+]);
 
 /// The atoms of one trimmed line, one at a time: nothing is kept per atom, so a line of any
 /// length costs no memory here.
@@ -97,8 +90,7 @@ impl<'a> Iterator for LineAtoms<'a> {
         }
         let line = self.scanner.line;
         while let Some(&byte) = self.scanner.bytes.get(self.at) {
-            // Invariant: the table has an entry for every u8.
-            if !SPECIAL[usize::from(byte)] {
+            if !SPECIAL.contains(byte) {
                 self.at += 1;
                 continue;
             }

@@ -1,4 +1,4 @@
-//! From and To as a reader sees them (the format is documented on [`super::ParsedMessage::to`]).
+//! From and To as a reader sees them (the format is documented on [`super::Headers::to`]).
 
 use std::borrow::Cow;
 

@@ -45,12 +45,15 @@ pub struct Attachment {
     pub size: u64,
 }
 
-/// The processed fields of one message.
+/// The header fields a reader is shown and threads by, as parsed and as stored.
+///
+/// The store keeps these under the same names (`#[serde(flatten)]` into its records), so a
+/// record written before this type existed reads back unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ParsedMessage {
+pub struct Headers {
     /// The Subject, encoded words decoded.
     pub subject: Option<String>,
-    /// The From mailboxes, shown as for [`ParsedMessage::to`] (normally just one).
+    /// The From mailboxes, shown as for [`Headers::to`] (normally just one).
     pub from: Option<String>,
     /// The To recipients as a reader sees them: `Name <addr>`, or `addr` when there is no
     /// name, joined with `, `.
@@ -64,6 +67,14 @@ pub struct ParsedMessage {
     pub message_id: Option<String>,
     /// The first id of In-Reply-To (the parent, for threading), without the angle brackets.
     pub in_reply_to: Option<String>,
+}
+
+/// The processed fields of one message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ParsedMessage {
+    /// The top-level header fields.
+    #[serde(flatten)]
+    pub headers: Headers,
     /// The text that is rendered as Atacama markup; [`parse`] says where it comes from.
     pub text: String,
     /// Every attachment in message order, inline images and attached messages included.
@@ -218,12 +229,14 @@ fn header_fields(message: &Message<'_>) -> Option<ParsedMessage> {
         return None;
     }
     Some(ParsedMessage {
-        subject: message.subject().and_then(non_empty),
-        from: address::display(message.from()),
-        to: address::display(message.all_to()),
-        date: message.date().and_then(rfc3339),
-        message_id: message.message_id().and_then(non_empty),
-        in_reply_to: first_id(message.in_reply_to()),
+        headers: Headers {
+            subject: message.subject().and_then(non_empty),
+            from: address::display(message.from()),
+            to: address::display(message.all_to()),
+            date: message.date().and_then(rfc3339),
+            message_id: message.message_id().and_then(non_empty),
+            in_reply_to: first_id(message.in_reply_to()),
+        },
         ..ParsedMessage::default()
     })
 }
@@ -445,7 +458,10 @@ mod tests {
             "Subject: hi\r\n\r\n",
         ] {
             let expected = ParsedMessage {
-                subject: Some("hi".to_owned()),
+                headers: Headers {
+                    subject: Some("hi".to_owned()),
+                    ..Headers::default()
+                },
                 ..ParsedMessage::default()
             };
             assert_eq!(parse(raw.as_bytes()), expected, "for {raw:?}");
@@ -484,12 +500,12 @@ mod tests {
         for (value, shown) in cases {
             let shown = shown.map(str::to_owned);
             assert_eq!(
-                with_header(&format!("To: {value}")).to,
+                with_header(&format!("To: {value}")).headers.to,
                 shown,
                 "To: {value}"
             );
             assert_eq!(
-                with_header(&format!("From: {value}")).from,
+                with_header(&format!("From: {value}")).headers.from,
                 shown,
                 "From: {value}"
             );
@@ -499,7 +515,7 @@ mod tests {
     #[test]
     fn joins_every_to_field() {
         let parsed = parse(b"To: a@x.test\r\nTo: b@x.test\r\n\r\n");
-        assert_eq!(parsed.to.as_deref(), Some("a@x.test, b@x.test"));
+        assert_eq!(parsed.headers.to.as_deref(), Some("a@x.test, b@x.test"));
     }
 
     #[test]
@@ -528,7 +544,7 @@ mod tests {
         for (value, date) in cases {
             let date = date.map(str::to_owned);
             assert_eq!(
-                with_header(&format!("Date: {value}")).date,
+                with_header(&format!("Date: {value}")).headers.date,
                 date,
                 "Date: {value}"
             );
@@ -555,8 +571,12 @@ mod tests {
         ];
         for (field, message_id, in_reply_to) in cases {
             let parsed = with_header(field);
-            assert_eq!(parsed.message_id.as_deref(), *message_id, "{field}");
-            assert_eq!(parsed.in_reply_to.as_deref(), *in_reply_to, "{field}");
+            assert_eq!(parsed.headers.message_id.as_deref(), *message_id, "{field}");
+            assert_eq!(
+                parsed.headers.in_reply_to.as_deref(),
+                *in_reply_to,
+                "{field}"
+            );
         }
     }
 

@@ -89,13 +89,13 @@ impl DataReader {
                     Some(b'.') => match (input.get(pos + 1), input.get(pos + 2)) {
                         (None, _) | (Some(b'\r'), None) => break,
                         (Some(b'\r'), Some(b'\n')) => {
-                            self.emit(&input[run..pos]);
+                            self.emit_span(input, run, pos);
                             self.done = true;
                             return (pos + 3, DataStatus::Done);
                         }
                         _ => {
                             // Dot-stuffing: drop the leading dot, keep the rest of the line.
-                            self.emit(&input[run..pos]);
+                            self.emit_span(input, run, pos);
                             pos += 1;
                             run = pos;
                         }
@@ -122,20 +122,20 @@ impl DataReader {
                         self.at_line_start = true;
                     }
                     Some(_) => {
-                        self.emit(&input[run..at]);
+                        self.emit_span(input, run, at);
                         self.bare(b'\r');
                         pos = at + 1;
                         run = pos;
                     }
                 }
             } else {
-                self.emit(&input[run..at]);
+                self.emit_span(input, run, at);
                 self.bare(b'\n');
                 pos = at + 1;
                 run = pos;
             }
         }
-        self.emit(&input[run..pos]);
+        self.emit_span(input, run, pos);
         (pos, DataStatus::NeedMore)
     }
 
@@ -158,6 +158,13 @@ impl DataReader {
         }
     }
 
+    /// Emits `input[from..to]`.
+    fn emit_span(&mut self, input: &[u8], from: usize, to: usize) {
+        // Invariant: `feed` keeps run <= pos <= input.len() (each position was found in
+        // `input` by `get` or memchr), so the span always exists.
+        self.emit(input.get(from..to).unwrap_or_default());
+    }
+
     fn emit(&mut self, bytes: &[u8]) {
         if self.too_big || bytes.is_empty() {
             return;
@@ -176,24 +183,19 @@ impl DataReader {
 pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 5);
     let mut at_line_start = true;
-    let mut pos = 0;
-    while pos < body.len() {
-        if at_line_start && body.get(pos) == Some(&b'.') {
+    let mut rest = body;
+    while !rest.is_empty() {
+        if at_line_start && rest.first() == Some(&b'.') {
             out.push(b'.');
         }
-        let rest = &body[pos..];
-        match memchr::memmem::find(rest, b"\r\n") {
-            Some(i) => {
-                out.extend_from_slice(&rest[..i + 2]);
-                pos += i + 2;
-                at_line_start = true;
-            }
-            None => {
-                out.extend_from_slice(rest);
-                pos = body.len();
-                at_line_start = false;
-            }
-        }
+        // The next line with its CR LF, or the unterminated rest.
+        let (line, after) = match memchr::memmem::find(rest, b"\r\n") {
+            Some(cr) => rest.split_at_checked(cr + 2).unwrap_or((rest, &[])),
+            None => (rest, &[][..]),
+        };
+        out.extend_from_slice(line);
+        at_line_start = line.ends_with(b"\r\n");
+        rest = after;
     }
     if !at_line_start {
         out.extend_from_slice(b"\r\n");

@@ -52,12 +52,15 @@ impl InputBuffer {
 
     /// The unconsumed bytes.
     pub fn bytes(&self) -> &[u8] {
-        &self.buf[self.start..]
+        // Invariant: `consume` keeps start <= buf.len().
+        self.buf.get(self.start..).unwrap_or_default()
     }
 
     /// Appends as much of `data` as fits; returns how much was taken.
     pub fn push(&mut self, data: &[u8]) -> usize {
-        let take = data.len().min(self.space());
+        // The first `space` bytes, or all of them if fewer.
+        let data = data.get(..self.space()).unwrap_or(data);
+        let take = data.len();
         if self.start > 0 && self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
@@ -65,7 +68,7 @@ impl InputBuffer {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        self.buf.extend_from_slice(&data[..take]);
+        self.buf.extend_from_slice(data);
         take
     }
 
@@ -107,13 +110,13 @@ impl InputBuffer {
             return Frame::Incomplete;
         }
         let bytes = self.bytes();
-        let window = &bytes[..bytes.len().min(limit)];
+        let window = bytes.get(..limit).unwrap_or(bytes);
         match memchr::memchr(b'\n', window) {
             Some(lf) => {
-                let end = if lf > 0 && bytes[lf - 1] == b'\r' {
-                    lf - 1
-                } else {
-                    lf
+                // A CR before the LF belongs to the line ending.
+                let end = match window.get(..lf) {
+                    Some([.., b'\r']) => lf - 1,
+                    _ => lf,
                 };
                 Frame::Line(0..end)
             }

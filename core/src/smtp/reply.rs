@@ -52,16 +52,21 @@ impl fmt::Display for Status {
 }
 
 /// One SMTP reply: a code, an optional enhanced status, and one or more lines of text.
+///
+/// Built only by the constructors of this module, so every reply the server can send is
+/// listed here; read it with [`Reply::code`] and [`Reply::lines`], send it with
+/// [`Reply::write_to`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
-    pub code: Code,
-    pub status: Option<Status>,
-    pub lines: Vec<String>,
+    code: Code,
+    status: Option<Status>,
+    /// Never empty: every constructor gives at least one line.
+    lines: Vec<String>,
 }
 
 impl Reply {
     /// A one-line reply with an enhanced status code.
-    pub fn new(code: Code, status: Status, text: impl Into<String>) -> Reply {
+    fn new(code: Code, status: Status, text: impl Into<String>) -> Reply {
         Reply {
             code,
             status: Some(status),
@@ -70,12 +75,27 @@ impl Reply {
     }
 
     /// A one-line reply without an enhanced status (greeting, 334 challenges).
-    pub fn bare(code: Code, text: impl Into<String>) -> Reply {
+    fn bare(code: Code, text: impl Into<String>) -> Reply {
         Reply {
             code,
             status: None,
             lines: vec![text.into()],
         }
+    }
+
+    /// The three-digit code.
+    pub fn code(&self) -> Code {
+        self.code
+    }
+
+    /// The enhanced status code, if the reply carries one.
+    pub fn status(&self) -> Option<Status> {
+        self.status
+    }
+
+    /// The lines of text, without the code and the enhanced status.
+    pub fn lines(&self) -> &[String] {
+        &self.lines
     }
 
     /// Appends the framed reply to `out`: `CODE-text` for every line but the last, which is

@@ -147,7 +147,7 @@ impl Session {
         if matches!(self.phase, Phase::Closed | Phase::Pending(Pending::Tls)) || bytes.is_empty() {
             return;
         }
-        let mut bytes = &bytes[..bytes.len().min(self.input.space())];
+        let mut bytes = bytes.get(..self.input.space()).unwrap_or(bytes);
         if let Some(clock) = &mut self.data_clock {
             // In DATA every read is progress: the inactivity timeout starts again, and the
             // bytes count towards the minimum rate.
@@ -160,7 +160,8 @@ impl Session {
             // The hot path: message bytes go straight to the reader, not through the
             // buffer; only an undecided tail (or what follows the end) is buffered.
             let (used, _) = reader.feed(bytes);
-            bytes = &bytes[used..];
+            // Invariant: `feed` consumes at most what it was given.
+            bytes = bytes.get(used..).unwrap_or_default();
         }
         self.input.push(bytes);
     }
@@ -324,6 +325,12 @@ impl Session {
     /// Messages acknowledged with `250` in this session.
     pub fn delivered(&self) -> u32 {
         self.delivered
+    }
+
+    /// Whether the session waits for a command outside a mail transaction, where a stop
+    /// ([`Session::shutdown`]) closes it at once rather than after the transaction.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Command | Phase::Sasl(_)) && self.transaction.is_none()
     }
 
     /// Whether [`Event::Close`] has been issued.

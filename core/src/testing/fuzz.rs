@@ -98,7 +98,8 @@ pub fn message(data: &[u8]) {
             parsed.text
         );
     }
-    let trimmed = [&parsed.subject, &parsed.message_id, &parsed.in_reply_to];
+    let headers = &parsed.headers;
+    let trimmed = [&headers.subject, &headers.message_id, &headers.in_reply_to];
     for value in trimmed.into_iter().flatten() {
         assert!(
             !value.is_empty() && value.trim() == value,

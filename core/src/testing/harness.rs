@@ -117,8 +117,9 @@ impl Harness {
         // Like a runtime: never pass more than the session can take.
         loop {
             let n = bytes.len().min(self.session.read_capacity());
-            self.session.receive(self.now, &bytes[..n]);
-            bytes = &bytes[n..];
+            let (now, later) = bytes.split_at_checked(n).unwrap_or((bytes, &[]));
+            self.session.receive(self.now, now);
+            bytes = later;
             self.drain();
             if bytes.is_empty() || n == 0 {
                 break;
@@ -184,7 +185,7 @@ impl Harness {
         let bytes: Vec<u8> = self.output.iter().copied().collect();
         let end = memchr::memmem::find(&bytes, b"\r\n")?;
         self.output.drain(..end + 2);
-        Some(String::from_utf8_lossy(&bytes[..end]).into_owned())
+        Some(String::from_utf8_lossy(bytes.get(..end)?).into_owned())
     }
 
     /// Reads one whole reply, checks its code, and returns its lines' text.

@@ -116,18 +116,18 @@ pub fn check_reply_bytes(bytes: &[u8]) -> Result<(), Violation> {
                 String::from_utf8_lossy(rest)
             )));
         };
-        let line = &rest[..end];
-        rest = &rest[end + 2..];
+        let (line, after) = rest.split_at_checked(end).unwrap_or((rest, &[]));
+        rest = after.get(2..).unwrap_or_default(); // past the CR LF
         let bad = || {
             Violation(format!(
                 "malformed reply line {:?}",
                 String::from_utf8_lossy(line)
             ))
         };
-        let (Some(code), Some(&sep)) = (line.get(..3), line.get(3)) else {
+        let Some((code @ [first, ..], &sep)) = line.get(..3).zip(line.get(3)) else {
             return Err(bad());
         };
-        if !code.iter().all(u8::is_ascii_digit) || !(b'2'..=b'5').contains(&code[0]) {
+        if !code.iter().all(u8::is_ascii_digit) || !(b'2'..=b'5').contains(first) {
             return Err(bad());
         }
         if line.iter().any(|&b| b == b'\r' || b == b'\n') {

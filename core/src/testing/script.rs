@@ -51,8 +51,9 @@ impl ScriptedRuntime {
             if n == 0 {
                 break;
             }
-            self.session.receive(self.now, &bytes[..n]);
-            bytes = &bytes[n..];
+            let (now, later) = bytes.split_at_checked(n).unwrap_or((bytes, &[]));
+            self.session.receive(self.now, now);
+            bytes = later;
             self.drain()?;
         }
         Ok(())

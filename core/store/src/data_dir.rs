@@ -269,6 +269,7 @@ fn options(write: bool, mode: u32) -> OpenOptions {
 }
 
 /// This process's effective uid.
+#[allow(unsafe_code)] // geteuid has no safe wrapper in std
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }

@@ -22,15 +22,14 @@
 //! durable redb commit makes all of it durable in the database too, and the journal starts
 //! again. A message whose body is in rows is never journaled: its batch commits durably.
 //! After a crash, opening the store applies again, key for key, the records its last durable
-//! commit does not hold: a kill -9 loses nothing that was acknowledged. Measured side by side
-//! on this machine: the durable redb commit of one message 0.32 ms p50, the journal's append
-//! and fdatasync 0.09 ms, redb's commit without fsync 0.02 ms. Users and everything else
-//! commit durably in redb as before, and so does a batch too large for the journal.
+//! commit does not hold: a kill -9 loses nothing that was acknowledged. Users and everything
+//! else commit durably in redb as before, and so does a batch too large for the journal. Why a
+//! journal: ARCHITECTURE.md, "The delivery journal".
 //!
 //! redb reaches the file through `zeroed::ZeroAhead`, whose thread writes zeros into the holes
-//! redb's growth leaves before pages go there: an fsync after writing into a hole also waits
-//! for the filesystem's allocation, and that made one lock-step connection 1.28× slower. The
-//! journal is written through one too.
+//! redb's growth leaves before pages go there, so that an fsync does not also wait for the
+//! filesystem's allocation (ARCHITECTURE.md, "Zero-ahead"). The journal is written through one
+//! too.
 //!
 //! # A full disk, or another I/O error
 //! After a failed write redb answers every later operation with "Previous I/O error" until
@@ -46,14 +45,12 @@
 //!
 //! # One process holds the file
 //! The daemon opens the file in redb's single-process mode ([`ConcurrencyMode::ExclusiveWriter`],
-//! a whole-file lock). In redb's multi-process modes every commit is two-phase: two `fdatasync`
-//! where one does (strace: 402 for 200 messages). Measured with the same binary, only the mode
-//! changed, alternating runs on this 2-core machine's disk: one connection went 562/609/620 →
-//! 739/703/752 msg/s and 20 connections 2 998/2 893/3 390 → 3 927/3 168/4 286; one durable
-//! store in the criterion bench 1.44 → 1.03 ms. So while the daemon runs, the command line asks
-//! it over a Unix socket (`atacama_server::control`) and opens the file itself only when no daemon
-//! does. A second open of a held file is refused with [`StoreError::InUse`], in this process or
-//! another; [`Store::open_in_waiting`] waits out a command line that holds it for a moment.
+//! a whole-file lock): redb's multi-process modes make every commit two-phase, two `fdatasync`
+//! where one does (ARCHITECTURE.md, "One process holds the file"). So while the daemon runs,
+//! the command line asks it over a Unix socket (`atacama_server::control`) and opens the file
+//! itself only when no daemon does. A second open of a held file is refused with
+//! [`StoreError::InUse`], in this process or another; [`Store::open_in_waiting`] waits out a
+//! command line that holds it for a moment.
 
 pub mod data_dir;
 mod journal;
@@ -78,7 +75,7 @@ use redb::{Builder, ConcurrencyMode, Database};
 use atacama_core::logging::{self, Repeats};
 use recovery::Asker;
 
-pub use messages::{MessageSummary, NewMessage, PackedMessage, StoredMessage};
+pub use messages::{MessagePage, MessageSummary, NewMessage, PackedMessage, StoredMessage};
 pub use packed::BodyWriter;
 pub use recovery::{GIVE_UP_AFTER, Health, REOPEN_EVERY, REOPEN_ROOM};
 pub use schema::SCHEMA_VERSION;

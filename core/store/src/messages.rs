@@ -1,5 +1,6 @@
 //! Messages: durable inserts (one or a batch per transaction), threading, and reads.
 
+use std::ops::Bound;
 use std::time::{Instant, SystemTime};
 
 use redb::{
@@ -17,7 +18,7 @@ use super::schema::{
 use super::trace::{ReceivedTrace, unix_seconds};
 use super::{Delivering, Store, StoreError};
 use atacama_core::logging;
-use atacama_core::message::{Attachment, ParsedMessage};
+use atacama_core::message::{Attachment, Headers, ParsedMessage};
 use atacama_core::smtp::MessageId;
 
 /// A message to store: envelope, trace facts, processed fields and the data as received.
@@ -124,18 +125,9 @@ pub struct StoredMessage {
     pub mail_from: String,
     /// The forward-paths.
     pub rcpt_to: Vec<String>,
-    /// `Subject:`, decoded.
-    pub subject: Option<String>,
-    /// `From:`.
-    pub from: Option<String>,
-    /// `To:`.
-    pub to: Option<String>,
-    /// `Date:` as RFC 3339.
-    pub date: Option<String>,
-    /// `Message-ID:` without angle brackets.
-    pub message_id: Option<String>,
-    /// `In-Reply-To:` without angle brackets.
-    pub in_reply_to: Option<String>,
+    /// Subject, From, To, Date, Message-ID and In-Reply-To, as parsed.
+    #[serde(flatten)]
+    pub headers: Headers,
     /// The text body that was rendered.
     pub text: String,
     /// The rendered HTML.
@@ -149,6 +141,15 @@ pub struct StoredMessage {
     pub size: u64,
     /// The stored message whose Message-ID this one's In-Reply-To names.
     pub parent_id: Option<MessageId>,
+}
+
+/// One page of `messages list` ([`Store::messages_page`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MessagePage {
+    /// The messages, newest first.
+    pub messages: Vec<MessageSummary>,
+    /// Whether older messages match too: they are the page `before` the last id here.
+    pub more: bool,
 }
 
 /// The fields `messages list` shows.
@@ -274,35 +275,55 @@ impl Store {
         limit: Option<usize>,
     ) -> Result<Vec<MessageSummary>, StoreError> {
         let limit = limit.unwrap_or(usize::MAX);
+        Ok(self.messages_page(user, None, limit)?.messages)
+    }
+
+    /// One page of the list: messages newest first, optionally only `user`'s, only those
+    /// whose id is below `before`, at most `limit` of them; and whether older ones match too
+    /// (the next page is `before` the last id of this one). It reads at most `limit + 1`
+    /// entries of an index, never the whole table.
+    pub fn messages_page(
+        &self,
+        user: Option<&str>,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<MessagePage, StoreError> {
+        // One more than asked for, to learn whether there are more.
+        let wanted = limit.saturating_add(1);
+        let below = before.map_or(Bound::Unbounded, |id| Bound::Excluded(id.0));
         self.with_recovered_db(|db| {
             let tx = db.begin_read()?;
             let table = tx.open_table(MESSAGES)?;
-            let ids: Vec<u64> = match user {
+            let mut ids: Vec<u64> = Vec::new();
+            match user {
                 Some(user) => {
                     let by_user = tx.open_table(BY_USER)?;
-                    let range = by_user.range((user, 0)..=(user, u64::MAX))?;
-                    let mut ids = Vec::new();
-                    for entry in range.rev().take(limit) {
+                    let upper = match below {
+                        Bound::Excluded(id) => Bound::Excluded((user, id)),
+                        _ => Bound::Included((user, u64::MAX)),
+                    };
+                    let range = by_user.range((Bound::Included((user, 0)), upper))?;
+                    for entry in range.rev().take(wanted) {
                         ids.push(entry?.0.value().1);
                     }
-                    ids
                 }
                 None => {
-                    let mut ids = Vec::new();
-                    for entry in table.iter()?.rev().take(limit) {
+                    let range = table.range::<u64>((Bound::Unbounded, below))?;
+                    for entry in range.rev().take(wanted) {
                         ids.push(entry?.0.value());
                     }
-                    ids
                 }
             };
-            let mut summaries = Vec::with_capacity(ids.len());
+            let more = ids.len() > limit;
+            ids.truncate(limit);
+            let mut messages = Vec::with_capacity(ids.len());
             for id in ids {
                 let value = table.get(id)?.ok_or(StoreError::Corrupt(format!(
                     "index names message {id}, which is missing"
                 )))?;
-                summaries.push(summary(MessageId(id), envelope(value.value())?));
+                messages.push(summary(MessageId(id), envelope(value.value())?));
             }
-            Ok(summaries)
+            Ok(MessagePage { messages, more })
         })
     }
 }
@@ -484,7 +505,7 @@ fn insert_one(
 
     let parsed = &message.parsed;
     // Look the parent up before indexing this message, so a message never parents itself.
-    let parent_id = match parsed.in_reply_to.as_deref() {
+    let parent_id = match parsed.headers.in_reply_to.as_deref() {
         Some(parent) => tables.by_message_id.get(parent)?.map(|v| v.value()),
         None => None,
     };
@@ -494,12 +515,7 @@ fn insert_one(
         user: message.user.clone(),
         mail_from: message.mail_from.clone(),
         rcpt_to: message.rcpt_to.clone(),
-        subject: parsed.subject.clone(),
-        from: parsed.from.clone(),
-        to: parsed.to.clone(),
-        date: parsed.date.clone(),
-        message_id: parsed.message_id.clone(),
-        in_reply_to: parsed.in_reply_to.clone(),
+        headers: parsed.headers.clone(),
         text: String::new(),
         html: String::new(),
         attachments: parsed.attachments.clone(),
@@ -509,7 +525,7 @@ fn insert_one(
         parent_id,
     };
     let envelope = encode(&envelope)?;
-    let message_id = parsed.message_id.clone().filter(|m| !m.is_empty());
+    let message_id = parsed.headers.message_id.clone().filter(|m| !m.is_empty());
     let PackedMessage { user, body, .. } = message;
     let mut value = value_head(&envelope, header.as_bytes())?;
     let value = match body {
@@ -611,12 +627,7 @@ fn stored(id: MessageId, mut r: MessageRecord) -> StoredMessage {
         user: r.user,
         mail_from: r.mail_from,
         rcpt_to: r.rcpt_to,
-        subject: r.subject,
-        from: r.from,
-        to: r.to,
-        date: r.date,
-        message_id: r.message_id,
-        in_reply_to: r.in_reply_to,
+        headers: r.headers,
         text: r.text,
         html: r.html,
         attachments: r.attachments,
@@ -633,7 +644,7 @@ fn summary(id: MessageId, r: MessageRecord) -> MessageSummary {
         user: r.user,
         mail_from: r.mail_from,
         rcpt_to: r.rcpt_to,
-        subject: r.subject,
+        subject: r.headers.subject,
         size: r.size,
         parent_id: r.parent_id.map(MessageId),
     }

@@ -24,7 +24,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::StoreError;
-use atacama_core::message::Attachment;
+use atacama_core::message::{Attachment, Headers};
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u64 = 4;
@@ -73,12 +73,9 @@ pub(super) struct MessageRecord {
     pub user: String,
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
-    pub subject: Option<String>,
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub date: Option<String>,
-    pub message_id: Option<String>,
-    pub in_reply_to: Option<String>,
+    /// Under the field names records always had (`subject`, `from`, …).
+    #[serde(flatten)]
+    pub headers: Headers,
     /// Schema 1 only: schema 2 keeps text and HTML compressed beside this record.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub text: String,
@@ -209,7 +206,7 @@ pub(super) fn insert_schema_1_message(
     tx.open_table(RAW)?.insert(id, raw)?;
     tx.open_table(BY_USER)?
         .insert((record.user.as_str(), id), ())?;
-    if let Some(message_id) = record.message_id.as_deref() {
+    if let Some(message_id) = record.headers.message_id.as_deref() {
         tx.open_table(BY_MESSAGE_ID)?.insert(message_id, id)?;
     }
     tx.commit()?;

@@ -7,6 +7,7 @@ use std::path::Path;
 /// Bytes an unprivileged process may still write on the file system holding `dir`
 /// (`statvfs`: `f_bavail × f_frsize`, so the blocks reserved for root do not count).
 #[cfg(unix)]
+#[allow(unsafe_code)] // statvfs has no safe wrapper in std
 pub fn free_bytes(dir: &Path) -> io::Result<u64> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes())

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
-use atacama_core::message::{Attachment, ParsedMessage};
+use atacama_core::message::{Attachment, Headers, ParsedMessage};
 use atacama_core::smtp::TlsInfo;
 
 use crate::{NewMessage, ReceivedTrace};
@@ -87,12 +87,14 @@ pub fn new_message(user: &str, message_id: Option<&str>, in_reply_to: Option<&st
             }),
         },
         parsed: ParsedMessage {
-            subject: Some("Hello".into()),
-            from: Some(format!("{user}@example.test")),
-            to: Some("bob@example.test".into()),
-            date: Some("2026-03-03T14:05:00Z".into()),
-            message_id: message_id.map(Into::into),
-            in_reply_to: in_reply_to.map(Into::into),
+            headers: Headers {
+                subject: Some("Hello".into()),
+                from: Some(format!("{user}@example.test")),
+                to: Some("bob@example.test".into()),
+                date: Some("2026-03-03T14:05:00Z".into()),
+                message_id: message_id.map(Into::into),
+                in_reply_to: in_reply_to.map(Into::into),
+            },
             text: "Hi *there*".into(),
             attachments: vec![Attachment {
                 name: Some("a.txt".into()),

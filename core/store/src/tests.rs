@@ -8,6 +8,7 @@ use super::testing::new_message;
 use super::users::{dummy_hash, tests::take_verified};
 use super::*;
 
+use atacama_core::message::Headers;
 use atacama_core::smtp::MessageId;
 
 const COST: u32 = 4;
@@ -46,12 +47,14 @@ fn message_round_trips_with_every_field() {
         user: "alice".into(),
         mail_from: "alice@example.test".into(),
         rcpt_to: new.rcpt_to.clone(),
-        subject: Some("Hello".into()),
-        from: Some("alice@example.test".into()),
-        to: Some("bob@example.test".into()),
-        date: Some("2026-03-03T14:05:00Z".into()),
-        message_id: Some("one@example.test".into()),
-        in_reply_to: None,
+        headers: Headers {
+            subject: Some("Hello".into()),
+            from: Some("alice@example.test".into()),
+            to: Some("bob@example.test".into()),
+            date: Some("2026-03-03T14:05:00Z".into()),
+            message_id: Some("one@example.test".into()),
+            in_reply_to: None,
+        },
         text: "Hi *there*".into(),
         html: "<p>Hi <b>there</b></p>".into(),
         attachments: new.parsed.attachments.clone(),
@@ -330,6 +333,43 @@ fn list_is_newest_first_filtered_by_user_and_limited() {
 }
 
 #[test]
+fn a_page_is_the_newest_messages_below_before_and_says_whether_there_are_more() {
+    let t = temp_db();
+    let store = Store::open(&t.path, COST).unwrap();
+    for user in ["alice", "bob", "alice", "alice", "bob", "ali"] {
+        store
+            .insert_message(&new_message(user, None, None))
+            .unwrap();
+    }
+    let page = |user: Option<&str>, before: Option<u64>, limit: usize| {
+        let page = store
+            .messages_page(user, before.map(MessageId), limit)
+            .unwrap();
+        let ids: Vec<u64> = page.messages.iter().map(|m| m.id.0).collect();
+        (ids, page.more)
+    };
+    assert_eq!(page(None, None, 2), (vec![6, 5], true));
+    assert_eq!(page(None, Some(5), 2), (vec![4, 3], true));
+    assert_eq!(page(None, Some(3), 2), (vec![2, 1], false));
+    assert_eq!(page(None, Some(1), 2), (vec![], false));
+    assert_eq!(page(None, None, 6), (vec![6, 5, 4, 3, 2, 1], false));
+    assert_eq!(page(None, None, usize::MAX).0.len(), 6);
+    assert_eq!(page(None, Some(100), 1), (vec![6], true));
+    assert_eq!(page(None, None, 0), (vec![], true));
+    // By user: the index range stops at the user's name and at `before`.
+    assert_eq!(page(Some("alice"), None, 2), (vec![4, 3], true));
+    assert_eq!(page(Some("alice"), Some(3), 2), (vec![1], false));
+    assert_eq!(page(Some("alice"), Some(4), 1), (vec![3], true));
+    assert_eq!(page(Some("ali"), None, 5), (vec![6], false));
+    assert_eq!(page(Some("ali"), Some(6), 5), (vec![], false));
+    assert_eq!(page(Some("nobody"), Some(3), 5), (vec![], false));
+    let t = temp_db();
+    let empty = Store::open(&t.path, COST).unwrap();
+    let nothing = empty.messages_page(None, None, 50).unwrap();
+    assert_eq!((nothing.messages.len(), nothing.more), (0, false));
+}
+
+#[test]
 fn missing_message_is_named() {
     let t = temp_db();
     let store = Store::open(&t.path, COST).unwrap();
@@ -448,12 +488,7 @@ fn a_schema_1_file_is_read_and_upgraded_in_place() {
         user: old.user.clone(),
         mail_from: old.mail_from.clone(),
         rcpt_to: old.rcpt_to.clone(),
-        subject: old.parsed.subject.clone(),
-        from: old.parsed.from.clone(),
-        to: old.parsed.to.clone(),
-        date: old.parsed.date.clone(),
-        message_id: old.parsed.message_id.clone(),
-        in_reply_to: None,
+        headers: old.parsed.headers.clone(),
         text: old.parsed.text.clone(),
         html: old.html.clone(),
         attachments: old.parsed.attachments.clone(),
@@ -498,6 +533,42 @@ fn a_schema_1_file_is_read_and_upgraded_in_place() {
         .map(|m| m.id.0)
         .collect();
     assert_eq!(listed, [2, 1]);
+}
+
+/// The JSON of a message record, byte for byte as every schema has written it: the header
+/// fields sit among the others under their own names, so old records read and new ones are
+/// written the same way.
+#[test]
+fn a_message_record_keeps_its_json_format() {
+    let json = concat!(
+        r#"{"received_at":1772546709,"user":"alice","mail_from":"alice@example.test","#,
+        r#""rcpt_to":["bob@example.test"],"subject":"Hello","from":"Alice <alice@example.test>","#,
+        r#""to":"bob@example.test","date":"2026-03-03T14:05:00Z","message_id":"one@example.test","#,
+        r#""in_reply_to":null,"text":"Hi","html":"<p>Hi</p>","#,
+        r#""attachments":[{"name":null,"media_type":"image/png","size":3}],"#,
+        r#""problem":"first; second","size":120,"parent_id":7}"#
+    );
+    let record: schema::MessageRecord = schema::decode(json.as_bytes(), "message").unwrap();
+    assert_eq!(
+        record.headers,
+        Headers {
+            subject: Some("Hello".into()),
+            from: Some("Alice <alice@example.test>".into()),
+            to: Some("bob@example.test".into()),
+            date: Some("2026-03-03T14:05:00Z".into()),
+            message_id: Some("one@example.test".into()),
+            in_reply_to: None,
+        }
+    );
+    assert_eq!(
+        (record.size, record.parent_id, record.problem.as_deref()),
+        (120, Some(7), Some("first; second"))
+    );
+    assert_eq!(schema::encode(&record).unwrap(), json.as_bytes());
+    // A record from before `problems` and without optional fields still reads.
+    let sparse = r#"{"received_at":1,"user":"a","mail_from":"","rcpt_to":[],"attachments":[],"size":0,"parent_id":null}"#;
+    let record: schema::MessageRecord = schema::decode(sparse.as_bytes(), "message").unwrap();
+    assert_eq!(record.headers, Headers::default());
 }
 
 #[test]

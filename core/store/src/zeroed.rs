@@ -2,19 +2,11 @@
 //!
 //! redb grows its file with `set_len`, which leaves a hole: a page written into a hole makes
 //! the filesystem allocate blocks, and the commit's `fdatasync` then waits for a journal
-//! commit of that allocation too. On this machine's ext4 a 20 KB write + `fdatasync` took
-//! 0.35 ms p50 into a hole or a `fallocate`d range (unwritten extents need the same journal
-//! entry when first written), and 0.13–0.17 ms into blocks already written. So a thread of
-//! its own keeps [`ZERO_AHEAD`] of zeros written (and synced) past redb's furthest write:
-//! commits then only overwrite blocks. redb writes new pages close behind its last one; a
-//! write that does reach past the zeros zeros the gap before it itself.
-//!
-//! Measured with `tests/bench.sh compare` against the same build without zeros: one lock-step
-//! connection (a) 1.28× the msg/s (1.05–1.58, faster in 10 of 10 rounds), its p99 0.92×;
-//! twenty connections (b) 0.97×, their p99 1.12×, when the commit that first wrote past the
-//! zeros wrote the next 4 MiB itself (1–8 ms, b's max latency up to 39 ms). With the thread,
-//! against that: b's p99 0.72×, 0.90×, 0.91× (lower in 33 of 50 rounds), msg/s 1.01–1.08×,
-//! a 0.97–1.08×. The file takes no more room: redb has already set its length.
+//! commit of that allocation too. So a thread of its own keeps [`ZERO_AHEAD`] of zeros written
+//! (and synced) past redb's furthest write: commits then only overwrite blocks. redb writes new
+//! pages close behind its last one; a write that does reach past the zeros zeros the gap before
+//! it itself. The file takes no more room: redb has already set its length. The figures that
+//! decided it: ARCHITECTURE.md, "Zero-ahead".
 //!
 //! Safe because nothing past the `zeroed` mark has been written since the file was
 //! opened, and nothing past it held data when it was (the end of the file's last data extent,
@@ -307,6 +299,7 @@ fn write_zeros(_file: &File, _start: u64, _stop: u64) -> io::Result<()> {
 
 /// Where the file's last data extent ends: its length where holes are not reported.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // lseek(SEEK_DATA/SEEK_HOLE) has no safe wrapper in std
 fn end_of_data(file: &File) -> io::Result<u64> {
     use std::os::fd::AsRawFd;
     let len = file.metadata()?.len();

@@ -430,6 +430,7 @@ fn show(daemon: &Daemon, id: &str, timeout: Duration) -> Result<(u64, usize), St
 }
 
 /// Reaps `child` with wait4: its exit status word and its peak RSS in KiB.
+#[allow(unsafe_code)] // wait4 has no safe wrapper in std
 fn wait4(child: &Child) -> Result<(i32, u64), String> {
     let pid = libc::pid_t::try_from(child.id()).map_err(|e| e.to_string())?;
     let mut status = 0;

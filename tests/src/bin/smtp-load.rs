@@ -25,7 +25,8 @@ Usage: smtp-load --addr 127.0.0.1:2587 [options]
   --pipelined            send MAIL, RCPT and DATA in one write
   --idle SECONDS         idle mode: hold the connections, then NOOP each
   --connect-concurrency N  connections being set up at once (default 64)
-  --server-pid PID       measure this server's PSS around idle mode
+  --server-pid PID       measure this server's PSS around idle mode, and its CPU use
+                         (% of one core) while the idle connections are held
   --ready-file PATH      create PATH once every connection has logged in and the
                          messages start (to start other load against busy senders)
   --one-source           every connection from 127.0.0.1 (default: against 127.0.0.1,
@@ -118,8 +119,11 @@ fn text(report: &load::Report, v: &serde_json::Value) -> String {
     if report.idle_established > 0 {
         let _ = writeln!(
             out,
-            "idle established {} noop ok {} server KiB/conn {}",
-            report.idle_established, report.idle_noop_ok, v["server_kib_per_idle_conn"]
+            "idle established {} noop ok {} server KiB/conn {} server idle CPU % {}",
+            report.idle_established,
+            report.idle_noop_ok,
+            v["server_kib_per_idle_conn"],
+            v["server_idle_cpu_pct"]
         );
     }
     if report.deadline_hit {

@@ -50,7 +50,9 @@ pub(super) enum MessagesCommand {
     List {
         json: bool,
         user: Option<String>,
-        limit: Option<usize>,
+        /// Only messages whose id is below this one (the next page).
+        before: Option<u64>,
+        limit: usize,
     },
     Show {
         id: u64,
@@ -68,7 +70,10 @@ pub(super) enum ShowFormat {
 }
 
 /// Options that take a value, besides the global `--config` and `--data-dir`.
-const VALUED: &[&str] = &["user", "limit", "log-level"];
+const VALUED: &[&str] = &["user", "limit", "before", "log-level"];
+
+/// How many messages `messages list` prints when not given `--limit`.
+pub(super) const DEFAULT_LIST_LIMIT: usize = 50;
 
 /// The options a command was given, as (name, value).
 struct Options(Vec<(String, Option<String>)>);
@@ -96,6 +101,16 @@ impl Options {
             .rev()
             .find(|(n, _)| n == name)
             .and_then(|(_, v)| v.as_deref())
+    }
+
+    /// The value of `--name`, if given, as a number.
+    fn number<T: FromStr>(&self, name: &str) -> Result<Option<T>, CliError> {
+        self.value(name)
+            .map(|n| {
+                n.parse::<T>()
+                    .map_err(|_| usage(format!("--{name} {n:?} is not a number")))
+            })
+            .transpose()
     }
 }
 
@@ -259,18 +274,13 @@ fn messages_command(
             )));
         }
         Some("list") => {
-            options.only(&["json", "user", "limit"], "messages list")?;
-            let limit = options
-                .value("limit")
-                .map(|n| {
-                    n.parse::<usize>()
-                        .map_err(|_| usage(format!("--limit {n:?} is not a number")))
-                })
-                .transpose()?;
+            options.only(&["json", "user", "limit", "before"], "messages list")?;
+            let limit = options.number::<usize>("limit")?;
             MessagesCommand::List {
                 json: options.flag("json"),
                 user: options.value("user").map(str::to_string),
-                limit,
+                before: options.number::<u64>("before")?,
+                limit: limit.unwrap_or(DEFAULT_LIST_LIMIT),
             }
         }
         Some("show") => {
@@ -400,9 +410,14 @@ fn messages_usage(program: &str) -> String {
         "Usage: {program} [--config FILE] [--data-dir DIR] messages SUBCOMMAND
 
 Subcommands:
-  list [--json] [--user NAME] [--limit N]   list messages, newest first
-  show ID [--json | --raw | --html]         show one message: a summary and its text, all
-                                            fields as JSON, the stored bytes, or its HTML
+  list [--json] [--user NAME] [--limit N] [--before ID]
+                                      list messages, newest first: at most N (default
+                                      {DEFAULT_LIST_LIMIT}), only those whose ID is below ID
+  show ID [--json | --raw | --html]   show one message: a summary and its text, all fields
+                                      as JSON, the stored bytes, or its HTML
+
+When more messages match than the list shows, a last line says so and gives the --before
+that lists the next ones (with --json, that line goes to standard error).
 "
     )
 }

@@ -1,23 +1,48 @@
 //! `messages list` and `messages show`.
 
-use serde_json::{Value, json};
+//!
+//! The JSON they print comes from the structs below, whose fields are in the order of their
+//! names: the order `serde_json::json!` objects printed them in before, kept so that the
+//! output stays the same byte for byte.
+
+use std::io::Write as _;
+
+use serde::Serialize;
 
 use super::CliError;
 use super::args::{MessagesCommand, ShowFormat};
 use super::output::{table, terminal_safe, write_json, write_stdout};
 use super::target::Target;
 use crate::control::Bodies;
-use atacama_store::{MessageSummary, StoredMessage, rfc3339_utc};
+use atacama_core::message::Attachment;
+use atacama_store::{MessagePage, MessageSummary, StoredMessage, rfc3339_utc};
 
 /// Runs one `messages` subcommand against `store`.
 pub(super) fn run(store: &Target, command: MessagesCommand) -> Result<(), CliError> {
     match command {
-        MessagesCommand::List { json, user, limit } => {
-            let messages = store.messages(user, limit)?;
+        MessagesCommand::List {
+            json,
+            user,
+            before,
+            limit,
+        } => {
+            let page = store.messages(user, before, limit)?;
             if json {
-                write_json(&Value::Array(messages.iter().map(summary_json).collect()))
+                let summaries: Vec<SummaryJson<'_>> =
+                    page.messages.iter().map(SummaryJson::from).collect();
+                write_json(&summaries)?;
+                // stdout stays one JSON value: the word that there is more goes beside it.
+                if let Some(hint) = more_hint(&page) {
+                    let _ = writeln!(std::io::stderr(), "{hint}");
+                }
+                Ok(())
             } else {
-                write_stdout(list_table(&messages).as_bytes())
+                let mut out = list_table(&page.messages);
+                if let Some(hint) = more_hint(&page) {
+                    out.push_str(&hint);
+                    out.push('\n');
+                }
+                write_stdout(out.as_bytes())
             }
         }
         MessagesCommand::Show { id, format } => match format {
@@ -36,25 +61,69 @@ pub(super) fn run(store: &Target, command: MessagesCommand) -> Result<(), CliErr
     }
 }
 
-/// The fields of `messages list --json`.
-fn summary_json(m: &MessageSummary) -> Value {
-    json!({
-        "id": m.id.0,
-        "received_at": rfc3339_utc(m.received_at),
-        "user": m.user,
-        "mail_from": m.mail_from,
-        "rcpt_to": m.rcpt_to,
-        "subject": m.subject,
-        "size": m.size,
-        "parent_id": m.parent_id.map(|p| p.0),
+/// The line under a page that does not hold every message that matches: how to see the next.
+fn more_hint(page: &MessagePage) -> Option<String> {
+    if !page.more {
+        return None;
+    }
+    Some(match page.messages.last() {
+        Some(last) => format!("(more: add --before {} to list the next ones)", last.id),
+        // Only `--limit 0` shows none of several.
+        None => "(more: raise --limit to list them)".to_string(),
     })
 }
 
-/// The list fields plus every processed field, in the order of their names (as `json!`
-/// objects print); borrowed, so the text and HTML are not copied to be printed.
-#[derive(serde::Serialize)]
+/// One entry of `messages list --json`.
+#[derive(Serialize)]
+struct SummaryJson<'a> {
+    id: u64,
+    mail_from: &'a str,
+    parent_id: Option<u64>,
+    rcpt_to: &'a [String],
+    received_at: String,
+    size: u64,
+    subject: &'a Option<String>,
+    user: &'a str,
+}
+
+impl<'a> From<&'a MessageSummary> for SummaryJson<'a> {
+    fn from(m: &'a MessageSummary) -> Self {
+        SummaryJson {
+            id: m.id.0,
+            mail_from: &m.mail_from,
+            parent_id: m.parent_id.map(|p| p.0),
+            rcpt_to: &m.rcpt_to,
+            received_at: rfc3339_utc(m.received_at),
+            size: m.size,
+            subject: &m.subject,
+            user: &m.user,
+        }
+    }
+}
+
+/// One attachment in `messages show --json`.
+#[derive(Serialize)]
+struct AttachmentJson<'a> {
+    media_type: &'a str,
+    name: &'a Option<String>,
+    size: u64,
+}
+
+impl<'a> From<&'a Attachment> for AttachmentJson<'a> {
+    fn from(a: &'a Attachment) -> Self {
+        AttachmentJson {
+            media_type: &a.media_type,
+            name: &a.name,
+            size: a.size,
+        }
+    }
+}
+
+/// `messages show --json`: the list fields plus every processed field; borrowed, so the text
+/// and HTML are not copied to be printed.
+#[derive(Serialize)]
 struct MessageJson<'a> {
-    attachments: Vec<Value>,
+    attachments: Vec<AttachmentJson<'a>>,
     date: &'a Option<String>,
     from: &'a Option<String>,
     html: &'a str,
@@ -74,28 +143,23 @@ struct MessageJson<'a> {
 }
 
 fn message_json(m: &StoredMessage) -> MessageJson<'_> {
-    let attachments: Vec<Value> = m
-        .attachments
-        .iter()
-        .map(|a| json!({ "name": a.name, "media_type": a.media_type, "size": a.size }))
-        .collect();
     MessageJson {
-        attachments,
-        date: &m.date,
-        from: &m.from,
+        attachments: m.attachments.iter().map(AttachmentJson::from).collect(),
+        date: &m.headers.date,
+        from: &m.headers.from,
         html: &m.html,
         id: m.id.0,
-        in_reply_to: &m.in_reply_to,
+        in_reply_to: &m.headers.in_reply_to,
         mail_from: &m.mail_from,
-        message_id: &m.message_id,
+        message_id: &m.headers.message_id,
         parent_id: m.parent_id.map(|p| p.0),
         problems: &m.problems,
         rcpt_to: &m.rcpt_to,
         received_at: rfc3339_utc(m.received_at),
         size: m.size,
-        subject: &m.subject,
+        subject: &m.headers.subject,
         text: &m.text,
-        to: &m.to,
+        to: &m.headers.to,
         user: &m.user,
     }
 }
@@ -141,12 +205,12 @@ fn summary_text(m: &StoredMessage) -> String {
         ("User", safe(&m.user)),
         ("Mail from", safe(mail_from(&m.mail_from))),
         ("Rcpt to", rcpt.join(", ")),
-        ("Subject", opt(&m.subject)),
-        ("From", opt(&m.from)),
-        ("To", opt(&m.to)),
-        ("Date", opt(&m.date)),
-        ("Message-ID", opt(&m.message_id)),
-        ("In-Reply-To", opt(&m.in_reply_to)),
+        ("Subject", opt(&m.headers.subject)),
+        ("From", opt(&m.headers.from)),
+        ("To", opt(&m.headers.to)),
+        ("Date", opt(&m.headers.date)),
+        ("Message-ID", opt(&m.headers.message_id)),
+        ("In-Reply-To", opt(&m.headers.in_reply_to)),
         (
             "Parent",
             m.parent_id
@@ -187,5 +251,102 @@ fn mail_from(mail_from: &str) -> &str {
         "<>"
     } else {
         mail_from
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atacama_core::smtp::MessageId;
+    use serde_json::json;
+
+    fn pretty(value: &impl Serialize) -> String {
+        serde_json::to_string_pretty(value).unwrap()
+    }
+
+    /// The structs print what the `json!` objects they replaced printed, byte for byte.
+    #[test]
+    fn the_json_is_what_json_objects_printed() {
+        let summary = MessageSummary {
+            id: MessageId(7),
+            received_at: 86_400,
+            user: "alice".into(),
+            mail_from: "alice@example.org".into(),
+            rcpt_to: vec!["bob@example.org".into(), "carol@example.org".into()],
+            subject: Some("Hi".into()),
+            size: 1234,
+            parent_id: Some(MessageId(3)),
+        };
+        let before = json!({
+            "id": 7,
+            "received_at": "1970-01-02T00:00:00Z",
+            "user": "alice",
+            "mail_from": "alice@example.org",
+            "rcpt_to": ["bob@example.org", "carol@example.org"],
+            "subject": "Hi",
+            "size": 1234,
+            "parent_id": 3,
+        });
+        assert_eq!(pretty(&SummaryJson::from(&summary)), pretty(&before));
+        let none = MessageSummary {
+            subject: None,
+            parent_id: None,
+            ..summary
+        };
+        let before = json!({
+            "id": 7, "received_at": "1970-01-02T00:00:00Z", "user": "alice",
+            "mail_from": "alice@example.org",
+            "rcpt_to": ["bob@example.org", "carol@example.org"],
+            "subject": null, "size": 1234, "parent_id": null,
+        });
+        assert_eq!(pretty(&SummaryJson::from(&none)), pretty(&before));
+
+        for attachment in [
+            Attachment {
+                name: Some("a.pdf".into()),
+                media_type: "application/pdf".into(),
+                size: 10,
+            },
+            Attachment {
+                name: None,
+                media_type: "image/png".into(),
+                size: 0,
+            },
+        ] {
+            let before = json!({
+                "name": attachment.name,
+                "media_type": attachment.media_type,
+                "size": attachment.size,
+            });
+            assert_eq!(pretty(&AttachmentJson::from(&attachment)), pretty(&before));
+        }
+    }
+
+    #[test]
+    fn a_page_with_more_says_how_to_list_the_next() {
+        let summary = |id| MessageSummary {
+            id: MessageId(id),
+            received_at: 0,
+            user: "alice".into(),
+            mail_from: String::new(),
+            rcpt_to: Vec::new(),
+            subject: None,
+            size: 0,
+            parent_id: None,
+        };
+        let page = |ids: &[u64], more| MessagePage {
+            messages: ids.iter().map(|&id| summary(id)).collect(),
+            more,
+        };
+        assert_eq!(more_hint(&page(&[9, 8], false)), None);
+        assert_eq!(more_hint(&page(&[], false)), None);
+        assert_eq!(
+            more_hint(&page(&[9, 8], true)).as_deref(),
+            Some("(more: add --before 8 to list the next ones)")
+        );
+        assert_eq!(
+            more_hint(&page(&[], true)).as_deref(),
+            Some("(more: raise --limit to list them)")
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! atacama-mail [--config FILE] [--data-dir DIR] COMMAND
 //!   serve [--log-level LEVEL]     render [FILE]
 //!   user add|passwd NAME [--password-stdin]    user disable|enable|del NAME    user list [--json]
-//!   messages list [--json] [--user NAME] [--limit N]
+//!   messages list [--json] [--user NAME] [--limit N] [--before ID]
 //!   messages show ID [--json | --raw | --html]
 //! ```
 //! Each binary's `main` is `cli::main(NAME, serve)`; only `serve` differs between them. The

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::CliError;
 use crate::control::{self, Answer, Bodies, Request};
 use atacama_store::data_dir::DataDir;
-use atacama_store::{IN_USE_RETRY, MessageSummary, Store, StoreError, StoredMessage, User};
+use atacama_store::{IN_USE_RETRY, MessagePage, Store, StoreError, StoredMessage, User};
 
 /// How long to wait for a file that another command line holds (for one command).
 const IN_USE_WAIT: Duration = Duration::from_secs(5);
@@ -100,12 +100,18 @@ impl Target {
         }
     }
 
+    /// One page of the list ([`atacama_store::Store::messages_page`]).
     pub(super) fn messages(
         &self,
         user: Option<String>,
-        limit: Option<usize>,
-    ) -> Result<Vec<MessageSummary>, CliError> {
-        let request = Request::Messages { user, limit };
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<MessagePage, CliError> {
+        let request = Request::Messages {
+            user,
+            before,
+            limit,
+        };
         match self.call(&request)? {
             Answer::Messages(messages) => Ok(messages),
             other => Err(unexpected(&request, &other)),

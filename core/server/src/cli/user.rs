@@ -2,14 +2,14 @@
 
 use std::io::{BufRead, Read};
 
-use serde_json::json;
+use serde::Serialize;
 
 use super::CliError;
 use super::args::UserCommand;
 use super::output::{table, terminal_safe, write_json, write_stdout};
 use super::target::Target;
 use crate::control::Request;
-use atacama_store::{rfc3339_utc, validate_user_name};
+use atacama_store::{User, rfc3339_utc, validate_user_name};
 
 /// Runs one `user` subcommand against `store`.
 pub(super) fn run(store: &Target, command: UserCommand) -> Result<(), CliError> {
@@ -62,18 +62,8 @@ pub(super) fn run(store: &Target, command: UserCommand) -> Result<(), CliError> 
 fn list(store: &Target, json: bool) -> Result<(), CliError> {
     let users = store.users()?;
     if json {
-        let users: Vec<_> = users
-            .iter()
-            .map(|u| {
-                json!({
-                    "name": u.name,
-                    "active": u.active,
-                    "created": rfc3339_utc(u.created),
-                    "updated": rfc3339_utc(u.updated),
-                })
-            })
-            .collect();
-        return write_json(&serde_json::Value::Array(users));
+        let users: Vec<UserJson<'_>> = users.iter().map(UserJson::from).collect();
+        return write_json(&users);
     }
     let rows: Vec<Vec<String>> = users
         .iter()
@@ -87,6 +77,27 @@ fn list(store: &Target, json: bool) -> Result<(), CliError> {
         })
         .collect();
     write_stdout(table(&["NAME", "STATUS", "CREATED", "UPDATED"], &rows).as_bytes())
+}
+
+/// One entry of `user list --json`; the fields in the order of their names, as the
+/// `json!` objects it replaced printed them.
+#[derive(Serialize)]
+struct UserJson<'a> {
+    active: bool,
+    created: String,
+    name: &'a str,
+    updated: String,
+}
+
+impl<'a> From<&'a User> for UserJson<'a> {
+    fn from(u: &'a User) -> Self {
+        UserJson {
+            active: u.active,
+            created: rfc3339_utc(u.created),
+            name: &u.name,
+            updated: rfc3339_utc(u.updated),
+        }
+    }
 }
 
 /// The new password: the first line of stdin, or typed twice at the terminal without echo.
@@ -118,4 +129,30 @@ fn read_password(name: &str, from_stdin: bool) -> Result<String, CliError> {
         return Err(CliError::Failed("the passwords do not match".into()));
     }
     Ok(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The struct prints what the `json!` object it replaced printed, byte for byte.
+    #[test]
+    fn the_json_is_what_a_json_object_printed() {
+        let user = User {
+            name: "alice".into(),
+            active: false,
+            created: 0,
+            updated: 86_400,
+        };
+        let before = serde_json::json!({
+            "name": "alice",
+            "active": false,
+            "created": "1970-01-01T00:00:00Z",
+            "updated": "1970-01-02T00:00:00Z",
+        });
+        assert_eq!(
+            serde_json::to_string_pretty(&UserJson::from(&user)).unwrap(),
+            serde_json::to_string_pretty(&before).unwrap()
+        );
+    }
 }

@@ -101,9 +101,29 @@ fn every_request_is_answered_as_the_store_would() {
     assert_eq!(
         d.ask(&Request::Messages {
             user: Some("alice".into()),
-            limit: Some(5)
+            before: None,
+            limit: 5
         }),
-        Ok(Answer::Messages(d.store.messages(None, None).unwrap()))
+        Ok(Answer::Messages(atacama_store::MessagePage {
+            messages: d.store.messages(None, None).unwrap(),
+            more: false
+        }))
+    );
+    d.store
+        .insert_message(&new_message("alice", Some("m2@x"), None))
+        .unwrap();
+    // A page through the socket: message 2 of 1 and 2, and word that 1 is left.
+    assert_eq!(
+        d.ask(&Request::Messages {
+            user: None,
+            before: Some(3),
+            limit: 1
+        })
+        .map(|answer| match answer {
+            Answer::Messages(page) => (page.messages.len(), page.messages[0].id.0, page.more),
+            _ => (0, 0, false),
+        }),
+        Ok((1, 2, true))
     );
     assert_eq!(
         d.ask(&Request::Message {
@@ -278,7 +298,14 @@ fn a_message_crosses_the_socket_with_only_the_bodies_asked_for() {
         assert_eq!(got.text.is_empty(), !text);
         assert_eq!(got.html.is_empty(), !html);
         // Everything else is there, whatever the bodies.
-        let fields = |m: &StoredMessage| (m.id, m.subject.clone(), m.size, m.attachments.clone());
+        let fields = |m: &StoredMessage| {
+            (
+                m.id,
+                m.headers.subject.clone(),
+                m.size,
+                m.attachments.clone(),
+            )
+        };
         assert_eq!(fields(&got), fields(&stored));
     }
     // The fields alone are small: the 160 KB of bodies are not on the wire.

@@ -402,7 +402,7 @@ mod tests {
                 .wait()
                 .unwrap();
             let stored = services.store().message(id).unwrap();
-            assert_eq!(stored.subject, Some(format!("lone{n}")));
+            assert_eq!(stored.headers.subject, Some(format!("lone{n}")));
             assert_eq!(committer.in_flight.load(Ordering::Acquire), 0);
         }
     }
@@ -448,7 +448,7 @@ mod tests {
             .join()
             .unwrap();
         let stored = services.store().message(outcome.unwrap()).unwrap();
-        assert_eq!(stored.subject.as_deref(), Some("deep"));
+        assert_eq!(stored.headers.subject.as_deref(), Some("deep"));
         assert!(stored.problems.is_empty(), "{:?}", stored.problems);
     }
 

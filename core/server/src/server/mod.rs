@@ -9,6 +9,7 @@
 //! ```text
 //! signals; let state = ServerState::open(&config)?; let sockets = server::bind(&config)?;
 //! accept on each; server::ready(&addresses);          // `listening on …`, READY=1
+//!   state.admit(peer, implicit_tls): serve the Admission (a refusal too) by the one loop
 //! until state.on_signal(signal) == AfterSignal::ShutDown { SIGHUP reloads the certificate }
 //! stop accepting; tell connections to stop;          // idle ones answer 421 4.3.0
 //! sleep while state.next_drain_check(now, state.grace_deadline(stop)) says so;
@@ -17,6 +18,7 @@
 //! server::close(shared, |shared| shared.state);      // store closed, `stopped`
 //! ```
 
+mod admission;
 pub mod commit;
 mod completion;
 pub mod keeper;
@@ -28,6 +30,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use admission::{Admission, Deadlines, Held};
 pub use commit::{Deliveries, Submitted};
 pub use keeper::StoreKeeper;
 
@@ -37,8 +40,8 @@ use crate::systemd::{self, ActivationError};
 use crate::tls::{ReloadableTls, TlsError, TlsSource};
 use atacama_core::config::Config;
 use atacama_core::logging;
-use atacama_core::policy::{AuthGate, ConnectionPermit, Gate, ServerLimits, Slots};
-use atacama_core::smtp::{Reply, SessionConfig};
+use atacama_core::policy::{AuthGate, Gate, ServerLimits, Slots};
+use atacama_core::smtp::SessionConfig;
 use atacama_store::StoreError;
 use atacama_store::data_dir::{DataDir, DataDirError};
 
@@ -272,14 +275,6 @@ impl ServerState {
     pub fn run_error(&self) -> Option<RunError> {
         self.store_failed().then(|| RunError::StoreFailed {
             after: self.services.store().give_up_after(),
-        })
-    }
-
-    /// The gate's verdict on a new connection from `peer`: a place held until the permit is
-    /// dropped, or (logged) the `421` to send before closing.
-    pub fn admit(&self, peer: SocketAddr) -> Result<ConnectionPermit, Reply> {
-        self.gate.admit(peer.ip()).inspect_err(|reply| {
-            logging::connection_refused(peer, reply);
         })
     }
 
@@ -585,7 +580,8 @@ mod tests {
             "nobody is connected"
         );
         let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
-        let permit = state.admit(peer).unwrap();
+        let admitted = state.admit(peer, false).unwrap();
+        assert!(!admitted.is_refusal() && !admitted.inline);
         assert_eq!(state.next_drain_check(now, until), Some(DRAIN_POLL));
         let almost = until - Duration::from_millis(5);
         assert_eq!(
@@ -598,7 +594,7 @@ mod tests {
             "the grace is over"
         );
         assert_eq!(state.abort_open(), 1);
-        drop(permit);
+        drop(admitted);
         assert_eq!(state.abort_open(), 0);
     }
 

@@ -265,6 +265,7 @@ fn deadline_loop(queue: &Queue) {
 /// Moves the calling thread to `SCHED_IDLE`, else to [`VERIFIER_NICE`]. Where both fail (or
 /// on other systems) the thread competes as an ordinary one: slower mail under a login storm,
 /// nothing worse.
+#[allow(unsafe_code)] // sched_setscheduler and setpriority have no safe wrapper in std
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: sched_setscheduler reads the sched_param we pass, which lives across the call;
@@ -357,8 +358,10 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_verifier_thread_runs_at_the_idle_priority_and_no_other_does() {
-        // The calling thread's policy. SAFETY: takes an integer; 0 is the calling thread.
+        /// The calling thread's scheduling policy.
+        #[allow(unsafe_code)] // sched_getscheduler has no safe wrapper in std
         fn policy() -> i32 {
+            // SAFETY: takes an integer; 0 is the calling thread.
             unsafe { libc::sched_getscheduler(0) }
         }
         let here = policy();

@@ -90,7 +90,8 @@ fn every_command_parses() {
             Command::Messages(M::List {
                 json: false,
                 user: None,
-                limit: None,
+                before: None,
+                limit: 50,
             }),
         ),
         (
@@ -98,7 +99,17 @@ fn every_command_parses() {
             Command::Messages(M::List {
                 json: true,
                 user: Some(name()),
-                limit: Some(3),
+                before: None,
+                limit: 3,
+            }),
+        ),
+        (
+            &["messages", "list", "--before", "51", "--limit", "0"],
+            Command::Messages(M::List {
+                json: false,
+                user: None,
+                before: Some(51),
+                limit: 0,
             }),
         ),
         (
@@ -227,6 +238,10 @@ fn bad_arguments_are_usage_errors() {
         (
             &["messages", "list", "--limit", "-1"],
             "--limit \"-1\" is not a number",
+        ),
+        (
+            &["messages", "list", "--before", "x"],
+            "--before \"x\" is not a number",
         ),
         (
             &["messages", "list", "--bogus"],
