@@ -6,12 +6,8 @@
 //! else runs a check is as fast as before. The price is that logins wait while mail keeps
 //! every core busy, which sheds the load in the right place: on sessions not yet admitted.
 //!
-//! Measured on the 2-core sandbox (disk; 20 senders log in, then 50 fresh logins start while
-//! they send; four runs each, alternating): against nice +10, the previous policy, the
-//! senders' p99 during the storm went from 16.7 / 13.4 / 16.7 / 14.1 ms to 7.5 / 8.1 / 9.0 /
-//! 5.6 ms (1.2–1.4× their p99 without a storm, from 1.8–3.4×), their msg/s from 2 590–3 530
-//! to 4 000–5 150, and the storm's logins/s went from 6.2–7.0 to 6.7–7.0. Nice +10 had in turn halved
-//! that p99 against nice 0. Where `SCHED_IDLE` is refused the threads fall back to nice +10.
+//! Where `SCHED_IDLE` is refused the threads fall back to nice +10. The figures that decided
+//! it: ARCHITECTURE.md, "Password checks under `SCHED_IDLE`".
 //!
 //! Each job has a give-up deadline, `verifier_wait_timeout` after it is queued: a job still
 //! queued then is answered [`Verdict::Busy`] (`454 4.7.0`) without being checked, by a thread
