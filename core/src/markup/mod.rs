@@ -37,6 +37,19 @@ pub fn render(text: &str) -> String {
     render_checked(text).html
 }
 
+/// Every colour class the renderer can write (`color-…`, spec §4.1), each once, in the
+/// table's order: sixteen tags share thirteen classes. The stylesheet's test checks it has a
+/// rule for each.
+pub fn colour_classes() -> Vec<&'static str> {
+    let mut classes: Vec<&'static str> = Vec::with_capacity(colour::ALL.len());
+    for class in colour::ALL.map(colour::Colour::class) {
+        if !classes.contains(&class) {
+            classes.push(class);
+        }
+    }
+    classes
+}
+
 /// The most HTML a text of `text_len` bytes renders to: twice the text, and 1 MiB.
 ///
 /// Prose renders to a little more than itself, a line dense with markup to five to eight
