@@ -53,7 +53,7 @@ impl HttpRequests {
 pub fn metrics(counters: &Counters) -> Page {
     let c = counters;
     let mut text = String::with_capacity(1024);
-    let families: [(&str, &str, &str, &[(&str, u64)]); 5] = [
+    let families: [Family; 5] = [
         (
             "atacama_connections_open",
             "gauge",
@@ -97,14 +97,23 @@ pub fn metrics(counters: &Counters) -> Page {
         // Writing to a String cannot fail.
         let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (labels, value) in samples {
-            let _ = match labels.is_empty() {
-                true => writeln!(text, "{name} {value}"),
-                false => writeln!(text, "{name}{{{labels}}} {value}"),
+            let _ = if labels.is_empty() {
+                writeln!(text, "{name} {value}")
+            } else {
+                writeln!(text, "{name}{{{labels}}} {value}")
             };
         }
     }
     plain(200, content_type::PROMETHEUS, text.into_bytes())
 }
+
+/// A metric family: name, type, help text, and its samples as (labels, value).
+type Family<'a> = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'a [(&'static str, u64)],
+);
 
 /// `/healthz`: `200` and `ok` while the store is usable, `503` when it is not.
 pub fn health(store_usable: bool) -> Page {
