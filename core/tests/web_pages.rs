@@ -144,6 +144,31 @@ fn stream_page_pages_older() {
 }
 
 #[test]
+fn channel_stream_pages_older_and_advertises_its_feeds() {
+    let posts: Vec<Post> = (1..=11).rev().map(|id| post(id, None)).collect();
+    let travel = StreamPage {
+        channel: Some("travel".into()),
+        before: Some(40),
+    };
+    let page = web::stream(&site(), Negotiated::Html, &travel, &posts);
+    assert_safe_page(&page);
+    let body = text(&page);
+    assert!(body.contains("<h1>#travel</h1>"));
+    assert!(body.contains("href=\"/blog/stream/channel/travel/older/2\""));
+    assert!(body.contains(
+        "<link rel=\"alternate\" type=\"application/rss+xml\" title=\"Site &lt;script&gt;\
+         alert(1)&lt;/script&gt;&quot;' onload=x &amp;amp; #travel\" \
+         href=\"/blog/channel/travel/feed.xml\">"
+    ));
+    assert!(body.contains("href=\"/blog/channel/travel/feed.atom\""));
+
+    let json = web::stream(&site(), Negotiated::Json, &travel, &posts);
+    let value: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+    assert_eq!(value["older"], "/blog/stream/channel/travel/older/2");
+    assert_eq!(value["messages"][0]["id"], 11);
+}
+
+#[test]
 fn error_pages() {
     let page = web::not_found(&site(), Negotiated::Html);
     assert_eq!(page.status, 404);
@@ -170,4 +195,83 @@ fn style_is_served_with_an_etag() {
     assert_eq!((page.status, page.content_type), (200, content_type::CSS));
     assert_eq!(page.body, web::STYLESHEET.as_bytes());
     assert_eq!(page.etag, web::style().etag);
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Text rich in what HTML treats specially.
+    fn nasty_text() -> impl Strategy<Value = String> {
+        let pieces = prop_oneof![
+            Just("<script>".to_owned()),
+            Just("\"".to_owned()),
+            Just("'".to_owned()),
+            Just("&amp;".to_owned()),
+            Just("<red>".to_owned()),
+            Just("</p>".to_owned()),
+            any::<String>(),
+        ];
+        prop::collection::vec(pieces, 0..10).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_target_routes_without_panic(target in ".{0,80}") {
+            let _ = web::route(&target);
+        }
+
+        #[test]
+        fn stored_strings_never_open_a_tag(
+            subject in prop::option::of(nasty_text()),
+            written in nasty_text(),
+            channel in nasty_text(),
+            name in nasty_text(),
+        ) {
+            let site = Site::new(name, "http://127.0.0.1:2580");
+            let post = Post {
+                id: 1,
+                subject,
+                processed_content: markup::render(&written),
+                content: written,
+                created_at: 0,
+                parent_id: Some(0),
+                channel,
+            };
+            let pages = [
+                web::message(&site, Negotiated::Html, &post),
+                web::chain(&site, Negotiated::Html, std::slice::from_ref(&post), 1),
+                web::stream(&site, Negotiated::Html, &StreamPage::default(), &[post.clone()]),
+            ];
+            for page in pages {
+                let body = text(&page);
+                // Remove the renderer's HTML, checked by its own allowlist: what is left
+                // holds only our tags, whatever the stored strings were.
+                let ours = body.replace(&post.processed_content, "");
+                for tag in ours.split('<').skip(1) {
+                    let name: String = tag
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '/' || *c == '!')
+                        .collect();
+                    prop_assert!(
+                        OUR_TAGS.contains(&name.trim_start_matches('/')),
+                        "<{}", tag
+                    );
+                    let inside = tag.split('>').next().unwrap_or_default();
+                    prop_assert_eq!(inside.matches('"').count() % 2, 0, "<{}>", inside);
+                }
+            }
+            let json = web::message(&site, Negotiated::Json, &post);
+            let value: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+            prop_assert_eq!(value["content"].as_str(), Some(post.content.as_str()));
+            prop_assert_eq!(value["subject"].as_str(), post.subject.as_deref());
+        }
+    }
+
+    const OUR_TAGS: &[&str] = &[
+        "!DOCTYPE", "html", "head", "meta", "title", "link", "body", "header", "nav", "a", "main",
+        "h1", "h2", "article", "p", "time", "div", "ol", "li",
+    ];
 }

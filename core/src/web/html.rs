@@ -23,7 +23,7 @@ pub fn message(site: &Site, post: &Post) -> Vec<u8> {
             }
         }
     };
-    layout(site, &title, body)
+    layout(site, &title, None, body)
 }
 
 /// `/messages/{id}/chain`: `posts` in chain order, the one whose id is `target` marked.
@@ -41,7 +41,7 @@ pub fn chain(site: &Site, posts: &[Post], target: u64) -> Vec<u8> {
             }
         }
     };
-    layout(site, &title, body)
+    layout(site, &title, None, body)
 }
 
 /// A stream page: `posts` newest first, and the path of the older page if there is one.
@@ -68,7 +68,7 @@ pub fn stream(site: &Site, page: &StreamPage, posts: &[Post], older: Option<&str
             }
         }
     };
-    layout(site, &title, body)
+    layout(site, &title, page.channel.as_deref(), body)
 }
 
 /// The page of an error.
@@ -85,7 +85,7 @@ pub fn error(site: &Site, kind: ErrorKind) -> Vec<u8> {
         p { (kind.message()) }
         p { a href=(site.path("/")) { "Latest posts" } }
     };
-    layout(site, &title, body)
+    layout(site, &title, None, body)
 }
 
 /// How a post's subject is shown.
@@ -121,7 +121,21 @@ fn post_article(site: &Site, post: &Post, heading: Heading, is_target: bool) -> 
     }
 }
 
-fn layout(site: &Site, title: &str, main: Markup) -> Vec<u8> {
+/// The page around `main`. `channel`: the channel whose feeds the page advertises (`None`:
+/// the whole site's).
+fn layout(site: &Site, title: &str, channel: Option<&str>, main: Markup) -> Vec<u8> {
+    let (rss, atom, feed_title) = match channel {
+        Some(channel) => (
+            site.path(&format!("/channel/{channel}/feed.xml")),
+            site.path(&format!("/channel/{channel}/feed.atom")),
+            format!("{} #{channel}", site.name()),
+        ),
+        None => (
+            site.path("/feed.xml"),
+            site.path("/feed.atom"),
+            site.name().to_owned(),
+        ),
+    };
     let page = html! {
         (DOCTYPE)
         html lang="en" {
@@ -130,15 +144,13 @@ fn layout(site: &Site, title: &str, main: Markup) -> Vec<u8> {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
                 link rel="stylesheet" href=(site.path("/style.css"));
-                link rel="alternate" type="application/rss+xml" title=(site.name())
-                    href=(site.path("/feed.xml"));
-                link rel="alternate" type="application/atom+xml" title=(site.name())
-                    href=(site.path("/feed.atom"));
+                link rel="alternate" type="application/rss+xml" title=(feed_title) href=(rss);
+                link rel="alternate" type="application/atom+xml" title=(feed_title) href=(atom);
             }
             body {
                 header.site {
                     a.site-name href=(site.path("/")) { (site.name()) }
-                    nav { a href=(site.path("/feed.xml")) { "RSS" } " " a href=(site.path("/feed.atom")) { "Atom" } }
+                    nav { a href=(rss) { "RSS" } " " a href=(atom) { "Atom" } }
                 }
                 main { (main) }
             }
