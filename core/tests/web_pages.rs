@@ -243,7 +243,7 @@ mod properties {
             let pages = [
                 web::message(&site, Negotiated::Html, &post),
                 web::chain(&site, Negotiated::Html, std::slice::from_ref(&post), 1),
-                web::stream(&site, Negotiated::Html, &StreamPage::default(), &[post.clone()]),
+                web::stream(&site, Negotiated::Html, &StreamPage::default(), std::slice::from_ref(&post)),
             ];
             for page in pages {
                 let body = text(&page);

@@ -21,7 +21,7 @@
 
 mod allowlist;
 mod block;
-mod byte_set;
+pub(crate) mod byte_set;
 mod colour;
 mod html;
 mod inline;

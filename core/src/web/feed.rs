@@ -11,6 +11,7 @@
 //! the renderer's, escaped once, as both formats specify for HTML in text.
 
 use super::{Post, Site, time};
+use crate::markup::byte_set::ByteSet;
 
 /// The RSS 2.0 document for `posts` (newest first), `channel` `None` for the whole site.
 pub fn rss(site: &Site, channel: Option<&str>, posts: &[Post]) -> Vec<u8> {
@@ -93,26 +94,51 @@ pub fn atom(site: &Site, channel: Option<&str>, posts: &[Post]) -> Vec<u8> {
 /// Appends `text` as XML character data or an attribute value: `&`, `<`, `>`, `"` and `'`
 /// escaped, CR kept as `&#xD;` (a parser would turn a raw one into LF), and every character
 /// XML 1.0 forbids dropped.
+///
+/// A feed is mostly the HTML of twenty posts, so this scans bytes with a table and copies
+/// the runs between special bytes whole. Every special byte is ASCII or the lead byte 0xEF of
+/// U+FFFE and U+FFFF, so each cut falls on a character boundary.
 pub fn push_escaped(out: &mut String, text: &str) {
+    let bytes = text.as_bytes();
     let mut clean_from = 0;
-    for (at, c) in text.char_indices() {
-        let replacement = match c {
-            '&' => "&amp;",
-            '<' => "&lt;",
-            '>' => "&gt;",
-            '"' => "&quot;",
-            '\'' => "&apos;",
-            '\r' => "&#xD;",
-            '\t' | '\n' => continue,
-            c if is_forbidden_in_xml(c) => "",
-            _ => continue,
+    let mut at = 0;
+    while let Some(offset) = bytes
+        .get(at..)
+        .and_then(|rest| rest.iter().position(|&b| SPECIAL.contains(b)))
+    {
+        at += offset;
+        let (replacement, len) = match bytes.get(at..).unwrap_or_default() {
+            [b'&', ..] => ("&amp;", 1),
+            [b'<', ..] => ("&lt;", 1),
+            [b'>', ..] => ("&gt;", 1),
+            [b'"', ..] => ("&quot;", 1),
+            [b'\'', ..] => ("&apos;", 1),
+            [b'\r', ..] => ("&#xD;", 1),
+            [0xEF, 0xBF, 0xBE | 0xBF, ..] => ("", 3), // U+FFFE, U+FFFF
+            [0xEF, ..] => {
+                at += 1; // another character from U+F000 to U+FFFD: kept
+                continue;
+            }
+            _ => ("", 1), // a C0 control other than tab, LF and CR
         };
         out.push_str(text.get(clean_from..at).unwrap_or_default());
         out.push_str(replacement);
-        clean_from = at + c.len_utf8();
+        at += len;
+        clean_from = at;
     }
     out.push_str(text.get(clean_from..).unwrap_or_default());
 }
+
+/// The bytes [`push_escaped`] stops at.
+static SPECIAL: ByteSet = ByteSet::of(&[
+    (0x00, 0x08),
+    (0x0B, 0x1F), // CR among them
+    (b'"', b'"'),
+    (b'&', b'\''),
+    (b'<', b'<'),
+    (b'>', b'>'),
+    (0xEF, 0xEF),
+]);
 
 /// XML 1.0 §2.2 `Char`, negated, for characters a Rust string can hold.
 pub fn is_forbidden_in_xml(c: char) -> bool {
@@ -178,11 +204,44 @@ mod tests {
             ("t\tl\nc\r", "t\tl\nc&#xD;"),
             ("\u{FFFE}\u{FFFF}\u{FFFD}", "\u{FFFD}"),
             ("\u{7F}\u{85}\u{10FFFF}é", "\u{7F}\u{85}\u{10FFFF}é"),
+            (
+                "\u{F000}\u{FFFD}\u{FEFF}x\u{FFFE}",
+                "\u{F000}\u{FFFD}\u{FEFF}x",
+            ),
         ];
         for (text, expected) in table {
             let mut out = String::new();
             push_escaped(&mut out, text);
             assert_eq!(out, expected, "{text:?}");
+        }
+    }
+
+    /// The rule, one character at a time.
+    fn escaped_by_chars(text: &str) -> String {
+        let mut out = String::new();
+        for c in text.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '"' => out.push_str("&quot;"),
+                '\'' => out.push_str("&apos;"),
+                '\r' => out.push_str("&#xD;"),
+                c if is_forbidden_in_xml(c) => {}
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_byte_scan_escapes_as_the_rule_says(
+            text in "(\\PC|[\\x00-\\x1F&<>\"'\u{FFFE}\u{FFFF}\u{E000}-\u{F8FF}\u{FFF0}-\u{FFFD}])*"
+        ) {
+            let mut out = String::new();
+            push_escaped(&mut out, &text);
+            proptest::prop_assert_eq!(out, escaped_by_chars(&text));
         }
     }
 }

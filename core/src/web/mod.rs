@@ -70,7 +70,7 @@ pub struct Page {
     pub content_type: &'static str,
     /// The body, whole.
     pub body: Vec<u8>,
-    /// A strong `ETag`, quoted (`"0123456789abcdef"`), for messages, chains, stream pages,
+    /// A strong `ETag`, quoted (`"89abcdef-2a10"`), for messages, chains, stream pages,
     /// feeds and the stylesheet; `None` for errors, `/healthz` and `/metrics`.
     pub etag: Option<String>,
     /// The body depends on `Accept`: send `Vary: Accept`.

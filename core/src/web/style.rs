@@ -54,7 +54,7 @@ a.older {
 }
 .empty { color: #5c5f66; }
 hr.section-break { border: 0; border-top: 1px solid #6b6b6b; margin: 1.5rem 0; }
-.content ul { padding-left: 1.5rem; counter-reset: atacama-item; }
+.content ul { margin: 0 0 0.75rem; padding-left: 1.5rem; counter-reset: atacama-item; }
 li.bullet-list { list-style: disc; }
 li.number-list { list-style: none; counter-increment: atacama-item; }
 li.number-list::before { content: counter(atacama-item) ". "; }
