@@ -34,7 +34,7 @@ pub fn rss(site: &Site, channel: Option<&str>, posts: &[Post]) -> Vec<u8> {
     for post in posts {
         let link = site.url(&format!("/messages/{}", post.id));
         x.push_str("<item>\n");
-        element(&mut x, "title", title(post));
+        element(&mut x, "title", post.title());
         element(&mut x, "link", &link);
         x.push_str("<guid isPermaLink=\"true\">");
         push_escaped(&mut x, &link);
@@ -74,7 +74,7 @@ pub fn atom(site: &Site, channel: Option<&str>, posts: &[Post]) -> Vec<u8> {
     for post in posts {
         let link = site.url(&format!("/messages/{}", post.id));
         x.push_str("<entry>\n");
-        element(&mut x, "title", title(post));
+        element(&mut x, "title", post.title());
         element(&mut x, "id", &link);
         x.push_str("<link rel=\"alternate\" type=\"text/html\" href=\"");
         push_escaped(&mut x, &link);
@@ -154,10 +154,6 @@ fn element(out: &mut String, name: &str, text: &str) {
     out.push_str("</");
     out.push_str(name);
     out.push_str(">\n");
-}
-
-fn title(post: &Post) -> &str {
-    post.subject.as_deref().unwrap_or("(no subject)")
 }
 
 fn feed_title(site: &Site, channel: Option<&str>) -> String {

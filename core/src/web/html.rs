@@ -12,7 +12,7 @@ use super::{ErrorKind, Post, Site, StreamPage, time};
 
 /// `/messages/{id}`.
 pub fn message(site: &Site, post: &Post) -> Vec<u8> {
-    let title = format!("{} · {}", subject(post), site.name());
+    let title = format!("{} · {}", post.title(), site.name());
     let body = html! {
         (post_article(site, post, Heading::Page, false))
         nav.links {
@@ -31,7 +31,7 @@ pub fn chain(site: &Site, posts: &[Post], target: u64) -> Vec<u8> {
     let target_subject = posts
         .iter()
         .find(|post| post.id == target)
-        .map_or("Conversation", subject);
+        .map_or("Conversation", Post::title);
     let title = format!("Conversation: {target_subject} · {}", site.name());
     let body = html! {
         h1 { "Conversation" }
@@ -105,8 +105,8 @@ fn post_article(site: &Site, post: &Post, heading: Heading, is_target: bool) -> 
             aria-current=[is_target.then_some("page")] {
             header {
                 @match heading {
-                    Heading::Page => h1 { (subject(post)) },
-                    Heading::Link => h2 { a href=(href) { (subject(post)) } },
+                    Heading::Page => h1 { (post.title()) },
+                    Heading::Link => h2 { a href=(href) { (post.title()) } },
                 }
                 p.meta {
                     time datetime=(created) { (readable(&created)) }
@@ -157,13 +157,6 @@ fn layout(site: &Site, title: &str, channel: Option<&str>, main: Markup) -> Vec<
         }
     };
     page.into_string().into_bytes()
-}
-
-fn subject(post: &Post) -> &str {
-    match post.subject.as_deref() {
-        Some(subject) if !subject.trim().is_empty() => subject,
-        _ => "(no subject)",
-    }
 }
 
 /// `2026-12-06T21:10:39Z` as `2026-12-06 21:10 UTC`.

@@ -193,6 +193,17 @@ pub struct Post {
     pub channel: String,
 }
 
+impl Post {
+    /// The subject as pages and feeds title the post: `(no subject)` when it has none or it
+    /// is blank. JSON keeps [`Post::subject`] as stored.
+    pub fn title(&self) -> &str {
+        match self.subject.as_deref() {
+            Some(subject) if !subject.trim().is_empty() => subject,
+            _ => "(no subject)",
+        }
+    }
+}
+
 /// Which stream page: the channel (`None`: all visible channels) and the id the page starts
 /// below (`None`: the newest).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
