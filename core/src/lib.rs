@@ -28,3 +28,4 @@ pub mod sasl;
 pub mod smtp;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod web;
