@@ -29,3 +29,4 @@ pub mod sasl;
 pub mod smtp;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod web;

@@ -745,9 +745,9 @@ fn cli_writes_are_seen_by_a_live_daemon_and_parallel_cli_processes() {
         }
         for i in 0..4 {
             let request = atacama_core::smtp::AuthRequest {
-                mechanism: "PLAIN",
+                mechanism: atacama_core::smtp::Mechanism::Plain,
                 username: format!("user{i}"),
-                password: format!("pw{i}"),
+                password: atacama_core::sasl::Password::new(format!("pw{i}")),
             };
             assert_eq!(
                 daemon.authenticate(&request),

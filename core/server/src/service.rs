@@ -147,7 +147,8 @@ impl Services {
     /// the client as a wrong password. So is a panic below: every AUTH gets one reply (A16).
     pub fn authenticate(&self, request: &AuthRequest) -> AuthOutcome {
         let verified = catch_unwind(AssertUnwindSafe(|| {
-            self.store.verify_user(&request.username, &request.password)
+            self.store
+                .verify_user(&request.username, request.password.expose())
         }))
         .unwrap_or_else(|_| Err(StoreError::Database("panic while verifying".into())));
         match verified {
@@ -157,7 +158,7 @@ impl Services {
                 log::info!(
                     "authentication failed user={:?} mechanism={}",
                     request.username,
-                    request.mechanism
+                    request.mechanism.name()
                 );
                 AuthOutcome::Rejected
             }
@@ -453,7 +454,7 @@ mod tests {
 
     fn auth(user: &str, password: &str) -> AuthRequest {
         AuthRequest {
-            mechanism: "PLAIN",
+            mechanism: atacama_core::smtp::Mechanism::Plain,
             username: user.into(),
             password: password.into(),
         }
