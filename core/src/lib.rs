@@ -18,6 +18,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod channels;
 pub mod config;
 pub mod connection;
 pub mod logging;
