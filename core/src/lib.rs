@@ -20,6 +20,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod http;
 pub mod logging;
 pub mod markup;
 pub mod message;
