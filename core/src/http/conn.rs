@@ -71,8 +71,8 @@ pub struct HttpConn {
     config: HttpConfig,
     /// Bytes received and not yet consumed; never more than `config.max_head`.
     input: Vec<u8>,
-    /// Whether `input` may decide now (it gained a line end, filled up, or the stream
-    /// ended): heads are parsed only then, so a head trickled byte by byte costs one parse
+    /// Whether `input` may decide now (it gained a line end, passed `max_target`, filled
+    /// up, the stream ended or a deadline passed): heads are parsed only then, so a head trickled byte by byte costs one parse
     /// per line, not one per byte.
     parse_due: bool,
     events: VecDeque<HttpEvent>,
@@ -193,8 +193,16 @@ impl HttpConn {
                 kind: Waiting::Head,
             };
         }
+        let before = self.input.len();
         self.input.extend_from_slice(bytes);
-        if memchr::memchr(b'\n', bytes).is_some() || self.input.len() >= self.config.max_head {
+        let len = self.input.len();
+        // A line end may complete a head; a buffer past `max_target` may hold a target too
+        // long to wait for (414 before its end); a full one must decide.
+        let max_target = self.config.max_target;
+        if memchr::memchr(b'\n', bytes).is_some()
+            || (before <= max_target && len > max_target)
+            || len >= self.config.max_head
+        {
             self.parse_due = true;
         }
     }
