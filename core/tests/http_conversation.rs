@@ -601,3 +601,44 @@ fn statuses_are_counted_by_class() {
     let counts = h.conn.statuses();
     assert_eq!((counts.success, counts.client_error), (1, 2));
 }
+
+#[test]
+fn a_405_body_that_never_comes_closes_without_a_second_response() {
+    let mut h = harness();
+    h.client("POST /x HTTP/1.1\r\nHost: b\r\nContent-Length: 10\r\n\r\nabc");
+    h.expect_status(405);
+    h.advance(Duration::from_secs(10));
+    h.expect_close();
+    assert_eq!(h.conn.close_reason(), Some(CloseReason::Timeout));
+}
+
+#[test]
+fn a_405_to_a_client_expecting_100_continue_closes() {
+    let mut h = harness();
+    h.client("PUT /x HTTP/1.1\r\nHost: b\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    assert_eq!(h.expect_status(405).header("Connection"), Some("close"));
+    h.expect_close();
+}
+
+#[test]
+fn a_405_to_http_1_0_keep_alive_says_keep_alive() {
+    let mut h = harness();
+    h.client("DELETE /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(
+        h.expect_status(405).header("Connection"),
+        Some("keep-alive")
+    );
+    h.expect_nothing();
+    h.client("DELETE /x HTTP/1.0\r\n\r\n");
+    assert_eq!(h.expect_status(405).header("Connection"), Some("close"));
+    h.expect_close();
+}
+
+#[test]
+fn a_refused_head_request_gets_no_body() {
+    let mut h = harness();
+    h.client("HEAD * HTTP/1.1\r\nHost: b\r\n\r\n");
+    let response = h.expect_status(400);
+    assert!(response.body.is_empty());
+    assert!(response.header("Content-Length").is_some());
+}

@@ -396,28 +396,26 @@ impl HttpConn {
                 self.events.push_back(HttpEvent::Request(request));
                 true
             }
-            Decision::Refuse {
-                error,
-                len,
-                head,
-                keep_alive,
-                body,
-            } => {
-                let close = if error.closes() || body > self.config.max_skipped_body {
-                    Some(CloseReason::Refused(error))
+            Decision::Refuse(refusal) => {
+                let skip = refusal.body > 0;
+                let close = if refusal.error.closes()
+                    || (skip && refusal.expects_continue)
+                    || refusal.body > self.config.max_skipped_body
+                {
+                    Some(CloseReason::Refused(refusal.error))
                 } else if self.shutting_down {
                     Some(CloseReason::Shutdown)
-                } else if !keep_alive {
+                } else if !refusal.keep_alive {
                     Some(CloseReason::ClientAsked)
                 } else {
                     None
                 };
-                self.refuse(error, head, close);
+                self.refuse(refusal.error, refusal.head, refusal.version, close);
                 if close.is_none() {
-                    self.input.drain(..len.min(self.input.len()));
-                    if body > 0 {
+                    self.input.drain(..refusal.len.min(self.input.len()));
+                    if skip {
                         // The body belongs to this request: it keeps the head's deadline.
-                        self.phase = Phase::Skipping(body);
+                        self.phase = Phase::Skipping(refusal.body);
                     } else {
                         self.between_requests();
                     }
@@ -429,15 +427,22 @@ impl HttpConn {
 
     /// Sends the connection's own answer to a request it refuses (its body only if the
     /// request was not a HEAD); closes if `close` says why.
-    fn refuse(&mut self, error: HeadError, head: bool, close: Option<CloseReason>) {
+    fn refuse(
+        &mut self,
+        error: HeadError,
+        head: bool,
+        version: Version,
+        close: Option<CloseReason>,
+    ) {
         let status = Status::new(error.status()).unwrap_or(Status::BAD_REQUEST);
         let mut response = Response::json_error(status, error.code(), error.message());
         if error == HeadError::MethodNotAllowed {
             response.headers.push(("Allow", "GET, HEAD".to_string()));
         }
-        let persistence = match close {
-            Some(_) => Persistence::Close,
-            None => Persistence::KeepAlive,
+        let persistence = match (close, version) {
+            (Some(_), _) => Persistence::Close,
+            (None, Version::Http10) => Persistence::KeepAlive10,
+            (None, Version::Http11) => Persistence::KeepAlive,
         };
         self.transmit(&response, persistence, head);
         if let Some(reason) = close {
@@ -453,10 +458,16 @@ impl HttpConn {
             return;
         }
         if std::mem::take(&mut self.timed_out) && self.now >= self.deadline.at {
-            if self.input.is_empty() && matches!(self.phase, Phase::Head) {
-                self.close(CloseReason::Idle);
-            } else {
-                self.refuse(HeadError::Timeout, false, Some(CloseReason::Timeout));
+            match self.phase {
+                Phase::Head if self.input.is_empty() => self.close(CloseReason::Idle),
+                Phase::Head => self.refuse(
+                    HeadError::Timeout,
+                    false,
+                    Version::Http11,
+                    Some(CloseReason::Timeout),
+                ),
+                // The request whose body this is was answered already.
+                _ => self.close(CloseReason::Timeout),
             }
         } else if self.peer_closed {
             // A partial head can never complete: nothing to answer.

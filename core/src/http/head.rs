@@ -153,27 +153,40 @@ pub(super) enum Decision {
     Incomplete,
     /// A GET or HEAD whose head is the first `len` bytes.
     Request { request: Request, len: usize },
-    /// Refused with `error`. `len`, `keep_alive` and `body` matter only when the error
-    /// does not close: the head's length, whether the client asked to keep the
-    /// connection, and its Content-Length (to skip).
-    Refuse {
-        error: HeadError,
-        len: usize,
-        head: bool,
-        keep_alive: bool,
-        body: u64,
-    },
+    /// Refused: answer, then close or go on.
+    Refuse(Refusal),
+}
+
+/// A request the connection answers itself. All but `error` and `head` matter only when
+/// the error does not close the connection (`405`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Refusal {
+    pub error: HeadError,
+    /// The request was a HEAD: the response has no body.
+    pub head: bool,
+    /// The head's length.
+    pub len: usize,
+    pub version: Version,
+    /// The client asked to keep the connection.
+    pub keep_alive: bool,
+    /// The body's length (Content-Length), to skip.
+    pub body: u64,
+    /// `Expect: 100-continue`: the client waits before sending the body, and will not
+    /// send it after a final status (RFC 9110 §10.1.1), so there is nothing to skip.
+    pub expects_continue: bool,
 }
 
 impl Decision {
     fn closing(error: HeadError) -> Decision {
-        Decision::Refuse {
+        Decision::Refuse(Refusal {
             error,
-            len: 0,
             head: false,
+            len: 0,
+            version: Version::Http11,
             keep_alive: false,
             body: 0,
-        }
+            expects_continue: false,
+        })
     }
 }
 
@@ -213,15 +226,9 @@ pub(super) fn decide(input: &[u8], config: &HttpConfig) -> Decision {
         }
         Err(_) => return Decision::closing(HeadError::Malformed),
     };
-    match validate(&parsed, config) {
+    match validate(&parsed, config, len) {
         Ok(request) => Decision::Request { request, len },
-        Err((error, keep_alive, body)) => Decision::Refuse {
-            error,
-            len,
-            head: parsed.method == Some("HEAD"),
-            keep_alive,
-            body,
-        },
+        Err(refusal) => Decision::Refuse(refusal),
     }
 }
 
@@ -245,12 +252,12 @@ fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// The checks on a complete head (module docs, step 3). An error comes with whether the
-/// client asked to keep the connection and its Content-Length.
+/// The checks on a complete head of `len` bytes (module docs, step 3).
 fn validate(
     parsed: &httparse::Request<'_, '_>,
     config: &HttpConfig,
-) -> Result<Request, (HeadError, bool, u64)> {
+    len: usize,
+) -> Result<Request, Refusal> {
     // Invariant: httparse fills method, path and version in a complete parse.
     let method = parsed.method.unwrap_or_default();
     let target = parsed.path.unwrap_or_default();
@@ -267,9 +274,19 @@ fn validate(
         Version::Http10 => fields.keep_alive && !fields.close,
     };
     let body = fields.content_length.unwrap_or(Some(0));
-    let refuse = |error| Err((error, keep_alive, body.unwrap_or(0)));
+    let refuse = |error| {
+        Err(Refusal {
+            error,
+            head: method == "HEAD",
+            len,
+            version,
+            keep_alive,
+            body: body.unwrap_or(0),
+            expects_continue: fields.expects_continue,
+        })
+    };
     if target.len() > config.max_target {
-        return Err((HeadError::TargetTooLong, false, 0));
+        return refuse(HeadError::TargetTooLong);
     }
     if fields.transfer_encoding {
         return refuse(HeadError::TransferEncoding);
@@ -343,6 +360,7 @@ struct Fields {
     content_length: Option<Option<u64>>,
     close: bool,
     keep_alive: bool,
+    expects_continue: bool,
 }
 
 impl Fields {
@@ -368,6 +386,8 @@ impl Fields {
                 Some(earlier) if earlier == length => length,
                 Some(_) => None,
             });
+        } else if is("expect") {
+            self.expects_continue |= value.eq_ignore_ascii_case("100-continue");
         } else if is("connection") {
             for option in value.split(',').map(|o| o.trim_matches([' ', '\t'])) {
                 self.close |= option.eq_ignore_ascii_case("close");
@@ -410,7 +430,7 @@ mod tests {
 
     fn refusal(input: &[u8]) -> HeadError {
         match decide(input, &HttpConfig::default()) {
-            Decision::Refuse { error, .. } => error,
+            Decision::Refuse(refusal) => refusal.error,
             other => panic!("{:?}: {other:?}", String::from_utf8_lossy(input)),
         }
     }
