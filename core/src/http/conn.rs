@@ -234,10 +234,14 @@ impl HttpConn {
         self.shutting_down = true;
     }
 
-    /// Answers the oldest outstanding request (the last [`HttpEvent::Request`]). A `200`
+    /// Answers the outstanding request (the last [`HttpEvent::Request`]); without one,
+    /// `Err(NotPending)` and nothing changes. A `200`
     /// with an ETag that the request's `If-None-Match` matches becomes a `304`; a HEAD gets
     /// the headers without the body.
     pub fn respond(&mut self, now: Instant, response: Response) -> Result<(), NotPending> {
+        if !matches!(self.phase, Phase::Outstanding(_)) {
+            return Err(NotPending); // and nothing changed
+        }
         self.now = now;
         let Phase::Outstanding(request) = std::mem::replace(&mut self.phase, Phase::Head) else {
             return Err(NotPending);
