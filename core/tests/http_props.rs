@@ -4,7 +4,9 @@
 //! the buffer within `max_head`, nothing after the close, a close once the client closes).
 
 use atacama_core::http::{HttpConfig, HttpEvent};
-use atacama_core::testing::http::{GOOD_TOKEN, HttpRecording, run_http_chunks};
+use atacama_core::testing::http::{
+    GOOD_TOKEN, HttpRecording, StreamEnd, run_http, run_http_chunks,
+};
 use proptest::prelude::*;
 
 /// One request a client might pipeline, good or bad.
@@ -134,6 +136,19 @@ proptest! {
         let pipelined = run(HttpConfig::default(), [&input[..]])?;
         let lock_step = run(HttpConfig::default(), requests.iter().map(|r| r.as_bytes()))?;
         prop_assert_eq!(pipelined, lock_step);
+    }
+
+    #[test]
+    fn silence_or_a_stop_ends_any_stream_the_same_way_for_any_split(
+        input in stream(),
+        points in prop::collection::vec(any::<usize>(), 0..8),
+        stop in any::<bool>(),
+    ) {
+        let end = if stop { StreamEnd::Shutdown } else { StreamEnd::Silence };
+        let whole = run_http(small(), [&input[..]], end).map_err(|v| TestCaseError::fail(v.0))?;
+        let chunked = run_http(small(), split(&input, points), end)
+            .map_err(|v| TestCaseError::fail(v.0))?;
+        prop_assert_eq!(whole, chunked);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub use session::{Limits, Script, Step};
 
 use std::sync::Once;
 
+use super::http::StreamEnd;
 use crate::http::HttpConfig;
 use crate::markup::{check_output_allowlist, render};
 use crate::sasl::{self, Credentials, MAX_FIELD, SaslError};
@@ -28,7 +29,8 @@ pub fn session(data: &[u8]) {
 /// Feeds `data` to an HTTP connection (small limits, so that short inputs reach them) whole,
 /// byte by byte and in chunks of 7, the scripted application answering every request; every
 /// event must pass the checks of `testing::http`, the three runs must do the same, and the
-/// connection must close once the client has.
+/// connection must close at the end: the client closes, goes silent or the server stops,
+/// by the input's length modulo 3.
 pub fn http(data: &[u8]) {
     let config = HttpConfig {
         max_head: 512,
@@ -37,7 +39,12 @@ pub fn http(data: &[u8]) {
         max_skipped_body: 64,
         ..HttpConfig::default()
     };
-    let run = |chunks: Vec<&[u8]>| match super::http::run_http_chunks(config, chunks) {
+    let end = match data.len() % 3 {
+        0 => StreamEnd::PeerClose,
+        1 => StreamEnd::Silence,
+        _ => StreamEnd::Shutdown,
+    };
+    let run = |chunks: Vec<&[u8]>| match super::http::run_http(config, chunks, end) {
         Ok(recording) => recording,
         Err(violation) => panic!("http invariant violated: {violation}"),
     };

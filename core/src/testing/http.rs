@@ -161,12 +161,32 @@ pub fn scripted_response(request: &Request) -> Response {
 /// (adjacent `Transmit`s merged, so that chunking cannot show).
 pub type HttpRecording = Vec<HttpEvent>;
 
+/// How a scripted client's stream ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The client closes its side.
+    PeerClose,
+    /// The client goes silent: time runs to each deadline.
+    Silence,
+    /// The server stops, then time runs to each deadline.
+    Shutdown,
+}
+
 /// Feeds `chunks` to a connection under `config` (each respecting `read_capacity`), the
 /// scripted application answering every request at once, then the client closes; returns
 /// what the connection did, after checking every event.
 pub fn run_http_chunks<'a>(
     config: HttpConfig,
     chunks: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<HttpRecording, Violation> {
+    run_http(config, chunks, StreamEnd::PeerClose)
+}
+
+/// [`run_http_chunks`] with the stream ending as `end` says; the connection must close.
+pub fn run_http<'a>(
+    config: HttpConfig,
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+    end: StreamEnd,
 ) -> Result<HttpRecording, Violation> {
     let mut h = HttpHarness::new(config);
     h.auto_respond = true;
@@ -183,10 +203,24 @@ pub fn run_http_chunks<'a>(
             h.pump()?;
         }
     }
-    h.conn.peer_closed(h.now);
+    match end {
+        StreamEnd::PeerClose => h.conn.peer_closed(h.now),
+        StreamEnd::Silence => {}
+        StreamEnd::Shutdown => h.conn.shutdown(h.now),
+    }
     h.pump()?;
+    // Each deadline either closes or, at most, gives way to one more (a head that was
+    // complete in time, then the idle wait after its response).
+    for _ in 0..4 {
+        let Some(at) = h.conn.poll_timeout() else {
+            break;
+        };
+        h.now = h.now.max(at);
+        h.conn.handle_timeout(h.now);
+        h.pump()?;
+    }
     if !h.checker.closed {
-        return Err(Violation("no Close after the client closed".into()));
+        return Err(Violation(format!("no Close after {end:?}")));
     }
     Ok(h.recording)
 }
