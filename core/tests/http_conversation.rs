@@ -586,9 +586,7 @@ fn respond_without_a_request_is_not_pending() {
     let mut conn = HttpConn::new(HttpConfig::default(), now, HttpHarness::wall());
     assert!(conn.respond(now, json("{}")).is_err());
     let mut h = HttpHarness::from_conn(conn, now);
-    h.client(format!(
-        "POST / HTTP/1.1\r\nHost: b\r\nContent-Length: 3\r\n\r\n"
-    ));
+    h.client("POST / HTTP/1.1\r\nHost: b\r\nContent-Length: 3\r\n\r\n");
     h.expect_status(405);
     // Skipping the body: a stray respond changes nothing.
     assert!(h.conn.respond(h.now, json("{}")).is_err());
