@@ -72,8 +72,10 @@ pub struct HttpConn {
     /// Bytes received and not yet consumed; never more than `config.max_head`.
     input: Vec<u8>,
     /// Whether `input` may decide now (it gained a line end, passed `max_target`, filled
-    /// up, the stream ended or a deadline passed): heads are parsed only then, so a head trickled byte by byte costs one parse
-    /// per line, not one per byte.
+    /// up, the stream ended or a deadline passed): heads are parsed only then, so a head
+    /// trickled byte by byte costs one parse per line, not one per byte. The price: a line
+    /// that goes bad before its end is refused at its end (or at the deadline, if it never
+    /// ends), not at the bad byte; the decision is the same (`head::decide` is monotone).
     parse_due: bool,
     events: VecDeque<HttpEvent>,
     phase: Phase,

@@ -158,8 +158,25 @@ pub fn scripted_response(request: &Request) -> Response {
 }
 
 /// What a connection did, for comparing runs: requests, closes, and the bytes sent
-/// (adjacent `Transmit`s merged, so that chunking cannot show).
+/// (adjacent `Transmit`s merged, so that chunking cannot show). `Date` values read
+/// `(masked)`: a head is parsed at a line end, so a line gone bad before its end is refused
+/// at its end, or at the deadline if it never ends, and the `Date` shows when that was;
+/// the events are the same.
 pub type HttpRecording = Vec<HttpEvent>;
+
+/// Replaces the value of the `Date` header in one response with `(masked)`.
+fn mask_date(response: &[u8]) -> Vec<u8> {
+    let Some(at) = memchr::memmem::find(response, b"\r\nDate: ") else {
+        return response.to_vec();
+    };
+    let value = at + b"\r\nDate: ".len();
+    let rest = response.get(value..).unwrap_or_default();
+    let end = memchr::memmem::find(rest, b"\r\n").map_or(response.len(), |n| value + n);
+    let mut masked = response.get(..value).unwrap_or_default().to_vec();
+    masked.extend_from_slice(b"(masked)");
+    masked.extend_from_slice(response.get(end..).unwrap_or_default());
+    masked
+}
 
 /// How a scripted client's stream ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -394,7 +411,10 @@ impl HttpHarness {
             self.checker.on_event(&event, &self.conn)?;
             match (&event, self.recording.last_mut()) {
                 (HttpEvent::Transmit(more), Some(HttpEvent::Transmit(bytes))) => {
-                    bytes.extend_from_slice(more)
+                    bytes.extend_from_slice(&mask_date(more))
+                }
+                (HttpEvent::Transmit(bytes), _) => {
+                    self.recording.push(HttpEvent::Transmit(mask_date(bytes)))
                 }
                 _ => self.recording.push(event.clone()),
             }
