@@ -651,3 +651,21 @@ fn a_refused_head_request_gets_no_body() {
     assert!(response.body.is_empty());
     assert!(response.header("Content-Length").is_some());
 }
+
+#[test]
+fn a_line_gone_bad_is_refused_at_its_end_or_its_deadline() {
+    let mut h = harness();
+    h.client("GET / HTTP/1.1\r\n");
+    h.client(b"Ho\x01st: b");
+    h.expect_nothing();
+    h.client("\r\n");
+    h.expect_status(400);
+    h.expect_close();
+
+    let mut h = harness();
+    h.client("GET / HTTP/1.1\r\n");
+    h.client(b"Ho\x01st: b");
+    h.advance(Duration::from_secs(10));
+    h.expect_status(400);
+    h.expect_close();
+}
