@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::channels::{Channels, DEFAULT_CHANNEL};
 use crate::smtp::{BareNewline, SessionConfig};
 
 /// The default free-space floor, `limits.min_free_space_mb`.
@@ -25,6 +26,18 @@ pub const DEFAULT_MIN_FREE_SPACE_MB: u64 = 64;
 
 /// The largest `limits.min_free_space_mb`: 1 TiB.
 pub const MAX_MIN_FREE_SPACE_MB: u64 = 1 << 20;
+
+/// The web side's default address, `http.listen`.
+pub const DEFAULT_HTTP_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    2580,
+));
+
+/// The longest `http.public_url`, in bytes.
+pub const MAX_PUBLIC_URL: usize = 2048;
+
+/// The longest `http.site_name`, in characters.
+pub const MAX_SITE_NAME: usize = 200;
 
 /// The host name of [`Config::default`], and the machine's when its own cannot be read.
 pub const DEFAULT_HOSTNAME: &str = "localhost";
@@ -45,6 +58,42 @@ pub struct Config {
     pub limits: Limits,
     /// Authentication policy.
     pub auth: Auth,
+    /// The web side: where it listens and how it names itself.
+    pub http: Http,
+    /// Where messages go, and who may read them.
+    pub channels: ChannelsConfig,
+}
+
+/// `[http]`: the web read side.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Addresses to serve HTTP on; empty turns the web side off. One address or a list.
+    #[serde(deserialize_with = "addresses")]
+    pub listen: Vec<SocketAddr>,
+    /// Where `/` is reached from outside: an absolute `http` or `https` URL, perhaps with a
+    /// path prefix, without query or fragment. Held normalised: scheme in lower case, no
+    /// trailing `/`. Default (filled in by [`Config::parse`]): `http://` and the first
+    /// `listen` address.
+    pub public_url: String,
+    /// The title of pages and feeds.
+    pub site_name: String,
+    /// Seconds an idle keep-alive connection stays open between requests.
+    pub idle_timeout_secs: u64,
+    /// Web connections open at once, idle ones included; counted apart from SMTP's.
+    pub max_connections: usize,
+}
+
+/// `[channels]` as written; [`Config::channels`] checks it and fills in the default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelsConfig {
+    /// Where a message goes when no recipient names a channel; unset: the first public one.
+    pub default: Option<String>,
+    /// Channels anyone may read.
+    pub public: Vec<String>,
+    /// Channels only a token holder may read.
+    pub private: Vec<String>,
 }
 
 /// PEM files of the server certificate chain and its private key.
@@ -195,6 +244,30 @@ impl Default for Config {
             listen: Listen::default(),
             limits: Limits::default(),
             auth: Auth::default(),
+            http: Http::default(),
+            channels: ChannelsConfig::default(),
+        }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            listen: vec![DEFAULT_HTTP_LISTEN],
+            public_url: format!("http://{DEFAULT_HTTP_LISTEN}"),
+            site_name: "Atacama".to_string(),
+            idle_timeout_secs: 30,
+            max_connections: 512,
+        }
+    }
+}
+
+impl Default for ChannelsConfig {
+    fn default() -> Self {
+        ChannelsConfig {
+            default: None,
+            public: vec![DEFAULT_CHANNEL.to_string()],
+            private: Vec::new(),
         }
     }
 }
@@ -263,6 +336,17 @@ impl Config {
         if !names_host {
             config.hostname = machine_hostname.to_string();
         }
+        let names_public_url = document.get_ref().iter().any(|(key, value)| {
+            &**key.get_ref() == "http"
+                && matches!(value.get_ref(), toml::de::DeValue::Table(http)
+                    if http.keys().any(|key| &**key.get_ref() == "public_url"))
+        });
+        if names_public_url {
+            config.http.public_url = normalise_public_url(&config.http.public_url)
+                .map_err(|problem| invalid_key("http.public_url".into(), &problem))?;
+        } else if let Some(first) = config.http.listen.first() {
+            config.http.public_url = format!("http://{first}");
+        }
         config.validate()?;
         Ok(config)
     }
@@ -287,6 +371,17 @@ impl Config {
         }
     }
 
+    /// The checked `[channels]`, the default filled in; the error names the key.
+    pub fn channels(&self) -> Result<Channels, ConfigError> {
+        let c = &self.channels;
+        Channels::new(c.default.as_deref(), &c.public, &c.private).map_err(|e| {
+            ConfigError::Invalid {
+                key: e.key.to_string(),
+                problem: e.problem,
+            }
+        })
+    }
+
     /// The range checks serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, problem: String| ConfigError::Invalid {
@@ -309,6 +404,23 @@ impl Config {
                     .into(),
             ));
         }
+        if let Err(problem) = normalise_public_url(&self.http.public_url) {
+            return Err(invalid("http.public_url", problem));
+        }
+        let name = &self.http.site_name;
+        if name.trim().is_empty() || name.chars().count() > MAX_SITE_NAME {
+            return Err(invalid(
+                "http.site_name",
+                format!("must hold 1 to {MAX_SITE_NAME} characters, not only spaces"),
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(invalid(
+                "http.site_name",
+                "must not hold control characters".into(),
+            ));
+        }
+        self.channels()?;
         for (key, value, range) in self.numbers() {
             if !range.contains(&value) {
                 return Err(invalid(
@@ -326,10 +438,10 @@ impl Config {
 
     /// Every numeric key with its value and the range it must lie in. The bounds keep every
     /// duration addable to a clock and every size allocatable; none is a tuning advice.
-    fn numbers(&self) -> [(&'static str, u64, RangeInclusive<u64>); 15] {
+    fn numbers(&self) -> [(&'static str, u64, RangeInclusive<u64>); 17] {
         const DAY: u64 = 24 * 3600;
         const GIB: u64 = 1 << 30;
-        let (l, a) = (&self.limits, &self.auth);
+        let (l, a, h) = (&self.limits, &self.auth, &self.http);
         let size = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         [
             ("limits.max_message_size", size(l.max_message_size), 1..=GIB),
@@ -383,6 +495,12 @@ impl Config {
                 u64::from(a.max_failures_per_connection),
                 1..=1000,
             ),
+            ("http.idle_timeout_secs", h.idle_timeout_secs, 1..=DAY),
+            (
+                "http.max_connections",
+                size(h.max_connections),
+                1..=1_000_000,
+            ),
         ]
     }
 }
@@ -403,6 +521,42 @@ pub fn hostname_problem(name: &str) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// `http.public_url` as held: an absolute `http` or `https` URL with a host, perhaps a path,
+/// no user, query or fragment; scheme in lower case, trailing `/` removed. The error says
+/// what is wrong.
+pub fn normalise_public_url(url: &str) -> Result<String, String> {
+    if url.len() > MAX_PUBLIC_URL {
+        return Err(format!("is longer than {MAX_PUBLIC_URL} bytes"));
+    }
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("{url:?} is not an absolute http:// or https:// URL"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(format!(
+            "{url:?} is not an absolute http:// or https:// URL"
+        ));
+    }
+    if rest.contains(['?', '#']) {
+        return Err(format!("{url:?} must not have a query or fragment"));
+    }
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host_ok = |b: u8| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b);
+    if host.is_empty() || !host.bytes().all(host_ok) {
+        return Err(format!(
+            "{url:?} needs a host name or address, without user"
+        ));
+    }
+    // RFC 3986 pchar and '/': what may stand in a link unescaped.
+    let path_ok = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@%/".contains(&b);
+    if !path.bytes().all(path_ok) {
+        return Err(format!(
+            "{url:?} has a character in its path that must be percent-encoded"
+        ));
+    }
+    Ok(format!("{scheme}://{host}{}", path.trim_end_matches('/')))
 }
 
 /// A `[listen]` value: one address, or a list of them (a new user writes the one address

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::smtp::{CloseReason, Reply, TlsInfo};
+use crate::smtp::{CloseReason, Mechanism, Reply, TlsInfo};
 
 mod repeats;
 pub use repeats::{Held, REPEAT_WINDOW, Repeats};
@@ -116,7 +116,7 @@ pub fn connection_closed(peer: SocketAddr, summary: &ConnectionSummary) {
 }
 
 /// `auth success user=… ip=… mechanism=…`, at info level.
-pub fn auth_success(user: &str, ip: IpAddr, mechanism: &str) {
+pub fn auth_success(user: &str, ip: IpAddr, mechanism: Mechanism) {
     log::info!("{}", format_auth_success(user, ip, mechanism));
 }
 
@@ -347,11 +347,11 @@ pub fn format_closed(peer: SocketAddr, summary: &ConnectionSummary) -> String {
 }
 
 /// The text of [`auth_success`].
-pub fn format_auth_success(user: &str, ip: IpAddr, mechanism: &str) -> String {
+pub fn format_auth_success(user: &str, ip: IpAddr, mechanism: Mechanism) -> String {
     format!(
         "auth success user={} ip={ip} mechanism={}",
         field(user),
-        field(mechanism)
+        mechanism.name()
     )
 }
 

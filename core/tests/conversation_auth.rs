@@ -1,7 +1,7 @@
 //! AUTH PLAIN and LOGIN (RFC 4954). Cases A2–A16 of SECURITY-CASES.md.
 
 use atacama_core::sasl::encode;
-use atacama_core::smtp::{AuthOutcome, SessionConfig};
+use atacama_core::smtp::{AuthOutcome, Mechanism, SessionConfig};
 use atacama_core::testing::{Harness, plain, test_config};
 
 fn greeted() -> Harness {
@@ -19,9 +19,14 @@ fn plain_with_initial_response() {
         (
             request.mechanism,
             request.username.as_str(),
-            request.password.as_str()
+            request.password.expose()
         ),
-        ("PLAIN", "alice", "s3cret")
+        (Mechanism::Plain, "alice", "s3cret")
+    );
+    let shown = format!("{request:?}");
+    assert!(
+        !shown.contains("s3cret") && shown.contains("alice"),
+        "{shown}"
     );
     h.complete_auth(AuthOutcome::Accepted);
     h.expect_line("235 2.7.0 Authentication successful");
@@ -52,9 +57,9 @@ fn login_with_prompts() {
         (
             request.mechanism,
             request.username.as_str(),
-            request.password.as_str()
+            request.password.expose()
         ),
-        ("LOGIN", "alice", "s3cret")
+        (Mechanism::Login, "alice", "s3cret")
     );
     h.complete_auth(AuthOutcome::Accepted);
     h.expect_reply(235);
@@ -121,7 +126,7 @@ fn a5_unknown_mechanisms_and_lower_case_names() {
         h.expect_line("504 5.5.4 Unrecognized authentication type");
     }
     h.client(format!("auth plain {}\r\n", plain("alice", "x")));
-    assert_eq!(h.expect_auth().mechanism, "PLAIN");
+    assert_eq!(h.expect_auth().mechanism, Mechanism::Plain);
 }
 
 #[test]

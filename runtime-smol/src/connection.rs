@@ -16,7 +16,7 @@ use smol::future::FutureExt as _;
 use smol::net::TcpStream;
 
 use crate::server::Shared;
-use crate::stream::{Stream, StreamError, timeout};
+use crate::stream::{Stream, StreamError};
 
 /// Serves one connection the gate admitted, or refused, to its end and logs it; what it
 /// holds (its place in the gate) is let go of then.
@@ -162,7 +162,8 @@ impl Io {
             .map_err(outcome_of)
     }
 
-    /// Throttle, queue, then bcrypt on the verifier threads; always exactly one outcome.
+    /// Throttle, then bcrypt on the verifier threads (which give up on a job queued too long,
+    /// or at abort); always exactly one outcome.
     async fn authenticate(&self, request: AuthRequest) -> AuthOutcome {
         let state = &self.shared.state;
         let ticket = match state.auth.admit(self.peer.ip(), &request, Instant::now()) {
@@ -170,11 +171,9 @@ impl Io {
             Err(outcome) => return outcome,
         };
         Timer::after(ticket.delay()).await;
-        let wait = state.limits.verifier_wait_timeout;
-        let Some(_running) = timeout(wait, self.shared.verifiers.acquire_arc()).await else {
-            return ticket.busy(&request);
-        };
-        let verdict = state.verifier.verify(request.clone()).await;
+        // Shared with the verifier, not copied: the password is held once.
+        let request = Arc::new(request);
+        let verdict = state.verifier.verify(Arc::clone(&request)).await;
         ticket.finish(&request, verdict, Instant::now())
     }
 

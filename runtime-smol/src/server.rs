@@ -12,7 +12,6 @@ use atacama_server::server::{self, AfterSignal, ServerState};
 use atacama_server::systemd;
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt as _;
-use smol::lock::Semaphore;
 use smol::net::TcpListener;
 use smol::stream::StreamExt as _;
 use smol::{Executor, Timer};
@@ -23,8 +22,6 @@ use crate::connection;
 pub struct Shared {
     /// What both runtimes share: store, limits, certificate, gate, throttle.
     pub state: ServerState,
-    /// Password checks running at once.
-    pub verifiers: Arc<Semaphore>,
     /// Closed (never sent on) when the server stops: idle sessions answer `421 4.3.0`.
     pub stop: Receiver<()>,
     /// Closed (never sent on) when the grace period is over: every connection ends.
@@ -54,7 +51,6 @@ impl Server {
         let (stop, stopped) = smol::channel::bounded(1);
         let (abort, aborted) = smol::channel::bounded(1);
         let shared = Shared {
-            verifiers: Arc::new(Semaphore::new(state.limits.verifier_running.max(1))),
             state,
             stop: stopped,
             abort: aborted,

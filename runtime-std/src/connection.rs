@@ -93,7 +93,7 @@ impl Io<'_> {
                 conn.tls_established(Instant::now(), info)
             }
             Event::Authenticate(request) => {
-                let outcome = self.authenticate(&request);
+                let outcome = self.authenticate(request);
                 conn.auth_result(Instant::now(), outcome)
             }
             Event::CheckMail(check) => {
@@ -174,20 +174,19 @@ impl Io<'_> {
             .map_err(outcome_of)
     }
 
-    /// Throttle, queue, then bcrypt on the verifier threads; always exactly one outcome.
-    fn authenticate(&self, request: &AuthRequest) -> AuthOutcome {
+    /// Throttle, then bcrypt on the verifier threads (which give up on a job queued too long,
+    /// or at abort); always exactly one outcome.
+    fn authenticate(&self, request: AuthRequest) -> AuthOutcome {
         let state = &self.shared.state;
-        let ticket = match state.auth.admit(self.peer.ip(), request, Instant::now()) {
+        let ticket = match state.auth.admit(self.peer.ip(), &request, Instant::now()) {
             Ok(ticket) => ticket,
             Err(outcome) => return outcome,
         };
         std::thread::sleep(ticket.delay());
-        let wait = state.limits.verifier_wait_timeout;
-        let Some(_running) = self.shared.verifiers.acquire(wait, &self.shared.aborting) else {
-            return ticket.busy(request);
-        };
-        let verdict = state.verifier.verify(request.clone()).wait();
-        ticket.finish(request, verdict, Instant::now())
+        // Shared with the verifier, not copied: the password is held once.
+        let request = Arc::new(request);
+        let verdict = state.verifier.verify(Arc::clone(&request)).wait();
+        ticket.finish(&request, verdict, Instant::now())
     }
 }
 

@@ -3,7 +3,6 @@
 //! connection driving a core `Session`. No async runtime.
 
 mod connection;
-mod semaphore;
 mod server;
 mod sockets;
 mod stream;

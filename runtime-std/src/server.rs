@@ -21,15 +21,12 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::connection;
-use crate::semaphore::Semaphore;
 use crate::sockets::Sockets;
 
 /// What every connection shares.
 pub struct Shared {
     /// What both runtimes share: store, limits, certificate, gate, throttle.
     pub state: ServerState,
-    /// Password checks running at once.
-    pub verifiers: Semaphore,
     /// Set on SIGTERM or SIGINT: idle sessions answer `421 4.3.0` and close.
     pub stopping: AtomicBool,
     /// Set when the shutdown grace period is over: every connection closes.
@@ -83,7 +80,6 @@ impl Server {
             .map(|bound| (bound.socket, bound.implicit_tls))
             .collect();
         let shared = Shared {
-            verifiers: Semaphore::new(state.limits.verifier_running),
             state,
             stopping: AtomicBool::new(false),
             aborting: AtomicBool::new(false),

@@ -56,6 +56,7 @@ fn deliveries(c: &mut Criterion) {
                     html: markup::render(&parsed.text),
                     parsed,
                     data: delivery.data.clone(),
+                    channel: "general".into(),
                 }
             },
             |message| black_box(message.pack()),

@@ -144,6 +144,8 @@ fn help_at_every_level_exits_zero() {
             &["user", "add", "--help"],
             &["messages", "--help"],
             &["messages", "show", "--help"],
+            &["token", "--help"],
+            &["token", "add", "--help"],
         ] {
             let run = bin.run(args, None).success();
             assert!(run.stdout_text().contains("Usage: "), "{args:?}: {run:?}");
@@ -397,6 +399,97 @@ fn user_errors_exit_1_with_one_line() {
     }
 }
 
+/// `token add|list|revoke`, on the file and through a daemon: the token is printed once,
+/// alone on the first line, and only its hash is kept.
+#[test]
+fn token_lifecycle_through_every_subcommand() {
+    for bin in Binary::ALL {
+        let env = Env::new();
+        let run = env.run(bin, &["token", "add", "phone"], None).success();
+        let text = run.stdout_text();
+        let first = text.lines().next().unwrap().to_string();
+        assert!(first.len() >= 22, "{text}");
+        assert!(
+            first
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{text}"
+        );
+        // From here on a daemon holds the file.
+        let daemon = env.daemon();
+        let store = daemon.store();
+        assert!(store.token_valid(&first).unwrap());
+        let second = env.run(bin, &["token", "add", "reader"], None).success();
+        let second = second.stdout_text().lines().next().unwrap().to_string();
+        assert_ne!(first, second);
+        assert!(store.token_valid(&second).unwrap());
+
+        let list = env
+            .run(bin, &["token", "list"], None)
+            .success()
+            .stdout_text();
+        let lines: Vec<&str> = list.lines().collect();
+        assert_eq!(lines.len(), 3, "{list}");
+        assert!(lines[0].starts_with("NAME"), "{list}");
+        assert!(lines[1].starts_with("phone "), "{list}");
+        assert!(lines[2].starts_with("reader "), "{list}");
+        assert!(!list.contains(&first) && !list.contains(&second), "{list}");
+        let json = json_of(&env.run(bin, &["token", "list", "--json"], None).success());
+        let tokens = store.tokens().unwrap();
+        assert_eq!(
+            json,
+            json!([
+                {"created": rfc3339_utc(tokens[0].created), "name": "phone"},
+                {"created": rfc3339_utc(tokens[1].created), "name": "reader"},
+            ])
+        );
+
+        let run = env.run(bin, &["token", "revoke", "phone"], None).success();
+        assert_eq!(run.stdout_text(), "revoked token phone\n");
+        assert!(!store.token_valid(&first).unwrap());
+        assert!(store.token_valid(&second).unwrap());
+        drop(daemon);
+
+        // The errors, on the file this time.
+        assert_error(
+            &env.run(bin, &["token", "add", "reader"], None),
+            bin,
+            1,
+            "token \"reader\" already exists",
+        );
+        assert_error(
+            &env.run(bin, &["token", "revoke", "phone"], None),
+            bin,
+            1,
+            "no token named \"phone\"",
+        );
+        assert_error(
+            &env.run(bin, &["token", "add", "a/b"], None),
+            bin,
+            1,
+            "invalid token name: \"a/b\" may hold only ASCII letters, digits, '-', '_' and '.'",
+        );
+        let run = env.run(bin, &["token", "add"], None);
+        assert_eq!(run.code, Some(2), "{run:?}");
+        let run = env.run(bin, &["token", "bogus"], None);
+        assert_eq!(run.code, Some(2), "{run:?}");
+        // And through a daemon.
+        let _daemon = env.daemon();
+        assert_error(
+            &env.run(bin, &["token", "add", "reader"], None),
+            bin,
+            1,
+            "token \"reader\" already exists",
+        );
+        assert_error(
+            &env.run(bin, &["token", "revoke", "nobody"], None),
+            bin,
+            1,
+            "no token named \"nobody\"",
+        );
+    }
+}
+
 #[test]
 fn messages_list_and_show_beside_a_live_daemon() {
     for bin in Binary::ALL {
@@ -433,6 +526,7 @@ fn messages_list_and_show_beside_a_live_daemon() {
             .map(|&id| {
                 let m = store.message(id).unwrap();
                 json!({
+                    "channel": "general",
                     "id": id.0,
                     "received_at": rfc3339_utc(m.received_at),
                     "user": m.user,
@@ -534,6 +628,7 @@ fn messages_list_and_show_beside_a_live_daemon() {
             summary.contains("Rcpt to:     bob@example.test, carol@example.test\n"),
             "{summary}"
         );
+        assert!(summary.contains("Channel:     general\n"), "{summary}");
         let text = m.text.replace('\r', "");
         let text = text.trim_end_matches('\n');
         assert!(!text.is_empty());
@@ -650,9 +745,9 @@ fn cli_writes_are_seen_by_a_live_daemon_and_parallel_cli_processes() {
         }
         for i in 0..4 {
             let request = atacama_core::smtp::AuthRequest {
-                mechanism: "PLAIN",
+                mechanism: atacama_core::smtp::Mechanism::Plain,
                 username: format!("user{i}"),
-                password: format!("pw{i}"),
+                password: atacama_core::sasl::Password::new(format!("pw{i}")),
             };
             assert_eq!(
                 daemon.authenticate(&request),
@@ -737,6 +832,18 @@ fn unreadable_database_and_bad_config_are_one_line_errors() {
             )),
             "{run:?}"
         );
+
+        // A default channel listed nowhere: the command line and serve both refuse it.
+        std::fs::write(&env.config, "[channels]\ndefault = \"travel\"\n").unwrap();
+        for args in [&["token", "list"][..], &["serve"]] {
+            assert_error(
+                &env.run(bin, args, None),
+                bin,
+                1,
+                "config key channels.default: channel \"travel\" is listed in neither \
+                 channels.public nor channels.private",
+            );
+        }
 
         let missing = env.config.with_file_name("nope.toml");
         let run = bin.run(

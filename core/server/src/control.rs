@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use crate::service::Services;
 use atacama_core::smtp::MessageId;
 use atacama_store::data_dir::{DataDir, euid};
-use atacama_store::{MessagePage, Store, StoreError, StoredMessage, User};
+use atacama_store::{MessagePage, Store, StoreError, StoredMessage, Token, User};
 
 /// The socket's name inside the data directory.
 pub const CONTROL_SOCKET: &str = "control.sock";
@@ -180,6 +180,18 @@ pub enum Request {
         /// The message id.
         id: u64,
     },
+    /// [`Store::add_token`]: the answer carries the token, the only time it is seen.
+    AddToken {
+        /// The token's name.
+        name: String,
+    },
+    /// [`Store::tokens`].
+    Tokens,
+    /// [`Store::revoke_token`].
+    RevokeToken {
+        /// The token's name.
+        name: String,
+    },
 }
 
 impl Request {
@@ -203,6 +215,9 @@ impl Request {
                 bodies.text, bodies.html
             ),
             Request::RawMessage { id } => format!("messages show {id} --raw"),
+            Request::AddToken { name } => format!("token add {name:?}"),
+            Request::Tokens => "token list".to_string(),
+            Request::RevokeToken { name } => format!("token revoke {name:?}"),
         }
     }
 }
@@ -228,6 +243,20 @@ pub enum Answer {
     Message(Box<StoredMessage>),
     /// One message's bytes (base64 on the wire: JSON has no byte strings).
     Raw(#[serde(with = "base64_bytes")] Vec<u8>),
+    /// A new read token, the only time it is seen.
+    Token(NewToken),
+    /// Every token (names and dates, never the tokens).
+    Tokens(Vec<Token>),
+}
+
+/// A token just made: its text, which `Debug` never shows (answers may be logged).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewToken(pub String);
+
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NewToken(…)")
+    }
 }
 
 /// Runs `request` against `store`; `now` stamps the changes it makes.
@@ -254,6 +283,11 @@ pub fn execute(store: &Store, request: &Request, now: SystemTime) -> Result<Answ
             .message(MessageId(*id))
             .map(|m| Answer::Message(Box::new(bodies.keep(m)))),
         Request::RawMessage { id } => store.raw_message(MessageId(*id)).map(Answer::Raw),
+        Request::AddToken { name } => store
+            .add_token(name, now)
+            .map(|token| Answer::Token(NewToken(token))),
+        Request::Tokens => store.tokens().map(Answer::Tokens),
+        Request::RevokeToken { name } => store.revoke_token(name).map(done),
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use atacama_core::channels::Channels;
 use atacama_core::config::Config;
 use atacama_core::logging::{self, Repeats};
 use atacama_core::smtp::{
@@ -26,6 +27,8 @@ pub const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 pub struct Services {
     store: Store,
     hostname: String,
+    /// Where each message goes (`[channels]`).
+    channels: Channels,
     /// Below this many bytes free in the data directory, MAIL is refused (`452 4.3.1`).
     min_free_bytes: u64,
     /// Whether the last look found the filesystem below the floor (logged on each change).
@@ -40,17 +43,30 @@ pub struct Services {
 
 impl Services {
     /// Wraps an open store; `hostname` goes into `Received:` headers. No free-space floor
-    /// until [`Services::with_min_free_space`] sets one.
+    /// until [`Services::with_min_free_space`] sets one; the channels are
+    /// [`Channels::default`] until [`Services::with_channels`] sets them.
     pub fn new(store: Store, hostname: impl Into<String>) -> Services {
         Services {
             store,
             hostname: hostname.into(),
+            channels: Channels::default(),
             min_free_bytes: 0,
             below_floor: AtomicBool::new(false),
             failures: Mutex::new(Repeats::new()),
             unmeasured: Mutex::new(Repeats::new()),
             unchecked: Mutex::new(Repeats::new()),
         }
+    }
+
+    /// Sets the channels messages are routed to.
+    pub fn with_channels(mut self, channels: Channels) -> Services {
+        self.channels = channels;
+        self
+    }
+
+    /// The channels messages are routed to, and read from.
+    pub fn channels(&self) -> &Channels {
+        &self.channels
     }
 
     /// Sets the free-space floor of [`Services::free_space_ok`], in bytes.
@@ -62,11 +78,22 @@ impl Services {
     /// Opens the store in `config.data_dir` with the configured bcrypt cost, waiting up to
     /// [`OPEN_WAIT`] for a command line that holds the file to finish; the free-space floor
     /// is `limits.min_free_space_mb`, and the store gives up reopening its database after
-    /// `limits.store_reopen_timeout_secs`.
+    /// `limits.store_reopen_timeout_secs`. Messages go to `[channels]`; a database from before
+    /// channels gives its messages `channels.default` ([`Store::open_with_channel`]).
     pub fn open(config: &Config) -> Result<Services, StoreError> {
-        let store = Store::open_in_waiting(&config.data_dir, config.auth.bcrypt_cost, OPEN_WAIT)?;
+        // Checked when the config was loaded; an error here names the key all the same.
+        let channels = config
+            .channels()
+            .map_err(|e| StoreError::InvalidChannel(e.to_string()))?;
+        let store = Store::open_in_waiting(
+            &config.data_dir,
+            config.auth.bcrypt_cost,
+            channels.default_channel(),
+            OPEN_WAIT,
+        )?;
         store.set_give_up_after(Duration::from_secs(config.limits.store_reopen_timeout_secs));
         Ok(Services::new(store, config.hostname.clone())
+            .with_channels(channels)
             .with_min_free_space(config.limits.min_free_space_mb.saturating_mul(1 << 20)))
     }
 
@@ -120,7 +147,8 @@ impl Services {
     /// the client as a wrong password. So is a panic below: every AUTH gets one reply (A16).
     pub fn authenticate(&self, request: &AuthRequest) -> AuthOutcome {
         let verified = catch_unwind(AssertUnwindSafe(|| {
-            self.store.verify_user(&request.username, &request.password)
+            self.store
+                .verify_user(&request.username, request.password.expose())
         }))
         .unwrap_or_else(|_| Err(StoreError::Database("panic while verifying".into())));
         match verified {
@@ -130,7 +158,7 @@ impl Services {
                 log::info!(
                     "authentication failed user={:?} mechanism={}",
                     request.username,
-                    request.mechanism
+                    request.mechanism.name()
                 );
                 AuthOutcome::Rejected
             }
@@ -350,6 +378,7 @@ impl Services {
             parsed.problems.push(cut.to_string());
         }
         body.text(text);
+        let channel = self.channels.route(&rcpt_to).to_string();
         let message = NewMessage {
             received_at,
             user,
@@ -364,6 +393,7 @@ impl Services {
             parsed,
             html: String::new(),
             data: Vec::new(),
+            channel,
         };
         message.pack_with(body)
     }
@@ -424,9 +454,31 @@ mod tests {
 
     fn auth(user: &str, password: &str) -> AuthRequest {
         AuthRequest {
-            mechanism: "PLAIN",
+            mechanism: atacama_core::smtp::Mechanism::Plain,
             username: user.into(),
             password: password.into(),
+        }
+    }
+
+    /// The commit path routes each message by its recipients (`Channels::route`).
+    #[test]
+    fn each_delivery_is_stored_in_the_channel_its_recipients_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path(), 4).unwrap();
+        let names = |n: &[&str]| n.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let channels =
+            Channels::new(None, &names(&["general", "travel"]), &names(&["family"])).unwrap();
+        let s = Services::new(store, "mail.example").with_channels(channels);
+        for (rcpt, channel) in [
+            (&["bob@example.test"][..], "general"),
+            (&["post+travel@example.test"], "travel"),
+            (&["general+travel@example.test"], "general"),
+            (&["nobody@example.test", "Family@example.test"], "family"),
+        ] {
+            let mut d = delivery(true);
+            d.rcpt_to = rcpt.iter().map(|r| r.to_string()).collect();
+            let id = s.deliver(d, UNIX_EPOCH + Duration::from_secs(1)).unwrap();
+            assert_eq!(s.store().message(id).unwrap().channel, channel, "{rcpt:?}");
         }
     }
 

@@ -266,3 +266,97 @@ fn syntax_errors_give_line_and_column_and_no_path() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn the_web_and_channel_keys_have_their_defaults() {
+    let config = Config::parse("", HOST).unwrap();
+    assert_eq!(config.http.listen, [DEFAULT_HTTP_LISTEN]);
+    assert_eq!(config.http.public_url, "http://127.0.0.1:2580");
+    assert_eq!(config.http.site_name, "Atacama");
+    assert_eq!(config.http.idle_timeout_secs, 30);
+    assert_eq!(config.http.max_connections, 512);
+    let channels = config.channels().unwrap();
+    assert_eq!(channels.default_channel(), "general");
+    assert_eq!(channels.public(), ["general"]);
+    assert!(channels.private().is_empty());
+    assert_eq!(Config::default().http, config.http);
+}
+
+#[test]
+fn the_web_keys_are_read() {
+    let config = Config::parse(
+        "[http]\nlisten = \"[::1]:8080\"\nsite_name = \"Travel notes\"\nidle_timeout_secs = 5\n\
+         max_connections = 7\n[channels]\npublic = [\"travel\", \"general\"]\nprivate = [\"family\"]",
+        HOST,
+    )
+    .unwrap();
+    assert_eq!(config.http.listen, ["[::1]:8080".parse().unwrap()]);
+    assert_eq!(config.http.public_url, "http://[::1]:8080");
+    assert_eq!(config.http.site_name, "Travel notes");
+    assert_eq!(
+        (config.http.idle_timeout_secs, config.http.max_connections),
+        (5, 7)
+    );
+    let channels = config.channels().unwrap();
+    assert_eq!(channels.default_channel(), "travel");
+    assert_eq!(channels.private(), ["family"]);
+    let off = Config::parse("[http]\nlisten = []", HOST).unwrap();
+    assert!(off.http.listen.is_empty());
+    let named = Config::parse(
+        "[channels]\ndefault = \"family\"\nprivate = [\"family\"]",
+        HOST,
+    )
+    .unwrap();
+    assert_eq!(named.channels().unwrap().default_channel(), "family");
+}
+
+#[test]
+fn the_public_url_is_normalised() {
+    for (given, held) in [
+        ("https://blog.example.org", "https://blog.example.org"),
+        ("https://blog.example.org/", "https://blog.example.org"),
+        (
+            "HTTPS://blog.example.org/atacama//",
+            "https://blog.example.org/atacama",
+        ),
+        ("http://127.0.0.1:2580/a/b", "http://127.0.0.1:2580/a/b"),
+    ] {
+        let text = format!("[http]\npublic_url = \"{given}\"");
+        assert_eq!(Config::parse(&text, HOST).unwrap().http.public_url, held);
+    }
+    for bad in [
+        "blog.example.org",
+        "ftp://blog.example.org",
+        "https://",
+        "https:///path",
+        "https://user@blog.example.org",
+        "https://blog.example.org/?q=1",
+        "https://blog.example.org/#top",
+        "https://blog.example.org/a b",
+        "https://blog.example.org/<x>",
+    ] {
+        let text = format!("[http]\npublic_url = \"{bad}\"");
+        assert_eq!(invalid(&text).0, "http.public_url", "{bad}");
+    }
+}
+
+#[test]
+fn bad_web_and_channel_values_are_named() {
+    for (text, key) in [
+        ("[http]\nlisten = \"localhost:80\"", "http.listen"),
+        ("[http]\nidle_timeout_secs = 0", "http.idle_timeout_secs"),
+        ("[http]\nmax_connections = 0", "http.max_connections"),
+        ("[http]\nsite_name = \"\"", "http.site_name"),
+        ("[http]\nsite_name = \"a\\u0007b\"", "http.site_name"),
+        ("[http]\nport = 80", "http.port"),
+        ("[channels]\ndefault = \"nope\"", "channels.default"),
+        ("[channels]\npublic = []", "channels.default"),
+        ("[channels]\npublic = [\"Big\"]", "channels.public"),
+        ("[channels]\nprivate = [\"general\"]", "channels.private"),
+        ("[channels]\npublic = [\"a\", \"a\"]", "channels.public"),
+        ("[channels]\nprivate = [\"a-b_c\"]", "channels.private"),
+        ("[channels]\nlisted = []", "channels.listed"),
+    ] {
+        assert_eq!(invalid(text).0, key, "{text}");
+    }
+}

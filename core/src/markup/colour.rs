@@ -21,6 +21,26 @@ pub(crate) enum Colour {
     Hazel,
 }
 
+/// Every colour, in the order of the table in §4.1.
+pub(crate) const ALL: [Colour; 16] = [
+    Colour::Xantham,
+    Colour::Red,
+    Colour::Orange,
+    Colour::Yellow,
+    Colour::Quote,
+    Colour::Green,
+    Colour::Acronym,
+    Colour::Context,
+    Colour::Resource,
+    Colour::Teal,
+    Colour::Blue,
+    Colour::Violet,
+    Colour::Music,
+    Colour::Mogue,
+    Colour::Gray,
+    Colour::Hazel,
+];
+
 /// The longest tag, `<resource>`, in bytes: bounds the look-ahead of [`tag_at`].
 const MAX_TAG_LEN: usize = "<resource>".len();
 
@@ -65,6 +85,29 @@ impl Colour {
         }
     }
 
+    /// The tag name, without the angle brackets.
+    #[cfg(test)]
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Colour::Xantham => "xantham",
+            Colour::Red => "red",
+            Colour::Orange => "orange",
+            Colour::Yellow => "yellow",
+            Colour::Quote => "quote",
+            Colour::Green => "green",
+            Colour::Acronym => "acronym",
+            Colour::Context => "context",
+            Colour::Resource => "resource",
+            Colour::Teal => "teal",
+            Colour::Blue => "blue",
+            Colour::Violet => "violet",
+            Colour::Music => "music",
+            Colour::Mogue => "mogue",
+            Colour::Gray => "gray",
+            Colour::Hazel => "hazel",
+        }
+    }
+
     fn from_name(name: &[u8]) -> Option<Colour> {
         Some(match name {
             b"xantham" => Colour::Xantham,
@@ -104,6 +147,16 @@ pub(crate) fn tag_at(bytes: &[u8]) -> Option<(Colour, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_each_of_the_sixteen_tags_once() {
+        for (index, colour) in ALL.iter().enumerate() {
+            assert_eq!(Colour::from_name(colour.name().as_bytes()), Some(*colour));
+            assert!(!ALL[..index].contains(colour), "{colour:?} twice");
+        }
+        let classes: std::collections::BTreeSet<_> = ALL.iter().map(|c| c.class()).collect();
+        assert_eq!(classes.len(), 13, "§4.1: sixteen tags, thirteen classes");
+    }
 
     #[test]
     fn recognises_every_name_and_nothing_else() {

@@ -21,7 +21,7 @@
 
 mod allowlist;
 mod block;
-mod byte_set;
+pub(crate) mod byte_set;
 mod colour;
 mod html;
 mod inline;
@@ -35,6 +35,19 @@ use std::fmt;
 /// as [`render_checked`] says.
 pub fn render(text: &str) -> String {
     render_checked(text).html
+}
+
+/// Every colour class the renderer can write (`color-…`, spec §4.1), each once, in the
+/// table's order: sixteen tags share thirteen classes. The stylesheet's test checks it has a
+/// rule for each.
+pub fn colour_classes() -> Vec<&'static str> {
+    let mut classes: Vec<&'static str> = Vec::with_capacity(colour::ALL.len());
+    for class in colour::ALL.map(colour::Colour::class) {
+        if !classes.contains(&class) {
+            classes.push(class);
+        }
+    }
+    classes
 }
 
 /// The most HTML a text of `text_len` bytes renders to: twice the text, and 1 MiB.

@@ -7,9 +7,8 @@
 //!     Err(outcome) => outcome,                          // throttled or queue full: 454
 //!     Ok(ticket) => {
 //!         sleep(ticket.delay());                        // the throttle's delay
-//!         take one of `verifier_running` permits,       // or ticket.busy(&request) after
-//!                                                       //    `verifier_wait_timeout`
-//!         off the executor: services.authenticate(&request)
+//!         let verdict = verifier.verify(request)        // bcrypt on a verifier thread, or
+//!                                                       // Busy past `verifier_wait_timeout`
 //!         ticket.finish(&request, verdict, now)         // records, logs, returns the outcome
 //!     }
 //! }
@@ -27,6 +26,16 @@ use super::slots::{Slot, Slots};
 use super::throttle::{AuthAttempt, SharedThrottle};
 use crate::logging::{self, AuthFailure};
 use crate::smtp::{AuthOutcome, AuthRequest};
+
+/// The verifier's answer on an admitted AUTH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The password was checked: its outcome (`TemporaryFailure` if it could not be).
+    Checked(AuthOutcome),
+    /// Nothing was checked: no verifier came free before the job's give-up deadline
+    /// (`verifier_wait_timeout`), or the server is aborting.
+    Busy,
+}
 
 /// The throttle and the verifier queue of one server. Clones share them.
 #[derive(Debug, Clone)]
@@ -98,8 +107,17 @@ impl AuthTicket {
         self.attempt.delay()
     }
 
-    /// Records and logs the verifier's verdict, and returns the outcome to report.
-    pub fn finish(self, request: &AuthRequest, verdict: AuthOutcome, now: Instant) -> AuthOutcome {
+    /// Records and logs the verifier's verdict, and returns the outcome to report. `Busy` is
+    /// a `TemporaryFailure` that does not count against the address.
+    pub fn finish(self, request: &AuthRequest, verdict: Verdict, now: Instant) -> AuthOutcome {
+        let verdict = match verdict {
+            Verdict::Checked(outcome) => outcome,
+            Verdict::Busy => {
+                logging::auth_failure(&request.username, self.ip, AuthFailure::Busy);
+                // The attempt is dropped unfinished, which records nothing.
+                return AuthOutcome::TemporaryFailure;
+            }
+        };
         match verdict {
             AuthOutcome::Accepted => {
                 logging::auth_success(&request.username, self.ip, request.mechanism);
@@ -114,24 +132,19 @@ impl AuthTicket {
         self.attempt.finish(request, verdict, now);
         verdict
     }
-
-    /// No verifier became free in time: logs it, and returns `TemporaryFailure`.
-    pub fn busy(self, request: &AuthRequest) -> AuthOutcome {
-        logging::auth_failure(&request.username, self.ip, AuthFailure::Busy);
-        AuthOutcome::TemporaryFailure
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::policy::ThrottleConfig;
+    use crate::smtp::Mechanism;
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
 
     fn req(password: &str) -> AuthRequest {
         AuthRequest {
-            mechanism: "PLAIN",
+            mechanism: Mechanism::Plain,
             username: "alice".into(),
             password: password.into(),
         }
@@ -173,7 +186,11 @@ mod tests {
         let now = Instant::now();
         for i in 0..3 {
             let ticket = gate.admit(IP, &req(&i.to_string()), now).unwrap();
-            let outcome = ticket.finish(&req(&i.to_string()), AuthOutcome::Rejected, now);
+            let outcome = ticket.finish(
+                &req(&i.to_string()),
+                Verdict::Checked(AuthOutcome::Rejected),
+                now,
+            );
             assert_eq!(outcome, AuthOutcome::Rejected);
         }
         assert_eq!(gate.failures(IP, now), 3);
@@ -188,7 +205,10 @@ mod tests {
         let gate = gate(1, 0);
         let now = Instant::now();
         let ticket = gate.admit(IP, &req("x"), now).unwrap();
-        assert_eq!(ticket.busy(&req("x")), AuthOutcome::TemporaryFailure);
+        assert_eq!(
+            ticket.finish(&req("x"), Verdict::Busy, now),
+            AuthOutcome::TemporaryFailure
+        );
         assert_eq!(gate.failures(IP, now), 0);
         assert!(
             gate.admit(IP, &req("x"), now).is_ok(),
@@ -202,7 +222,7 @@ mod tests {
         let now = Instant::now();
         let first = gate.admit(IP, &req("bad"), now).unwrap();
         assert_eq!(first.delay(), Duration::ZERO);
-        first.finish(&req("bad"), AuthOutcome::Rejected, now);
+        first.finish(&req("bad"), Verdict::Checked(AuthOutcome::Rejected), now);
         let second = gate.admit(IP, &req("good"), now).unwrap();
         assert!(second.delay() > Duration::ZERO);
     }

@@ -23,7 +23,7 @@ pub mod throttle;
 use std::net::IpAddr;
 use std::time::Duration;
 
-pub use auth::{AuthGate, AuthTicket};
+pub use auth::{AuthGate, AuthTicket, Verdict};
 pub use gate::{ConnectionGate, ConnectionPermit, Gate};
 pub use slots::{Slot, Slots};
 pub use throttle::{AuthAttempt, AuthThrottle, SharedThrottle, ThrottleConfig, Throttled};

@@ -2,12 +2,11 @@
 //!
 //! Used for the queue in front of the password verifier (R6): bcrypt is slow on purpose (at
 //! production costs one check is 50–200 ms of CPU), and a login storm must neither stall other
-//! connections' mail nor build an unbounded backlog. A runtime runs at most
-//! `verifier_running` checks at once (a semaphore of its own kind: async in smol, a condition
-//! variable with threads) and lets at most `verifier_waiting` more wait; [`Slots`] is the
-//! admission half, with a place for every check running or waiting, and `454 4.7.0` for the
-//! AUTH that finds none. Also used to bound the refusals in flight on the implicit-TLS port,
-//! where the `421` can only be sent after a handshake.
+//! connections' mail nor build an unbounded backlog. The verifier runs at most
+//! `verifier_running` checks at once (its threads) and lets at most `verifier_waiting` more
+//! wait; [`Slots`] is the admission half, with a place for every check running or waiting,
+//! and `454 4.7.0` for the AUTH that finds none. Also used to bound the refusals in flight on
+//! the implicit-TLS port, where the `421` can only be sent after a handshake.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -180,7 +180,7 @@ impl<S: BuildHasher> AuthThrottle<S> {
 
     fn fingerprint(&self, request: &AuthRequest) -> u64 {
         self.hasher
-            .hash_one((request.username.as_str(), request.password.as_str()))
+            .hash_one((request.username.as_str(), request.password.expose()))
     }
 
     fn forget_if_empty(&mut self, key: IpAddr) {
@@ -287,6 +287,7 @@ impl Drop for AuthAttempt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::smtp::Mechanism;
     use std::hash::{BuildHasherDefault, DefaultHasher};
 
     type Fixed = BuildHasherDefault<DefaultHasher>;
@@ -300,7 +301,7 @@ mod tests {
 
     fn req(user: &str, password: &str) -> AuthRequest {
         AuthRequest {
-            mechanism: "PLAIN",
+            mechanism: Mechanism::Plain,
             username: user.into(),
             password: password.into(),
         }

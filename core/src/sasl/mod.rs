@@ -6,6 +6,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use zeroize::Zeroize;
 
 /// Longest user name or password we pass on, in octets (RFC 4616 §2 allows 255).
 pub const MAX_FIELD: usize = 255;
@@ -30,17 +31,45 @@ pub enum SaslError {
 }
 
 /// A user name and password, decoded and checked for shape.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Credentials {
     pub username: String,
-    pub password: String,
+    pub password: Password,
 }
 
-impl std::fmt::Debug for Credentials {
+/// A password as the client sent it. It shows nowhere (`Debug` prints `<redacted>`, and there
+/// is no `Display`), cannot be cloned, so one AUTH holds its bytes once, and is zeroed when
+/// dropped.
+#[derive(PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// Takes ownership of `password`: no copy is made.
+    pub fn new(password: String) -> Password {
+        Password(password)
+    }
+
+    /// The password, for the check and the throttle's fingerprint only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Password {
+    fn from(password: &str) -> Password {
+        Password(password.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Password {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .finish_non_exhaustive()
+        f.write_str("<redacted>")
+    }
+}
+
+impl Drop for Password {
+    fn drop(&mut self) {
+        self.0.zeroize();
     }
 }
 
@@ -69,7 +98,7 @@ pub fn decode_plain(message: &[u8]) -> Result<Credentials, SaslError> {
     }
     Ok(Credentials {
         username: field(authcid)?,
-        password: field(password)?,
+        password: Password::new(field(password)?),
     })
 }
 
@@ -137,6 +166,9 @@ mod tests {
 
     #[test]
     fn debug_hides_the_password() {
-        assert!(!format!("{:?}", creds("u", "secret")).contains("secret"));
+        let shown = format!("{:?}", creds("u", "secret"));
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        assert_eq!(format!("{:?}", Password::from("secret")), "<redacted>");
     }
 }

@@ -2,6 +2,9 @@
 
 use std::net::SocketAddr;
 
+use crate::sasl::Password;
+use crate::smtp::Mechanism;
+
 /// The TLS parameters of an established channel, for logs and the `Received:` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsInfo {
@@ -40,22 +43,13 @@ impl std::fmt::Display for MessageId {
     }
 }
 
-/// Credentials to check. The password never appears in `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
+/// Credentials to check. The password never appears in `Debug` output, and the request
+/// cannot be cloned: hand it on, or share it behind an `Arc`.
+#[derive(Debug, PartialEq, Eq)]
 pub struct AuthRequest {
-    pub mechanism: &'static str,
+    pub mechanism: Mechanism,
     pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for AuthRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthRequest")
-            .field("mechanism", &self.mechanism)
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
+    pub password: Password,
 }
 
 /// The verdict on an [`AuthRequest`].
@@ -150,7 +144,7 @@ impl std::fmt::Display for DeliveryError {
 }
 
 /// What the session asks its runtime to do. Act on events in the order they come.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Event {
     /// Write these bytes before acting on any later event.
     Transmit(Vec<u8>),

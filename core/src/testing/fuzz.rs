@@ -168,7 +168,7 @@ fn check_plain(message: &[u8]) {
         }) => {
             assert!(acceptable, "accepted {message:?}");
             assert_eq!(username.as_bytes(), *authcid);
-            assert_eq!(pass.as_bytes(), *password);
+            assert_eq!(pass.expose().as_bytes(), *password);
         }
         Err(error) => {
             assert!(!acceptable, "refused {message:?}: {error:?}");

@@ -67,7 +67,7 @@ impl ScriptedRuntime {
                 Event::Transmit(_) | Event::Close => None,
                 Event::StartTls => Some(Completion::Tls),
                 Event::Authenticate(request) => {
-                    Some(Completion::Auth(if request.password == PASSWORD {
+                    Some(Completion::Auth(if request.password.expose() == PASSWORD {
                         AuthOutcome::Accepted
                     } else {
                         AuthOutcome::Rejected

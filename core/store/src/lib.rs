@@ -56,9 +56,11 @@ pub mod data_dir;
 mod journal;
 mod messages;
 mod packed;
+mod reads;
 mod recovery;
 mod schema;
 mod space;
+mod tokens;
 mod trace;
 mod users;
 mod zeroed;
@@ -72,14 +74,17 @@ use std::time::{Duration, Instant};
 
 use redb::{Builder, ConcurrencyMode, Database};
 
+use atacama_core::channels::{DEFAULT_CHANNEL, channel_name_problem};
 use atacama_core::logging::{self, Repeats};
 use recovery::Asker;
 
 pub use messages::{MessagePage, MessageSummary, NewMessage, PackedMessage, StoredMessage};
 pub use packed::BodyWriter;
+pub use reads::{Chain, MAX_CHAIN_DEPTH, MAX_CHAIN_REPLIES, MAX_PAGE, Page};
 pub use recovery::{GIVE_UP_AFTER, Health, REOPEN_EVERY, REOPEN_ROOM};
 pub use schema::SCHEMA_VERSION;
 pub use space::free_bytes;
+pub use tokens::{MAX_TOKEN_NAME_BYTES, TOKEN_BYTES, Token, validate_token_name};
 pub use trace::{ReceivedTrace, rfc3339_utc, rfc5322_date, unix_seconds};
 pub use users::{MAX_PASSWORD_BYTES, MAX_USER_NAME_BYTES, User, validate_user_name};
 
@@ -119,6 +124,14 @@ pub enum StoreError {
     NoSuchMessage(u64),
     /// The user name is empty, too long, or holds whitespace or control characters.
     InvalidUserName(String),
+    /// A message's channel is not a channel name (`[a-z0-9-]{1,32}`).
+    InvalidChannel(String),
+    /// `token add` for a name that is taken.
+    TokenExists(String),
+    /// No token of that name.
+    NoSuchToken(String),
+    /// The token name is empty, too long, or holds other than letters, digits, `-`, `_`, `.`.
+    InvalidTokenName(String),
     /// Passwords of 72 bytes or more are refused: bcrypt would silently ignore the rest.
     PasswordTooLong,
     /// An empty password is refused.
@@ -154,6 +167,10 @@ impl fmt::Display for StoreError {
             StoreError::NoSuchUser(name) => write!(f, "no user named {name:?}"),
             StoreError::NoSuchMessage(id) => write!(f, "no message with id {id}"),
             StoreError::InvalidUserName(problem) => write!(f, "invalid user name: {problem}"),
+            StoreError::InvalidChannel(problem) => write!(f, "invalid channel name: {problem}"),
+            StoreError::TokenExists(name) => write!(f, "token {name:?} already exists"),
+            StoreError::NoSuchToken(name) => write!(f, "no token named {name:?}"),
+            StoreError::InvalidTokenName(problem) => write!(f, "invalid token name: {problem}"),
             StoreError::PasswordTooLong => write!(
                 f,
                 "password is longer than {MAX_PASSWORD_BYTES} bytes (bcrypt would ignore the rest)"
@@ -246,6 +263,8 @@ pub struct Store {
     dummy_hash: String,
     /// Messages that only the journal held when this store was opened, now in the database.
     recovered: usize,
+    /// The channel of messages stored before schema 5 (`schema`): read from the file.
+    legacy_channel: String,
     /// Held by a delivery from its write transaction to its journal record's sync.
     delivering: Mutex<Delivering>,
     /// Set while an I/O error has left the database unusable: the one check on the fast path.
@@ -303,7 +322,27 @@ impl Store {
     /// New and changed passwords are hashed at `bcrypt_cost` (4..=31); unknown and disabled
     /// users are verified against a dummy hash of that cost. One handle at a time may have the
     /// file open; while one does, others get [`StoreError::InUse`].
+    ///
+    /// A file of an older schema is migrated; its messages get [`DEFAULT_CHANNEL`]
+    /// ([`Store::open_with_channel`] names another).
     pub fn open(path: &Path, bcrypt_cost: u32) -> Result<Store, StoreError> {
+        Store::open_with_channel(path, bcrypt_cost, DEFAULT_CHANNEL)
+    }
+
+    /// [`Store::open`]; the messages of a file from before channels (schema 4 or older) get
+    /// `default_channel` (the configured `channels.default`), recorded in the file as the
+    /// channel of every message stored without one. A file already migrated keeps the channel
+    /// it was migrated with.
+    pub fn open_with_channel(
+        path: &Path,
+        bcrypt_cost: u32,
+        default_channel: &str,
+    ) -> Result<Store, StoreError> {
+        if let Some(problem) = channel_name_problem(default_channel) {
+            return Err(StoreError::InvalidChannel(format!(
+                "{default_channel:?} {problem}"
+            )));
+        }
         if !(4..=31).contains(&bcrypt_cost) {
             return Err(StoreError::Hash(format!(
                 "bcrypt cost {bcrypt_cost} is outside 4..=31"
@@ -311,7 +350,9 @@ impl Store {
         }
         let open = open_database(path)?;
         let db = &open.db;
-        schema::check_or_initialise(db)?;
+        schema::check_or_initialise(db, default_channel)?;
+        let legacy_channel =
+            schema::legacy_channel(db)?.unwrap_or_else(|| default_channel.to_string());
         let journal_path = path.with_extension(JOURNAL_EXTENSION);
         let opened = |e: io::Error| StoreError::from_io(&e, Some(&journal_path));
         let created = !journal_path.exists();
@@ -323,13 +364,14 @@ impl Store {
             // The journal's name must survive a crash as surely as its records.
             sync_parent(&journal_path).map_err(opened)?;
         }
-        let (next_seq, recovered) = messages::replay(db, &records)?;
+        let (next_seq, recovered) = messages::replay(db, &records, &legacy_channel)?;
         Ok(Store {
             db: RwLock::new(Some(open)),
             path: path.to_path_buf(),
             bcrypt_cost,
             dummy_hash: users::dummy_hash(bcrypt_cost),
             recovered,
+            legacy_channel,
             delivering: Mutex::new(Delivering {
                 journal,
                 next_seq,
@@ -351,21 +393,32 @@ impl Store {
     /// Opens `data_dir/atacama.redb`, creating the directory (mode 0700) and the file if missing.
     /// The verdict on the directory is the caller's: [`crate::data_dir::DataDir::prepare`].
     pub fn open_in(data_dir: &Path, bcrypt_cost: u32) -> Result<Store, StoreError> {
+        Store::open_in_with_channel(data_dir, bcrypt_cost, DEFAULT_CHANNEL)
+    }
+
+    /// [`Store::open_in`] with the default channel of [`Store::open_with_channel`].
+    pub fn open_in_with_channel(
+        data_dir: &Path,
+        bcrypt_cost: u32,
+        default_channel: &str,
+    ) -> Result<Store, StoreError> {
         data_dir::create(data_dir)
             .map_err(|e| StoreError::Database(format!("{}: {e}", data_dir.display())))?;
-        Store::open(&data_dir.join(DATABASE_FILE), bcrypt_cost)
+        Store::open_with_channel(&data_dir.join(DATABASE_FILE), bcrypt_cost, default_channel)
     }
 
     /// [`Store::open_in`], trying again while the file is [in use](StoreError::InUse), for up to
     /// `wait`: a command line holds it for as long as its command takes (a bcrypt hash at most).
+    /// `default_channel`: as for [`Store::open_with_channel`].
     pub fn open_in_waiting(
         data_dir: &Path,
         bcrypt_cost: u32,
+        default_channel: &str,
         wait: Duration,
     ) -> Result<Store, StoreError> {
         let deadline = Instant::now() + wait;
         loop {
-            match Store::open_in(data_dir, bcrypt_cost) {
+            match Store::open_in_with_channel(data_dir, bcrypt_cost, default_channel) {
                 Err(StoreError::InUse(_)) if Instant::now() < deadline => {
                     std::thread::sleep(IN_USE_RETRY);
                 }
@@ -382,6 +435,12 @@ impl Store {
     /// The bcrypt cost new hashes are made with.
     pub fn bcrypt_cost(&self) -> u32 {
         self.bcrypt_cost
+    }
+
+    /// The channel of messages stored before channels existed: the default channel the file
+    /// was migrated with.
+    pub fn legacy_channel(&self) -> &str {
+        &self.legacy_channel
     }
 
     /// How many messages the open recovered from the journal: acknowledged before a crash,
@@ -535,8 +594,8 @@ impl Store {
         let records = delivering.journal.records().map_err(|e| {
             StoreError::from_io(&e, Some(&self.path.with_extension(JOURNAL_EXTENSION)))
         })?;
-        let (next_seq, replayed) =
-            messages::replay(&reopened.db, &records).map_err(|e| reopened.explain(e))?;
+        let (next_seq, replayed) = messages::replay(&reopened.db, &records, &self.legacy_channel)
+            .map_err(|e| reopened.explain(e))?;
         // Numbers taken by batches whose append failed stay taken.
         delivering.next_seq = delivering.next_seq.max(next_seq);
         delivering.restart();

@@ -12,11 +12,12 @@ use super::journal::{self, Entry, Record};
 use super::packed::{BodyWriter, FORMAT_PACKED, Packed, PackedBody, value_head};
 use super::recovery::Asker;
 use super::schema::{
-    BODY, BY_MESSAGE_ID, BY_USER, JOURNAL_SEQ_KEY, MESSAGES, META, MessageRecord, RAW, decode,
-    encode,
+    BODY, BY_CHANNEL, BY_MESSAGE_ID, BY_USER, CHILDREN, JOURNAL_SEQ_KEY, MESSAGES, META,
+    MessageRecord, RAW, decode, encode,
 };
 use super::trace::{ReceivedTrace, unix_seconds};
 use super::{Delivering, Store, StoreError};
+use atacama_core::channels::channel_name_problem;
 use atacama_core::logging;
 use atacama_core::message::{Attachment, Headers, ParsedMessage};
 use atacama_core::smtp::MessageId;
@@ -40,6 +41,8 @@ pub struct NewMessage {
     pub html: String,
     /// The data after `354`, dot-unstuffed, stored after our `Received:` header unchanged.
     pub data: Vec<u8>,
+    /// The channel it goes to (`atacama_core::channels::Channels::route`).
+    pub channel: String,
 }
 
 impl NewMessage {
@@ -64,8 +67,12 @@ impl NewMessage {
             rcpt_to,
             trace,
             mut parsed,
+            channel,
             ..
         } = self;
+        if let Some(problem) = channel_name_problem(&channel) {
+            return Err(StoreError::InvalidChannel(format!("{channel:?} {problem}")));
+        }
         parsed.text = String::new();
         let data_len = body.data_len();
         Ok(PackedMessage {
@@ -77,6 +84,7 @@ impl NewMessage {
             parsed,
             body: body.finish()?,
             data_len,
+            channel,
         })
     }
 }
@@ -93,6 +101,7 @@ pub struct PackedMessage {
     parsed: ParsedMessage,
     body: PackedBody,
     data_len: usize,
+    channel: String,
 }
 
 impl PackedMessage {
@@ -141,6 +150,9 @@ pub struct StoredMessage {
     pub size: u64,
     /// The stored message whose Message-ID this one's In-Reply-To names.
     pub parent_id: Option<MessageId>,
+    /// The channel it was routed to; a message stored before channels existed has the
+    /// file's legacy channel (`schema`).
+    pub channel: String,
 }
 
 /// One page of `messages list` ([`Store::messages_page`]).
@@ -171,6 +183,8 @@ pub struct MessageSummary {
     pub size: u64,
     /// The message this one replies to, if stored.
     pub parent_id: Option<MessageId>,
+    /// The channel it was routed to.
+    pub channel: String,
 }
 
 impl Store {
@@ -214,7 +228,7 @@ impl Store {
         if self.is_broken() {
             self.recover_locked(&mut delivering, Instant::now(), Asker::Operation)?;
         }
-        self.with_db(|db| insert_locked(db, &mut delivering, messages))
+        self.with_db(|db| insert_locked(db, &mut delivering, messages, &self.legacy_channel))
     }
 
     /// Makes every journaled batch durable in the database and restarts the journal; false if
@@ -234,20 +248,7 @@ impl Store {
 
     /// One message's fields.
     pub fn message(&self, id: MessageId) -> Result<StoredMessage, StoreError> {
-        self.with_recovered_db(|db| {
-            let tx = db.begin_read()?;
-            let table = tx.open_table(MESSAGES)?;
-            let value = table.get(id.0)?.ok_or(StoreError::NoSuchMessage(id.0))?;
-            let value = value.value();
-            if value.first() != Some(&FORMAT_PACKED) {
-                return Ok(stored(id, decode(value, "message")?));
-            }
-            let packed = Packed::parse(value)?;
-            let mut record: MessageRecord = decode(packed.envelope, "message")?;
-            let rows = body_rows(&tx, &packed)?;
-            (record.text, record.html) = packed.text_and_html(|n| row(rows.as_ref(), id, n))?;
-            Ok(stored(id, record))
-        })
+        self.with_recovered_db(|db| read_stored(&db.begin_read()?, id, &self.legacy_channel))
     }
 
     /// The bytes as stored: our `Received:` header, then the data exactly as received.
@@ -321,11 +322,32 @@ impl Store {
                 let value = table.get(id)?.ok_or(StoreError::Corrupt(format!(
                     "index names message {id}, which is missing"
                 )))?;
-                messages.push(summary(MessageId(id), envelope(value.value())?));
+                let record = envelope(value.value())?;
+                messages.push(summary(MessageId(id), record, &self.legacy_channel));
             }
             Ok(MessagePage { messages, more })
         })
     }
+}
+
+/// Message `id` with every field, read in `tx`; `legacy` is the channel of one stored
+/// without.
+pub(super) fn read_stored(
+    tx: &ReadTransaction,
+    id: MessageId,
+    legacy: &str,
+) -> Result<StoredMessage, StoreError> {
+    let table = tx.open_table(MESSAGES)?;
+    let value = table.get(id.0)?.ok_or(StoreError::NoSuchMessage(id.0))?;
+    let value = value.value();
+    if value.first() != Some(&FORMAT_PACKED) {
+        return Ok(stored(id, decode(value, "message")?, legacy));
+    }
+    let packed = Packed::parse(value)?;
+    let mut record: MessageRecord = decode(packed.envelope, "message")?;
+    let rows = body_rows(tx, &packed)?;
+    (record.text, record.html) = packed.text_and_html(|n| row(rows.as_ref(), id, n))?;
+    Ok(stored(id, record, legacy))
 }
 
 /// [`Store::insert_packed`] with the journal held and the database open.
@@ -333,12 +355,13 @@ fn insert_locked(
     db: &Database,
     delivering: &mut Delivering,
     messages: Vec<PackedMessage>,
+    legacy: &str,
 ) -> Result<Vec<MessageId>, StoreError> {
     let count = messages.len();
     let mut journaling = delivering.usable && count <= journal::JOURNAL_BATCH_MAX;
     let mut tx = db.begin_write()?;
     let (ids, entries) = {
-        let mut tables = Tables::open(&tx)?;
+        let mut tables = Tables::open(&tx, legacy)?;
         let first = match tables.messages.last()? {
             Some((key, _)) => key.value() + 1,
             None => 1,
@@ -417,17 +440,24 @@ struct Tables<'tx> {
     messages: Table<'tx, u64, &'static [u8]>,
     by_message_id: Table<'tx, &'static str, u64>,
     by_user: Table<'tx, (&'static str, u64), ()>,
+    by_channel: Table<'tx, (&'static str, u64), ()>,
+    children: Table<'tx, (u64, u64), ()>,
+    /// The channel of a replayed value that names none (written before schema 5).
+    legacy: &'tx str,
     /// Opened by the first body in rows: most transactions have none.
     body: Option<Table<'tx, (u64, u32), &'static [u8]>>,
 }
 
 impl<'tx> Tables<'tx> {
-    fn open(tx: &'tx WriteTransaction) -> Result<Tables<'tx>, StoreError> {
+    fn open(tx: &'tx WriteTransaction, legacy: &'tx str) -> Result<Tables<'tx>, StoreError> {
         Ok(Tables {
             tx,
             messages: tx.open_table(MESSAGES)?,
             by_message_id: tx.open_table(BY_MESSAGE_ID)?,
             by_user: tx.open_table(BY_USER)?,
+            by_channel: tx.open_table(BY_CHANNEL)?,
+            children: tx.open_table(CHILDREN)?,
+            legacy,
             body: None,
         })
     }
@@ -444,8 +474,9 @@ impl<'tx> Tables<'tx> {
         Ok(())
     }
 
-    /// Writes a message's value and its index entries, the Message-ID only if no earlier
-    /// message holds it (a resent copy must not steal replies); returns whether it did.
+    /// Writes a journaled message's value and its index entries, the Message-ID only if no
+    /// earlier message holds it (a resent copy must not steal replies); returns whether it
+    /// did. The channel and parent come from the value's envelope.
     fn put(
         &mut self,
         id: u64,
@@ -454,12 +485,28 @@ impl<'tx> Tables<'tx> {
         message_id: Option<&str>,
     ) -> Result<bool, StoreError> {
         self.messages.insert(id, value)?;
-        self.index(id, user, message_id)
+        let record = envelope(value)?;
+        let channel = record.channel.as_deref().unwrap_or(self.legacy);
+        let place = Place {
+            channel,
+            parent: record.parent_id,
+        };
+        self.index(id, user, message_id, &place)
     }
 
     /// Writes a message's index entries, as [`Tables::put`] does.
-    fn index(&mut self, id: u64, user: &str, message_id: Option<&str>) -> Result<bool, StoreError> {
+    fn index(
+        &mut self,
+        id: u64,
+        user: &str,
+        message_id: Option<&str>,
+        place: &Place<'_>,
+    ) -> Result<bool, StoreError> {
         self.by_user.insert((user, id), ())?;
+        self.by_channel.insert((place.channel, id), ())?;
+        if let Some(parent) = place.parent {
+            self.children.insert((parent, id), ())?;
+        }
         let Some(message_id) = message_id else {
             return Ok(false);
         };
@@ -469,6 +516,12 @@ impl<'tx> Tables<'tx> {
         self.by_message_id.insert(message_id, id)?;
         Ok(true)
     }
+}
+
+/// Where a message sits: its channel, and the message it replies to.
+struct Place<'a> {
+    channel: &'a str,
+    parent: Option<u64>,
 }
 
 /// What [`insert_one`] wrote: the journal entry's fields, its value kept only if asked for.
@@ -523,10 +576,16 @@ fn insert_one(
         problem: None,
         size: (header.len() + message.data_len) as u64,
         parent_id,
+        channel: Some(message.channel.clone()),
     };
     let envelope = encode(&envelope)?;
     let message_id = parsed.headers.message_id.clone().filter(|m| !m.is_empty());
-    let PackedMessage { user, body, .. } = message;
+    let PackedMessage {
+        user,
+        body,
+        channel,
+        ..
+    } = message;
     let mut value = value_head(&envelope, header.as_bytes())?;
     let value = match body {
         PackedBody::Inline(body) => {
@@ -544,7 +603,11 @@ fn insert_one(
             None
         }
     };
-    let indexed = tables.index(id, &user, message_id.as_deref())?;
+    let place = Place {
+        channel: &channel,
+        parent: parent_id,
+    };
+    let indexed = tables.index(id, &user, message_id.as_deref(), &place)?;
     Ok(Written {
         id,
         value,
@@ -556,7 +619,11 @@ fn insert_one(
 /// Applies the journal's records that the database's durable state does not hold, in one
 /// durable commit; returns the sequence number for the next batch and how many messages it
 /// applied.
-pub(super) fn replay(db: &Database, records: &[Record]) -> Result<(u64, usize), StoreError> {
+pub(super) fn replay(
+    db: &Database,
+    records: &[Record],
+    legacy: &str,
+) -> Result<(u64, usize), StoreError> {
     let mark = {
         let tx = db.begin_read()?;
         let meta = tx.open_table(META)?;
@@ -568,7 +635,7 @@ pub(super) fn replay(db: &Database, records: &[Record]) -> Result<(u64, usize), 
     if let Some(newest) = missing.last() {
         let tx = db.begin_write()?;
         {
-            let mut tables = Tables::open(&tx)?;
+            let mut tables = Tables::open(&tx, legacy)?;
             for entry in missing.iter().flat_map(|record| &record.entries) {
                 let message_id = entry.message_id.as_deref();
                 tables.put(entry.id, &entry.value, &entry.user, message_id)?;
@@ -611,7 +678,7 @@ fn row<'t>(
 }
 
 /// The fields of a stored message without its text and HTML, from either schema's value.
-fn envelope(value: &[u8]) -> Result<MessageRecord, StoreError> {
+pub(super) fn envelope(value: &[u8]) -> Result<MessageRecord, StoreError> {
     if value.first() == Some(&FORMAT_PACKED) {
         decode(Packed::parse(value)?.envelope, "message")
     } else {
@@ -619,7 +686,7 @@ fn envelope(value: &[u8]) -> Result<MessageRecord, StoreError> {
     }
 }
 
-fn stored(id: MessageId, mut r: MessageRecord) -> StoredMessage {
+fn stored(id: MessageId, mut r: MessageRecord, legacy: &str) -> StoredMessage {
     let problems = r.all_problems();
     StoredMessage {
         id,
@@ -634,10 +701,11 @@ fn stored(id: MessageId, mut r: MessageRecord) -> StoredMessage {
         problems,
         size: r.size,
         parent_id: r.parent_id.map(MessageId),
+        channel: r.channel.unwrap_or_else(|| legacy.to_string()),
     }
 }
 
-fn summary(id: MessageId, r: MessageRecord) -> MessageSummary {
+fn summary(id: MessageId, r: MessageRecord, legacy: &str) -> MessageSummary {
     MessageSummary {
         id,
         received_at: r.received_at,
@@ -647,5 +715,6 @@ fn summary(id: MessageId, r: MessageRecord) -> MessageSummary {
         subject: r.headers.subject,
         size: r.size,
         parent_id: r.parent_id.map(MessageId),
+        channel: r.channel.unwrap_or_else(|| legacy.to_string()),
     }
 }

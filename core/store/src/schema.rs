@@ -19,15 +19,26 @@
 //! rows of just under 1 MiB in [`BODY`], compressed one by one (`super::packed`). A schema-3
 //! build would report such messages as corrupt, so it must refuse the file. Older files are
 //! stamped 4 when opened, and get the table; their values stay as written.
+//!
+//! Schema 5 gives every message a channel (issue 26): the envelope's `channel`, and two
+//! indexes, [`BY_CHANNEL`] (the pages of one channel, newest first) and [`CHILDREN`] (a
+//! message's direct replies), kept by every insert and every journal replay; and read tokens
+//! in [`TOKENS`]. Opening an older file migrates it in one write transaction: every message
+//! gets its index entries, under the channel the opener names as its default (the server's and
+//! the command line's `channels.default`), which is recorded as the file's legacy channel in
+//! [`META_TEXT`]. Old values are not rewritten: a message whose envelope names no channel
+//! belongs to the legacy channel, read from the file, so that a later change of
+//! `channels.default` moves no old message. A schema-4 build would store messages without
+//! index entries, invisible to the pages, so it must refuse the file.
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::StoreError;
 use atacama_core::message::{Attachment, Headers};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 4;
+pub const SCHEMA_VERSION: u64 = 5;
 /// The oldest schema this build reads (and upgrades in place by stamping it).
 const OLDEST_READABLE: u64 = 1;
 
@@ -47,6 +58,17 @@ pub(super) const RAW: TableDefinition<u64, &[u8]> = TableDefinition::new("raw");
 pub(super) const BY_MESSAGE_ID: TableDefinition<&str, u64> = TableDefinition::new("by_message_id");
 /// (user, message id) → (): a user's messages in id order.
 pub(super) const BY_USER: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_user");
+/// (channel, message id) → (): a channel's messages in id order (schema 5).
+pub(super) const BY_CHANNEL: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_channel");
+/// (parent id, message id) → (): a message's direct replies in id order (schema 5).
+pub(super) const CHILDREN: TableDefinition<(u64, u64), ()> = TableDefinition::new("children");
+/// Token name → JSON [`TokenRecord`] (schema 5).
+pub(super) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+/// `"legacy_channel"` → the channel of messages stored without one (schema 5).
+pub(super) const META_TEXT: TableDefinition<&str, &str> = TableDefinition::new("meta_text");
+
+/// The key of the legacy channel in [`META_TEXT`].
+const LEGACY_CHANNEL_KEY: &str = "legacy_channel";
 
 const VERSION_KEY: &str = "schema_version";
 /// `"journal_seq"` → the sequence number of the last journaled batch this state holds: a
@@ -63,6 +85,15 @@ pub(super) struct UserRecord {
     /// Seconds since the Unix epoch.
     pub created: u64,
     pub updated: u64,
+}
+
+/// A read token as stored: never the token, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct TokenRecord {
+    /// SHA-256 of the token, in lower-case hex.
+    pub sha256: String,
+    /// Seconds since the Unix epoch.
+    pub created: u64,
 }
 
 /// A message's envelope and processed fields as stored (the bytes live in [`RAW`]).
@@ -92,6 +123,10 @@ pub(super) struct MessageRecord {
     /// Length of the stored bytes.
     pub size: u64,
     pub parent_id: Option<u64>,
+    /// Schema 5: the channel it was routed to; absent in older records, which belong to the
+    /// file's legacy channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
 }
 
 impl MessageRecord {
@@ -113,8 +148,9 @@ pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T,
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-/// Checks the file's schema version; writes it and creates the tables in a new file.
-pub(super) fn check_or_initialise(db: &Database) -> Result<(), StoreError> {
+/// Checks the file's schema version; writes it and creates the tables in a new file, or
+/// migrates an older one (whose messages without a channel get `default_channel`).
+pub(super) fn check_or_initialise(db: &Database, default_channel: &str) -> Result<(), StoreError> {
     match stored_version(db)? {
         Some(SCHEMA_VERSION) => return Ok(()),
         Some(found) => check(found)?,
@@ -129,19 +165,73 @@ pub(super) fn check_or_initialise(db: &Database) -> Result<(), StoreError> {
         if let Some(found) = found {
             check(found)?;
         }
-        // New, or schema 1 or 2 being upgraded.
-        if found != Some(SCHEMA_VERSION) {
-            meta.insert(VERSION_KEY, SCHEMA_VERSION)?;
-        }
         tx.open_table(USERS)?;
         tx.open_table(MESSAGES)?;
         tx.open_table(RAW)?;
         tx.open_table(BY_MESSAGE_ID)?;
         tx.open_table(BY_USER)?;
         tx.open_table(BODY)?;
+        tx.open_table(TOKENS)?;
+        // New, or an older schema being upgraded.
+        if found != Some(SCHEMA_VERSION) {
+            let mut meta_text = tx.open_table(META_TEXT)?;
+            if meta_text.get(LEGACY_CHANNEL_KEY)?.is_none() {
+                meta_text.insert(LEGACY_CHANNEL_KEY, default_channel)?;
+            }
+            let legacy = meta_text
+                .get(LEGACY_CHANNEL_KEY)?
+                .map_or_else(|| default_channel.to_string(), |v| v.value().to_string());
+            index_channels_and_replies(&tx, &legacy)?;
+            meta.insert(VERSION_KEY, SCHEMA_VERSION)?;
+        }
     }
     tx.commit()?;
     Ok(())
+}
+
+/// Schema 5's migration: the [`BY_CHANNEL`] and [`CHILDREN`] entries of every stored
+/// message, read from its envelope, one at a time. A message whose envelope cannot be read is
+/// indexed under the legacy channel, without a parent, rather than make the file unopenable.
+fn index_channels_and_replies(tx: &WriteTransaction, legacy: &str) -> Result<(), StoreError> {
+    let messages = tx.open_table(MESSAGES)?;
+    let mut by_channel = tx.open_table(BY_CHANNEL)?;
+    let mut children = tx.open_table(CHILDREN)?;
+    let mut count = 0u64;
+    for entry in messages.iter()? {
+        let (key, value) = entry?;
+        let id = key.value();
+        let (channel, parent) = match super::messages::envelope(value.value()) {
+            Ok(record) => (record.channel, record.parent_id),
+            Err(error) => {
+                log::warn!("schema 5 migration: message {id}: {error}; indexed under {legacy}");
+                (None, None)
+            }
+        };
+        by_channel.insert((channel.as_deref().unwrap_or(legacy), id), ())?;
+        if let Some(parent) = parent {
+            children.insert((parent, id), ())?;
+        }
+        count += 1;
+    }
+    if count > 0 {
+        log::info!(
+            "schema 5 migration: {count} messages indexed by channel (stored ones in {legacy})"
+        );
+    }
+    Ok(())
+}
+
+/// The channel of messages stored before schema 5, as the migration recorded it.
+pub(super) fn legacy_channel(db: &Database) -> Result<Option<String>, StoreError> {
+    let tx = db.begin_read()?;
+    let table = match tx.open_table(META_TEXT) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(table
+        .get(LEGACY_CHANNEL_KEY)?
+        .map(|v| v.value().to_string()))
 }
 
 /// The database's journal key, made (from the system's random source) and committed durably
@@ -209,6 +299,50 @@ pub(super) fn insert_schema_1_message(
     if let Some(message_id) = record.headers.message_id.as_deref() {
         tx.open_table(BY_MESSAGE_ID)?.insert(message_id, id)?;
     }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Turns a file of this schema into what a schema-4 build wrote: envelopes without a channel,
+/// no channel or reply index, no tokens, no legacy channel, version 4 (tests of the
+/// migration). The values are byte for byte what schema 4 wrote: the channel was the only
+/// field added, and an absent one is not written.
+#[cfg(test)]
+pub(super) fn downgrade_to_schema_4(db: &Database) -> Result<(), StoreError> {
+    use super::packed::{FORMAT_PACKED, Packed, value_head};
+    let tx = db.begin_write()?;
+    {
+        let mut messages = tx.open_table(MESSAGES)?;
+        let ids: Vec<u64> = messages
+            .iter()?
+            .map(|entry| entry.map(|(key, _)| key.value()))
+            .collect::<Result<_, _>>()?;
+        for id in ids {
+            let old = messages
+                .get(id)?
+                .map(|v| v.value().to_vec())
+                .ok_or_else(|| StoreError::Corrupt(format!("message {id} vanished")))?;
+            let new = if old.first() == Some(&FORMAT_PACKED) {
+                let packed = Packed::parse(&old)?;
+                let mut record: MessageRecord = decode(packed.envelope, "message")?;
+                record.channel = None;
+                let rest = 1 + 4 + packed.envelope.len() + 4 + packed.header.len();
+                let mut value = value_head(&encode(&record)?, packed.header)?;
+                value.extend_from_slice(&old[rest..]);
+                value
+            } else {
+                let mut record: MessageRecord = decode(&old, "message")?;
+                record.channel = None;
+                encode(&record)?
+            };
+            messages.insert(id, new.as_slice())?;
+        }
+    }
+    tx.delete_table(BY_CHANNEL)?;
+    tx.delete_table(CHILDREN)?;
+    tx.delete_table(TOKENS)?;
+    tx.delete_table(META_TEXT)?;
+    tx.open_table(META)?.insert(VERSION_KEY, 4)?;
     tx.commit()?;
     Ok(())
 }

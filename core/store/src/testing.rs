@@ -105,5 +105,6 @@ pub fn new_message(user: &str, message_id: Option<&str>, in_reply_to: Option<&st
         },
         html: "<p>Hi <b>there</b></p>".into(),
         data: b"Subject: Hello\r\n\r\nHi *there*\r\n..leading dot stays unstuffed\r\n".to_vec(),
+        channel: "general".into(),
     }
 }

@@ -17,12 +17,12 @@ fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
-struct Temp {
+pub(crate) struct Temp {
     _dir: tempfile::TempDir,
-    path: PathBuf,
+    pub(crate) path: PathBuf,
 }
 
-fn temp_db() -> Temp {
+pub(crate) fn temp_db() -> Temp {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(DATABASE_FILE);
     Temp { _dir: dir, path }
@@ -61,6 +61,7 @@ fn message_round_trips_with_every_field() {
         problems: vec![],
         size: raw.len() as u64,
         parent_id: None,
+        channel: "general".into(),
     };
     assert_eq!(stored, expected);
 }
@@ -402,7 +403,7 @@ fn another_schema_version_is_refused() {
     );
     assert_eq!(
         error.to_string(),
-        "database schema version 5 is not supported by this build (expected 4)"
+        "database schema version 6 is not supported by this build (expected 5)"
     );
 }
 
@@ -456,7 +457,10 @@ fn a_schema_3_file_is_stamped_4_when_opened() {
         store.with_db(|db| schema::set_version(db, 3)).unwrap();
     }
     let store = Store::open(&t.path, COST).unwrap();
-    assert_eq!(store.with_db(schema::stored_version).unwrap(), Some(4));
+    assert_eq!(
+        store.with_db(schema::stored_version).unwrap(),
+        Some(SCHEMA_VERSION)
+    );
     assert_eq!(stored_ids(&store), [1]);
     // A body in rows goes beside the old message, and both read back after a reopen.
     let mut big = new_message("alice", None, None);
@@ -497,6 +501,7 @@ fn a_schema_1_file_is_read_and_upgraded_in_place() {
         problem: Some("first; second".into()),
         size: old_raw.len() as u64,
         parent_id: None,
+        channel: None,
     };
     {
         let store = Store::open(&t.path, COST).unwrap();
@@ -518,6 +523,7 @@ fn a_schema_1_file_is_read_and_upgraded_in_place() {
     );
     assert_eq!(stored.size, old_raw.len() as u64);
     assert_eq!(stored.problems, ["first; second"]);
+    assert_eq!(stored.channel, "general");
     assert_eq!(store.raw_message(MessageId(1)).unwrap(), old_raw);
 
     // A new message goes after it, packed, and threads under it across the two schemas.
@@ -783,12 +789,12 @@ fn open_in_waiting_waits_for_the_file_to_be_let_go() {
         std::thread::sleep(Duration::from_millis(200));
         drop(held);
     });
-    let waited = Store::open_in_waiting(dir.path(), COST, Duration::from_secs(10));
+    let waited = Store::open_in_waiting(dir.path(), COST, "general", Duration::from_secs(10));
     released.join().unwrap();
     assert!(waited.is_ok(), "{waited:?}");
     // Still held after the wait: the refusal, not a hang.
     let waited = waited.unwrap();
-    let refused = Store::open_in_waiting(dir.path(), COST, Duration::from_millis(50));
+    let refused = Store::open_in_waiting(dir.path(), COST, "general", Duration::from_millis(50));
     assert!(matches!(refused, Err(StoreError::InUse(_))), "{refused:?}");
     drop(waited);
 }
@@ -809,7 +815,7 @@ fn new_files_are_private_to_their_owner() {
 /// is open. redb writes a non-durable commit's pages but not its header, so the copy opens at
 /// the last durable commit, as after a `kill -9`. Without `journal` the copy is the database
 /// alone, to show what only the journal held.
-fn crash_copy(t: &Temp, journal: bool) -> Temp {
+pub(crate) fn crash_copy(t: &Temp, journal: bool) -> Temp {
     let copy = temp_db();
     std::fs::copy(&t.path, &copy.path).unwrap();
     if journal {

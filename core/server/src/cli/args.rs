@@ -31,6 +31,15 @@ pub(super) enum Command {
     },
     User(UserCommand),
     Messages(MessagesCommand),
+    Token(TokenCommand),
+}
+
+/// `token …`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum TokenCommand {
+    Add { name: String },
+    Revoke { name: String },
+    List { json: bool },
 }
 
 /// `user …`.
@@ -189,6 +198,8 @@ fn command(
         Some("user") => user_command(program, words, options).map(Command::User),
         Some("messages") if help => help_for(messages_usage),
         Some("messages") => messages_command(program, words, options).map(Command::Messages),
+        Some("token") if help => help_for(token_usage),
+        Some("token") => token_command(program, words, options).map(Command::Token),
         Some(other) => Err(usage(format!(
             "unknown command {other:?} (see {program} --help)"
         ))),
@@ -251,6 +262,53 @@ fn user_command(
         other => {
             return Err(usage(format!(
                 "unknown subcommand 'user {other}' (see {program} user --help)"
+            )));
+        }
+    };
+    no_more(words, &command)?;
+    Ok(parsed)
+}
+
+fn token_command(
+    program: &str,
+    mut words: impl Iterator<Item = OsString>,
+    options: &Options,
+) -> Result<TokenCommand, CliError> {
+    let sub = words
+        .next()
+        .map(|w| utf8(w, "the subcommand"))
+        .transpose()?;
+    let Some(sub) = sub else {
+        return Err(usage(format!(
+            "'token' needs a subcommand (see {program} token --help)"
+        )));
+    };
+    let command = format!("token {sub}");
+    let mut name = || -> Result<String, CliError> {
+        let name = words
+            .next()
+            .ok_or_else(|| usage(format!("'{command}' needs a token NAME")))?;
+        utf8(name, "the token name")
+    };
+    let parsed = match sub.as_str() {
+        "add" | "revoke" => {
+            options.only(&[], &command)?;
+            let name = name()?;
+            if sub == "add" {
+                TokenCommand::Add { name }
+            } else {
+                TokenCommand::Revoke { name }
+            }
+        }
+        "list" => {
+            options.only(&["json"], &command)?;
+            TokenCommand::List {
+                json: options.flag("json"),
+            }
+        }
+        other => {
+            return Err(usage(format!(
+                "unknown subcommand 'token {other}' (see {program} token --help)"
             )));
         }
     };
@@ -355,6 +413,7 @@ Commands:
   render [FILE]                   render Atacama markup (FILE or stdin) to HTML
   user SUBCOMMAND                 manage users (see '{program} user --help')
   messages SUBCOMMAND             read stored messages (see '{program} messages --help')
+  token SUBCOMMAND                manage read tokens for private channels (see '{program} token --help')
 
 Options:
   --config FILE    the TOML configuration (default: built-in defaults)
@@ -401,6 +460,21 @@ Subcommands:
   list [--json]                    list users
 
 --password-stdin reads the password from the first line of standard input.
+"
+    )
+}
+
+fn token_usage(program: &str) -> String {
+    format!(
+        "Usage: {program} [--config FILE] [--data-dir DIR] token SUBCOMMAND
+
+Subcommands:
+  add NAME          make a read token and print it, alone on the first line: it is shown
+                    only this once (only its hash is stored)
+  revoke NAME       revoke a token: requests bearing it get 401 from now on
+  list [--json]     list the tokens' names and when they were made (never the tokens)
+
+A request with 'Authorization: Bearer TOKEN' also sees the private channels.
 "
     )
 }

@@ -76,6 +76,7 @@ fn more_hint(page: &MessagePage) -> Option<String> {
 /// One entry of `messages list --json`.
 #[derive(Serialize)]
 struct SummaryJson<'a> {
+    channel: &'a str,
     id: u64,
     mail_from: &'a str,
     parent_id: Option<u64>,
@@ -89,6 +90,7 @@ struct SummaryJson<'a> {
 impl<'a> From<&'a MessageSummary> for SummaryJson<'a> {
     fn from(m: &'a MessageSummary) -> Self {
         SummaryJson {
+            channel: &m.channel,
             id: m.id.0,
             mail_from: &m.mail_from,
             parent_id: m.parent_id.map(|p| p.0),
@@ -124,6 +126,7 @@ impl<'a> From<&'a Attachment> for AttachmentJson<'a> {
 #[derive(Serialize)]
 struct MessageJson<'a> {
     attachments: Vec<AttachmentJson<'a>>,
+    channel: &'a str,
     date: &'a Option<String>,
     from: &'a Option<String>,
     html: &'a str,
@@ -145,6 +148,7 @@ struct MessageJson<'a> {
 fn message_json(m: &StoredMessage) -> MessageJson<'_> {
     MessageJson {
         attachments: m.attachments.iter().map(AttachmentJson::from).collect(),
+        channel: &m.channel,
         date: &m.headers.date,
         from: &m.headers.from,
         html: &m.html,
@@ -216,6 +220,7 @@ fn summary_text(m: &StoredMessage) -> String {
             m.parent_id
                 .map_or_else(|| "-".to_string(), |p| p.to_string()),
         ),
+        ("Channel", safe(&m.channel)),
         ("Size", format!("{} bytes", m.size)),
     ];
     for attachment in &m.attachments {
@@ -276,8 +281,10 @@ mod tests {
             subject: Some("Hi".into()),
             size: 1234,
             parent_id: Some(MessageId(3)),
+            channel: "travel".into(),
         };
         let before = json!({
+            "channel": "travel",
             "id": 7,
             "received_at": "1970-01-02T00:00:00Z",
             "user": "alice",
@@ -294,6 +301,7 @@ mod tests {
             ..summary
         };
         let before = json!({
+            "channel": "travel",
             "id": 7, "received_at": "1970-01-02T00:00:00Z", "user": "alice",
             "mail_from": "alice@example.org",
             "rcpt_to": ["bob@example.org", "carol@example.org"],
@@ -333,6 +341,7 @@ mod tests {
             subject: None,
             size: 0,
             parent_id: None,
+            channel: "general".into(),
         };
         let page = |ids: &[u64], more| MessagePage {
             messages: ids.iter().map(|&id| summary(id)).collect(),

@@ -6,6 +6,7 @@
 //!   user add|passwd NAME [--password-stdin]    user disable|enable|del NAME    user list [--json]
 //!   messages list [--json] [--user NAME] [--limit N] [--before ID]
 //!   messages show ID [--json | --raw | --html]
+//!   token add|revoke NAME    token list [--json]
 //! ```
 //! Each binary's `main` is `cli::main(NAME, serve)`; only `serve` differs between them. The
 //! database commands work beside a running daemon: they ask it over its control socket, and
@@ -18,6 +19,7 @@ mod args;
 mod messages;
 mod output;
 mod target;
+mod token;
 mod user;
 
 use std::ffi::OsString;
@@ -109,7 +111,12 @@ pub fn run(program: &str, args: Vec<OsString>, serve: ServeFn) -> Result<(), Cli
     };
     let open_store = || -> Result<target::Target, CliError> {
         let config = load_config()?;
-        target::Target::open(&config.data_dir, config.auth.bcrypt_cost)
+        let channels = config.channels()?;
+        target::Target::open(
+            &config.data_dir,
+            config.auth.bcrypt_cost,
+            channels.default_channel(),
+        )
     };
     match command {
         Command::Help(text) => output::write_stdout(text.as_bytes()),
@@ -123,6 +130,7 @@ pub fn run(program: &str, args: Vec<OsString>, serve: ServeFn) -> Result<(), Cli
         Command::Render { file } => render(file.as_deref()),
         Command::User(command) => user::run(&open_store()?, command),
         Command::Messages(command) => messages::run(&open_store()?, command),
+        Command::Token(command) => token::run(&open_store()?, command),
     }
 }
 

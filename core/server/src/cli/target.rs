@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::CliError;
 use crate::control::{self, Answer, Bodies, Request};
 use atacama_store::data_dir::DataDir;
-use atacama_store::{IN_USE_RETRY, MessagePage, Store, StoreError, StoredMessage, User};
+use atacama_store::{IN_USE_RETRY, MessagePage, Store, StoreError, StoredMessage, Token, User};
 
 /// How long to wait for a file that another command line holds (for one command).
 const IN_USE_WAIT: Duration = Duration::from_secs(5);
@@ -30,8 +30,13 @@ pub(super) enum Target {
 
 impl Target {
     /// The daemon if one answers on the data directory's socket, else the file. A file that
-    /// another command line holds is waited for, asking for a daemon again each time.
-    pub(super) fn open(data_dir: &Path, bcrypt_cost: u32) -> Result<Target, CliError> {
+    /// another command line holds is waited for, asking for a daemon again each time. A file
+    /// from before channels gives its messages `default_channel` (`channels.default`).
+    pub(super) fn open(
+        data_dir: &Path,
+        bcrypt_cost: u32,
+        default_channel: &str,
+    ) -> Result<Target, CliError> {
         let dir = DataDir::prepare(data_dir).map_err(|e| CliError::Failed(e.to_string()))?;
         let deadline = Instant::now() + IN_USE_WAIT;
         loop {
@@ -41,7 +46,7 @@ impl Target {
             {
                 return Ok(Target::Daemon { data_dir: dir });
             }
-            match Store::open_in(data_dir, bcrypt_cost) {
+            match Store::open_in_with_channel(data_dir, bcrypt_cost, default_channel) {
                 Ok(store) => {
                     if store.recovered() > 0 {
                         // The command line keeps no log: say it here, once, to whoever ran it.
@@ -136,6 +141,22 @@ impl Target {
         }
     }
 
+    /// A new read token named `name`, returned once ([`atacama_store::Store::add_token`]).
+    pub(super) fn add_token(&self, name: &str) -> Result<String, CliError> {
+        let request = Request::AddToken { name: name.into() };
+        match self.call(&request)? {
+            Answer::Token(token) => Ok(token.0),
+            other => Err(unexpected(&request, &other)),
+        }
+    }
+
+    pub(super) fn tokens(&self) -> Result<Vec<Token>, CliError> {
+        match self.call(&Request::Tokens)? {
+            Answer::Tokens(tokens) => Ok(tokens),
+            other => Err(unexpected(&Request::Tokens, &other)),
+        }
+    }
+
     /// A request that changes something and returns nothing.
     pub(super) fn change(&self, request: &Request) -> Result<(), CliError> {
         match self.call(request)? {
@@ -154,6 +175,8 @@ fn unexpected(request: &Request, answer: &Answer) -> CliError {
         Answer::Messages(_) => "messages",
         Answer::Message(_) => "a message",
         Answer::Raw(_) => "message bytes",
+        Answer::Token(_) => "a token",
+        Answer::Tokens(_) => "tokens",
     };
     CliError::Failed(format!(
         "the server answered {} with {kind}",

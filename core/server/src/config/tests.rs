@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use atacama_core::config::{Auth, Limits, Listen, TlsPaths};
+use atacama_core::config::{Auth, ChannelsConfig, Http, Limits, Listen, TlsPaths};
 use atacama_core::smtp::{BareNewline, SessionConfig};
 
 use super::*;
@@ -150,6 +150,8 @@ fn every_key_is_read() {
             max_failures_per_connection: 7,
             sender_must_match_user: false,
         },
+        http: Http::default(),
+        channels: ChannelsConfig::default(),
     };
     assert_eq!(config, expected);
     let session = config.session_config();

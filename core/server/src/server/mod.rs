@@ -3,9 +3,8 @@
 //! signal does, the end of the shutdown and of the store. The bookkeeping of one connection's
 //! loop is pure and lives in the core ([`atacama_core::connection`]).
 //!
-//! A runtime adds only what blocks or waits: accepting, its semaphore for the verifiers,
-//! its timers, its way of telling connections that the server stops, and the IO behind
-//! each event. The life of a server, in both runtimes:
+//! A runtime adds only what blocks or waits: accepting, its timers, its way of telling
+//! connections that the server stops, and the IO behind each event. The life of a server, in both runtimes:
 //!
 //! ```text
 //! signals; let state = ServerState::open(&config)?; let sockets = server::bind(&config)?;
@@ -15,6 +14,7 @@
 //! stop accepting; tell connections to stop;          // idle ones answer 421 4.3.0
 //! sleep while state.next_drain_check(now, state.grace_deadline(stop)) says so;
 //! if state.abort_open() > 0 { tell connections to abort; drain again, ABORT_WAIT }
+//!                                                     // queued password checks: busy
 //! server::close(shared, |shared| shared.state);      // store closed, `stopped`
 //! ```
 
@@ -228,8 +228,12 @@ impl ServerState {
         let deliveries = Deliveries::new(Arc::clone(&services), config.limits.group_commit)
             .map_err(|e| StartError::Committer(e.to_string()))?;
         let limits = ServerLimits::from_config(config);
-        let verifier = verify::Verifier::start(Arc::clone(&services), limits.verifier_running)
-            .map_err(|e| StartError::Verifier(e.to_string()))?;
+        let verifier = verify::Verifier::start(
+            Arc::clone(&services),
+            limits.verifier_running,
+            limits.verifier_wait_timeout,
+        )
+        .map_err(|e| StartError::Verifier(e.to_string()))?;
         let keeper = StoreKeeper::start(Arc::clone(&services))
             .map_err(|e| StartError::Keeper(e.to_string()))?;
         let control =
@@ -322,11 +326,13 @@ impl ServerState {
     }
 
     /// At the end of the grace period: how many connections are still open (logged if any);
-    /// the runtime then tells them to abort.
+    /// the runtime then tells them to abort. Password checks not yet started are answered
+    /// busy, so a connection waiting for one ends too.
     pub fn abort_open(&self) -> usize {
         let open = self.gate.total();
         if open > 0 {
             logging::aborting(open);
+            self.verifier.abort();
         }
         open
     }

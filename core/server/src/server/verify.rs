@@ -6,103 +6,255 @@
 //! else runs a check is as fast as before. The price is that logins wait while mail keeps
 //! every core busy, which sheds the load in the right place: on sessions not yet admitted.
 //!
-//! Measured on the 2-core sandbox (disk; 20 senders log in, then 50 fresh logins start while
-//! they send; four runs each, alternating): against nice +10, the previous policy, the
-//! senders' p99 during the storm went from 16.7 / 13.4 / 16.7 / 14.1 ms to 7.5 / 8.1 / 9.0 /
-//! 5.6 ms (1.2–1.4× their p99 without a storm, from 1.8–3.4×), their msg/s from 2 590–3 530
-//! to 4 000–5 150, and the storm's logins/s went from 6.2–7.0 to 6.7–7.0. Nice +10 had in turn halved
-//! that p99 against nice 0. Where `SCHED_IDLE` is refused the threads fall back to nice +10.
+//! Where `SCHED_IDLE` is refused the threads fall back to nice +10. The figures that decided
+//! it: ARCHITECTURE.md, "Password checks under `SCHED_IDLE`".
+//!
+//! Each job has a give-up deadline, `verifier_wait_timeout` after it is queued: a job still
+//! queued then is answered [`Verdict::Busy`] (`454 4.7.0`) without being checked, by a thread
+//! of its own at the ordinary priority, so the answer is on time even while mail keeps every
+//! core busy. At the end of a shutdown's grace period [`Verifier::abort`] answers every queued
+//! job at once, so no connection waits for a check that has not started. A runtime's part:
 //!
 //! ```text
-//! take one of `verifier_running` permits (the runtime's semaphore, with its timeout)
-//! let verdict = state.verifier.verify(request.clone()).await  (smol) | .wait() (std)
+//! sleep(ticket.delay());
+//! let verdict = state.verifier.verify(Arc::clone(&request)).await  (smol) | .wait() (std)
+//! ticket.finish(&request, verdict, now)
 //! ```
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use super::completion::{self, Completer, Completion};
 use crate::service::Services;
+use atacama_core::policy::Verdict;
 use atacama_core::smtp::{AuthOutcome, AuthRequest};
 
 /// The nice value of the verifier threads where `SCHED_IDLE` is refused: CFS then gives a
 /// nice-0 thread about ten times their share of a contended core.
 pub const VERIFIER_NICE: i32 = 10;
 
-/// The sending side of the verifier threads. Dropping it ends them once the queue is empty.
+/// The queue of the verifier threads. Dropping it ends them once the queue is empty.
 #[derive(Debug)]
 pub struct Verifier {
-    jobs: Sender<Job>,
-}
-
-#[derive(Debug)]
-struct Job {
-    request: AuthRequest,
-    done: Completer<AuthOutcome>,
+    queue: Arc<Queue>,
+    give_up_after: Duration,
 }
 
 /// A check queued for the verifier threads: [`PendingVerdict::wait`] on a thread, or
 /// `.await` in a task.
 #[derive(Debug)]
 #[must_use = "the verdict decides the reply"]
-pub struct PendingVerdict(Completion<AuthOutcome>);
+pub struct PendingVerdict(Completion<Verdict>);
+
+/// The jobs not yet started, shared by the checking threads and the deadline thread.
+#[derive(Debug, Default)]
+struct Queue {
+    waiting: Mutex<Waiting>,
+    /// Signalled for the checking threads: a job was queued, or the verifier is gone.
+    queued: Condvar,
+    /// Signalled for the deadline thread: the first deadline changed, or the verifier is gone.
+    rescheduled: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    /// Oldest first. Every job gets the same give-up time, so deadlines grow (but for the
+    /// moment between reading the clock and taking the lock: a job is then given up late by
+    /// that moment).
+    jobs: VecDeque<Job>,
+    /// The server aborts: every job is answered `Busy` at once.
+    aborting: bool,
+    /// The [`Verifier`] is gone: the threads end once `jobs` is empty.
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Job {
+    request: Arc<AuthRequest>,
+    give_up_at: Instant,
+    done: Completer<Verdict>,
+}
 
 impl Verifier {
-    /// Starts `threads` verifier threads (at least one) checking against `services`.
-    pub fn start(services: Arc<Services>, threads: usize) -> std::io::Result<Verifier> {
-        let (jobs, queue) = mpsc::channel();
-        let queue = Arc::new(Mutex::new(queue));
-        for _ in 0..threads.max(1) {
-            let (services, queue) = (Arc::clone(&services), Arc::clone(&queue));
-            std::thread::Builder::new()
-                .name("verify".into())
-                .spawn(move || verify_loop(&services, &queue))?;
-        }
-        Ok(Verifier { jobs })
+    /// Starts `threads` verifier threads (at least one) checking against `services`, and the
+    /// thread that gives up on a job queued for longer than `give_up_after`.
+    pub fn start(
+        services: Arc<Services>,
+        threads: usize,
+        give_up_after: Duration,
+    ) -> std::io::Result<Verifier> {
+        Verifier::start_with(threads, give_up_after, move |request| {
+            services.authenticate(request)
+        })
     }
 
-    /// Queues a check; never blocks.
-    pub fn verify(&self, request: AuthRequest) -> PendingVerdict {
+    /// [`Verifier::start`] with `check` in place of the store's.
+    fn start_with(
+        threads: usize,
+        give_up_after: Duration,
+        check: impl Fn(&AuthRequest) -> AuthOutcome + Send + Sync + 'static,
+    ) -> std::io::Result<Verifier> {
+        let verifier = Verifier {
+            queue: Arc::default(),
+            give_up_after,
+        };
+        let check = Arc::new(check);
+        for _ in 0..threads.max(1) {
+            let (queue, check) = (Arc::clone(&verifier.queue), Arc::clone(&check));
+            std::thread::Builder::new()
+                .name("verify".into())
+                .spawn(move || check_loop(&queue, &*check))?;
+        }
+        let queue = Arc::clone(&verifier.queue);
+        std::thread::Builder::new()
+            .name("verify-deadline".into())
+            .spawn(move || deadline_loop(&queue))?;
+        Ok(verifier)
+    }
+
+    /// Queues a check, to be given up `verifier_wait_timeout` from now; never blocks.
+    pub fn verify(&self, request: Arc<AuthRequest>) -> PendingVerdict {
+        self.queue(request, Instant::now() + self.give_up_after)
+    }
+
+    /// Answers `Busy` to every job not yet started, and to every later one at once; the
+    /// checks running finish. Called once the shutdown's grace period is over.
+    pub fn abort(&self) {
+        let mut waiting = self.queue.lock();
+        waiting.aborting = true;
+        waiting.give_up(Instant::now());
+    }
+
+    fn queue(&self, request: Arc<AuthRequest>, give_up_at: Instant) -> PendingVerdict {
         let (done, verdict) = completion::pair();
-        // If the threads are gone the job comes back and is dropped: `unavailable` answers.
-        let _ = self.jobs.send(Job { request, done });
+        let job = Job {
+            request,
+            give_up_at,
+            done,
+        };
+        let mut waiting = self.queue.lock();
+        if waiting.aborting {
+            job.done.complete(Verdict::Busy);
+        } else {
+            if waiting.jobs.is_empty() {
+                self.queue.rescheduled.notify_one();
+            }
+            waiting.jobs.push_back(job);
+            self.queue.queued.notify_one();
+        }
         PendingVerdict(verdict)
     }
 }
 
+impl Drop for Verifier {
+    fn drop(&mut self) {
+        self.queue.lock().closed = true;
+        self.queue.queued.notify_all();
+        self.queue.rescheduled.notify_one();
+    }
+}
+
 impl PendingVerdict {
-    /// Blocks the thread until the check is done.
-    pub fn wait(self) -> AuthOutcome {
-        self.0.wait().unwrap_or(AuthOutcome::TemporaryFailure)
+    /// Blocks the thread until the check is done or given up.
+    pub fn wait(self) -> Verdict {
+        self.0.wait().unwrap_or(GONE)
     }
 }
 
 impl Future for PendingVerdict {
-    type Output = AuthOutcome;
+    type Output = Verdict;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<AuthOutcome> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Verdict> {
         Pin::new(&mut self.0)
             .poll(cx)
-            .map(|verdict| verdict.unwrap_or(AuthOutcome::TemporaryFailure))
+            .map(|verdict| verdict.unwrap_or(GONE))
     }
 }
 
-/// Checks until every [`Verifier`] is gone. `Services::authenticate` turns a panic into a
-/// temporary failure, so one bad check cannot end a thread.
-fn verify_loop(services: &Services, queue: &Mutex<Receiver<Job>>) {
+/// The verdict when a job was dropped unanswered (its thread is gone): nothing could be
+/// checked, logged as `unavailable`.
+const GONE: Verdict = Verdict::Checked(AuthOutcome::TemporaryFailure);
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, Waiting> {
+        // The queue is whole after each statement: a poisoned lock carries no news.
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Waiting {
+    /// The next job to check at `now`, once those before it past their deadline are given up.
+    fn next(&mut self, now: Instant) -> Option<Job> {
+        self.give_up(now);
+        self.jobs.pop_front()
+    }
+
+    /// Answers `Busy` to the jobs past their deadline at `now` (to all when aborting), and
+    /// returns the first deadline still ahead.
+    fn give_up(&mut self, now: Instant) -> Option<Instant> {
+        while let Some(job) = self.jobs.front() {
+            if !self.aborting && job.give_up_at > now {
+                return Some(job.give_up_at);
+            }
+            if let Some(job) = self.jobs.pop_front() {
+                job.done.complete(Verdict::Busy);
+            }
+        }
+        None
+    }
+}
+
+/// Checks until the [`Verifier`] is gone and its queue empty. `Services::authenticate` turns
+/// a panic into a temporary failure, so one bad check cannot end a thread.
+fn check_loop(queue: &Queue, check: &dyn Fn(&AuthRequest) -> AuthOutcome) {
     lower_priority();
     loop {
         // The lock is held only while waiting for a job, not while checking it.
-        let job = match queue.lock() {
-            Ok(queue) => queue.recv(),
-            Err(_) => return,
+        let job = {
+            let mut waiting = queue.lock();
+            loop {
+                if let Some(job) = waiting.next(Instant::now()) {
+                    break job;
+                }
+                if waiting.closed {
+                    return;
+                }
+                waiting = queue
+                    .queued
+                    .wait(waiting)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
         };
-        let Ok(job) = job else { return };
-        let verdict = services.authenticate(&job.request);
-        job.done.complete(verdict);
+        let verdict = check(&job.request);
+        job.done.complete(Verdict::Checked(verdict));
+    }
+}
+
+/// Gives up on each job at its deadline, at the ordinary priority: the checking threads may
+/// all be busy, or starved by mail, when it comes.
+fn deadline_loop(queue: &Queue) {
+    let mut waiting = queue.lock();
+    loop {
+        let now = Instant::now();
+        let next = waiting.give_up(now);
+        if waiting.closed && waiting.jobs.is_empty() {
+            return;
+        }
+        waiting = match next {
+            Some(at) => {
+                let left = at.saturating_duration_since(now);
+                let rescheduled = queue.rescheduled.wait_timeout(waiting, left);
+                rescheduled.unwrap_or_else(PoisonError::into_inner).0
+            }
+            None => queue
+                .rescheduled
+                .wait(waiting)
+                .unwrap_or_else(PoisonError::into_inner),
+        };
     }
 }
 
@@ -125,15 +277,55 @@ fn lower_priority() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use atacama_core::smtp::Mechanism;
     use atacama_store::Store;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
     use std::time::SystemTime;
 
-    fn request(password: &str) -> AuthRequest {
-        AuthRequest {
-            mechanism: "PLAIN",
+    const LONG: Duration = Duration::from_secs(3600);
+
+    fn request(password: &str) -> Arc<AuthRequest> {
+        Arc::new(AuthRequest {
+            mechanism: Mechanism::Plain,
             username: "alice".into(),
             password: password.into(),
-        }
+        })
+    }
+
+    /// A job in a queue of our own, with its verdict.
+    fn job(give_up_at: Instant) -> (Job, PendingVerdict) {
+        let (done, verdict) = completion::pair();
+        let request = request("x");
+        let job = Job {
+            request,
+            give_up_at,
+            done,
+        };
+        (job, PendingVerdict(verdict))
+    }
+
+    /// A verifier with one thread whose checks accept, each once `release` lets it go on;
+    /// `started` hears of each check as it starts, and the count is of checks run.
+    fn held_verifier() -> (
+        Verifier,
+        mpsc::Receiver<()>,
+        mpsc::Sender<()>,
+        Arc<AtomicUsize>,
+    ) {
+        let (started, started_rx) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let checks = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&checks);
+        let verifier = Verifier::start_with(1, LONG, move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let _ = started.send(());
+            let _ = release_rx.lock().unwrap().recv();
+            AuthOutcome::Accepted
+        })
+        .unwrap();
+        (verifier, started_rx, release, checks)
     }
 
     #[test]
@@ -142,12 +334,12 @@ mod tests {
         let store = Store::open_in(dir.path(), 4).unwrap();
         store.add_user("alice", "right", SystemTime::now()).unwrap();
         let services = Arc::new(Services::new(store, "mail.example"));
-        let verifier = Verifier::start(Arc::clone(&services), 2).unwrap();
+        let verifier = Verifier::start(Arc::clone(&services), 2, LONG).unwrap();
         let pending: Vec<_> = ["right", "wrong", "right"]
             .map(|password| verifier.verify(request(password)))
             .into_iter()
             .collect();
-        let verdicts: Vec<AuthOutcome> = pending.into_iter().map(PendingVerdict::wait).collect();
+        let verdicts: Vec<Verdict> = pending.into_iter().map(PendingVerdict::wait).collect();
         assert_eq!(
             verdicts,
             [
@@ -155,6 +347,7 @@ mod tests {
                 AuthOutcome::Rejected,
                 AuthOutcome::Accepted
             ]
+            .map(Verdict::Checked)
         );
     }
 
@@ -180,13 +373,74 @@ mod tests {
     }
 
     #[test]
-    fn a_verifier_that_is_gone_answers_a_temporary_failure() {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        drop(queue);
-        let verifier = Verifier { jobs };
+    fn a_job_past_its_deadline_is_given_up_and_one_within_it_is_checked() {
+        let t0 = Instant::now();
+        let mut waiting = Waiting::default();
+        let (late, late_verdict) = job(t0 + Duration::from_secs(1));
+        let (on_time, _) = job(t0 + Duration::from_secs(3));
+        waiting.jobs.extend([late, on_time]);
+        let next = waiting.next(t0 + Duration::from_secs(2));
         assert_eq!(
-            verifier.verify(request("x")).wait(),
-            AuthOutcome::TemporaryFailure
+            next.map(|job| job.give_up_at),
+            Some(t0 + Duration::from_secs(3))
+        );
+        assert_eq!(late_verdict.wait(), Verdict::Busy);
+        assert!(waiting.jobs.is_empty());
+    }
+
+    #[test]
+    fn the_first_deadline_ahead_is_when_to_look_again() {
+        let t0 = Instant::now();
+        let mut waiting = Waiting::default();
+        let (first, _) = job(t0 + Duration::from_secs(1));
+        let (second, _) = job(t0 + Duration::from_secs(2));
+        waiting.jobs.extend([first, second]);
+        assert_eq!(waiting.give_up(t0), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(
+            waiting.give_up(t0 + Duration::from_secs(1)),
+            Some(t0 + Duration::from_secs(2))
+        );
+        assert_eq!(waiting.give_up(t0 + Duration::from_secs(2)), None);
+    }
+
+    #[test]
+    fn a_job_queued_behind_a_check_is_given_up_at_its_deadline_without_being_checked() {
+        let (verifier, started, release, checks) = held_verifier();
+        let running = verifier.verify(request("first"));
+        started.recv().unwrap();
+        // Its deadline is already here: the deadline thread answers while the check runs.
+        let late = verifier.queue(request("second"), Instant::now());
+        assert_eq!(late.wait(), Verdict::Busy);
+        assert_eq!(checks.load(Ordering::SeqCst), 1);
+        release.send(()).unwrap();
+        assert_eq!(running.wait(), Verdict::Checked(AuthOutcome::Accepted));
+        let within = verifier.verify(request("third"));
+        release.send(()).unwrap();
+        assert_eq!(within.wait(), Verdict::Checked(AuthOutcome::Accepted));
+        assert_eq!(checks.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn abort_answers_the_queued_jobs_and_later_ones_busy_and_lets_the_running_check_finish() {
+        let (verifier, started, release, checks) = held_verifier();
+        let running = verifier.verify(request("first"));
+        started.recv().unwrap();
+        let queued = verifier.verify(request("second"));
+        verifier.abort();
+        assert_eq!(queued.wait(), Verdict::Busy);
+        assert_eq!(verifier.verify(request("third")).wait(), Verdict::Busy);
+        release.send(()).unwrap();
+        assert_eq!(running.wait(), Verdict::Checked(AuthOutcome::Accepted));
+        assert_eq!(checks.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_job_whose_thread_is_gone_answers_a_temporary_failure() {
+        let (job, verdict) = job(Instant::now() + LONG);
+        drop(job);
+        assert_eq!(
+            verdict.wait(),
+            Verdict::Checked(AuthOutcome::TemporaryFailure)
         );
     }
 }

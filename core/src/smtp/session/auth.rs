@@ -5,11 +5,12 @@
 //! than the user is refused (A9).
 
 use super::{Authenticated, CloseReason, Event, Pending, Phase, Session, later};
-use crate::sasl::{self, Credentials, SaslError};
+use crate::sasl::{self, Credentials, Password, SaslError};
 use crate::smtp::command::Mechanism;
 use crate::smtp::framing::Frame;
 use crate::smtp::reply;
 use crate::smtp::{AuthOutcome, AuthRequest};
+use zeroize::Zeroizing;
 
 /// Which client response a `334` is waiting for.
 #[derive(Debug)]
@@ -74,8 +75,9 @@ impl Session {
 
     fn on_sasl_response(&mut self, step: SaslStep, response: &str) {
         self.phase = Phase::Command;
+        // Zeroed when dropped: it may hold a password.
         let decoded = match sasl::decode_response(response) {
-            Ok(decoded) => decoded,
+            Ok(decoded) => Zeroizing::new(decoded),
             Err(error) => return self.on_sasl_error(error),
         };
         match step {
@@ -92,7 +94,8 @@ impl Session {
             },
             SaslStep::LoginPassword { username } => match sasl::decode_login_field(&decoded) {
                 Ok(password) => {
-                    self.request_auth(Mechanism::Login, Credentials { username, password })
+                    let password = Password::new(password);
+                    self.request_auth(Mechanism::Login, Credentials { username, password });
                 }
                 Err(error) => self.on_sasl_error(error),
             },
@@ -111,7 +114,7 @@ impl Session {
     fn request_auth(&mut self, mechanism: Mechanism, credentials: Credentials) {
         self.auth_user = Some(credentials.username.clone());
         let request = AuthRequest {
-            mechanism: mechanism.name(),
+            mechanism,
             username: credentials.username,
             password: credentials.password,
         };

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
 
+use crate::sasl::Password;
 use crate::smtp::{
-    AuthOutcome, BareNewline, Channel, ConnInfo, DeliveryError, Event, MailVerdict, MessageId,
-    NotPending, Session, SessionConfig,
+    AuthOutcome, AuthRequest, BareNewline, Channel, ConnInfo, DeliveryError, Event, MailVerdict,
+    MessageId, NotPending, Session, SessionConfig,
 };
 use crate::testing::{Checker, Violation, tls_info};
 
@@ -374,7 +375,24 @@ impl Transcript {
             last.extend_from_slice(bytes);
             return;
         }
-        self.events.push(event.clone());
+        self.events.push(copy(event));
+    }
+}
+
+/// A copy of `event` for the transcript: an `AuthRequest` cannot be cloned (its password is
+/// held once), so the copy is built field by field.
+fn copy(event: &Event) -> Event {
+    match event {
+        Event::Transmit(bytes) => Event::Transmit(bytes.clone()),
+        Event::StartTls => Event::StartTls,
+        Event::Authenticate(request) => Event::Authenticate(AuthRequest {
+            mechanism: request.mechanism,
+            username: request.username.clone(),
+            password: Password::from(request.password.expose()),
+        }),
+        Event::CheckMail(check) => Event::CheckMail(check.clone()),
+        Event::Deliver(delivery) => Event::Deliver(delivery.clone()),
+        Event::Close => Event::Close,
     }
 }
 
@@ -659,7 +677,7 @@ impl Runtime {
                 self.pending = Some(Request::Tls);
             }
             Event::Authenticate(request) => {
-                for field in [&request.username, &request.password] {
+                for field in [request.username.as_str(), request.password.expose()] {
                     if field.is_empty() || field.len() > crate::sasl::MAX_FIELD {
                         return violation("Authenticate with an empty or overlong field");
                     }
