@@ -28,6 +28,7 @@
 //! thread; bodies are built per request.
 
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
@@ -144,7 +145,8 @@ impl Web {
 
     /// The response to a GET (or HEAD: the same page, the framing layer leaves the body out)
     /// of `request`, read from `services`' store with its channels. `counters` is called
-    /// only for `/metrics`. Blocks on store reads (read transactions, never on a commit).
+    /// only for `/metrics`. Blocks on store reads (read transactions, never on a commit);
+    /// never panics.
     pub fn respond(
         &self,
         services: &Services,
@@ -166,7 +168,17 @@ impl Web {
             return web::not_found(&self.site, form).into();
         };
         let mut reader = Reader::new(services, with_token);
-        match self.page(&mut reader, route, form, counters) {
+        // A panic below (a store or renderer bug) is a 503 like a failed read, not a lost
+        // connection: every request gets its answer.
+        let page = catch_unwind(AssertUnwindSafe(|| {
+            self.page(&mut reader, route, form, counters)
+        }))
+        .unwrap_or_else(|_| {
+            Err(Miss::Store(StoreError::Database(
+                "panic while reading".into(),
+            )))
+        });
+        match page {
             Ok(page) => page.into(),
             Err(Miss::NotFound) => web::not_found(&self.site, form).into(),
             Err(Miss::Store(error)) => self.unavailable(form, &error).into(),
@@ -185,10 +197,12 @@ impl Web {
         let store = reader.services.store();
         Ok(match route {
             Route::Message { id } => {
-                let message = store.message(MessageId(id))?;
-                if !reader.sees(&message.channel) {
+                // The channel first, from the envelope alone: a hidden message is turned away
+                // as quickly as a missing one, its body never read.
+                if !reader.sees_message(id)? {
                     return Err(Miss::NotFound);
                 }
+                let message = store.message(MessageId(id))?;
                 web::message(site, form, &reader.post(message)?)
             }
             Route::Chain { id } => {
@@ -199,10 +213,6 @@ impl Web {
                     .chain([chain.message])
                     .chain(chain.replies)
                     .collect();
-                // Every message of the chain is visible: no read to tell it of their parents.
-                for message in &messages {
-                    reader.parents.insert(message.id.0, true);
-                }
                 web::chain(site, form, &reader.posts(messages)?, id)
             }
             Route::Stream(page) => {
@@ -318,7 +328,12 @@ impl<'s> Reader<'s> {
         }
     }
 
+    /// `messages`, all of them visible to the reader, as posts.
     fn posts(&mut self, messages: Vec<StoredMessage>) -> Result<Vec<Post>, StoreError> {
+        // A parent among them (a chain's, often a page's) needs no read to be seen.
+        for message in &messages {
+            self.parents.insert(message.id.0, true);
+        }
         messages
             .into_iter()
             .map(|message| self.post(message))
@@ -342,7 +357,8 @@ impl<'s> Reader<'s> {
         })
     }
 
-    /// Whether message `id` exists in a channel the reader sees; one read per id.
+    /// Whether message `id` exists in a channel the reader sees; one read of its envelope per
+    /// id.
     fn sees_message(&mut self, id: u64) -> Result<bool, StoreError> {
         if let Some(&seen) = self.parents.get(&id) {
             return Ok(seen);
