@@ -19,7 +19,7 @@ shift
 cd "$(dirname "$0")/.."
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(session command sasl markup message)
+    targets=(session command sasl markup message http)
 fi
 sanitizer=${SANITIZER:-none}
 work=${FUZZ_WORK:-/tmp/atacama-fuzz}

@@ -1,9 +1,11 @@
 //! Atacama Mail's core (`atacama-core`): everything that decides anything, and nothing that
-//! does IO. The SMTP session (`smtp`), SASL, the markup renderer, MIME processing
-//! (`message`), the limits that span connections (`policy`), the configuration's keys and
-//! checks (`config`), the wording of every log line (`logging`) and the bookkeeping of one
-//! connection's loop (`connection`) take bytes, facts and time as arguments and return
-//! replies and requests. The runtimes and the server (`atacama-server`) carry those out.
+//! does IO. The SMTP session (`smtp`), the web side's HTTP/1.1 connection (`http`) and what
+//! it serves (`web`: routes, pages, JSON, feeds), SASL, the markup renderer, MIME processing
+//! (`message`), the channel a message goes to (`channels`), the limits that span
+//! connections (`policy`), the configuration's keys and checks (`config`), the wording of
+//! every log line (`logging`) and the bookkeeping of one connection's loop (`connection`)
+//! take bytes, facts and time as arguments and return replies and requests. The runtimes and
+//! the server (`atacama-server`) carry those out.
 //!
 //! It never opens a file or a socket, reads a clock, starts a thread or draws OS randomness,
 //! and it has no unsafe code; nothing it depends on does IO (no database, TLS, password
@@ -21,6 +23,7 @@
 pub mod channels;
 pub mod config;
 pub mod connection;
+pub mod http;
 pub mod logging;
 pub mod markup;
 pub mod message;

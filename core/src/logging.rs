@@ -225,6 +225,11 @@ pub fn batch_failed(messages: usize, error: &dyn std::fmt::Display, held: Held) 
     log::error!("delivery of a batch of {messages} failed: {error}{held}");
 }
 
+/// At error level: the web side could not read the store, and answered `503`.
+pub fn web_read_failed(error: &dyn std::fmt::Display, held: Held) {
+    log::error!("a web read failed: {error}{held}");
+}
+
 /// At error level: an I/O error left the database unusable; deliveries are refused (`452`
 /// for a full disk) until it is reopened.
 pub fn store_unusable(error: &dyn std::fmt::Display, held: Held) {

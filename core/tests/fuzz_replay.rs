@@ -14,12 +14,13 @@ use atacama_core::testing::plain;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 5] = [
+const TARGETS: [(&str, Target); 6] = [
     ("session", fuzz::session),
     ("command", fuzz::command),
     ("sasl", fuzz::sasl),
     ("markup", fuzz::markup),
     ("message", fuzz::message),
+    ("http", fuzz::http),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -86,6 +87,11 @@ fn markup_corpus_passes() {
 #[test]
 fn message_corpus_passes() {
     replay_corpus("message");
+}
+
+#[test]
+fn http_corpus_passes() {
+    replay_corpus("http");
 }
 
 #[test]

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::counters::LiveCounters;
 use atacama_core::channels::Channels;
 use atacama_core::config::Config;
 use atacama_core::logging::{self, Repeats};
@@ -39,6 +40,8 @@ pub struct Services {
     unmeasured: Mutex<Repeats>,
     /// Lines saying a MAIL's login could not be checked, held back likewise.
     unchecked: Mutex<Repeats>,
+    /// What `/metrics` reports: messages accepted, deliveries and logins failed, web traffic.
+    counters: LiveCounters,
 }
 
 impl Services {
@@ -55,6 +58,7 @@ impl Services {
             failures: Mutex::new(Repeats::new()),
             unmeasured: Mutex::new(Repeats::new()),
             unchecked: Mutex::new(Repeats::new()),
+            counters: LiveCounters::new(),
         }
     }
 
@@ -126,6 +130,11 @@ impl Services {
         }
     }
 
+    /// The counters `/metrics` reports, bumped where each event happens.
+    pub fn counters(&self) -> &LiveCounters {
+        &self.counters
+    }
+
     /// The underlying store.
     pub fn store(&self) -> &Store {
         &self.store
@@ -154,6 +163,7 @@ impl Services {
         match verified {
             Ok(true) => AuthOutcome::Accepted,
             Ok(false) => {
+                self.counters.auth_failed();
                 // {:?} escapes control characters: the name is the client's, not ours.
                 log::info!(
                     "authentication failed user={:?} mechanism={}",
@@ -253,9 +263,11 @@ impl Services {
                     .ok_or_else(|| StoreError::Database("insert returned no id".into()))
             })
             .map_err(|error| {
+                self.counters.deliveries_failed(1);
                 self.failed(|held| logging::delivery_failed(&user, &error, held));
                 delivery_error(&error)
             })?;
+        self.counters.messages_accepted(1);
         log_accepted(id, &user, size);
         Ok(id)
     }
@@ -286,6 +298,7 @@ impl Services {
         let packed = catch_unwind(AssertUnwindSafe(|| self.prepare(delivery, received_at)))
             .unwrap_or_else(|_| Err(StoreError::Database("panic while processing".into())));
         packed.map_err(|error| {
+            self.counters.deliveries_failed(1);
             self.failed(|held| logging::delivery_failed(&user, &error, held));
             delivery_error(&error)
         })
@@ -320,6 +333,7 @@ impl Services {
         let stored: Vec<Result<MessageId, DeliveryError>> = match stored {
             Ok(ids) => ids.into_iter().map(Ok).collect(),
             Err(error) => {
+                self.counters.deliveries_failed(accepted.len() as u64);
                 self.failed(|held| logging::batch_failed(accepted.len(), &error, held));
                 vec![Err(delivery_error(&error)); accepted.len()]
             }
@@ -330,6 +344,7 @@ impl Services {
             .zip(&accepted)
             .map(|(outcome, (user, size))| {
                 if let Ok(id) = outcome {
+                    self.counters.messages_accepted(1);
                     log_accepted(id, user, *size);
                 }
                 outcome

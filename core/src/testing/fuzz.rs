@@ -11,6 +11,8 @@ pub use session::{Limits, Script, Step};
 
 use std::sync::Once;
 
+use super::http::StreamEnd;
+use crate::http::HttpConfig;
 use crate::markup::{check_output_allowlist, render};
 use crate::sasl::{self, Credentials, MAX_FIELD, SaslError};
 use crate::smtp::Command;
@@ -22,6 +24,38 @@ pub fn session(data: &[u8]) {
     if let Err(violation) = session::run(data) {
         panic!("session invariant violated: {violation}");
     }
+}
+
+/// Feeds `data` to an HTTP connection (small limits, so that short inputs reach them) whole,
+/// byte by byte and in chunks of 7, the scripted application answering every request; every
+/// event must pass the checks of `testing::http`, the three runs must do the same, and the
+/// connection must close at the end: the client closes, goes silent or the server stops,
+/// by the input's length modulo 3.
+pub fn http(data: &[u8]) {
+    let config = HttpConfig {
+        max_head: 512,
+        max_headers: 8,
+        max_target: 128,
+        max_skipped_body: 64,
+        ..HttpConfig::default()
+    };
+    let end = match data.len() % 3 {
+        0 => StreamEnd::PeerClose,
+        1 => StreamEnd::Silence,
+        _ => StreamEnd::Shutdown,
+    };
+    let run = |chunks: Vec<&[u8]>| match super::http::run_http(config, chunks, end) {
+        Ok(recording) => recording,
+        Err(violation) => panic!("http invariant violated: {violation}"),
+    };
+    let whole = run(vec![data]);
+    assert_eq!(
+        whole.last(),
+        Some(&crate::http::HttpEvent::Close),
+        "no close at the end"
+    );
+    assert!(run(data.chunks(1).collect()) == whole, "bytewise differs");
+    assert!(run(data.chunks(7).collect()) == whole, "chunks of 7 differ");
 }
 
 /// Parses one command line; a command must format to a line that parses back to it, and an
@@ -209,6 +243,14 @@ mod tests {
         ] {
             command(line.as_bytes());
         }
+    }
+
+    #[test]
+    fn http_takes_requests_and_garbage() {
+        http(b"GET / HTTP/1.1\r\nHost: h\r\n\r\nPOST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi");
+        http(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        http(b"\xff\r\n\r\n");
+        http(b"");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod fuzz;
 mod harness;
+pub mod http;
 mod invariants;
 mod script;
 

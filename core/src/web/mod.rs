@@ -8,6 +8,7 @@
 //!
 //! - [`route`]: the request path to a [`Route`] (`None` = 404).
 //! - [`Negotiated::from_accept`]: Atacama's rule, HTML when `Accept` starts with `text/html`.
+//! - [`Credentials::from_authorization`]: no header, a Bearer token to check, or a `401`.
 //! - [`message`], [`chain`], [`stream`]: JSON or HTML by that rule ([`json`], [`html`]).
 //! - [`rss`], [`atom`]: RSS 2.0 and Atom 1.0 (RFC 4287), written by one escaping function that
 //!   drops what XML 1.0 forbids ([`feed`]).
@@ -21,6 +22,7 @@
 //! Links: pages link by absolute path, `public_url`'s path prefix included (`/blog/messages/7`
 //! for `https://example.org/blog`); feeds, which are read elsewhere, by absolute URL.
 
+mod auth;
 mod etag;
 pub mod feed;
 pub mod html;
@@ -30,6 +32,7 @@ mod route;
 mod style;
 mod time;
 
+pub use auth::Credentials;
 pub use etag::strong_etag;
 pub use metrics::{Counters, HttpRequests, health, metrics};
 pub use route::{FeedFormat, Route, route};

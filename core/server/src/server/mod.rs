@@ -38,6 +38,7 @@ use crate::control::{CONTROL_SOCKET, ControlServer};
 use crate::service::Services;
 use crate::systemd::{self, ActivationError};
 use crate::tls::{ReloadableTls, TlsError, TlsSource};
+use crate::web::Web;
 use atacama_core::config::Config;
 use atacama_core::logging;
 use atacama_core::policy::{AuthGate, Gate, ServerLimits, Slots};
@@ -82,6 +83,8 @@ pub struct ServerState {
     pub refusals: Slots,
     /// Reopens the store after an I/O error, and says when it cannot.
     pub keeper: StoreKeeper,
+    /// The web read side: [`ServerState::respond`] answers each GET and HEAD.
+    pub web: Web,
 }
 
 /// One address to listen on.
@@ -256,6 +259,7 @@ impl ServerState {
             limits,
             tls,
             keeper,
+            web: Web::from_config(config),
         })
     }
 
