@@ -109,6 +109,8 @@ data_dir = "$dir/data"
 [listen]
 submission = ["127.0.0.1:${base}587"]
 submissions = ["127.0.0.1:${base}465"]
+[http]
+listen = []
 [limits]
 max_connections = 20000
 max_connections_per_ip = 20000

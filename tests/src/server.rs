@@ -29,6 +29,10 @@ pub struct Settings {
     pub socket_activation: bool,
     /// Listen on `[::1]` instead of 127.0.0.1.
     pub ipv6: bool,
+    /// `key = value` lines of `[http]` (`listen` is the harness's free port unless given).
+    pub http: Vec<(String, String)>,
+    /// `key = value` lines of `[channels]`.
+    pub channels: Vec<(String, String)>,
 }
 
 impl Settings {
@@ -41,6 +45,18 @@ impl Settings {
     /// Adds `[auth] key = value`.
     pub fn auth(mut self, key: &str, value: impl ToString) -> Settings {
         self.auth.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Adds `[http] key = value` (a TOML value: `"text"`, `["a", "b"]`, `30`).
+    pub fn http(mut self, key: &str, value: impl ToString) -> Settings {
+        self.http.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Adds `[channels] key = value` (a TOML value).
+    pub fn channels(mut self, key: &str, value: impl ToString) -> Settings {
+        self.channels.push((key.to_string(), value.to_string()));
         self
     }
 
@@ -77,6 +93,9 @@ pub struct Server {
     pub submission: SocketAddr,
     /// The implicit-TLS address.
     pub submissions: SocketAddr,
+    /// The web address: a free loopback port of its own, so that tests never meet on the
+    /// default 2580 (unless the test set `[http] listen` itself).
+    pub http: SocketAddr,
     /// The config file.
     pub config: PathBuf,
     /// The data directory.
@@ -116,6 +135,11 @@ impl Server {
             (None, None)
         };
         let (listen_plain, listen_tls) = configured.unwrap_or((submission, submissions));
+        let http = if settings.ipv6 {
+            free_port_v6()
+        } else {
+            free_port()
+        };
         // One key takes an address, the other a list: both forms work in both binaries.
         let mut text = format!(
             "hostname = \"mail.example.test\"\ndata_dir = {:?}\n\n[listen]\n\
@@ -127,6 +151,17 @@ impl Server {
             text.push_str("bcrypt_cost = 4\n");
         }
         for (key, value) in &settings.auth {
+            let _ = writeln!(text, "{key} = {value}");
+        }
+        text.push_str("\n[http]\n");
+        if !settings.http.iter().any(|(key, _)| key == "listen") {
+            let _ = writeln!(text, "listen = [\"{http}\"]");
+        }
+        for (key, value) in &settings.http {
+            let _ = writeln!(text, "{key} = {value}");
+        }
+        text.push_str("\n[channels]\n");
+        for (key, value) in &settings.channels {
             let _ = writeln!(text, "{key} = {value}");
         }
         text.push_str("\n[limits]\n");
@@ -146,6 +181,7 @@ impl Server {
             binary,
             submission,
             submissions,
+            http,
             config,
             data_dir,
             configured,
