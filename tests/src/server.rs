@@ -33,6 +33,9 @@ pub struct Settings {
     pub http: Vec<(String, String)>,
     /// `key = value` lines of `[channels]`.
     pub channels: Vec<(String, String)>,
+    /// Leave `[http] listen` to its default, 127.0.0.1:2580 (the README's quick start); a
+    /// test doing so must be the only one on that port at a time.
+    pub default_http_listen: bool,
 }
 
 impl Settings {
@@ -57,6 +60,12 @@ impl Settings {
     /// Adds `[channels] key = value` (a TOML value).
     pub fn channels(mut self, key: &str, value: impl ToString) -> Settings {
         self.channels.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Leaves `[http] listen` to its default, 127.0.0.1:2580.
+    pub fn default_http_listen(mut self) -> Settings {
+        self.default_http_listen = true;
         self
     }
 
@@ -135,7 +144,9 @@ impl Server {
             (None, None)
         };
         let (listen_plain, listen_tls) = configured.unwrap_or((submission, submissions));
-        let http = if settings.ipv6 {
+        let http = if settings.default_http_listen {
+            SocketAddr::from(([127, 0, 0, 1], 2580))
+        } else if settings.ipv6 {
             free_port_v6()
         } else {
             free_port()
@@ -154,7 +165,7 @@ impl Server {
             let _ = writeln!(text, "{key} = {value}");
         }
         text.push_str("\n[http]\n");
-        if !settings.http.iter().any(|(key, _)| key == "listen") {
+        if !settings.default_http_listen && !settings.http.iter().any(|(key, _)| key == "listen") {
             let _ = writeln!(text, "listen = [\"{http}\"]");
         }
         for (key, value) in &settings.http {

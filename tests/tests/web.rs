@@ -300,4 +300,58 @@ atacama_tests::end_to_end!(
     a_private_channel_needs_a_valid_token,
     other_methods_health_and_metrics,
     the_stop_closes_idle_web_connections_at_once,
+    over_the_web_cap_a_client_gets_503_with_retry_after,
 );
+
+/// The README's quick start: on the defaults, the post is at http://127.0.0.1:2580/. The
+/// only test on that port: both binaries in turn.
+#[test]
+fn readme_quick_start_shows_the_post_at_the_default_address() {
+    for binary in Binary::ALL {
+        let server = server_with(binary, Settings::default().default_http_listen());
+        assert_eq!(server.http.to_string(), "127.0.0.1:2580");
+        mail(
+            &server,
+            "bob@example.org",
+            "hello",
+            "<red>This line is red.\r\n",
+        );
+        let page = curl(server.http, "/", &["-H", "Accept: text/html"]);
+        assert!(
+            page.contains("hello") && page.contains("color-red"),
+            "{page}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&curl(server.http, "/messages/1", &[])).expect("JSON");
+        assert_eq!(json["subject"], "hello");
+        let feed = get(server.http, "/feed.xml", &[]);
+        let channel = rss::Channel::read_from(&feed.body[..]).expect("RSS parses");
+        assert_eq!(
+            channel.items().first().and_then(|item| item.link()),
+            Some("http://127.0.0.1:2580/messages/1")
+        );
+    }
+}
+
+fn over_the_web_cap_a_client_gets_503_with_retry_after(binary: Binary) {
+    let server = server_with(binary, Settings::default().http("max_connections", 1));
+    let mut first = HttpClient::connect(server.http).expect("connect");
+    assert_eq!(first.get("/healthz", &[]).expect("request").status, 200);
+    // The first one, idle and kept alive, holds the only place.
+    let refused = get(server.http, "/healthz", &[]);
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.header("retry-after"), Some("5"));
+    assert_eq!(refused.header("connection"), Some("close"));
+    assert!(
+        server
+            .log()
+            .contains("http connection refused peer=127.0.0.1:")
+    );
+    // SMTP has a gate of its own: mail still gets through.
+    mail(&server, "bob@example.org", "still accepted", "yes\r\n");
+    // The place comes back when the first connection ends.
+    drop(first);
+    assert!(atacama_tests::eventually(Duration::from_secs(5), || {
+        get(server.http, "/healthz", &[]).status == 200
+    }));
+}
