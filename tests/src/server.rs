@@ -24,8 +24,9 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Environment variables of the server process.
     pub env: Vec<(String, String)>,
-    /// Hand the listeners over like systemd socket activation (fds 3 and 4, named
-    /// `submission` and `submissions`); `[listen]` then names ports nobody opens.
+    /// Hand the listeners over like systemd socket activation (fds 3, 4 and 5, named
+    /// `submission`, `submissions` and `http`); `[listen]` and `[http] listen` then name
+    /// ports nobody opens.
     pub socket_activation: bool,
     /// Listen on `[::1]` instead of 127.0.0.1.
     pub ipv6: bool,
@@ -111,9 +112,11 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// The `[listen]` addresses of the config file, when they differ from the ones served.
     pub configured: Option<(SocketAddr, SocketAddr)>,
+    /// The `[http] listen` address of the config file, when it differs from the one served.
+    pub configured_http: Option<SocketAddr>,
     env: Vec<(String, String)>,
     /// Listeners the harness opened for socket activation.
-    activation: Option<(TcpListener, TcpListener)>,
+    activation: Option<[TcpListener; 3]>,
     log: PathBuf,
     child: Option<Child>,
     // Last: removed after the process is gone.
@@ -136,14 +139,6 @@ impl Server {
         } else {
             (free_port(), free_port())
         };
-        let (activation, configured) = if settings.socket_activation {
-            let plain = TcpListener::bind(submission).expect("bind the submission socket");
-            let tls = TcpListener::bind(submissions).expect("bind the submissions socket");
-            (Some((plain, tls)), Some((free_port(), free_port())))
-        } else {
-            (None, None)
-        };
-        let (listen_plain, listen_tls) = configured.unwrap_or((submission, submissions));
         let http = if settings.default_http_listen {
             SocketAddr::from(([127, 0, 0, 1], 2580))
         } else if settings.ipv6 {
@@ -151,6 +146,19 @@ impl Server {
         } else {
             free_port()
         };
+        let (activation, configured, configured_http) = if settings.socket_activation {
+            let plain = TcpListener::bind(submission).expect("bind the submission socket");
+            let tls = TcpListener::bind(submissions).expect("bind the submissions socket");
+            let web = TcpListener::bind(http).expect("bind the http socket");
+            (
+                Some([plain, tls, web]),
+                Some((free_port(), free_port())),
+                Some(free_port()),
+            )
+        } else {
+            (None, None, None)
+        };
+        let (listen_plain, listen_tls) = configured.unwrap_or((submission, submissions));
         // One key takes an address, the other a list: both forms work in both binaries.
         let mut text = format!(
             "hostname = \"mail.example.test\"\ndata_dir = {:?}\n\n[listen]\n\
@@ -166,7 +174,8 @@ impl Server {
         }
         text.push_str("\n[http]\n");
         if !settings.default_http_listen && !settings.http.iter().any(|(key, _)| key == "listen") {
-            let _ = writeln!(text, "listen = [\"{http}\"]");
+            let listen = configured_http.unwrap_or(http);
+            let _ = writeln!(text, "listen = [\"{listen}\"]");
         }
         for (key, value) in &settings.http {
             let _ = writeln!(text, "{key} = {value}");
@@ -196,6 +205,7 @@ impl Server {
             config,
             data_dir,
             configured,
+            configured_http,
             env: settings.env,
             activation,
             log: dir.path().join("server.log"),
@@ -220,7 +230,7 @@ impl Server {
             .expect("open server log");
         let mut command = match &self.activation {
             None => Command::new(self.binary.path()),
-            Some((plain, tls)) => activation_command(&self.binary.path(), plain, tls),
+            Some(sockets) => activation_command(&self.binary.path(), sockets),
         };
         let child = command
             .arg("--config")
@@ -352,33 +362,34 @@ impl Drop for Server {
     }
 }
 
-/// A command that runs `program` the way systemd runs a socket-activated service: the two
-/// listeners as fds 3 and 4, `LISTEN_FDS=2`, `LISTEN_FDNAMES=submission:submissions`, and
-/// `LISTEN_PID` set to the program's own pid (`sh` sets it to `$$`, then `exec`s in place).
+/// A command that runs `program` the way systemd runs a socket-activated service: the three
+/// listeners as fds 3, 4 and 5, `LISTEN_FDS=3`, `LISTEN_FDNAMES=submission:submissions:http`,
+/// and `LISTEN_PID` set to the program's own pid (`sh` sets it to `$$`, then `exec`s in
+/// place).
 #[allow(unsafe_code)] // pre_exec: the descriptors are moved between fork and exec
-fn activation_command(program: &Path, plain: &TcpListener, tls: &TcpListener) -> Command {
+fn activation_command(program: &Path, sockets: &[TcpListener; 3]) -> Command {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
-    let fds = [plain.as_raw_fd(), tls.as_raw_fd()];
+    let fds = sockets.each_ref().map(AsRawFd::as_raw_fd);
     let mut command = Command::new("sh");
     command
         .arg("-c")
         .arg("LISTEN_PID=$$ exec \"$0\" \"$@\"")
         .arg(program)
-        .env("LISTEN_FDS", "2")
-        .env("LISTEN_FDNAMES", "submission:submissions");
+        .env("LISTEN_FDS", "3")
+        .env("LISTEN_FDNAMES", "submission:submissions:http");
     // SAFETY: between fork and exec only async-signal-safe calls (fcntl, dup2, close).
     unsafe {
         command.pre_exec(move || {
-            // Move both out of the way first, in case either already is fd 3 or 4.
-            let mut high = [0; 2];
+            // Move all out of the way first, in case any already is fd 3, 4 or 5.
+            let mut high = [0; 3];
             for (slot, fd) in high.iter_mut().zip(fds) {
                 *slot = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
                 if *slot < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
-            for (target, fd) in [3, 4].into_iter().zip(high) {
+            for (target, fd) in [3, 4, 5].into_iter().zip(high) {
                 // dup2 clears close-on-exec on the target: it survives the exec.
                 if libc::dup2(fd, target) < 0 {
                     return Err(std::io::Error::last_os_error());
