@@ -16,26 +16,33 @@ use lettre::{Message, SmtpTransport, Transport};
 
 // --- helpers ------------------------------------------------------------------------------
 
-/// Mails a post as alice over STARTTLS to `to`.
-fn mail(server: &Server, to: &str, subject: &str, body: &str) {
+/// A mailer logged in as alice, over STARTTLS.
+fn mailer(server: &Server) -> SmtpTransport {
     let tls = TlsParameters::builder("localhost".to_owned())
         .add_root_certificate(Certificate::from_pem(&server.cert_pem()).expect("PEM"))
         .build_rustls()
         .expect("TLS parameters");
-    let mailer = SmtpTransport::builder_dangerous("127.0.0.1")
+    SmtpTransport::builder_dangerous("127.0.0.1")
         .port(server.submission.port())
         .tls(Tls::Required(tls))
         .credentials(Credentials::new("alice".into(), "s3cret".into()))
         .authentication(vec![Mechanism::Plain])
         .timeout(Some(Duration::from_secs(20)))
-        .build();
-    let message = Message::builder()
+        .build()
+}
+
+/// A post from alice to `to`.
+fn post(to: &str, subject: &str) -> lettre::message::MessageBuilder {
+    Message::builder()
         .from("Alice <alice@example.org>".parse().expect("address"))
         .to(to.parse().expect("address"))
         .subject(subject)
-        .body(body.to_string())
-        .expect("message");
-    mailer.send(&message).expect("sent over STARTTLS");
+}
+
+/// Mails a post as alice over STARTTLS to `to`.
+fn mail(server: &Server, to: &str, subject: &str, body: &str) {
+    let message = post(to, subject).body(body.to_string()).expect("message");
+    mailer(server).send(&message).expect("sent over STARTTLS");
 }
 
 /// curl with `args` against `http://ADDRESS{path}`; stdout, after a zero exit.
@@ -124,6 +131,67 @@ fn a_mailed_post_reads_back_as_json_html_and_feeds(binary: Binary) {
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["error"], "not_found");
     assert_eq!(get(web, "/nothing/here", &[]).status, 404);
+}
+
+fn replies_chain_and_the_stream_pages_ten_at_a_time(binary: Binary) {
+    let server = server_with(binary, Settings::default());
+    let mailer = mailer(&server);
+    let root = post("bob@example.org", "root")
+        .message_id(Some("<root@example.org>".into()))
+        .body("first\r\n".to_string())
+        .expect("message");
+    mailer.send(&root).expect("root sent");
+    let reply = post("bob@example.org", "Re: root")
+        .in_reply_to("<root@example.org>".into())
+        .body("second\r\n".to_string())
+        .expect("message");
+    mailer.send(&reply).expect("reply sent");
+    for n in 3..=12 {
+        let message = post("bob@example.org", &format!("post {n}"))
+            .body(format!("number {n}\r\n"))
+            .expect("message");
+        mailer.send(&message).expect("sent");
+    }
+    let web = server.http;
+
+    assert_eq!(get(web, "/messages/2", &[]).json()["parent_id"], 1);
+    let chain = get(web, "/messages/1/chain", &[]).json();
+    let links: Vec<(u64, bool)> = chain["chain"]
+        .as_array()
+        .expect("chain")
+        .iter()
+        .map(|m| (m["id"].as_u64().unwrap_or(0), m["is_target"] == true))
+        .collect();
+    assert_eq!(links, [(1, true), (2, false)]);
+    let page = get(web, "/messages/2/chain", &[("Accept", "text/html")]);
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("Re: root"));
+
+    // Newest first, ten a page, then the older ones.
+    let first = get(web, "/", &[("Accept", "application/json")]).json();
+    let ids = |page: &serde_json::Value| -> Vec<u64> {
+        page["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .filter_map(|m| m["id"].as_u64())
+            .collect()
+    };
+    assert_eq!(ids(&first), (3..=12).rev().collect::<Vec<_>>());
+    let older = first["older"].as_str().expect("an older page").to_string();
+    assert_eq!(older, "/stream/older/3");
+    let second = get(web, &older, &[("Accept", "application/json")]).json();
+    assert_eq!(ids(&second), [2, 1]);
+    assert_eq!(second["older"], serde_json::Value::Null);
+    let html = get(web, "/", &[("Accept", "text/html")]).text();
+    assert!(html.contains("href=\"/stream/older/3\""), "{html}");
+    let channel = get(
+        web,
+        "/stream/channel/general",
+        &[("Accept", "application/json")],
+    )
+    .json();
+    assert_eq!(ids(&channel), ids(&first));
 }
 
 fn etag_turns_into_304_and_keep_alive_serves_requests_in_turn(binary: Binary) {
@@ -298,6 +366,7 @@ atacama_tests::end_to_end!(
     a_mailed_post_reads_back_as_json_html_and_feeds,
     etag_turns_into_304_and_keep_alive_serves_requests_in_turn,
     a_private_channel_needs_a_valid_token,
+    replies_chain_and_the_stream_pages_ten_at_a_time,
     other_methods_health_and_metrics,
     the_stop_closes_idle_web_connections_at_once,
     over_the_web_cap_a_client_gets_503_with_retry_after,
