@@ -293,3 +293,136 @@ impl Drop for WebConnection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atacama_core::web::Page;
+
+    fn state(max_connections: usize) -> (tempfile::TempDir, ServerState) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        config.auth.bcrypt_cost = 4;
+        config.http.max_connections = max_connections;
+        config.http.idle_timeout_secs = 7;
+        let state = ServerState::open(&config).unwrap();
+        (dir, state)
+    }
+
+    fn peer() -> SocketAddr {
+        "192.0.2.7:40000".parse().unwrap()
+    }
+
+    /// Every event up to the first wait, with the bytes written joined.
+    fn drain(web: &mut WebConnection, state: &ServerState) -> (String, bool) {
+        let (mut written, mut closed) = (Vec::new(), false);
+        while let Some(event) = web.poll_event() {
+            match event {
+                HttpEvent::Transmit(bytes) => written.extend_from_slice(&bytes),
+                HttpEvent::Request(request) => {
+                    let response = state.serve_http(&request);
+                    web.respond(Instant::now(), response).unwrap();
+                }
+                HttpEvent::Close => closed = true,
+            }
+        }
+        (String::from_utf8_lossy(&written).into_owned(), closed)
+    }
+
+    #[test]
+    fn the_config_sets_the_idle_timeout() {
+        let (_dir, state) = state(4);
+        assert_eq!(state.http.idle_timeout, Duration::from_secs(7));
+        assert_eq!(state.http.max_head, HttpConfig::default().max_head);
+    }
+
+    #[test]
+    fn a_request_is_served_counted_and_the_close_frees_its_place() {
+        let (_dir, state) = state(4);
+        let now = Instant::now();
+        let mut web = state.admit_http(peer(), None, now, SystemTime::now());
+        assert!(!web.inline);
+        assert_eq!(state.http_slots.occupied(), 1);
+        assert_eq!(state.counters().http_connections_open, 1);
+        let wait = web.wait().unwrap();
+        let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nPOST / HTTP/1.1\r\nHost: x\r\n\r\n";
+        wait.buf[..request.len()].copy_from_slice(request);
+        assert!(wait.shutdown && wait.idle && wait.deadline.is_some());
+        web.woke(now, Wake::Read(Ok(request.len()))).unwrap();
+        let (written, closed) = drain(&mut web, &state);
+        assert!(written.starts_with("HTTP/1.1 200 OK\r\n"), "{written}");
+        assert!(written.contains("\r\n\r\nokHTTP/1.1 405 "), "{written}");
+        assert!(!closed);
+        let counted = state.counters().http_requests;
+        assert_eq!((counted.class_2xx, counted.class_4xx), (1, 1));
+        web.woke(now, Wake::Read(Ok(0))).unwrap();
+        let (_, closed) = drain(&mut web, &state);
+        assert!(closed);
+        assert_eq!(
+            web.close_outcome(),
+            CloseOutcome::Http(atacama_core::http::CloseReason::PeerClosed)
+        );
+        web.close(CloseOutcome::PeerClosed, now);
+        assert_eq!(state.http_slots.occupied(), 0);
+        assert_eq!(state.counters().http_connections_open, 0);
+    }
+
+    #[test]
+    fn over_the_cap_a_connection_is_told_503_and_is_not_counted_open() {
+        let (_dir, state) = state(1);
+        let now = Instant::now();
+        let held = state.admit_http(peer(), None, now, SystemTime::now());
+        let mut refused = state.admit_http(peer(), None, now, SystemTime::now());
+        assert!(refused.inline);
+        assert_eq!(refused.deadlines.linger, OVER_CAPACITY_LINGER);
+        let (written, closed) = drain(&mut refused, &state);
+        assert!(
+            written.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{written}"
+        );
+        assert!(written.contains("\r\nRetry-After: 5\r\n"), "{written}");
+        assert!(closed);
+        assert!(refused.wait().is_err(), "it reads nothing");
+        refused.close(
+            CloseOutcome::Http(atacama_core::http::CloseReason::OverCapacity),
+            now,
+        );
+        assert_eq!(state.counters().http_connections_open, 1);
+        assert_eq!(state.counters().http_requests.class_5xx, 1);
+        // The drain waits for web connections too.
+        assert_eq!(state.open_connections(), 1);
+        drop(held);
+        assert_eq!(state.open_connections(), 0);
+        assert_eq!(state.counters().http_connections_open, 0);
+    }
+
+    #[test]
+    fn a_page_becomes_a_response_with_its_tag_unquoted_and_the_challenge() {
+        let page = Page {
+            status: 401,
+            content_type: "application/json",
+            body: b"{}".to_vec(),
+            etag: Some("\"89abcdef-2\"".into()),
+            vary_accept: true,
+            html: false,
+        };
+        let response = WebResponse {
+            page,
+            www_authenticate: true,
+        }
+        .into_http();
+        assert_eq!(response.status, Status::UNAUTHORIZED);
+        assert_eq!(
+            response.etag.as_ref().map(EntityTag::opaque),
+            Some("89abcdef-2")
+        );
+        assert!(response.vary_accept && !response.html);
+        assert_eq!(
+            response.headers,
+            [("WWW-Authenticate", "Bearer".to_string())]
+        );
+    }
+}
