@@ -340,6 +340,82 @@ fn other_methods_health_and_metrics(binary: Binary) {
     );
 }
 
+/// Sends `bytes` on a fresh connection and reads the one response, which must close it.
+fn refused(web: SocketAddr, bytes: &[u8]) -> atacama_tests::http::HttpResponse {
+    let mut client = HttpClient::connect(web).expect("connect");
+    std::io::Write::write_all(client.tcp(), bytes).expect("send");
+    let response = client.response(false).expect("a response");
+    assert!(
+        client.closed_within(Duration::from_secs(5)),
+        "closed after it"
+    );
+    response
+}
+
+fn the_limits_and_framing_errors_hold_end_to_end(binary: Binary) {
+    let server = server_with(binary, Settings::default().http("idle_timeout_secs", 1));
+    let web = server.http;
+    let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Filler: {}\r\n\r\n",
+        "b".repeat(16 * 1024)
+    );
+    let many_headers = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        "X-H: 1\r\n".repeat(70)
+    );
+    let cases: [(&[u8], u16); 6] = [
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+            400,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400,
+        ),
+        (long_target.as_bytes(), 414),
+        (big_head.as_bytes(), 431),
+        (many_headers.as_bytes(), 431),
+    ];
+    for (bytes, status) in cases {
+        let response = refused(web, bytes);
+        let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(60)]).into_owned();
+        assert_eq!(response.status, status, "{shown:?}");
+        assert_eq!(response.header("connection"), Some("close"), "{shown:?}");
+        assert!(response.header("date").is_some() && response.header("content-length").is_some());
+    }
+    // The HTTP/2 preface: 505, or a close without a word.
+    let mut h2 = HttpClient::connect(web).expect("connect");
+    std::io::Write::write_all(h2.tcp(), b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").expect("send");
+    match h2.response(false) {
+        Ok(response) => assert_eq!(response.status, 505),
+        Err(error) => assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof),
+    }
+
+    // Pipelined requests in one write are answered in order on the same connection.
+    let mut client = HttpClient::connect(web).expect("connect");
+    std::io::Write::write_all(
+        client.tcp(),
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nothing HTTP/1.1\r\nHost: x\r\n\r\n\
+          HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .expect("send");
+    assert_eq!(client.response(false).expect("first").status, 200);
+    assert_eq!(client.response(false).expect("second").status, 404);
+    let head = client.response(true).expect("third");
+    assert_eq!(
+        (head.status, head.header("content-length")),
+        (200, Some("2"))
+    );
+    // Idle past idle_timeout_secs (1 s here): closed without a word.
+    assert!(client.closed_within(Duration::from_secs(5)));
+
+    // HTTP/1.0 closes after its response unless asked to keep alive.
+    let response = refused(web, b"GET /healthz HTTP/1.0\r\n\r\n");
+    assert_eq!((response.status, response.text().as_str()), (200, "ok"));
+}
+
 fn the_stop_closes_idle_web_connections_at_once(binary: Binary) {
     let mut server = server_with(binary, Settings::default());
     let mut idle = HttpClient::connect(server.http).expect("connect");
@@ -369,6 +445,7 @@ atacama_tests::end_to_end!(
     replies_chain_and_the_stream_pages_ten_at_a_time,
     other_methods_health_and_metrics,
     the_stop_closes_idle_web_connections_at_once,
+    the_limits_and_framing_errors_hold_end_to_end,
     over_the_web_cap_a_client_gets_503_with_retry_after,
 );
 
