@@ -365,7 +365,7 @@ bench_web() {
   python3 - > "$work/post.eml" <<'PY'
 lines = ["From: alice@localhost", "To: bob@localhost", "Subject: A day in the Atacama", ""]
 colours = ["red", "blue", "green", "orange", "purple"]
-for n in range(60):
+for n in range(44):
     lines.append(f"<{colours[n % 5]}>Line {n}: the desert was quiet and the sky was very clear.")
 print("\r\n".join(lines) + "\r\n", end="")
 PY
