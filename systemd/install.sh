@@ -58,7 +58,8 @@ install -d -m 0755 "$DESTDIR$bindir" "$DESTDIR$unitdir" "$DESTDIR$sysusersdir" \
 install -m 0755 "$BIN" "$DESTDIR$bindir/atacama-mail"
 
 # The units name /usr/local paths; follow PREFIX.
-for unit in atacama-mail.service atacama-mail-submission.socket atacama-mail-submissions.socket; do
+for unit in atacama-mail.service atacama-mail-submission.socket atacama-mail-submissions.socket \
+    atacama-mail-http.socket; do
     sed -e "s#/usr/local/bin/atacama-mail#$bindir/atacama-mail#" \
         -e "s#/usr/local/share/doc/atacama-mail#$docdir#" \
         "$here/$unit" >"$DESTDIR$unitdir/$unit.tmp"
@@ -95,4 +96,5 @@ if [ -d /run/systemd/system ]; then
 fi
 say "installed $bindir/atacama-mail and the units in $unitdir"
 say "next: certificate, first user, then (README.md):"
-say "  systemctl enable --now atacama-mail-submission.socket atacama-mail-submissions.socket atacama-mail.service"
+say "  systemctl enable --now atacama-mail-submission.socket atacama-mail-submissions.socket \\"
+say "    atacama-mail-http.socket atacama-mail.service"

@@ -5,6 +5,14 @@
 #   tests/bench.sh compare [ROUNDS] [--tmpfs] [--baseline=DIR [--pair]] (default: 5 rounds)
 #   tests/bench.sh memory [--tmpfs]                                     (issue 24, item 3)
 #   tests/bench.sh idle [--quick] [--tmpfs]                             (scenario d only)
+#   tests/bench.sh web [--tmpfs]                                        (issue 26)
+#
+# web serves one mailed post of about 10 KB: GET /messages/1 (JSON) and /feed.xml with wrk
+# (Debian's: apt-get install wrk nginx), keep-alive, 50 connections, 10 s each, against each
+# runtime and against nginx serving the same bytes as static files, side by side; then SMTP
+# scenario b against the smol daemon alone and during a wrk load on /messages/1. Targets:
+# messages >= 0.5x nginx's requests/s with p99 <= 5 ms, the feed >= 0.25x nginx's, b during
+# the load >= 60 % of b alone.
 #
 # d holds the idle connections for 3 s and reports, besides the server's memory per
 # connection, its CPU use over those 3 s (user + system time from /proc/PID/stat, as a
@@ -51,13 +59,14 @@ for arg in "$@"; do
     --baseline=*) baseline=${arg#--baseline=}
       [ -x "$baseline/atacama-mail" ] || { echo "no executable $baseline/atacama-mail" >&2; exit 2; } ;;
     --pair) pair=1 ;;
-    smol|std|both|postfix|all|compare|memory|idle) which_runtime=$arg ;;
+    smol|std|both|postfix|all|compare|memory|idle|web) which_runtime=$arg ;;
     [1-9]|[1-9][0-9]) rounds=$arg ;;
     *)
       echo "usage: tests/bench.sh [smol|std|both|postfix|all] [--quick] [--tmpfs]" >&2
       echo "       tests/bench.sh compare [ROUNDS 1-99] [--tmpfs] [--baseline=DIR [--pair]]" >&2
       echo "       tests/bench.sh memory [--tmpfs]" >&2
       echo "       tests/bench.sh idle [--quick] [--tmpfs]" >&2
+      echo "       tests/bench.sh web [--tmpfs]" >&2
       exit 2 ;;
   esac
 done
@@ -109,6 +118,8 @@ data_dir = "$dir/data"
 [listen]
 submission = ["127.0.0.1:${base}587"]
 submissions = ["127.0.0.1:${base}465"]
+[http]
+listen = [${web_listen:-}]
 [limits]
 max_connections = 20000
 max_connections_per_ip = 20000
@@ -322,7 +333,120 @@ bench_postfix() { # port_base
   tests/postfix-instance.sh stop "$postfix_dir"
 }
 
+# --- web (issue 26) ------------------------------------------------------------------------
+
+# wrk's requests/s and p99 (ms) against URL, keep-alive, 50 connections, 2 threads, 10 s.
+wrk_run() { # label url
+  local out
+  out=$(wrk -t2 -c50 -d10s --latency "$2")
+  python3 - "$1" "$2" "$out" >> "$work/web.tsv" <<'PY'
+import re, sys
+label, url, out = sys.argv[1:4]
+rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out).groups()
+p99 = float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+print(f"{label}\t{url.split('/', 3)[3]}\t{rate:.0f}\t{p99:.2f}\t{errors.group(1) if errors else 0}")
+PY
+  echo "  $1 $2 done" >&2
+}
+
+bench_web() {
+  command -v wrk >/dev/null && command -v nginx >/dev/null \
+    || { echo "web needs wrk and nginx: apt-get install wrk nginx" >&2; exit 1; }
+  # Readable by nginx's workers (nobody), unlike $work.
+  local static
+  static=$(mktemp -d "$base/atacama-static.XXXXXX")
+  chmod 755 "$static"; mkdir -m 755 "$static/messages"
+  web_static=$static
+  # Under set -e a failing command ends a trap early: every one is allowed to fail.
+  trap 'kill "$(cat "$work/nginx.pid" 2>/dev/null)" 2>/dev/null || true; for p in $server_pid; do kill "$p" 2>/dev/null || true; done; rm -rf "$web_static" "$work" "$postfix_dir"' EXIT
+  # A post of about 10 KB as JSON: its text once as written, once rendered.
+  python3 - > "$work/post.eml" <<'PY'
+lines = ["From: alice@localhost", "To: bob@localhost", "Subject: A day in the Atacama", ""]
+colours = ["red", "blue", "green", "orange", "purple"]
+for n in range(44):
+    lines.append(f"<{colours[n % 5]}>Line {n}: the desert was quiet and the sky was very clear.")
+print("\r\n".join(lines) + "\r\n", end="")
+PY
+  local port=34 runtime
+  for runtime in atacama-mail atacama-mail-std; do
+    web_listen="\"127.0.0.1:${port}580\"" start_server "$runtime" "$runtime" "$port"
+    curl -sS --url "smtps://127.0.0.1:${port}465/bench.local" --cacert "$work/$runtime/data/self-signed-cert.pem" \
+      --user alice:s3cret --mail-from alice@localhost --mail-rcpt bob@localhost --upload-file "$work/post.eml"
+    if [ "$runtime" = atacama-mail ]; then
+      curl -sS "http://127.0.0.1:${port}580/messages/1" -o "$static/messages/1"
+      curl -sS "http://127.0.0.1:${port}580/feed.xml" -o "$static/feed.xml"
+      chmod 644 "$static/messages/1" "$static/feed.xml"
+      echo "  /messages/1 is $(stat -c %s "$static/messages/1") bytes, /feed.xml $(stat -c %s "$static/feed.xml")" >&2
+    fi
+    wrk_run "$runtime" "http://127.0.0.1:${port}580/messages/1"
+    wrk_run "$runtime" "http://127.0.0.1:${port}580/feed.xml"
+    if [ "$runtime" = atacama-mail ]; then
+      local addr="127.0.0.1:${port}587"
+      run "$runtime" "b alone" --addr "$addr" -c 20 -m 250 --deadline 300
+      wrk -t1 -c50 -d30s "http://127.0.0.1:${port}580/messages/1" > /dev/null &
+      local wrk_pid=$!
+      sleep 1
+      run "$runtime" "b during HTTP load" --addr "$addr" -c 20 -m 250 --deadline 300
+      kill "$wrk_pid" 2>/dev/null; wait "$wrk_pid" 2>/dev/null || true
+    fi
+    stop_server
+    port=$((port + 1))
+  done
+  cat > "$work/nginx.conf" <<NGINX
+worker_processes auto;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  default_type application/json;
+  types { application/rss+xml xml; }
+  server {
+    listen 127.0.0.1:29580;
+    root $static;
+  }
+}
+NGINX
+  # Below the ephemeral range (32768 and up here): a port there may be some client's.
+  nginx -c "$work/nginx.conf" -p "$work" &
+  for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/29580) 2>/dev/null && break; sleep 0.1; done
+  wrk_run "nginx $(nginx -v 2>&1 | sed 's#.*/##')" "http://127.0.0.1:29580/messages/1"
+  wrk_run "nginx $(nginx -v 2>&1 | sed 's#.*/##')" "http://127.0.0.1:29580/feed.xml"
+  kill "$(cat "$work/nginx.pid")"; wait 2>/dev/null || true
+  python3 - "$work/web.tsv" "$results" <<'PY'
+import json, sys
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+nginx = {path: float(rate) for label, path, rate, _, _ in rows if label.startswith("nginx")}
+head = f"{'server':<18} {'path':<12} {'req/s':>8} {'p99 ms':>7} {'x nginx':>7} {'non-2xx':>7}"
+print(head); print("-" * len(head))
+verdicts = []
+for label, path, rate, p99, errors in rows:
+    ratio = float(rate) / nginx[path] if nginx.get(path) else float("nan")
+    print(f"{label:<18} {path:<12} {float(rate):>8.0f} {float(p99):>7.2f} {ratio:>7.2f} {errors:>7}")
+    if not label.startswith("nginx"):
+        target = 0.5 if path.startswith("messages") else 0.25
+        ok = ratio >= target and (float(p99) <= 5 or not path.startswith("messages"))
+        verdicts.append(f"{label} {path}: {ratio:.2f}x nginx (target {target}x" + (", p99 <= 5 ms" if path.startswith("messages") else "") + f"): {'met' if ok else 'missed'}")
+b = {json.loads(l)["scenario"]: json.loads(l)["r"] for l in open(sys.argv[2])}
+if b.get("b alone") and b.get("b during HTTP load"):
+    alone, loaded = b["b alone"]["msg_per_s"], b["b during HTTP load"]["msg_per_s"]
+    verdicts.append(f"SMTP b during HTTP load: {loaded:.0f} of {alone:.0f} msg/s alone = {loaded / alone:.0%} (target 60 %): {'met' if loaded >= 0.6 * alone else 'missed'}")
+print("\nissue 26's web targets, from this run:")
+print("\n".join(verdicts))
+PY
+}
+
 machine_state before
+if [ "$which_runtime" = web ]; then
+  bench_web
+  machine_state after
+  print_machine
+  exit 0
+fi
 if [ "$which_runtime" = compare ]; then
   compare
   machine_state after

@@ -58,6 +58,8 @@ pub enum CloseOutcome {
     Aborted,
     /// The gate refused it: it was told `421` and closed (not logged as a close).
     Refused,
+    /// A web connection closed itself, for this reason.
+    Http(crate::http::CloseReason),
 }
 
 /// What is known about a connection when it ends.
@@ -133,6 +135,89 @@ pub fn listening(address: SocketAddr, implicit_tls: bool) {
         "submission (STARTTLS)"
     };
     log::info!("listening on {address} for {kind}");
+}
+
+/// `listening on ADDRESS for http`: plaintext, a reverse proxy in front terminates TLS.
+pub fn listening_http(address: SocketAddr) {
+    log::info!("listening on {address} for http");
+}
+
+/// `http connection open peer=… local=…`, at debug level: a browser opens several for one
+/// page, and a feed reader one every few minutes, so the web's connections would drown the
+/// mail's lines at info.
+pub fn http_connection_opened(peer: SocketAddr, local: SocketAddr) {
+    log::debug!("{}", format_http_opened(peer, local));
+}
+
+/// `http connection refused peer=… status=503`, at warn level: over `http.max_connections`.
+pub fn http_connection_refused(peer: SocketAddr) {
+    log::warn!("http connection refused peer={peer} status=503");
+}
+
+/// `http connection close peer=… requests=… duration_ms=… outcome=…`, at debug level (as
+/// [`http_connection_opened`]).
+pub fn http_connection_closed(peer: SocketAddr, summary: &HttpSummary) {
+    log::debug!("{}", format_http_closed(peer, summary));
+}
+
+/// What is known about a web connection when it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSummary {
+    /// Responses sent (the connection's own refusals included).
+    pub responses: u64,
+    /// How long the connection was open.
+    pub duration: Duration,
+    /// How it ended.
+    pub outcome: CloseOutcome,
+}
+
+/// The text of [`http_connection_opened`].
+pub fn format_http_opened(peer: SocketAddr, local: SocketAddr) -> String {
+    format!("http connection open peer={peer} local={local}")
+}
+
+/// The text of [`http_connection_closed`].
+pub fn format_http_closed(peer: SocketAddr, summary: &HttpSummary) -> String {
+    let mut line = format!(
+        "http connection close peer={peer} responses={} duration_ms={} outcome=",
+        summary.responses,
+        summary.duration.as_millis()
+    );
+    match &summary.outcome {
+        CloseOutcome::Http(reason) => push_http_reason(&mut line, *reason),
+        CloseOutcome::PeerClosed => line.push_str("peer_closed"),
+        CloseOutcome::Aborted => line.push_str("aborted"),
+        CloseOutcome::Refused => line.push_str("refused"),
+        CloseOutcome::Closed(reason) => line.push_str(reason.as_str()),
+        CloseOutcome::TlsFailed(why) => {
+            let _ = write!(line, "tls_failed error={}", field(why));
+        }
+        CloseOutcome::IoError(why) => {
+            let _ = write!(line, "io_error error={}", field(why));
+        }
+    }
+    line
+}
+
+/// The `outcome=` of a web connection that closed itself.
+fn push_http_reason(line: &mut String, reason: crate::http::CloseReason) {
+    use crate::http::CloseReason as Why;
+    match reason {
+        Why::PeerClosed => line.push_str("peer_closed"),
+        Why::ClientAsked => line.push_str("client_close"),
+        Why::Idle => line.push_str("idle"),
+        Why::Timeout => line.push_str("timeout"),
+        Why::Refused(error) => {
+            let _ = write!(
+                line,
+                "refused status={} error={}",
+                error.status(),
+                error.code()
+            );
+        }
+        Why::Shutdown => line.push_str("shutdown"),
+        Why::OverCapacity => line.push_str("over_capacity"),
+    }
 }
 
 /// `accept failed: …`, at warn level (out of file descriptors, usually).
@@ -341,6 +426,7 @@ pub fn format_closed(peer: SocketAddr, summary: &ConnectionSummary) -> String {
         CloseOutcome::PeerClosed => line.push_str("peer_closed"),
         CloseOutcome::Aborted => line.push_str("aborted"),
         CloseOutcome::Refused => line.push_str("refused"),
+        CloseOutcome::Http(reason) => push_http_reason(&mut line, *reason),
         CloseOutcome::TlsFailed(why) => {
             let _ = write!(line, "tls_failed error={}", field(why));
         }
@@ -393,6 +479,50 @@ pub fn field(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_lines_name_the_peer_responses_and_why_it_closed() {
+        let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:2580".parse().unwrap();
+        assert_eq!(
+            format_http_opened(peer, local),
+            "http connection open peer=192.0.2.7:40000 local=127.0.0.1:2580"
+        );
+        let cases = [
+            (
+                CloseOutcome::Http(crate::http::CloseReason::Idle),
+                "outcome=idle",
+            ),
+            (
+                CloseOutcome::Http(crate::http::CloseReason::Refused(
+                    crate::http::HeadError::HeadTooLarge,
+                )),
+                "outcome=refused status=431 error=",
+            ),
+            (CloseOutcome::PeerClosed, "outcome=peer_closed"),
+            (
+                CloseOutcome::IoError("broken pipe".into()),
+                "outcome=io_error error=broken%20pipe",
+            ),
+        ];
+        for (outcome, expected) in cases {
+            let line = format_http_closed(
+                peer,
+                &HttpSummary {
+                    responses: 2,
+                    duration: Duration::from_millis(15),
+                    outcome,
+                },
+            );
+            assert!(
+                line.starts_with(
+                    "http connection close peer=192.0.2.7:40000 responses=2 duration_ms=15 "
+                ),
+                "{line}"
+            );
+            assert!(line.contains(expected), "{line}");
+        }
+    }
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7));
 

@@ -47,18 +47,18 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, admission: Admission) {
 }
 
 /// Returns once the shutdown grace period is over.
-async fn aborted(shared: &Shared) -> CloseOutcome {
+pub(crate) async fn aborted(shared: &Shared) -> CloseOutcome {
     // The channel is never sent on: closing it is the broadcast.
     let _ = shared.abort.recv().await;
     CloseOutcome::Aborted
 }
 
 /// The socket side of a connection, and what it needs from the server.
-struct Io {
-    shared: Arc<Shared>,
-    stream: Stream,
-    peer: SocketAddr,
-    deadlines: Deadlines,
+pub(crate) struct Io {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) stream: Stream,
+    pub(crate) peer: SocketAddr,
+    pub(crate) deadlines: Deadlines,
 }
 
 impl Io {
@@ -124,7 +124,7 @@ impl Io {
     }
 
     /// Waits for ONE thing: bytes from the client, the session's deadline, or shutdown.
-    async fn wait(&mut self, wait: Wait<'_>) -> Wake {
+    pub(crate) async fn wait(&mut self, wait: Wait<'_>) -> Wake {
         let stop = self.shared.stop.clone();
         let read = async {
             if wait.buf.is_empty() {
@@ -191,7 +191,7 @@ impl Io {
     }
 }
 
-fn outcome_of(error: StreamError) -> CloseOutcome {
+pub(crate) fn outcome_of(error: StreamError) -> CloseOutcome {
     match error {
         StreamError::Tls(why) => CloseOutcome::TlsFailed(why),
         StreamError::Io(why) => CloseOutcome::IoError(why),

@@ -2,11 +2,14 @@
 //! `serve` is ours: listeners, TLS, and one task per connection driving a core `Session`.
 //! Password checks run on the blocking pool, never on the executor; deliveries go to the
 //! core's committer (one durable commit for the messages of many connections), or, with
-//! group commit off, to the blocking pool too.
+//! group commit off, to the blocking pool too. The web read side: one task per connection
+//! driving a core `HttpConn` (plaintext; a reverse proxy terminates TLS), its store reads
+//! on the blocking pool.
 
 mod connection;
 mod server;
 mod stream;
+mod web;
 
 use atacama_server::cli::{self, ServeContext};
 

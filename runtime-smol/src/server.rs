@@ -3,7 +3,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use async_signal::{Signal, Signals};
 use atacama_core::config::Config;
@@ -16,7 +16,7 @@ use smol::net::TcpListener;
 use smol::stream::StreamExt as _;
 use smol::{Executor, Timer};
 
-use crate::connection;
+use crate::{connection, web};
 
 /// What every connection shares.
 pub struct Shared {
@@ -35,6 +35,8 @@ pub struct Server {
     abort: Sender<()>,
     signals: Signals,
     listeners: Vec<(TcpListener, bool)>,
+    /// The web read side's listeners.
+    web_listeners: Vec<TcpListener>,
 }
 
 impl Server {
@@ -44,9 +46,14 @@ impl Server {
         // Signals first: a SIGTERM that arrives once the ports answer must stop us cleanly.
         let signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup])?;
         let state = ServerState::open(config)?;
+        let bound = server::bind(config)?;
         let mut listeners = Vec::new();
-        for bound in server::bind(config)? {
+        for bound in bound.mail {
             listeners.push((TcpListener::try_from(bound.socket)?, bound.implicit_tls));
+        }
+        let mut web_listeners = Vec::new();
+        for socket in bound.web {
+            web_listeners.push(TcpListener::try_from(socket)?);
         }
         let (stop, stopped) = smol::channel::bounded(1);
         let (abort, aborted) = smol::channel::bounded(1);
@@ -61,6 +68,7 @@ impl Server {
             abort,
             signals,
             listeners,
+            web_listeners,
         })
     }
 
@@ -79,10 +87,15 @@ impl Server {
             abort,
             mut signals,
             listeners,
+            web_listeners,
         } = self;
         let mut listening = Vec::new();
         for (listener, implicit_tls) in &listeners {
             listening.push((listener.local_addr()?, *implicit_tls));
+        }
+        let mut web_listening = Vec::new();
+        for listener in &web_listeners {
+            web_listening.push(listener.local_addr()?);
         }
         std::thread::scope(|scope| {
             for _ in 1..threads {
@@ -101,7 +114,12 @@ impl Server {
                     );
                     accepting.push(executor.spawn(task));
                 }
-                server::ready(&listening);
+                for listener in web_listeners {
+                    let task =
+                        web_accept_loop(Arc::clone(&executor), Arc::clone(&shared), listener);
+                    accepting.push(executor.spawn(task));
+                }
+                server::ready(&listening, &web_listening);
                 if let Some(interval) = systemd::watchdog_interval() {
                     // Pinged from the executor: a stuck executor stops the pings, and so
                     // does a store that failed for good.
@@ -216,6 +234,43 @@ async fn accept_loop(
         let task = AssertUnwindSafe(task).catch_unwind();
         if inline {
             // A refusal on the plaintext port: its `421` goes out at once.
+            let _ = task.await;
+        } else {
+            executor
+                .spawn(async move {
+                    let _ = task.await;
+                })
+                .detach();
+        }
+    }
+}
+
+async fn web_accept_loop(
+    executor: Arc<Executor<'static>>,
+    shared: Arc<Shared>,
+    listener: TcpListener,
+) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                logging::accept_failed(&error);
+                Timer::after(server::ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        // A response is one write, but the next request's must not wait on a delayed ACK.
+        if let Err(error) = tcp.set_nodelay(true) {
+            logging::nodelay_failed(peer, &error);
+        }
+        let local = tcp.local_addr().ok();
+        let conn = shared
+            .state
+            .admit_http(peer, local, Instant::now(), SystemTime::now());
+        let inline = conn.inline;
+        let task = AssertUnwindSafe(web::serve(Arc::clone(&shared), tcp, conn)).catch_unwind();
+        if inline {
+            // A `503` over the cap: it goes out at once.
             let _ = task.await;
         } else {
             executor

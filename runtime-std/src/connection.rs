@@ -44,13 +44,13 @@ pub fn serve(shared: &Shared, tcp: TcpStream, admission: Admission) {
 }
 
 /// The socket side of a connection, and what it needs from the server.
-struct Io<'a> {
-    shared: &'a Shared,
+pub(crate) struct Io<'a> {
+    pub(crate) shared: &'a Shared,
     /// How the stop and the abort wake this thread.
-    registration: Registration<'a>,
-    stream: Stream,
-    peer: SocketAddr,
-    deadlines: Deadlines,
+    pub(crate) registration: Registration<'a>,
+    pub(crate) stream: Stream,
+    pub(crate) peer: SocketAddr,
+    pub(crate) deadlines: Deadlines,
 }
 
 impl Io<'_> {
@@ -119,7 +119,7 @@ impl Io<'_> {
     /// Waits for ONE thing: bytes from the client, the session's deadline, the stop or the
     /// abort. The thread blocks until one of them comes; the stop and the abort wake it
     /// through its registration (see `crate::sockets`), the stop only when it waits idle.
-    fn wait(&mut self, wait: Wait<'_>) -> Wake {
+    pub(crate) fn wait(&mut self, wait: Wait<'_>) -> Wake {
         // Marked before the flags are read, cleared before the caller reads them again.
         self.registration.set_idle(wait.shutdown && wait.idle);
         let wake = self.block(wait);
@@ -190,7 +190,7 @@ impl Io<'_> {
     }
 }
 
-fn outcome_of(error: StreamError) -> CloseOutcome {
+pub(crate) fn outcome_of(error: StreamError) -> CloseOutcome {
     match error {
         StreamError::Tls(why) => CloseOutcome::TlsFailed(why),
         StreamError::Io(why) => CloseOutcome::IoError(why),

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use atacama_core::config::Config;
 use atacama_core::logging;
@@ -20,8 +20,8 @@ use atacama_server::systemd;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::connection;
 use crate::sockets::Sockets;
+use crate::{connection, web};
 
 /// What every connection shares.
 pub struct Shared {
@@ -66,6 +66,8 @@ pub struct Server {
     shared: Arc<Shared>,
     signals: Signals,
     listeners: Vec<(TcpListener, bool)>,
+    /// The web read side's listeners.
+    web_listeners: Vec<TcpListener>,
 }
 
 impl Server {
@@ -75,7 +77,9 @@ impl Server {
         // Signals first: a SIGTERM that arrives once the ports answer must stop us cleanly.
         let signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         let state = ServerState::open(config)?;
-        let listeners = server::bind(config)?
+        let bound = server::bind(config)?;
+        let listeners = bound
+            .mail
             .into_iter()
             .map(|bound| (bound.socket, bound.implicit_tls))
             .collect();
@@ -89,6 +93,7 @@ impl Server {
             shared: Arc::new(shared),
             signals,
             listeners,
+            web_listeners: bound.web,
         })
     }
 
@@ -99,6 +104,7 @@ impl Server {
             shared,
             mut signals,
             listeners,
+            web_listeners,
         } = self;
         let mut listening = Vec::new();
         for (listener, implicit_tls) in listeners {
@@ -109,7 +115,16 @@ impl Server {
                 .spawn(move || accept_loop(&shared, &listener, implicit_tls))?;
             listening.push((address, implicit_tls));
         }
-        server::ready(&listening);
+        let mut web_listening = Vec::new();
+        for listener in web_listeners {
+            let address = listener.local_addr()?;
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name(format!("accept http {address}"))
+                .spawn(move || web_accept_loop(&shared, &listener))?;
+            web_listening.push(address);
+        }
+        server::ready(&listening, &web_listening);
         let mut watchdog_thread = None;
         if let Some(interval) = systemd::watchdog_interval() {
             let shared = Arc::clone(&shared);
@@ -129,7 +144,11 @@ impl Server {
         }
         // Each accept thread sees the flag once its accept returns; it then drops the
         // listener, so new connections are refused.
-        for &(address, _) in &listening {
+        for address in listening
+            .iter()
+            .map(|&(address, _)| address)
+            .chain(web_listening)
+        {
             wake(address);
         }
         let state = &shared.state;
@@ -252,5 +271,45 @@ fn start(shared: &Arc<Shared>, tcp: TcpStream, admission: Admission) {
         && let Some(refusal) = shared.state.refuse(peer, reply, implicit_tls)
     {
         start(shared, tcp, refusal);
+    }
+}
+
+/// Accepts web connections: one thread each under `http.max_connections`; over it, the
+/// `503` is served here.
+fn web_accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
+    loop {
+        let accepted = listener.accept();
+        if shared.is_stopping() {
+            return;
+        }
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                logging::accept_failed(&error);
+                thread::sleep(server::ACCEPT_BACKOFF);
+                continue;
+            }
+        };
+        // A response is one write, but the next request's must not wait on a delayed ACK.
+        if let Err(error) = tcp.set_nodelay(true) {
+            logging::nodelay_failed(peer, &error);
+        }
+        let local = tcp.local_addr().ok();
+        let conn = shared
+            .state
+            .admit_http(peer, local, Instant::now(), SystemTime::now());
+        if conn.inline {
+            web::serve(shared, tcp, conn);
+            continue;
+        }
+        let thread_shared = Arc::clone(shared);
+        let started = thread::Builder::new()
+            .name("http".into())
+            .spawn(move || web::serve(&thread_shared, tcp, conn));
+        if let Err(error) = started {
+            // The closure, with the connection and its place under the cap, is gone: the
+            // client sees a close.
+            logging::no_thread_for(peer, &error);
+        }
     }
 }

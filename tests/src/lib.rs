@@ -144,6 +144,7 @@ fn profile_dir(exe: &Path) -> Option<PathBuf> {
 }
 
 pub mod client;
+pub mod http;
 pub mod load;
 pub mod server;
 pub mod tools;

@@ -24,11 +24,19 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Environment variables of the server process.
     pub env: Vec<(String, String)>,
-    /// Hand the listeners over like systemd socket activation (fds 3 and 4, named
-    /// `submission` and `submissions`); `[listen]` then names ports nobody opens.
+    /// Hand the listeners over like systemd socket activation (fds 3, 4 and 5, named
+    /// `submission`, `submissions` and `http`); `[listen]` and `[http] listen` then name
+    /// ports nobody opens.
     pub socket_activation: bool,
     /// Listen on `[::1]` instead of 127.0.0.1.
     pub ipv6: bool,
+    /// `key = value` lines of `[http]` (`listen` is the harness's free port unless given).
+    pub http: Vec<(String, String)>,
+    /// `key = value` lines of `[channels]`.
+    pub channels: Vec<(String, String)>,
+    /// Leave `[http] listen` to its default, 127.0.0.1:2580 (the README's quick start); a
+    /// test doing so must be the only one on that port at a time.
+    pub default_http_listen: bool,
 }
 
 impl Settings {
@@ -41,6 +49,24 @@ impl Settings {
     /// Adds `[auth] key = value`.
     pub fn auth(mut self, key: &str, value: impl ToString) -> Settings {
         self.auth.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Adds `[http] key = value` (a TOML value: `"text"`, `["a", "b"]`, `30`).
+    pub fn http(mut self, key: &str, value: impl ToString) -> Settings {
+        self.http.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Adds `[channels] key = value` (a TOML value).
+    pub fn channels(mut self, key: &str, value: impl ToString) -> Settings {
+        self.channels.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Leaves `[http] listen` to its default, 127.0.0.1:2580.
+    pub fn default_http_listen(mut self) -> Settings {
+        self.default_http_listen = true;
         self
     }
 
@@ -77,15 +103,20 @@ pub struct Server {
     pub submission: SocketAddr,
     /// The implicit-TLS address.
     pub submissions: SocketAddr,
+    /// The web address: a free loopback port of its own, so that tests never meet on the
+    /// default 2580 (unless the test set `[http] listen` itself).
+    pub http: SocketAddr,
     /// The config file.
     pub config: PathBuf,
     /// The data directory.
     pub data_dir: PathBuf,
     /// The `[listen]` addresses of the config file, when they differ from the ones served.
     pub configured: Option<(SocketAddr, SocketAddr)>,
+    /// The `[http] listen` address of the config file, when it differs from the one served.
+    pub configured_http: Option<SocketAddr>,
     env: Vec<(String, String)>,
     /// Listeners the harness opened for socket activation.
-    activation: Option<(TcpListener, TcpListener)>,
+    activation: Option<[TcpListener; 3]>,
     log: PathBuf,
     child: Option<Child>,
     // Last: removed after the process is gone.
@@ -108,12 +139,24 @@ impl Server {
         } else {
             (free_port(), free_port())
         };
-        let (activation, configured) = if settings.socket_activation {
+        let http = if settings.default_http_listen {
+            SocketAddr::from(([127, 0, 0, 1], 2580))
+        } else if settings.ipv6 {
+            free_port_v6()
+        } else {
+            free_port()
+        };
+        let (activation, configured, configured_http) = if settings.socket_activation {
             let plain = TcpListener::bind(submission).expect("bind the submission socket");
             let tls = TcpListener::bind(submissions).expect("bind the submissions socket");
-            (Some((plain, tls)), Some((free_port(), free_port())))
+            let web = TcpListener::bind(http).expect("bind the http socket");
+            (
+                Some([plain, tls, web]),
+                Some((free_port(), free_port())),
+                Some(free_port()),
+            )
         } else {
-            (None, None)
+            (None, None, None)
         };
         let (listen_plain, listen_tls) = configured.unwrap_or((submission, submissions));
         // One key takes an address, the other a list: both forms work in both binaries.
@@ -127,6 +170,18 @@ impl Server {
             text.push_str("bcrypt_cost = 4\n");
         }
         for (key, value) in &settings.auth {
+            let _ = writeln!(text, "{key} = {value}");
+        }
+        text.push_str("\n[http]\n");
+        if !settings.default_http_listen && !settings.http.iter().any(|(key, _)| key == "listen") {
+            let listen = configured_http.unwrap_or(http);
+            let _ = writeln!(text, "listen = [\"{listen}\"]");
+        }
+        for (key, value) in &settings.http {
+            let _ = writeln!(text, "{key} = {value}");
+        }
+        text.push_str("\n[channels]\n");
+        for (key, value) in &settings.channels {
             let _ = writeln!(text, "{key} = {value}");
         }
         text.push_str("\n[limits]\n");
@@ -146,9 +201,11 @@ impl Server {
             binary,
             submission,
             submissions,
+            http,
             config,
             data_dir,
             configured,
+            configured_http,
             env: settings.env,
             activation,
             log: dir.path().join("server.log"),
@@ -173,7 +230,7 @@ impl Server {
             .expect("open server log");
         let mut command = match &self.activation {
             None => Command::new(self.binary.path()),
-            Some((plain, tls)) => activation_command(&self.binary.path(), plain, tls),
+            Some(sockets) => activation_command(&self.binary.path(), sockets),
         };
         let child = command
             .arg("--config")
@@ -305,33 +362,34 @@ impl Drop for Server {
     }
 }
 
-/// A command that runs `program` the way systemd runs a socket-activated service: the two
-/// listeners as fds 3 and 4, `LISTEN_FDS=2`, `LISTEN_FDNAMES=submission:submissions`, and
-/// `LISTEN_PID` set to the program's own pid (`sh` sets it to `$$`, then `exec`s in place).
+/// A command that runs `program` the way systemd runs a socket-activated service: the three
+/// listeners as fds 3, 4 and 5, `LISTEN_FDS=3`, `LISTEN_FDNAMES=submission:submissions:http`,
+/// and `LISTEN_PID` set to the program's own pid (`sh` sets it to `$$`, then `exec`s in
+/// place).
 #[allow(unsafe_code)] // pre_exec: the descriptors are moved between fork and exec
-fn activation_command(program: &Path, plain: &TcpListener, tls: &TcpListener) -> Command {
+fn activation_command(program: &Path, sockets: &[TcpListener; 3]) -> Command {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
-    let fds = [plain.as_raw_fd(), tls.as_raw_fd()];
+    let fds = sockets.each_ref().map(AsRawFd::as_raw_fd);
     let mut command = Command::new("sh");
     command
         .arg("-c")
         .arg("LISTEN_PID=$$ exec \"$0\" \"$@\"")
         .arg(program)
-        .env("LISTEN_FDS", "2")
-        .env("LISTEN_FDNAMES", "submission:submissions");
+        .env("LISTEN_FDS", "3")
+        .env("LISTEN_FDNAMES", "submission:submissions:http");
     // SAFETY: between fork and exec only async-signal-safe calls (fcntl, dup2, close).
     unsafe {
         command.pre_exec(move || {
-            // Move both out of the way first, in case either already is fd 3 or 4.
-            let mut high = [0; 2];
+            // Move all out of the way first, in case any already is fd 3, 4 or 5.
+            let mut high = [0; 3];
             for (slot, fd) in high.iter_mut().zip(fds) {
                 *slot = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
                 if *slot < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
-            for (target, fd) in [3, 4].into_iter().zip(high) {
+            for (target, fd) in [3, 4, 5].into_iter().zip(high) {
                 // dup2 clears close-on-exec on the target: it survives the exec.
                 if libc::dup2(fd, target) < 0 {
                     return Err(std::io::Error::last_os_error());

@@ -197,7 +197,7 @@ fn serve_on_a_busy_address_fails_with_one_line_naming_it() {
             &env.config,
             format!(
                 "hostname = \"mail.example.test\"\n[listen]\nsubmission = [\"{address}\"]\n\
-                 submissions = []\n[auth]\nbcrypt_cost = 4\n"
+                 submissions = []\n[http]\nlisten = []\n[auth]\nbcrypt_cost = 4\n"
             ),
         )
         .unwrap();

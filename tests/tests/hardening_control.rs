@@ -34,7 +34,7 @@ impl Setup {
             &config,
             format!(
                 "hostname = \"mail.example.test\"\ndata_dir = {:?}\n[listen]\n\
-                 submission = [\"{}\"]\nsubmissions = [\"{}\"]\n[auth]\nbcrypt_cost = 4\n",
+                 submission = [\"{}\"]\nsubmissions = [\"{}\"]\n[http]\nlisten = []\n[auth]\nbcrypt_cost = 4\n",
                 data.display().to_string(),
                 free_port(),
                 free_port()

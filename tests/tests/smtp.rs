@@ -725,6 +725,14 @@ fn systemd_socket_activation_serves_the_passed_sockets(binary: Binary) {
     subjects.sort();
     assert_eq!(subjects, ["activated 465", "activated 587"]);
     assert!(server.log().contains("using the sockets passed by systemd"));
+    // The web side serves the socket named `http`, not `[http] listen`.
+    let configured_http = server.configured_http.expect("another [http] port");
+    assert!(
+        std::net::TcpStream::connect(configured_http).is_err(),
+        "[http] listen is ignored"
+    );
+    let health = atacama_tests::http::get(server.http, "/healthz", &[]);
+    assert_eq!((health.status, health.text().as_str()), (200, "ok"));
 }
 
 atacama_tests::end_to_end!(

@@ -17,9 +17,10 @@ use atacama_tests::tools::{self, ToolRun};
 const SYSTEMD: &str = "systemd";
 
 const SERVICE: &str = "atacama-mail.service";
-const SOCKETS: [&str; 2] = [
+const SOCKETS: [&str; 3] = [
     "atacama-mail-submission.socket",
     "atacama-mail-submissions.socket",
+    "atacama-mail-http.socket",
 ];
 
 fn repo() -> PathBuf {
@@ -205,12 +206,13 @@ fn service_runs_unprivileged_sandboxed_and_reloads_on_sighup() {
 
 /// `FileDescriptorName=` names every socket of its unit, so one unit with both ports would
 /// hand the daemon two sockets called `submissions`: implicit TLS on 587. One unit per port,
-/// named as `atacama_server::systemd::activated_listeners` expects, both passed to the service.
+/// named as `atacama_server::systemd::activated_listeners` expects, all passed to the service.
 #[test]
 fn each_socket_unit_passes_one_port_under_the_name_the_daemon_expects() {
     let expected = BTreeMap::from([
         ("atacama-mail-submission.socket", ("587", "submission")),
         ("atacama-mail-submissions.socket", ("465", "submissions")),
+        ("atacama-mail-http.socket", ("127.0.0.1:2580", "http")),
     ]);
     for (name, (port, fd_name)) in &expected {
         let unit = directives(&read(&systemd_file(name)));
@@ -229,14 +231,16 @@ fn each_socket_unit_passes_one_port_under_the_name_the_daemon_expects() {
     assert_eq!(value(&service, "Service", "Sockets"), both);
     assert_eq!(value(&service, "Unit", "Requires"), both);
     assert!(values(&service, "Unit", "After").contains(&both));
-    // Every socket unit in systemd/ is one of these two.
+    // Every socket unit in systemd/ is one of these.
     let mut found: Vec<String> = std::fs::read_dir(repo().join("systemd"))
         .expect("systemd/")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".socket"))
         .collect();
     found.sort();
-    assert_eq!(found, SOCKETS);
+    let mut sockets = SOCKETS.to_vec();
+    sockets.sort_unstable();
+    assert_eq!(found, sockets);
 }
 
 // --- sysusers.d and tmpfiles.d -----------------------------------------------------------------
@@ -436,6 +440,10 @@ fn install_script_stages_every_file_with_its_mode_and_touches_nothing_else() {
     let expected: Vec<(String, u32)> = [
         ("etc/atacama/mail/config.toml", 0o640),
         ("usr/local/bin/atacama-mail", 0o755),
+        (
+            "usr/local/lib/systemd/system/atacama-mail-http.socket",
+            0o644,
+        ),
         (
             "usr/local/lib/systemd/system/atacama-mail-submission.socket",
             0o644,

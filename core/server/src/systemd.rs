@@ -5,8 +5,9 @@
 //!   reload, [`stopping`] when shutdown begins;
 //! - `WatchdogSec=`: call [`watchdog`] every [`watchdog_interval`] from the code that serves
 //!   connections, so that a stuck server is restarted;
-//! - socket activation: [`activated_listeners`] takes the sockets named `submission` and
-//!   `submissions` (`FileDescriptorName=`) instead of binding the configured addresses.
+//! - socket activation: [`activated_listeners`] takes the sockets named `submission`,
+//!   `submissions` and `http` (`FileDescriptorName=`) instead of binding the configured
+//!   addresses.
 //!
 //! Outside systemd (no `NOTIFY_SOCKET`, no `LISTEN_FDS` for this process) every call does
 //! nothing. Notification errors are logged, never fatal: systemd going away must not stop mail.
@@ -58,6 +59,8 @@ pub struct ActivatedListeners {
     pub submission: Vec<TcpListener>,
     /// Sockets named `submissions`: implicit TLS.
     pub submissions: Vec<TcpListener>,
+    /// Sockets named `http`: the web read side, plaintext.
+    pub http: Vec<TcpListener>,
 }
 
 /// Why socket activation could not be used.
@@ -65,7 +68,7 @@ pub struct ActivatedListeners {
 pub enum ActivationError {
     /// `LISTEN_FDS`, `LISTEN_PID` or `LISTEN_FDNAMES` could not be read.
     Environment(String),
-    /// A socket has a name other than `submission` or `submissions`.
+    /// A socket has a name other than `submission`, `submissions` or `http`.
     UnknownName(String),
 }
 
@@ -77,8 +80,8 @@ impl std::fmt::Display for ActivationError {
             }
             ActivationError::UnknownName(name) => write!(
                 f,
-                "socket activation: a socket is named {name:?}; name each one submission or \
-                 submissions with FileDescriptorName="
+                "socket activation: a socket is named {name:?}; name each one submission, \
+                 submissions or http with FileDescriptorName="
             ),
         }
     }
@@ -107,6 +110,7 @@ pub fn activated_listeners() -> Result<Option<ActivatedListeners>, ActivationErr
         match name.as_str() {
             "submission" => listeners.submission.push(listener),
             "submissions" => listeners.submissions.push(listener),
+            "http" => listeners.http.push(listener),
             _ => return Err(ActivationError::UnknownName(name)),
         }
     }

@@ -199,7 +199,7 @@ impl Daemon {
         let (submission, submissions) = (free_port(), free_port());
         let text = format!(
             "hostname = \"localhost\"\ndata_dir = {:?}\n\n[listen]\nsubmission = [\"{submission}\"]\n\
-             submissions = [\"{submissions}\"]\n\n[auth]\nbcrypt_cost = 4\n\n[limits]\n\
+             submissions = [\"{submissions}\"]\n\n[http]\nlisten = []\n\n[auth]\nbcrypt_cost = 4\n\n[limits]\n\
              max_message_size = {}\n",
             data_dir.display().to_string(),
             o.max_message_size

@@ -8,8 +8,10 @@
 //!
 //! ```text
 //! signals; let state = ServerState::open(&config)?; let sockets = server::bind(&config)?;
-//! accept on each; server::ready(&addresses);          // `listening on …`, READY=1
+//! accept on each; server::ready(&mail, &web);         // `listening on …`, READY=1
 //!   state.admit(peer, implicit_tls): serve the Admission (a refusal too) by the one loop
+//!   state.admit_http(peer, local, now, wall): serve the WebConnection (a 503 too), see
+//!   [`http`]
 //! until state.on_signal(signal) == AfterSignal::ShutDown { SIGHUP reloads the certificate }
 //! stop accepting; tell connections to stop;          // idle ones answer 421 4.3.0
 //! sleep while state.next_drain_check(now, state.grace_deadline(stop)) says so;
@@ -21,6 +23,7 @@
 mod admission;
 pub mod commit;
 mod completion;
+pub mod http;
 pub mod keeper;
 pub mod verify;
 
@@ -32,6 +35,7 @@ use std::time::{Duration, Instant};
 
 pub use admission::{Admission, Deadlines, Held};
 pub use commit::{Deliveries, Submitted};
+pub use http::WebConnection;
 pub use keeper::StoreKeeper;
 
 use crate::control::{CONTROL_SOCKET, ControlServer};
@@ -40,6 +44,7 @@ use crate::systemd::{self, ActivationError};
 use crate::tls::{ReloadableTls, TlsError, TlsSource};
 use crate::web::Web;
 use atacama_core::config::Config;
+use atacama_core::http::HttpConfig;
 use atacama_core::logging;
 use atacama_core::policy::{AuthGate, Gate, ServerLimits, Slots};
 use atacama_core::smtp::SessionConfig;
@@ -85,6 +90,11 @@ pub struct ServerState {
     pub keeper: StoreKeeper,
     /// The web read side: [`ServerState::respond`] answers each GET and HEAD.
     pub web: Web,
+    /// The settings of every web connection (`http.idle_timeout_secs`).
+    pub http: HttpConfig,
+    /// Web connections open, idle ones included, at most `http.max_connections`: apart
+    /// from the SMTP gate, so that browsers cannot crowd out mail, nor mail the web.
+    pub http_slots: Slots,
 }
 
 /// One address to listen on.
@@ -94,6 +104,15 @@ pub struct Listener {
     pub address: SocketAddr,
     /// TLS from the first byte (port 465) rather than STARTTLS (port 587).
     pub implicit_tls: bool,
+}
+
+/// Every listening socket of a server (in blocking mode), by what it serves.
+#[derive(Debug)]
+pub struct Bound {
+    /// SMTP submission, STARTTLS or implicit TLS.
+    pub mail: Vec<BoundListener>,
+    /// The web read side, plaintext HTTP (a reverse proxy terminates TLS).
+    pub web: Vec<TcpListener>,
 }
 
 /// A listening socket (in blocking mode) and what it serves.
@@ -260,6 +279,8 @@ impl ServerState {
             tls,
             keeper,
             web: Web::from_config(config),
+            http: http::config(config),
+            http_slots: Slots::new(config.http.max_connections),
         })
     }
 
@@ -322,18 +343,24 @@ impl ServerState {
         stop + self.limits.shutdown_grace
     }
 
+    /// Connections open now, mail and web.
+    pub fn open_connections(&self) -> usize {
+        self.gate.total() + self.http_slots.occupied()
+    }
+
     /// During the shutdown: how long to pause before looking again whether the open
-    /// connections have ended, or `None` once they have or `until` has passed.
+    /// connections (mail and web) have ended, or `None` once they have or `until` has
+    /// passed.
     pub fn next_drain_check(&self, now: Instant, until: Instant) -> Option<Duration> {
         let left = until.checked_duration_since(now)?;
-        (self.gate.total() > 0 && !left.is_zero()).then(|| left.min(DRAIN_POLL))
+        (self.open_connections() > 0 && !left.is_zero()).then(|| left.min(DRAIN_POLL))
     }
 
     /// At the end of the grace period: how many connections are still open (logged if any);
     /// the runtime then tells them to abort. Password checks not yet started are answered
     /// busy, so a connection waiting for one ends too.
     pub fn abort_open(&self) -> usize {
-        let open = self.gate.total();
+        let open = self.open_connections();
         if open > 0 {
             logging::aborting(open);
             self.verifier.abort();
@@ -358,12 +385,13 @@ pub fn listeners(config: &Config) -> Vec<Listener> {
     plain.chain(implicit).collect()
 }
 
-/// The sockets to accept on: those systemd passed (socket activation, logged; `[listen]` is
-/// then ignored), else the addresses of `config`, bound now. Call it once, after installing
-/// the signal handlers (a SIGTERM that comes once the ports answer must stop the server
+/// The sockets to accept on: those systemd passed (socket activation, logged; `[listen]`
+/// and `[http] listen` are then ignored, and the web side serves the sockets named `http`,
+/// if any), else the addresses of `config`, bound now. Call it once, after installing the
+/// signal handlers (a SIGTERM that comes once the ports answer must stop the server
 /// cleanly), and accept only once the state is open.
-pub fn bind(config: &Config) -> Result<Vec<BoundListener>, StartError> {
-    let bound = match systemd::activated_listeners().map_err(StartError::Activation)? {
+pub fn bind(config: &Config) -> Result<Bound, StartError> {
+    let (mail, web) = match systemd::activated_listeners().map_err(StartError::Activation)? {
         Some(activated) => {
             logging::using_activated_sockets();
             let plain = activated
@@ -374,49 +402,69 @@ pub fn bind(config: &Config) -> Result<Vec<BoundListener>, StartError> {
                 .submissions
                 .into_iter()
                 .map(|socket| (socket, true));
-            plain.chain(implicit).collect()
+            (plain.chain(implicit).collect::<Vec<_>>(), activated.http)
         }
         None => {
-            let mut bound = Vec::new();
+            let mut mail = Vec::new();
             for Listener {
                 address,
                 implicit_tls,
             } in listeners(config)
             {
-                let socket = TcpListener::bind(address).map_err(|e| StartError::Listen {
-                    address,
-                    problem: e.to_string(),
-                })?;
-                bound.push((socket, implicit_tls));
+                mail.push((listen(address)?, implicit_tls));
             }
-            bound
+            let web = config
+                .http
+                .listen
+                .iter()
+                .map(|&address| listen(address))
+                .collect::<Result<Vec<_>, _>>()?;
+            (mail, web)
         }
     };
-    bound
+    let mail = mail
         .into_iter()
         .map(|(socket, implicit_tls)| {
-            // A passed socket may be non-blocking (`NonBlocking=yes`); accept loops that
-            // block need it blocking, and async ones set their own mode.
-            let address = socket.local_addr();
-            socket
-                .set_nonblocking(false)
-                .map_err(|e| StartError::Listen {
-                    address: address.unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
-                    problem: e.to_string(),
-                })?;
             Ok(BoundListener {
-                socket,
+                socket: blocking(socket)?,
                 implicit_tls,
             })
         })
-        .collect()
+        .collect::<Result<_, StartError>>()?;
+    let web = web.into_iter().map(blocking).collect::<Result<_, _>>()?;
+    Ok(Bound { mail, web })
 }
 
-/// Tells the world the server accepts: `listening on …` for each address, and READY=1 to
-/// systemd. Call it once every listener accepts.
-pub fn ready(listening: &[(SocketAddr, bool)]) {
-    for &(address, implicit_tls) in listening {
+/// A socket listening on `address`.
+fn listen(address: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address).map_err(|e| StartError::Listen {
+        address,
+        problem: e.to_string(),
+    })
+}
+
+/// `socket` in blocking mode. A passed socket may be non-blocking (`NonBlocking=yes`);
+/// accept loops that block need it blocking, and async ones set their own mode.
+fn blocking(socket: TcpListener) -> Result<TcpListener, StartError> {
+    let address = socket.local_addr();
+    socket
+        .set_nonblocking(false)
+        .map_err(|e| StartError::Listen {
+            address: address.unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+            problem: e.to_string(),
+        })?;
+    Ok(socket)
+}
+
+/// Tells the world the server accepts: `listening on …` for each mail address (with
+/// whether it is implicit TLS) and each web one, and READY=1 to systemd. Call it once
+/// every listener accepts.
+pub fn ready(mail: &[(SocketAddr, bool)], web: &[SocketAddr]) {
+    for &(address, implicit_tls) in mail {
         logging::listening(address, implicit_tls);
+    }
+    for &address in web {
+        logging::listening_http(address);
     }
     systemd::ready(READY_STATUS);
 }
@@ -616,10 +664,19 @@ mod tests {
         let mut config = Config::default();
         config.listen.submission = vec!["127.0.0.1:0".parse().unwrap()];
         config.listen.submissions = vec!["127.0.0.1:0".parse().unwrap()];
+        config.http.listen = vec!["127.0.0.1:0".parse().unwrap()];
         let bound = bind(&config).unwrap();
-        let kinds: Vec<bool> = bound.iter().map(|l| l.implicit_tls).collect();
+        let kinds: Vec<bool> = bound.mail.iter().map(|l| l.implicit_tls).collect();
         assert_eq!(kinds, [false, true]);
-        let taken = bound[0].socket.local_addr().unwrap();
+        assert_eq!(bound.web.len(), 1);
+        let web = bound.web[0].local_addr().unwrap();
+        config.http.listen = vec![web];
+        assert!(matches!(
+            bind(&config),
+            Err(StartError::Listen { address, .. }) if address == web
+        ));
+        config.http.listen = Vec::new();
+        let taken = bound.mail[0].socket.local_addr().unwrap();
         config.listen.submission = vec![taken];
         assert!(matches!(
             bind(&config),
