@@ -6,7 +6,8 @@
 #   tests/run.sh --test interop         # one test file
 #   tests/run.sh -- --nocapture smtp    # arguments for the test binaries
 #
-# The interop tests run real clients (swaks, msmtp, curl, Python's smtplib, openssl) and the
+# The interop tests run real clients (swaks, msmtp, curl, Python's smtplib, openssl), the
+# browser test a headless chromium (screenshots in target/test-artifacts/browser/), and the
 # unit tests run systemd-analyze, systemd-sysusers and systemd-tmpfiles: a missing one fails
 # its tests, so on Debian or Ubuntu apt installs what is missing (with sudo unless we are
 # root); apt is skipped when all are present. The full-disk tests mount a tmpfs: run as root.
@@ -14,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(swaks libnet-ssleay-perl libauthen-sasl-perl msmtp curl systemd python3 openssl)
+packages=(swaks libnet-ssleay-perl libauthen-sasl-perl msmtp curl systemd python3 openssl chromium)
 if command -v dpkg-query >/dev/null && command -v apt-get >/dev/null; then
     missing=()
     for package in "${packages[@]}"; do

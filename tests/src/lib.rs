@@ -143,6 +143,7 @@ fn profile_dir(exe: &Path) -> Option<PathBuf> {
     Some(dir.to_path_buf())
 }
 
+pub mod browser;
 pub mod client;
 pub mod http;
 pub mod load;

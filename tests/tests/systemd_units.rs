@@ -614,6 +614,7 @@ fn ci_runs_the_readme_test_command_and_installs_every_client() {
             "systemd",
             "python3",
             "openssl",
+            "chromium",
         ]
     );
     assert!(
