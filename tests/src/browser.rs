@@ -133,6 +133,12 @@ impl Browser {
     /// Calls `method` on the page; its result. Panics on a protocol error or after
     /// [`CALL_TIMEOUT`].
     pub fn call(&mut self, method: &str, params: Value) -> Value {
+        self.try_call(method, params)
+            .unwrap_or_else(|error| panic!("{method} failed: {error}"))
+    }
+
+    /// Calls `method` on the page; its result, or the error chromium answered with.
+    fn try_call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         let session = self.session.clone();
         self.send(Some(&session), method, params)
     }
@@ -140,9 +146,10 @@ impl Browser {
     /// Calls `method` on the browser itself (the `Target` domain).
     fn browser_call(&mut self, method: &str, params: Value) -> Value {
         self.send(None, method, params)
+            .unwrap_or_else(|error| panic!("{method} failed: {error}"))
     }
 
-    fn send(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+    fn send(&mut self, session: Option<&str>, method: &str, params: Value) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         let mut message = json!({"id": id, "method": method, "params": params});
@@ -169,9 +176,9 @@ impl Browser {
             };
             if reply["id"] == json!(id) {
                 if let Some(error) = reply.get("error") {
-                    panic!("{method} failed: {error}");
+                    return Err(error.clone());
                 }
-                return reply["result"].clone();
+                return Ok(reply["result"].clone());
             }
             self.note_event(&reply);
         }
@@ -268,9 +275,15 @@ impl Browser {
     /// Waits until the page's address is `url` and its document has loaded.
     pub fn wait_for_page(&mut self, url: &str) {
         let deadline = Instant::now() + CALL_TIMEOUT;
-        let probe = "[location.href, document.readyState]";
+        let probe =
+            json!({"expression": "[location.href, document.readyState]", "returnByValue": true});
         loop {
-            let state = self.evaluate(probe);
+            // A probe that meets the navigation itself is answered "Inspected target
+            // navigated or closed": not loaded yet, like any other answer but the one awaited.
+            let state = match self.try_call("Runtime.evaluate", probe.clone()) {
+                Ok(result) => result["result"]["value"].clone(),
+                Err(error) => error,
+            };
             if state == json!([url, "complete"]) {
                 return;
             }

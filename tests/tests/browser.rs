@@ -7,7 +7,6 @@
 //! `target/test-artifacts/browser/` (the test prints the paths; `--nocapture` shows them).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use atacama_tests::browser::{Browser, artifacts_dir};
@@ -91,27 +90,19 @@ fn assert_colours(browser: &mut Browser, expected: &BTreeMap<String, String>, wh
 }
 
 /// Asserts the browser reported nothing wrong, by DevTools events and by the page's
-/// `securitypolicyviolation` listener.
-///
-/// One report is not the page's: chromium asks for `/favicon.ico` on its own and logs the
-/// `404`, and the issue's route list has no icon (its `404` for unknown paths is the
-/// contract). Only that exact report, for this server's icon, is let through.
-fn assert_clean(browser: &mut Browser, web: SocketAddr, what: &str) {
+/// `securitypolicyviolation` listener. Every page names `/favicon.svg`, so the browser asks
+/// for no `/favicon.ico` (a `404` here) and nothing needs letting through.
+fn assert_clean(browser: &mut Browser, what: &str) {
     assert_eq!(
         browser.csp_violations(),
         Vec::<String>::new(),
         "{what}: CSP violations"
     );
-    let icon = format!(
-        "log \"error\" \"network\" (\"http://{web}/favicon.ico\"): \"Failed to load \
-         resource: the server responded with a status of 404 (Not Found)\""
+    assert_eq!(
+        browser.reports(),
+        Vec::<String>::new(),
+        "{what}: browser reports"
     );
-    let reports: Vec<String> = browser
-        .reports()
-        .into_iter()
-        .filter(|report| *report != icon)
-        .collect();
-    assert_eq!(reports, Vec::<String>::new(), "{what}: browser reports");
 }
 
 /// The ids of the posts the open stream page lists, from their links.
@@ -160,7 +151,7 @@ fn the_pages_render_in_a_real_browser_with_the_stylesheets_colours(binary: Binar
         listed_ids(&mut browser),
         (3..=POSTS).rev().collect::<Vec<_>>()
     );
-    assert_clean(&mut browser, web, "the stream page");
+    assert_clean(&mut browser, "the stream page");
 
     // "Older posts", clicked with the mouse, leads to the two oldest.
     let older = browser.evaluate("document.querySelector('a.older').href");
@@ -176,7 +167,7 @@ fn the_pages_render_in_a_real_browser_with_the_stylesheets_colours(binary: Binar
         "the last page links to no older one"
     );
     assert_colours(&mut browser, &expected, "the older page");
-    assert_clean(&mut browser, web, "the older page");
+    assert_clean(&mut browser, "the older page");
 
     // A message page.
     browser.open(&format!("http://{web}/messages/1"));
@@ -186,7 +177,7 @@ fn the_pages_render_in_a_real_browser_with_the_stylesheets_colours(binary: Binar
         "colours 1"
     );
     assert_colours(&mut browser, &expected, "the message page");
-    assert_clean(&mut browser, web, "the message page");
+    assert_clean(&mut browser, "the message page");
 
     // The watchers are not blind: an inline script, which the CSP forbids, is reported.
     browser.evaluate(

@@ -235,6 +235,7 @@ impl Web {
                 }
             }
             Route::Style => web::style(),
+            Route::Icon => web::icon(),
             Route::Health => web::health(store.health() == Health::Working),
             Route::Metrics => web::metrics(&counters()),
         })

@@ -144,6 +144,7 @@ fn layout(site: &Site, title: &str, channel: Option<&str>, main: Markup) -> Vec<
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
                 link rel="stylesheet" href=(site.path("/style.css"));
+                link rel="icon" type="image/svg+xml" href=(site.path("/favicon.svg"));
                 link rel="alternate" type="application/rss+xml" title=(feed_title) href=(rss);
                 link rel="alternate" type="application/atom+xml" title=(feed_title) href=(atom);
             }

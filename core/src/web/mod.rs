@@ -36,7 +36,7 @@ pub use auth::Credentials;
 pub use etag::strong_etag;
 pub use metrics::{Counters, HttpRequests, health, metrics};
 pub use route::{FeedFormat, Route, route};
-pub use style::{STYLESHEET, style};
+pub use style::{ICON, STYLESHEET, icon, style};
 pub use time::{rfc822, rfc3339};
 
 /// Messages per stream page (`/`, `/stream…`).
@@ -57,6 +57,8 @@ pub mod content_type {
     pub const ATOM: &str = "application/atom+xml; charset=utf-8";
     /// `/style.css`.
     pub const CSS: &str = "text/css; charset=utf-8";
+    /// `/favicon.svg`.
+    pub const SVG: &str = "image/svg+xml";
     /// `/healthz` and the plain error of the framing layer.
     pub const TEXT: &str = "text/plain; charset=utf-8";
     /// `/metrics`: the Prometheus text exposition format, version 0.0.4.

@@ -27,6 +27,9 @@ pub enum Route {
     },
     /// `/style.css`.
     Style,
+    /// `/favicon.svg`: the pages name it, so a browser does not ask for a `/favicon.ico`
+    /// that would be a `404` in its console.
+    Icon,
     /// `/healthz`.
     Health,
     /// `/metrics`.
@@ -85,6 +88,7 @@ pub fn route(target: &str) -> Option<Route> {
         ["channel", channel, "feed.xml"] => feed(FeedFormat::Rss, Some(channel_of(channel)?)),
         ["channel", channel, "feed.atom"] => feed(FeedFormat::Atom, Some(channel_of(channel)?)),
         ["style.css"] => Route::Style,
+        ["favicon.svg"] => Route::Icon,
         ["healthz"] => Route::Health,
         ["metrics"] => Route::Metrics,
         _ => return None,
@@ -158,6 +162,8 @@ mod tests {
                 feed(FeedFormat::Atom, Some("general")),
             ),
             ("/style.css", Some(Route::Style)),
+            ("/favicon.svg", Some(Route::Icon)),
+            ("/favicon.ico", None),
             ("/healthz", Some(Route::Health)),
             ("/metrics", Some(Route::Metrics)),
             // not found

@@ -100,6 +100,17 @@ pub fn style() -> Page {
     Page::ok(content_type::CSS, STYLESHEET.as_bytes().to_vec(), false)
 }
 
+/// The site's icon: a plain shape in the link colour, no script, no external reference.
+pub const ICON: &str = concat!(
+    r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">"##,
+    r##"<path d="M1 14 L6 5 L9 10 L11 7 L15 14 Z" fill="#8a4b08"/></svg>"##,
+);
+
+/// `/favicon.svg`, with a strong ETag.
+pub fn icon() -> Page {
+    Page::ok(content_type::SVG, ICON.as_bytes().to_vec(), false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
