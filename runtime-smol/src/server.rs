@@ -1,6 +1,7 @@
 //! Listeners, the accept loops, signals and the shutdown sequence: the life of a server as
 //! `atacama_server::server` lays it out, on a smol executor.
 
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -12,7 +13,7 @@ use atacama_server::server::{self, AfterSignal, ServerState};
 use atacama_server::systemd;
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt as _;
-use smol::net::TcpListener;
+use smol::net::{TcpListener, TcpStream};
 use smol::stream::StreamExt as _;
 use smol::{Executor, Timer};
 
@@ -222,37 +223,18 @@ async fn accept_loop(
     implicit_tls: bool,
 ) {
     loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                logging::accept_failed(&error);
-                Timer::after(server::ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        // Without it a TLS 1.3 ticket write and the next reply meet the client's delayed
-        // ACK: a 40 ms stall per connection.
-        if let Err(error) = tcp.set_nodelay(true) {
-            logging::nodelay_failed(peer, &error);
-        }
+        let (tcp, peer) = next_connection(&listener).await;
         let Some(admission) = shared.state.admit(peer, implicit_tls) else {
             continue;
         };
+        // A refusal on the plaintext port is served here: its `421` goes out at once.
         let inline = admission.inline;
-        let task = connection::serve(Arc::clone(&shared), tcp, admission);
-        // A panic (a bug, or a log line to a closed stderr) ends this connection only;
-        // unwinding drops what it holds. The panic hook has already reported it.
-        let task = AssertUnwindSafe(task).catch_unwind();
-        if inline {
-            // A refusal on the plaintext port: its `421` goes out at once.
-            let _ = task.await;
-        } else {
-            executor
-                .spawn(async move {
-                    let _ = task.await;
-                })
-                .detach();
-        }
+        run_or_spawn(
+            &executor,
+            inline,
+            connection::serve(Arc::clone(&shared), tcp, admission),
+        )
+        .await;
     }
 }
 
@@ -262,34 +244,59 @@ async fn web_accept_loop(
     listener: TcpListener,
 ) {
     loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                logging::accept_failed(&error);
-                Timer::after(server::ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        // A response is one write, but the next request's must not wait on a delayed ACK.
-        if let Err(error) = tcp.set_nodelay(true) {
-            logging::nodelay_failed(peer, &error);
-        }
+        let (tcp, peer) = next_connection(&listener).await;
         let local = tcp.local_addr().ok();
         let conn = shared
             .state
             .admit_http(peer, local, Instant::now(), SystemTime::now());
+        // A `503` over the cap is served here: it goes out at once.
         let inline = conn.inline;
-        let task = AssertUnwindSafe(web::serve(Arc::clone(&shared), tcp, conn)).catch_unwind();
-        if inline {
-            // A `503` over the cap: it goes out at once.
-            let _ = task.await;
-        } else {
-            executor
-                .spawn(async move {
-                    let _ = task.await;
-                })
-                .detach();
+        run_or_spawn(
+            &executor,
+            inline,
+            web::serve(Arc::clone(&shared), tcp, conn),
+        )
+        .await;
+    }
+}
+
+/// The next connection `listener` accepts, with Nagle off.
+async fn next_connection(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                // Without it a TLS 1.3 ticket write and the next reply (or the next web
+                // request's response) meet the client's delayed ACK: a 40 ms stall.
+                if let Err(error) = tcp.set_nodelay(true) {
+                    logging::nodelay_failed(peer, &error);
+                }
+                return (tcp, peer);
+            }
+            Err(error) => {
+                logging::accept_failed(&error);
+                Timer::after(server::ACCEPT_BACKOFF).await;
+            }
         }
+    }
+}
+
+/// Runs a connection's task here (`inline`) or on `executor`. A panic (a bug, or a log line
+/// to a closed stderr) ends that connection only; unwinding drops what it holds, and the
+/// panic hook has already reported it.
+async fn run_or_spawn(
+    executor: &Executor<'static>,
+    inline: bool,
+    task: impl Future<Output = ()> + Send + 'static,
+) {
+    let task = AssertUnwindSafe(task).catch_unwind();
+    if inline {
+        let _ = task.await;
+    } else {
+        executor
+            .spawn(async move {
+                let _ = task.await;
+            })
+            .detach();
     }
 }
 

@@ -217,26 +217,33 @@ fn wake(address: SocketAddr) {
 }
 
 fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, implicit_tls: bool) {
+    while let Some((tcp, peer)) = next_connection(shared, listener) {
+        if let Some(admission) = shared.state.admit(peer, implicit_tls) {
+            start(shared, tcp, admission);
+        }
+    }
+}
+
+/// The next connection `listener` accepts, with Nagle off; `None` once the server stops.
+fn next_connection(shared: &Shared, listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
     loop {
         let accepted = listener.accept();
         if shared.is_stopping() {
-            return;
+            return None;
         }
-        let (tcp, peer) = match accepted {
-            Ok(accepted) => accepted,
+        match accepted {
+            Ok((tcp, peer)) => {
+                // Without it a TLS 1.3 ticket write and the next reply (or the next web
+                // request's response) meet the client's delayed ACK: a 40 ms stall.
+                if let Err(error) = tcp.set_nodelay(true) {
+                    logging::nodelay_failed(peer, &error);
+                }
+                return Some((tcp, peer));
+            }
             Err(error) => {
                 logging::accept_failed(&error);
                 thread::sleep(server::ACCEPT_BACKOFF);
-                continue;
             }
-        };
-        // Without it a TLS 1.3 ticket write and the next reply meet the client's delayed
-        // ACK: a 40 ms stall per connection.
-        if let Err(error) = tcp.set_nodelay(true) {
-            logging::nodelay_failed(peer, &error);
-        }
-        if let Some(admission) = shared.state.admit(peer, implicit_tls) {
-            start(shared, tcp, admission);
         }
     }
 }
@@ -277,23 +284,7 @@ fn start(shared: &Arc<Shared>, tcp: TcpStream, admission: Admission) {
 /// Accepts web connections: one thread each under `http.max_connections`; over it, the
 /// `503` is served here.
 fn web_accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
-    loop {
-        let accepted = listener.accept();
-        if shared.is_stopping() {
-            return;
-        }
-        let (tcp, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                logging::accept_failed(&error);
-                thread::sleep(server::ACCEPT_BACKOFF);
-                continue;
-            }
-        };
-        // A response is one write, but the next request's must not wait on a delayed ACK.
-        if let Err(error) = tcp.set_nodelay(true) {
-            logging::nodelay_failed(peer, &error);
-        }
+    while let Some((tcp, peer)) = next_connection(shared, listener) {
         let local = tcp.local_addr().ok();
         let conn = shared
             .state
