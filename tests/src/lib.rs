@@ -172,6 +172,24 @@ pub fn logged_in(server: &Server) -> Client {
     c
 }
 
+/// A lettre mailer logged in as alice (password `s3cret`) over STARTTLS, trusting the
+/// server's generated certificate.
+pub fn mailer(server: &Server) -> lettre::SmtpTransport {
+    use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    let tls = TlsParameters::builder("localhost".to_owned())
+        .add_root_certificate(Certificate::from_pem(&server.cert_pem()).expect("PEM"))
+        .build_rustls()
+        .expect("TLS parameters");
+    lettre::SmtpTransport::builder_dangerous("127.0.0.1")
+        .port(server.submission.port())
+        .tls(Tls::Required(tls))
+        .credentials(Credentials::new("alice".into(), "s3cret".into()))
+        .authentication(vec![Mechanism::Plain])
+        .timeout(Some(std::time::Duration::from_secs(20)))
+        .build()
+}
+
 /// Whether `condition` holds within `limit`, looking every 20 ms (log lines trail the
 /// events they report).
 pub fn eventually(limit: std::time::Duration, mut condition: impl FnMut() -> bool) -> bool {

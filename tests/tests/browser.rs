@@ -7,14 +7,11 @@
 //! `target/test-artifacts/browser/` (the test prints the paths; `--nocapture` shows them).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use atacama_tests::browser::{Browser, artifacts_dir};
 use atacama_tests::http::get;
-use atacama_tests::{Binary, Server, Settings, server_with};
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{Message, SmtpTransport, Transport};
+use atacama_tests::{Binary, Settings, mailer, server_with};
+use lettre::{Message, Transport};
 use serde_json::Value;
 
 /// Every colour tag of the markup (spec §4.1), each on a line of its own, and a coloured
@@ -27,21 +24,6 @@ const COLOURFUL: &str = "<xantham>sarcastic\r\n<red>forceful\r\n<orange>counterp
 
 /// Posts mailed: more than a stream page holds, so the stream has an older page.
 const POSTS: u64 = 12;
-
-/// A mailer logged in as alice, over STARTTLS.
-fn mailer(server: &Server) -> SmtpTransport {
-    let tls = TlsParameters::builder("localhost".to_owned())
-        .add_root_certificate(Certificate::from_pem(&server.cert_pem()).expect("PEM"))
-        .build_rustls()
-        .expect("TLS parameters");
-    SmtpTransport::builder_dangerous("127.0.0.1")
-        .port(server.submission.port())
-        .tls(Tls::Required(tls))
-        .credentials(Credentials::new("alice".into(), "s3cret".into()))
-        .authentication(vec![Mechanism::Plain])
-        .timeout(Some(Duration::from_secs(20)))
-        .build()
-}
 
 /// The colour of each `.color-…` rule of the served stylesheet, as the browser computes
 /// it: `color-red` → `rgb(192, 23, 43)`.

@@ -9,27 +9,10 @@ use std::time::Duration;
 
 use atacama_tests::http::{HttpClient, get};
 use atacama_tests::tools;
-use atacama_tests::{Binary, Server, Settings, server_with};
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{Message, SmtpTransport, Transport};
+use atacama_tests::{Binary, Server, Settings, mailer, server_with};
+use lettre::{Message, Transport};
 
 // --- helpers ------------------------------------------------------------------------------
-
-/// A mailer logged in as alice, over STARTTLS.
-fn mailer(server: &Server) -> SmtpTransport {
-    let tls = TlsParameters::builder("localhost".to_owned())
-        .add_root_certificate(Certificate::from_pem(&server.cert_pem()).expect("PEM"))
-        .build_rustls()
-        .expect("TLS parameters");
-    SmtpTransport::builder_dangerous("127.0.0.1")
-        .port(server.submission.port())
-        .tls(Tls::Required(tls))
-        .credentials(Credentials::new("alice".into(), "s3cret".into()))
-        .authentication(vec![Mechanism::Plain])
-        .timeout(Some(Duration::from_secs(20)))
-        .build()
-}
 
 /// A post from alice to `to`.
 fn post(to: &str, subject: &str) -> lettre::message::MessageBuilder {
