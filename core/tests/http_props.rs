@@ -7,6 +7,7 @@ use atacama_core::http::{HttpConfig, HttpEvent};
 use atacama_core::testing::http::{
     GOOD_TOKEN, HttpRecording, StreamEnd, run_http, run_http_chunks,
 };
+use atacama_core::testing::split_at_points;
 use proptest::prelude::*;
 
 /// One request a client might pipeline, good or bad.
@@ -84,20 +85,6 @@ fn small() -> HttpConfig {
     }
 }
 
-/// Splits `bytes` at the given (unsorted, possibly out of range) points.
-fn split(bytes: &[u8], mut points: Vec<usize>) -> Vec<&[u8]> {
-    points.iter_mut().for_each(|p| *p %= bytes.len() + 1);
-    points.sort_unstable();
-    let mut chunks = Vec::new();
-    let mut start = 0;
-    for p in points {
-        chunks.push(&bytes[start..p]);
-        start = p;
-    }
-    chunks.push(&bytes[start..]);
-    chunks
-}
-
 fn run<'a>(
     config: HttpConfig,
     chunks: impl IntoIterator<Item = &'a [u8]>,
@@ -116,7 +103,7 @@ proptest! {
     ) {
         let config = if limited { small() } else { HttpConfig::default() };
         let whole = run(config, [&input[..]])?;
-        let chunked = run(config, split(&input, points))?;
+        let chunked = run(config, split_at_points(&input, points))?;
         prop_assert_eq!(whole, chunked);
     }
 
@@ -146,7 +133,7 @@ proptest! {
     ) {
         let end = if stop { StreamEnd::Shutdown } else { StreamEnd::Silence };
         let whole = run_http(small(), [&input[..]], end).map_err(|v| TestCaseError::fail(v.0))?;
-        let chunked = run_http(small(), split(&input, points), end)
+        let chunked = run_http(small(), split_at_points(&input, points), end)
             .map_err(|v| TestCaseError::fail(v.0))?;
         prop_assert_eq!(whole, chunked);
     }

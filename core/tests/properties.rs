@@ -3,7 +3,9 @@
 use atacama_core::smtp::{
     BareNewline, Channel, Command, DataReader, DataStatus, Event, SessionConfig, dot_stuff,
 };
-use atacama_core::testing::{PASSWORD, ScriptedRuntime, plain, run_chunks, test_config, tls_info};
+use atacama_core::testing::{
+    PASSWORD, ScriptedRuntime, plain, run_chunks, split_at_points, test_config, tls_info,
+};
 use proptest::prelude::*;
 
 /// Command lines a client might send, good and bad, on an implicit-TLS channel.
@@ -60,27 +62,13 @@ fn implicit() -> Channel {
     Channel::Implicit(tls_info())
 }
 
-/// Splits `bytes` at the given (unsorted, possibly out of range) points.
-fn split(bytes: &[u8], mut points: Vec<usize>) -> Vec<&[u8]> {
-    points.iter_mut().for_each(|p| *p %= bytes.len() + 1);
-    points.sort_unstable();
-    let mut chunks = Vec::new();
-    let mut start = 0;
-    for p in points {
-        chunks.push(&bytes[start..p]);
-        start = p;
-    }
-    chunks.push(&bytes[start..]);
-    chunks
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
     fn any_split_gives_the_same_events(input in conversation(), points in prop::collection::vec(any::<usize>(), 0..8)) {
         let whole = run_chunks(config(), implicit(), [&input[..]]).map_err(|v| TestCaseError::fail(v.0))?;
-        let chunked = run_chunks(config(), implicit(), split(&input, points)).map_err(|v| TestCaseError::fail(v.0))?;
+        let chunked = run_chunks(config(), implicit(), split_at_points(&input, points)).map_err(|v| TestCaseError::fail(v.0))?;
         prop_assert_eq!(whole, chunked);
     }
 
@@ -112,7 +100,7 @@ proptest! {
         let mut reader = DataReader::new(1 << 20, BareNewline::Reject);
         let mut pending = Vec::new();
         let mut done = false;
-        for chunk in split(&wire, points) {
+        for chunk in split_at_points(&wire, points) {
             pending.extend_from_slice(chunk);
             let (used, status) = reader.feed(&pending);
             pending.drain(..used);
