@@ -211,22 +211,9 @@ fn user_command(
     mut words: impl Iterator<Item = OsString>,
     options: &Options,
 ) -> Result<UserCommand, CliError> {
-    let sub = words
-        .next()
-        .map(|w| utf8(w, "the subcommand"))
-        .transpose()?;
-    let Some(sub) = sub else {
-        return Err(usage(format!(
-            "'user' needs a subcommand (see {program} user --help)"
-        )));
-    };
+    let sub = subcommand(program, "user", &mut words)?;
     let command = format!("user {sub}");
-    let mut name = || -> Result<String, CliError> {
-        let name = words
-            .next()
-            .ok_or_else(|| usage(format!("'{command}' needs a user NAME")))?;
-        utf8(name, "the user name")
-    };
+    let mut name = || named(&mut words, &command, "user");
     let parsed = match sub.as_str() {
         "add" | "passwd" => {
             options.only(&["password-stdin"], &command)?;
@@ -259,11 +246,7 @@ fn user_command(
                 json: options.flag("json"),
             }
         }
-        other => {
-            return Err(usage(format!(
-                "unknown subcommand 'user {other}' (see {program} user --help)"
-            )));
-        }
+        other => return Err(unknown_subcommand(program, "user", other)),
     };
     no_more(words, &command)?;
     Ok(parsed)
@@ -274,22 +257,9 @@ fn token_command(
     mut words: impl Iterator<Item = OsString>,
     options: &Options,
 ) -> Result<TokenCommand, CliError> {
-    let sub = words
-        .next()
-        .map(|w| utf8(w, "the subcommand"))
-        .transpose()?;
-    let Some(sub) = sub else {
-        return Err(usage(format!(
-            "'token' needs a subcommand (see {program} token --help)"
-        )));
-    };
+    let sub = subcommand(program, "token", &mut words)?;
     let command = format!("token {sub}");
-    let mut name = || -> Result<String, CliError> {
-        let name = words
-            .next()
-            .ok_or_else(|| usage(format!("'{command}' needs a token NAME")))?;
-        utf8(name, "the token name")
-    };
+    let mut name = || named(&mut words, &command, "token");
     let parsed = match sub.as_str() {
         "add" | "revoke" => {
             options.only(&[], &command)?;
@@ -306,14 +276,42 @@ fn token_command(
                 json: options.flag("json"),
             }
         }
-        other => {
-            return Err(usage(format!(
-                "unknown subcommand 'token {other}' (see {program} token --help)"
-            )));
-        }
+        other => return Err(unknown_subcommand(program, "token", other)),
     };
     no_more(words, &command)?;
     Ok(parsed)
+}
+
+/// The subcommand after `group` (`user add`…), or the usage error that names the help.
+fn subcommand(
+    program: &str,
+    group: &str,
+    words: &mut impl Iterator<Item = OsString>,
+) -> Result<String, CliError> {
+    let sub = words.next().ok_or_else(|| {
+        usage(format!(
+            "'{group}' needs a subcommand (see {program} {group} --help)"
+        ))
+    })?;
+    utf8(sub, "the subcommand")
+}
+
+fn unknown_subcommand(program: &str, group: &str, other: &str) -> CliError {
+    usage(format!(
+        "unknown subcommand '{group} {other}' (see {program} {group} --help)"
+    ))
+}
+
+/// The NAME `command` needs next: a `what` (user, token) name.
+fn named(
+    words: &mut impl Iterator<Item = OsString>,
+    command: &str,
+    what: &str,
+) -> Result<String, CliError> {
+    let name = words
+        .next()
+        .ok_or_else(|| usage(format!("'{command}' needs a {what} NAME")))?;
+    utf8(name, &format!("the {what} name"))
 }
 
 fn messages_command(
@@ -321,17 +319,9 @@ fn messages_command(
     mut words: impl Iterator<Item = OsString>,
     options: &Options,
 ) -> Result<MessagesCommand, CliError> {
-    let sub = words
-        .next()
-        .map(|w| utf8(w, "the subcommand"))
-        .transpose()?;
-    let parsed = match sub.as_deref() {
-        None => {
-            return Err(usage(format!(
-                "'messages' needs a subcommand (see {program} messages --help)"
-            )));
-        }
-        Some("list") => {
+    let sub = subcommand(program, "messages", &mut words)?;
+    let parsed = match sub.as_str() {
+        "list" => {
             options.only(&["json", "user", "limit", "before"], "messages list")?;
             let limit = options.number::<usize>("limit")?;
             MessagesCommand::List {
@@ -341,7 +331,7 @@ fn messages_command(
                 limit: limit.unwrap_or(DEFAULT_LIST_LIMIT),
             }
         }
-        Some("show") => {
+        "show" => {
             options.only(&["json", "raw", "html"], "messages show")?;
             let id = words
                 .next()
@@ -365,13 +355,9 @@ fn messages_command(
             };
             MessagesCommand::Show { id, format }
         }
-        Some(other) => {
-            return Err(usage(format!(
-                "unknown subcommand 'messages {other}' (see {program} messages --help)"
-            )));
-        }
+        other => return Err(unknown_subcommand(program, "messages", other)),
     };
-    no_more(words, &format!("messages {}", sub.unwrap_or_default()))?;
+    no_more(words, &format!("messages {sub}"))?;
     Ok(parsed)
 }
 
