@@ -1,6 +1,7 @@
 //! One web connection as a task on the web side's own executor: moves bytes for an
-//! `atacama_server` [`WebConnection`] and runs each request's store reads and render inline. Plaintext HTTP only: a reverse
-//! proxy in front terminates TLS. No protocol decision is taken here.
+//! `atacama_server` [`WebConnection`] and runs each request's store reads and render inline.
+//! Plaintext HTTP only: a reverse proxy in front terminates TLS. No protocol decision is
+//! taken here.
 
 use std::sync::Arc;
 use std::time::Instant;
