@@ -52,6 +52,7 @@
 //! [`StoreError::InUse`], in this process or another; [`Store::open_in_waiting`] waits out a
 //! command line that holds it for a moment.
 
+mod backend;
 pub mod data_dir;
 mod journal;
 mod messages;
@@ -78,6 +79,7 @@ use atacama_core::channels::{DEFAULT_CHANNEL, channel_name_problem};
 use atacama_core::logging::{self, Repeats};
 use recovery::Asker;
 
+pub use backend::Backend;
 pub use messages::{MessagePage, MessageSummary, NewMessage, PackedMessage, StoredMessage};
 pub use packed::BodyWriter;
 pub use reads::{Chain, MAX_CHAIN_DEPTH, MAX_CHAIN_REPLIES, MAX_PAGE, Page};
