@@ -10,7 +10,7 @@ use async_signal::{Signal, Signals};
 use atacama_core::config::Config;
 use atacama_core::logging;
 use atacama_server::server::{self, AfterSignal, ServerState};
-use atacama_server::systemd;
+use atacama_server::{priority, systemd};
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt as _;
 use smol::net::{TcpListener, TcpStream};
@@ -101,7 +101,9 @@ impl Server {
         for listener in &web_listeners {
             web_listening.push(listener.local_addr()?);
         }
-        std::thread::scope(|scope| {
+        // Returning early (a web thread that could not start) drops `done`, which lets the
+        // threads started so far end, so that the scope does not wait for them forever.
+        let started = std::thread::scope(|scope| -> std::io::Result<()> {
             for _ in 1..threads {
                 let executor = Arc::clone(&executor);
                 let finished = finished.clone();
@@ -111,7 +113,15 @@ impl Server {
                 for _ in 0..web_threads(cores) {
                     let executor = Arc::clone(&web_executor);
                     let finished = finished.clone();
-                    scope.spawn(move || smol::block_on(executor.run(finished.recv())));
+                    // Named, like std's "http" threads: `top -H` tells web from mail.
+                    let started = std::thread::Builder::new().name("web".into()).spawn_scoped(
+                        scope,
+                        move || {
+                            priority::lower_thread_priority(priority::WEB_NICE);
+                            smol::block_on(executor.run(finished.recv()))
+                        },
+                    );
+                    started?;
                 }
             }
             let main = async {
@@ -170,12 +180,14 @@ impl Server {
             };
             smol::block_on(executor.run(main));
             drop(done);
+            Ok(())
         });
         // Connection tasks still alive hold the shared state: drop them, then the store.
         drop(executor);
         drop(web_executor);
         let failed = shared.state.run_error();
         server::close(shared, |shared| shared.state);
+        started?;
         failed.map_or(Ok(()), |error| Err(error.into()))
     }
 }

@@ -16,7 +16,7 @@ use atacama_core::config::Config;
 use atacama_core::logging;
 use atacama_core::smtp::reply;
 use atacama_server::server::{self, Admission, AfterSignal, ServerState};
-use atacama_server::systemd;
+use atacama_server::{priority, systemd};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -284,6 +284,8 @@ fn start(shared: &Arc<Shared>, tcp: TcpStream, admission: Admission) {
 /// Accepts web connections: one thread each under `http.max_connections`; over it, the
 /// `503` is served here.
 fn web_accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
+    // A thread starts at its creator's nice value: the connections' threads get it too.
+    priority::lower_thread_priority(priority::WEB_NICE);
     while let Some((tcp, peer)) = next_connection(shared, listener) {
         let local = tcp.local_addr().ok();
         let conn = shared

@@ -431,6 +431,61 @@ fn the_stop_closes_idle_web_connections_at_once(binary: Binary) {
     );
 }
 
+/// The name and nice value of a thread, from its `/proc/…/stat`; `None` if it has ended.
+fn name_and_nice(stat: &std::path::Path) -> Option<(String, i64)> {
+    let stat = std::fs::read_to_string(stat).ok()?;
+    // `pid (comm) state ppid …`: the name is between the first `(` and the last `)`, and the
+    // nice value is the 19th field, the 17th after the name.
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        panic!("unreadable stat: {stat}");
+    };
+    let nice = stat[close + 1..]
+        .split_whitespace()
+        .nth(16)
+        .and_then(|field| field.parse().ok())
+        .unwrap_or_else(|| panic!("no nice value in {stat}"));
+    Some((stat[open + 1..close].to_string(), nice))
+}
+
+/// The name and nice value of each thread of process `pid`, and the main thread's nice value.
+fn thread_priorities(pid: u32) -> (Vec<(String, i64)>, i64) {
+    let task = std::path::PathBuf::from(format!("/proc/{pid}/task"));
+    let threads = std::fs::read_dir(&task)
+        .expect("/proc/PID/task")
+        // A thread may end between the listing and the read.
+        .filter_map(|entry| name_and_nice(&entry.expect("task").path().join("stat")))
+        .collect();
+    let (_, main) = name_and_nice(&task.join(pid.to_string()).join("stat")).expect("main");
+    (threads, main)
+}
+
+/// Web requests yield the CPU to mail: the threads serving them (smol's web executor, std's
+/// thread per connection) run at `WEB_NICE`, the mail side's threads at the daemon's own.
+fn web_threads_yield_the_cpu_to_mail(binary: Binary) {
+    let server = server_with(binary, Settings::default());
+    // std's web threads exist while connections do: hold one open.
+    let mut open = HttpClient::connect(server.http).expect("connect");
+    assert_eq!(open.get("/healthz", &[]).expect("request").status, 200);
+    mail(&server, "bob@example.org", "priority", "yes\r\n");
+    let (threads, main) = thread_priorities(server.pid());
+    let web_name = match binary {
+        Binary::Smol => "web",
+        Binary::Std => "http",
+    };
+    let web: Vec<i64> = threads
+        .iter()
+        .filter(|(name, _)| name == web_name)
+        .map(|(_, nice)| *nice)
+        .collect();
+    assert!(!web.is_empty(), "no {web_name:?} thread in {threads:?}");
+    // The daemon starts at this test's own nice value (0 in CI).
+    let (_, own) = thread_priorities(std::process::id());
+    let expected = (own + i64::from(atacama_server::priority::WEB_NICE)).min(19);
+    assert!(web.iter().all(|&nice| nice == expected), "{threads:?}");
+    // The main thread: the mail executor on smol, the accept loops' parent on std.
+    assert_eq!(main, own, "{threads:?}");
+}
+
 atacama_tests::end_to_end!(
     a_mailed_post_reads_back_as_json_html_and_feeds,
     etag_turns_into_304_and_keep_alive_serves_requests_in_turn,
@@ -440,6 +495,7 @@ atacama_tests::end_to_end!(
     the_stop_closes_idle_web_connections_at_once,
     the_limits_and_framing_errors_hold_end_to_end,
     over_the_web_cap_a_client_gets_503_with_retry_after,
+    web_threads_yield_the_cpu_to_mail,
 );
 
 /// The README's quick start: on the defaults, the post is at http://127.0.0.1:2580/. The

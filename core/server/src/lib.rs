@@ -16,6 +16,7 @@ pub mod config;
 pub mod control;
 pub mod counters;
 pub mod logger;
+pub mod priority;
 pub mod server;
 pub mod service;
 pub mod systemd;

@@ -25,11 +25,12 @@
 //!   held back); `/healthz` is `503` while the store is not [`Health::Working`].
 //!
 //! Each read is the store's own read transaction, so a request never waits on the commit
-//! thread; bodies are built per request.
+//! thread. Message pages are kept once built ([`cache`]: they never change); the other
+//! bodies are built per request.
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use atacama_core::config::Config;
@@ -43,6 +44,10 @@ use atacama_store::{Health, StoreError, StoredMessage};
 
 use crate::server::ServerState;
 use crate::service::Services;
+
+pub mod cache;
+
+use cache::{PageCache, PageKey};
 
 /// The parts of a parsed GET or HEAD request the read side looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +100,8 @@ pub struct Web {
     site: Site,
     /// Failed-read lines, held back while they repeat (a broken disk fails every request).
     read_failures: Mutex<Repeats>,
+    /// Message pages already built.
+    pages: PageCache,
 }
 
 /// Why a route has no page of its own.
@@ -120,6 +127,7 @@ impl Web {
         Web {
             site,
             read_failures: Mutex::new(Repeats::new()),
+            pages: PageCache::new(),
         }
     }
 
@@ -197,13 +205,21 @@ impl Web {
         let store = reader.services.store();
         Ok(match route {
             Route::Message { id } => {
+                let key = PageKey::new(id, form, reader.with_token);
+                if let Some(page) = self.pages.get(&key) {
+                    return Ok(Page::clone(&page));
+                }
                 // The channel first, from the envelope alone: a hidden message is turned away
                 // as quickly as a missing one, its body never read.
                 if !reader.sees_message(id)? {
                     return Err(Miss::NotFound);
                 }
                 let message = store.message(MessageId(id))?;
-                web::message(site, form, &reader.post(message)?)
+                let page = web::message(site, form, &reader.post(message)?);
+                if page.status == 200 {
+                    self.pages.put(key, Arc::new(page.clone()));
+                }
+                page
             }
             Route::Chain { id } => {
                 let chain = store.chain(MessageId(id), &reader.visible)?;
@@ -297,6 +313,8 @@ fn authorize(services: &Services, authorization: Option<&[u8]>) -> Result<bool, 
 /// One request's reader: the channels it may see, and what it learnt of parents' channels.
 struct Reader<'s> {
     services: &'s Services,
+    /// The request carries a valid token.
+    with_token: bool,
     visible: Vec<&'s str>,
     /// Parent id → whether the reader sees it; filled as parents are looked up.
     parents: HashMap<u64, bool>,
@@ -306,6 +324,7 @@ impl<'s> Reader<'s> {
     fn new(services: &'s Services, with_token: bool) -> Reader<'s> {
         Reader {
             services,
+            with_token,
             visible: services.channels().visible(with_token),
             parents: HashMap::new(),
         }

@@ -33,8 +33,9 @@ use crate::service::Services;
 use atacama_core::policy::Verdict;
 use atacama_core::smtp::{AuthOutcome, AuthRequest};
 
-/// The nice value of the verifier threads where `SCHED_IDLE` is refused: CFS then gives a
-/// nice-0 thread about ten times their share of a contended core.
+/// How many nice values below the daemon's own the verifier threads run where `SCHED_IDLE`
+/// is refused: CFS then gives a thread at the daemon's own about ten times their share of a
+/// contended core.
 pub const VERIFIER_NICE: i32 = 10;
 
 /// The queue of the verifier threads. Dropping it ends them once the queue is empty.
@@ -261,17 +262,8 @@ fn deadline_loop(queue: &Queue) {
 /// Moves the calling thread to `SCHED_IDLE`, else to [`VERIFIER_NICE`]. Where both fail (or
 /// on other systems) the thread competes as an ordinary one: slower mail under a login storm,
 /// nothing worse.
-#[allow(unsafe_code)] // sched_setscheduler and setpriority have no safe wrapper in std
 fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: sched_setscheduler reads the sched_param we pass, which lives across the call;
-    // setpriority takes integers only. `pid`/`who` 0 is the calling thread on Linux.
-    unsafe {
-        let param = libc::sched_param { sched_priority: 0 };
-        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
-            libc::setpriority(libc::PRIO_PROCESS, 0, VERIFIER_NICE);
-        }
-    }
+    crate::priority::set_thread_idle(VERIFIER_NICE);
 }
 
 #[cfg(test)]

@@ -265,10 +265,17 @@ fn a_visible_message_whose_parent_is_private_has_no_parent_without_a_token() {
     };
     assert_eq!(message(reply, None)["parent_id"], Value::Null);
     assert_eq!(message(reply, Some(&token))["parent_id"], json!(hidden));
+    // Both pages are kept now: each reader still gets their own.
+    assert_eq!(message(reply, None)["parent_id"], Value::Null);
+    assert_eq!(message(reply, Some(&token))["parent_id"], json!(hidden));
     assert_eq!(
         message(public_reply, None)["parent_id"],
         json!(public_parent)
     );
+    // A kept page is not a way around the token: the private message is still the 404.
+    assert_eq!(message(hidden, Some(&token))["id"], json!(hidden));
+    let anonymous = get(&web, &s, &format!("/messages/{hidden}"), None, None);
+    assert_eq!(anonymous.page.status, 404);
     // The same in the stream.
     let stream = json_of(&get(&web, &s, "/stream", None, None));
     let parents: Vec<&Value> = stream["messages"]
