@@ -4,9 +4,9 @@
 
 /// How many nice steps below the daemon's own the threads that serve web requests run
 /// (smol's web executor, std's thread per web connection). CFS gives a thread about 1.95×
-/// the share of one 3 steps lower on a contended core, and the lower one all of a free core: enough for SMTP to keep most of its rate under a web load
-/// while readers still get the rest of the machine. The figures: ARCHITECTURE.md, "Web
-/// threads at nice +3".
+/// the share of one 3 steps lower on a contended core, and the lower one all of a free
+/// core: SMTP keeps most of its rate under a web load, and readers get the rest. The
+/// figures: ARCHITECTURE.md, "Web threads at nice +3".
 pub const WEB_NICE: i32 = 3;
 
 /// Lowers the calling thread's priority by `steps` nice values below its own (Linux keeps
