@@ -2,6 +2,7 @@
 //! a tmpfs that fills up, a sample message, a real PostgreSQL ([`Postgres`]), and the
 //! conformance suite every backend must pass ([`conformance`]).
 
+pub mod conformance;
 mod postgres;
 
 pub use postgres::Postgres;

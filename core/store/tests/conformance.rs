@@ -1,24 +1,192 @@
 //! The store conformance suite (`atacama_store::testing::conformance`) against each backend:
 //! redb in a temporary directory, PostgreSQL on one server for the whole binary with a fresh
-//! database per test; and the PostgreSQL-only tests (two daemons on one database, migrations,
-//! a killed server).
+//! database per test; then what only PostgreSQL does (several stores on one database,
+//! migrations, a server killed and started again).
 
-use atacama_store::testing::Postgres;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use atacama_store::pg::{PG_SCHEMA_VERSION, PgConfig, PgStore};
+use atacama_store::testing::conformance::{COST, Fresh};
+use atacama_store::testing::{Postgres, new_message};
+use atacama_store::{Backend, Health, Store, StoreError};
+
+mod redb {
+    use super::*;
+
+    fn fresh() -> Fresh {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path(), COST).unwrap();
+        Fresh::new(Box::new(store), dir)
+    }
+
+    atacama_store::conformance_tests!(fresh);
+}
+
+mod postgres {
+    use super::*;
+
+    fn fresh() -> Fresh {
+        Fresh::new(Box::new(open(&Postgres::shared().fresh_database())), ())
+    }
+
+    atacama_store::conformance_tests!(fresh);
+}
+
+fn config(url: &str) -> PgConfig {
+    PgConfig {
+        url: url.into(),
+        password: None,
+        pool_size: 4,
+    }
+}
+
+fn open(url: &str) -> PgStore {
+    PgStore::open(&config(url), COST, "general").unwrap()
+}
 
 #[test]
-fn the_harness_serves_fresh_databases_and_survives_a_kill() {
-    let server = Postgres::start();
-    let url = server.fresh_database();
-    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    client
-        .batch_execute("CREATE TABLE t (n int); INSERT INTO t VALUES (7)")
+fn two_stores_on_one_database_share_users_at_once_and_never_an_id() {
+    let url = Postgres::shared().fresh_database();
+    let (one, two) = (Arc::new(open(&url)), Arc::new(open(&url)));
+    one.add_user("alice", "secret", std::time::SystemTime::now())
         .unwrap();
+    assert!(two.verify_user("alice", "secret").unwrap());
+    let threads: Vec<_> = (0..4)
+        .map(|n| {
+            let store = if n % 2 == 0 { one.clone() } else { two.clone() };
+            std::thread::spawn(move || {
+                let batch = vec![new_message("alice", None, None); 3];
+                (0..10)
+                    .flat_map(|_| store.insert_messages(&batch).unwrap())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut ids: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .map(|id| id.0)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 120);
+    assert_eq!(one.messages(None, None).unwrap().len(), 120);
+    // A reply through one store threads under its parent stored through the other.
+    let parent = one
+        .insert_message(&new_message("alice", Some("p@x"), None))
+        .unwrap();
+    let reply = two
+        .insert_message(&new_message("alice", None, Some("p@x")))
+        .unwrap();
+    assert_eq!(two.message(reply).unwrap().parent_id, Some(parent));
+}
+
+#[test]
+fn a_schema_newer_than_this_build_is_refused() {
+    let url = Postgres::shared().fresh_database();
+    drop(open(&url));
+    let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    let newer = PG_SCHEMA_VERSION as i64 + 1;
+    client
+        .execute(
+            "INSERT INTO atacama_schema (version) VALUES ($1)",
+            &[&newer],
+        )
+        .unwrap();
+    assert_eq!(
+        PgStore::open(&config(&url), COST, "general").unwrap_err(),
+        StoreError::SchemaVersion {
+            found: PG_SCHEMA_VERSION + 1,
+            expected: PG_SCHEMA_VERSION
+        }
+    );
+}
+
+#[test]
+fn opens_racing_on_an_empty_database_migrate_it_once() {
+    let url = Postgres::shared().fresh_database();
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || PgStore::open(&config(&url), COST, "general").map(drop))
+        })
+        .collect();
+    for open in opens {
+        open.join().unwrap().unwrap();
+    }
+    let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM atacama_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows as u64, PG_SCHEMA_VERSION);
+    let migration = PgStore::migrate(&config(&url)).unwrap();
+    assert_eq!(
+        (migration.from, migration.to),
+        (PG_SCHEMA_VERSION, PG_SCHEMA_VERSION)
+    );
+}
+
+#[test]
+fn a_bad_url_names_store_url_and_the_location_hides_the_password() {
+    let error = PgStore::open(
+        &config("postgresql://a@b/c?sslmode=nonsense"),
+        COST,
+        "general",
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("store.url"), "{error}");
+    let url = Postgres::shared().fresh_database();
+    let mut with_password = config(&url);
+    with_password.password = Some("hunter2".into());
+    let store = PgStore::open(&with_password, COST, "general").unwrap();
+    assert!(!store.location().contains("hunter2"));
+    assert!(
+        store.location().starts_with("postgresql://postgres@"),
+        "{}",
+        store.location()
+    );
+    assert!(!format!("{with_password:?}").contains("hunter2"));
+}
+
+#[test]
+fn a_killed_server_fails_deliveries_until_it_is_back_and_loses_nothing_acknowledged() {
+    let server = Postgres::start();
+    let store = open(&server.fresh_database());
+    let batch = vec![new_message("alice", None, None); 5];
+    let mut acknowledged: Vec<_> = (0..4)
+        .flat_map(|_| store.insert_messages(&batch).unwrap())
+        .collect();
     server.kill();
-    assert!(client.query_one("SELECT n FROM t", &[]).is_err());
+    assert!(store.insert_messages(&batch).is_err());
+    assert_eq!(store.health(), Health::Recovering);
+    // Refused at once while a reconnect is not due, and failing while one is.
+    let refused = Instant::now();
+    assert!(matches!(
+        store.insert_messages(&batch),
+        Err(StoreError::Io(_))
+    ));
+    assert!(refused.elapsed() < Duration::from_secs(1));
+    store.set_give_up_after(Duration::ZERO);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.recover() != Health::Failed {
+        assert!(Instant::now() < deadline, "never gave up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    store.set_give_up_after(Duration::from_secs(60));
     server.start_again();
-    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    let n: i32 = client.query_one("SELECT n FROM t", &[]).unwrap().get(0);
-    assert_eq!(n, 7);
-    let shared = Postgres::shared().fresh_database();
-    postgres::Client::connect(&shared, postgres::NoTls).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.recover() != Health::Working {
+        assert!(Instant::now() < deadline, "never recovered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    acknowledged.extend(store.insert_messages(&batch).unwrap());
+    for id in &acknowledged {
+        store.raw_message(*id).unwrap();
+    }
+    assert_eq!(
+        store.messages(None, None).unwrap().len(),
+        acknowledged.len()
+    );
 }
