@@ -4,6 +4,11 @@
 //! a protocol or decides what a message says (the pure core, `atacama_core`, parses and
 //! renders; the server, `atacama-server`, decides when to write and answers the clients).
 //!
+//! Two backends behind one trait, [`Backend`]: [`Store`], the redb file described below (the
+//! default: embedded, nothing to run), and [`pg::PgStore`], a PostgreSQL database that several
+//! daemons share. Both write the same packed message values (`packed`) and pass one
+//! conformance suite (`testing::conformance`).
+//!
 //! The redb tables hold users (JSON),
 //! messages (one value each: JSON fields, our `Received:` header, and the data, text and HTML
 //! compressed together; a body past about 1 MiB in rows of a table of its own, `packed`), and

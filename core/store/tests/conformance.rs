@@ -182,6 +182,15 @@ fn a_killed_server_fails_deliveries_until_it_is_back_and_loses_nothing_acknowled
         std::thread::sleep(Duration::from_millis(50));
     }
     acknowledged.extend(store.insert_messages(&batch).unwrap());
+    // Killed while idle: the timer's probe finds out before a delivery does.
+    server.kill();
+    assert_eq!(store.recover(), Health::Recovering);
+    server.start_again();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.recover() != Health::Working {
+        assert!(Instant::now() < deadline, "never recovered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for id in &acknowledged {
         store.raw_message(*id).unwrap();
     }

@@ -30,6 +30,7 @@
 //! [`Backend::set_give_up_after`] of failed attempts it is [`Health::Failed`].
 
 mod messages;
+mod pgpass;
 mod pool;
 mod schema;
 mod users;
@@ -53,6 +54,11 @@ use pool::{Pool, Pooled, Unavailable};
 
 pub use pool::POOL_WAIT;
 pub use schema::{Migration, PG_SCHEMA_VERSION};
+
+/// How often [`Backend::recover`] asks an idle connection whether the database is still
+/// there, while the store works: so that `/healthz` tells within seconds, and a restarted
+/// server's dead connections are dropped before a delivery meets them.
+pub const PROBE_EVERY: Duration = Duration::from_secs(5);
 
 /// How long connecting may take when `store.url` does not say (`connect_timeout`).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -97,6 +103,8 @@ pub struct PgStore {
 /// When to reconnect, and the log lines about it, each held back while it repeats.
 struct Watch {
     recovery: Recovery,
+    /// When [`PgStore::probe`] last asked.
+    probed: Option<Instant>,
     lost: Repeats,
     back: Repeats,
     still_lost: Repeats,
@@ -144,6 +152,7 @@ impl PgStore {
             broken: AtomicBool::new(false),
             watch: Mutex::new(Watch {
                 recovery: Recovery::new(GIVE_UP_AFTER),
+                probed: None,
                 lost: Repeats::new(),
                 back: Repeats::new(),
                 still_lost: Repeats::new(),
@@ -261,6 +270,35 @@ impl PgStore {
         }
     }
 
+    /// Asks an idle connection, if there is one, whether the database is still there, at most
+    /// once per [`PROBE_EVERY`]; a lost one marks the store [`Health::Recovering`]. Never
+    /// waits for a connection: a busy pool is being asked already.
+    fn probe(&self) {
+        let now = Instant::now();
+        {
+            let mut watch = self.watch();
+            if watch
+                .probed
+                .is_some_and(|last| now.saturating_duration_since(last) < PROBE_EVERY)
+            {
+                return;
+            }
+            watch.probed = Some(now);
+        }
+        let Some(mut pooled) = self.pool.idle() else {
+            return;
+        };
+        let Some(client) = pooled.client() else {
+            return;
+        };
+        if let Err(error) = client.simple_query("") {
+            let error = StoreError::from(error);
+            if !pooled.is_stale() {
+                self.lost(&error);
+            }
+        }
+    }
+
     /// Drops the pooled connections and makes one anew.
     fn reconnect(&self) -> Result<(), StoreError> {
         self.pool.clear();
@@ -301,6 +339,8 @@ impl Backend for PgStore {
         if self.is_broken() {
             // The outcome is in the health and the log.
             let _ = self.reconnect_if_due(Asker::Timer);
+        } else {
+            self.probe();
         }
         self.health()
     }
@@ -397,13 +437,18 @@ impl Backend for PgStore {
     }
 }
 
-/// The client's config: `store.url` with the password file's password, and a connect
-/// timeout unless the URL sets one.
+/// The client's config: `store.url` with the password file's password (else the URL's, else
+/// libpq's password file's: [`pgpass`]), and a connect timeout unless the URL sets one.
 fn client_config(config: &PgConfig) -> Result<postgres::Config, StoreError> {
     // Not the URL itself in the error: it may hold a password.
     let mut client_config = postgres::Config::from_str(&config.url)
         .map_err(|e| StoreError::Database(format!("store.url: {e}")))?;
     if let Some(password) = &config.password {
+        client_config.password(password);
+    } else if client_config.get_password().is_none()
+        && let Some(file) = pgpass::default_file()
+        && let Some(password) = pgpass::lookup(&file, &client_config)
+    {
         client_config.password(password);
     }
     if client_config.get_connect_timeout().is_none() {
@@ -486,6 +531,9 @@ impl From<postgres::Error> for StoreError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 /// `t` as PostgreSQL's `bigint` (seconds, ids, sizes): past `i64::MAX` is an error, never a
 /// wrap.

@@ -99,6 +99,14 @@ impl Pool {
         }
     }
 
+    /// An idle connection if there is one, without waiting or connecting.
+    pub fn idle(&self) -> Option<Pooled<'_>> {
+        let mut slots = self.slots();
+        let generation = slots.generation;
+        let client = slots.idle.pop()?;
+        Some(self.pooled(client, generation))
+    }
+
     /// Closes the idle connections, and those taken now once given back.
     pub fn clear(&self) {
         let idle = {
