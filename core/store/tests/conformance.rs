@@ -137,6 +137,16 @@ fn a_bad_url_names_store_url_and_the_location_hides_the_password() {
     )
     .unwrap_err();
     assert!(error.to_string().contains("store.url"), "{error}");
+    let tls = PgStore::open(
+        &config("postgresql://a@b/c?sslmode=require"),
+        COST,
+        "general",
+    );
+    assert!(
+        tls.unwrap_err()
+            .to_string()
+            .contains("store.url: sslmode=require")
+    );
     let url = Postgres::shared().fresh_database();
     let mut with_password = config(&url);
     with_password.password = Some("hunter2".into());

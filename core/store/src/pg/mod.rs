@@ -443,6 +443,14 @@ fn client_config(config: &PgConfig) -> Result<postgres::Config, StoreError> {
     // Not the URL itself in the error: it may hold a password.
     let mut client_config = postgres::Config::from_str(&config.url)
         .map_err(|e| StoreError::Database(format!("store.url: {e}")))?;
+    if client_config.get_ssl_mode() == postgres::config::SslMode::Require {
+        // Said here rather than as the client's "TLS required but not supported" at connect.
+        return Err(StoreError::Database(
+            "store.url: sslmode=require: this build connects to PostgreSQL without TLS \
+             (a Unix socket or a trusted network)"
+                .into(),
+        ));
+    }
     if let Some(password) = &config.password {
         client_config.password(password);
     } else if client_config.get_password().is_none()
