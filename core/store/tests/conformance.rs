@@ -209,3 +209,25 @@ fn a_killed_server_fails_deliveries_until_it_is_back_and_loses_nothing_acknowled
         acknowledged.len()
     );
 }
+
+#[test]
+fn the_password_is_sent_and_a_wrong_one_is_named() {
+    let server = Postgres::start_with_password("s3cret");
+    let mut with_password = config(&server.fresh_database());
+    with_password.password = Some("s3cret".into());
+    let store = PgStore::open(&with_password, COST, "general").unwrap();
+    store
+        .add_user("alice", "pw", std::time::SystemTime::now())
+        .unwrap();
+    with_password.password = Some("wrong".into());
+    let error = PgStore::open(&with_password, COST, "general").unwrap_err();
+    let problem = error.to_string();
+    assert!(
+        matches!(error, StoreError::Database(_)) && problem.contains("28P01"),
+        "{problem}"
+    );
+    assert!(
+        problem.contains("connecting to postgresql://postgres@"),
+        "{problem}"
+    );
+}

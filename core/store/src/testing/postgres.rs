@@ -27,6 +27,8 @@ pub struct Postgres {
     dir: tempfile::TempDir,
     /// `Some(user)` when the tests run as root and the server as `user`.
     run_as: Option<&'static str>,
+    /// The password of the user `postgres`, unless it is trusted.
+    password: Option<String>,
     /// Names the next database [`Postgres::fresh_database`] creates.
     next_database: AtomicU64,
 }
@@ -35,6 +37,16 @@ impl Postgres {
     /// Creates a cluster in a new temporary directory and starts it. Panics, saying what is
     /// missing, if PostgreSQL is not installed.
     pub fn start() -> Postgres {
+        Postgres::start_with(None)
+    }
+
+    /// [`Postgres::start`], its user `postgres` logging in with `password` (SCRAM) rather
+    /// than trusted: to test that the client sends one.
+    pub fn start_with_password(password: &str) -> Postgres {
+        Postgres::start_with(Some(password))
+    }
+
+    fn start_with(password: Option<&str>) -> Postgres {
         let bin = server_bin().unwrap_or_else(|| {
             panic!(
                 "the PostgreSQL tests need a PostgreSQL server: no {DEBIAN_BIN}/*/bin/initdb \
@@ -47,41 +59,31 @@ impl Postgres {
             .tempdir()
             .expect("a temporary directory for PostgreSQL");
         let run_as = root.then_some(SERVER_USER);
-        if let Some(user) = run_as {
-            let status = Command::new("chown")
-                .arg(format!("{user}:"))
-                .arg(dir.path())
-                .status()
-                .expect("run chown");
-            assert!(
-                status.success(),
-                "chown of {} to the user {user:?} failed: as root the PostgreSQL tests run the \
-                 server as {user:?}, which the Debian package `postgresql` creates",
-                dir.path().display()
-            );
-        }
         let server = Postgres {
             bin,
             dir,
             run_as,
+            password: password.map(str::to_string),
             next_database: AtomicU64::new(0),
         };
+        server.give(server.dir.path());
         let data = server.data_dir();
-        let initdb = server.run(
-            "initdb",
-            &[
-                "-D".as_ref(),
-                data.as_os_str(),
-                "-A".as_ref(),
-                "trust".as_ref(),
-                "-U".as_ref(),
-                SERVER_USER.as_ref(),
-                "-E".as_ref(),
-                "UTF8".as_ref(),
-                // The cluster is thrown away: only the server's own writes need fsync.
-                "--no-sync".as_ref(),
-            ],
-        );
+        let mut args: Vec<std::ffi::OsString> = vec!["-D".into(), data.into()];
+        args.extend(["-U", SERVER_USER, "-E", "UTF8"].map(Into::into));
+        // The cluster is thrown away: only the server's own writes need fsync.
+        args.push("--no-sync".into());
+        match password {
+            None => args.extend(["-A", "trust"].map(Into::into)),
+            Some(password) => {
+                let file = server.dir.path().join("password");
+                std::fs::write(&file, password).expect("write the password file");
+                server.give(&file);
+                args.push(format!("--pwfile={}", file.display()).into());
+                args.extend(["-A", "scram-sha-256"].map(Into::into));
+            }
+        }
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let initdb = server.run("initdb", &args);
         assert_ok("initdb", &initdb);
         server.start_server();
         server
@@ -109,7 +111,12 @@ impl Postgres {
     pub fn fresh_database(&self) -> String {
         let n = self.next_database.fetch_add(1, Ordering::Relaxed);
         let name = format!("test_{}_{n}", std::process::id());
-        let mut client = postgres::Client::connect(&self.url("postgres"), postgres::NoTls)
+        let mut config: postgres::Config = self.url("postgres").parse().expect("the URL parses");
+        if let Some(password) = &self.password {
+            config.password(password);
+        }
+        let mut client = config
+            .connect(postgres::NoTls)
             .expect("connect to the test server's database \"postgres\"");
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
@@ -201,6 +208,24 @@ impl Postgres {
                 ],
             );
         }
+    }
+
+    /// Gives `path` to the server's user, when the tests run as root.
+    fn give(&self, path: &Path) {
+        let Some(user) = self.run_as else {
+            return;
+        };
+        let status = Command::new("chown")
+            .arg(format!("{user}:"))
+            .arg(path)
+            .status()
+            .expect("run chown");
+        assert!(
+            status.success(),
+            "chown of {} to the user {user:?} failed: as root the PostgreSQL tests run the \
+             server as {user:?}, which the Debian package `postgresql` creates",
+            path.display()
+        );
     }
 
     /// The postmaster's pid, from its pid file, if it runs.
