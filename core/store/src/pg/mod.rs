@@ -29,6 +29,7 @@
 //! next operation or the server's timer), never in a loop; after
 //! [`Backend::set_give_up_after`] of failed attempts it is [`Health::Failed`].
 
+mod connect;
 mod messages;
 mod pgpass;
 mod pool;
@@ -36,7 +37,6 @@ mod schema;
 mod users;
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -50,6 +50,7 @@ use crate::{
     Backend, Chain, GIVE_UP_AFTER, Health, MessagePage, PackedMessage, Page, REOPEN_EVERY,
     StoreError, StoredMessage, Token, User,
 };
+use connect::Connector;
 use pool::{Pool, Pooled, Unavailable};
 
 pub use pool::POOL_WAIT;
@@ -135,9 +136,9 @@ impl PgStore {
                 "store.pool_size must be at least 1".into(),
             ));
         }
-        let client_config = client_config(config)?;
-        let location = location(&client_config);
-        let pool = Pool::new(client_config, config.pool_size);
+        let connector = Connector::new(config)?;
+        let location = connector.location();
+        let pool = Pool::new(connector, config.pool_size);
         {
             let mut pooled = pool.get().map_err(|e| unavailable(e, &location))?;
             let client = pooled_client(&mut pooled)?;
@@ -163,11 +164,10 @@ impl PgStore {
     /// Applies the migrations the database lacks, under an advisory lock so that daemons
     /// starting at once do not both migrate; what `atacama-mail store migrate` runs.
     pub fn migrate(config: &PgConfig) -> Result<Migration, StoreError> {
-        let client_config = client_config(config)?;
-        let location = location(&client_config);
-        let mut client = client_config
-            .connect(postgres::NoTls)
-            .map_err(|e| unavailable(Unavailable::Connect(e), &location))?;
+        let connector = Connector::new(config)?;
+        let mut client = connector
+            .connect()
+            .map_err(|e| unavailable(Unavailable::Connect(e), &connector.location()))?;
         schema::migrate(&mut client)
     }
 
@@ -435,59 +435,6 @@ impl Backend for PgStore {
     fn message_channel(&self, id: MessageId) -> Result<Option<String>, StoreError> {
         messages::channel(self, id)
     }
-}
-
-/// The client's config: `store.url` with the password file's password (else the URL's, else
-/// libpq's password file's: [`pgpass`]), and a connect timeout unless the URL sets one.
-fn client_config(config: &PgConfig) -> Result<postgres::Config, StoreError> {
-    // Not the URL itself in the error: it may hold a password.
-    let mut client_config = postgres::Config::from_str(&config.url)
-        .map_err(|e| StoreError::Database(format!("store.url: {e}")))?;
-    if client_config.get_ssl_mode() == postgres::config::SslMode::Require {
-        // Said here rather than as the client's "TLS required but not supported" at connect.
-        return Err(StoreError::Database(
-            "store.url: sslmode=require: this build connects to PostgreSQL without TLS \
-             (a Unix socket or a trusted network)"
-                .into(),
-        ));
-    }
-    if let Some(password) = &config.password {
-        client_config.password(password);
-    } else if client_config.get_password().is_none()
-        && let Some(file) = pgpass::default_file()
-        && let Some(password) = pgpass::lookup(&file, &client_config)
-    {
-        client_config.password(password);
-    }
-    if client_config.get_connect_timeout().is_none() {
-        client_config.connect_timeout(CONNECT_TIMEOUT);
-    }
-    Ok(client_config)
-}
-
-/// `postgresql://user@host:port/dbname`, never the password: for the log and the command line.
-fn location(config: &postgres::Config) -> String {
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(n, host)| {
-            let host = match host {
-                postgres::config::Host::Tcp(name) => name.clone(),
-                postgres::config::Host::Unix(path) => path.display().to_string(),
-            };
-            match config.get_ports().get(n).or(config.get_ports().first()) {
-                Some(port) => format!("{host}:{port}"),
-                None => host,
-            }
-        })
-        .collect();
-    format!(
-        "postgresql://{}@{}/{}",
-        config.get_user().unwrap_or_default(),
-        hosts.join(","),
-        config.get_dbname().unwrap_or_default()
-    )
 }
 
 /// What to tell the caller when no connection could be had.

@@ -9,14 +9,16 @@
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use postgres::{Client, NoTls};
+use postgres::Client;
+
+use super::connect::Connector;
 
 /// The longest a caller waits for a connection when all `store.pool_size` are in use.
 pub const POOL_WAIT: Duration = Duration::from_secs(10);
 
 /// The connections, and the config to make more.
 pub(super) struct Pool {
-    config: postgres::Config,
+    connector: Connector,
     size: usize,
     slots: Mutex<Slots>,
     freed: Condvar,
@@ -48,9 +50,9 @@ pub(super) struct Pooled<'p> {
 
 impl Pool {
     /// A pool of at most `size` connections (at least one), none open yet.
-    pub fn new(config: postgres::Config, size: usize) -> Pool {
+    pub fn new(connector: Connector, size: usize) -> Pool {
         Pool {
-            config,
+            connector,
             size: size.max(1),
             slots: Mutex::new(Slots {
                 idle: Vec::new(),
@@ -79,7 +81,7 @@ impl Pool {
                 slots.open += 1;
                 drop(slots);
                 // Outside the lock: connecting takes a round trip or a timeout.
-                return match self.config.connect(NoTls) {
+                return match self.connector.connect() {
                     Ok(client) => Ok(self.pooled(client, generation)),
                     Err(error) => {
                         self.forget_one();

@@ -5,6 +5,7 @@
 //! `initdb` and `pg_ctl` refuse to run as root, and CI runs as root: there they run as the
 //! `postgres` user the Debian package creates, which is given the directory.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -29,6 +30,8 @@ pub struct Postgres {
     run_as: Option<&'static str>,
     /// The password of the user `postgres`, unless it is trusted.
     password: Option<String>,
+    /// The loopback port it also listens on, with TLS ([`Postgres::start_tls`]).
+    tcp_port: Option<u16>,
     /// Names the next database [`Postgres::fresh_database`] creates.
     next_database: AtomicU64,
 }
@@ -37,16 +40,22 @@ impl Postgres {
     /// Creates a cluster in a new temporary directory and starts it. Panics, saying what is
     /// missing, if PostgreSQL is not installed.
     pub fn start() -> Postgres {
-        Postgres::start_with(None)
+        Postgres::start_with(None, None)
     }
 
     /// [`Postgres::start`], its user `postgres` logging in with `password` (SCRAM) rather
     /// than trusted: to test that the client sends one.
     pub fn start_with_password(password: &str) -> Postgres {
-        Postgres::start_with(Some(password))
+        Postgres::start_with(Some(password), None)
     }
 
-    fn start_with(password: Option<&str>) -> Postgres {
+    /// [`Postgres::start`], also listening on a free loopback port ([`Postgres::tcp_url`])
+    /// with TLS, under the certificate chain `cert_pem` and its key `key_pem`.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Postgres {
+        Postgres::start_with(None, Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(password: Option<&str>, tls: Option<(&str, &str)>) -> Postgres {
         let bin = server_bin().unwrap_or_else(|| {
             panic!(
                 "the PostgreSQL tests need a PostgreSQL server: no {DEBIAN_BIN}/*/bin/initdb \
@@ -64,9 +73,20 @@ impl Postgres {
             dir,
             run_as,
             password: password.map(str::to_string),
+            tcp_port: tls.map(|_| free_port()),
             next_database: AtomicU64::new(0),
         };
         server.give(server.dir.path());
+        if let Some((cert, key)) = tls {
+            for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+                let path = server.dir.path().join(name);
+                std::fs::write(&path, pem).expect("write the server's certificate and key");
+                // The server refuses a key others may read.
+                let private = std::fs::Permissions::from_mode(0o600);
+                std::fs::set_permissions(&path, private).expect("chmod the key");
+                server.give(&path);
+            }
+        }
         let data = server.data_dir();
         let mut args: Vec<std::ffi::OsString> = vec!["-D".into(), data.into()];
         args.extend(["-U", SERVER_USER, "-E", "UTF8"].map(Into::into));
@@ -101,10 +121,21 @@ impl Postgres {
 
     /// The URL of database `name` on this server, for the client.
     pub fn url(&self, name: &str) -> String {
+        let port = self.tcp_port.map(|port| format!("&port={port}"));
         format!(
-            "postgresql://{SERVER_USER}@/{name}?host={}",
-            self.dir.path().display()
+            "postgresql://{SERVER_USER}@/{name}?host={}{}",
+            self.dir.path().display(),
+            port.unwrap_or_default()
         )
+    }
+
+    /// The URL of database `name` through the loopback port, as `localhost` (for the
+    /// certificate's name): [`Postgres::start_tls`] only.
+    pub fn tcp_url(&self, name: &str) -> Option<String> {
+        let port = self.tcp_port?;
+        Some(format!(
+            "postgresql://{SERVER_USER}@localhost:{port}/{name}"
+        ))
     }
 
     /// Creates a new, empty database and returns its URL: one per test.
@@ -165,10 +196,16 @@ impl Postgres {
     }
 
     fn start_server(&self) {
+        let dir = self.dir.path().display();
+        let listen = match self.tcp_port {
+            None => "-c listen_addresses=''".to_string(),
+            Some(port) => format!(
+                "-c listen_addresses=127.0.0.1 -p {port} -c ssl=on \
+                 -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key"
+            ),
+        };
         let options = format!(
-            "-c listen_addresses='' -k {} -c fsync=on -c synchronous_commit=on \
-             -c max_connections=200",
-            self.dir.path().display()
+            "{listen} -k {dir} -c fsync=on -c synchronous_commit=on -c max_connections=200"
         );
         let log = self.dir.path().join("server.log");
         let started = self.run(
@@ -295,6 +332,12 @@ fn server_bin() -> Option<PathBuf> {
         .collect();
     versions.sort();
     versions.pop().map(|(_, bin)| bin)
+}
+
+/// A loopback port nothing listens on now.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("its address").port()
 }
 
 /// The processes whose parent is `parent`.
