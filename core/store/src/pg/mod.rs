@@ -10,7 +10,9 @@
 //! waits: no tokio reactor thread, no second executor beside smol. `tokio-postgres` driven
 //! from smol through `tokio-util`'s compat layer would have made the store async for one
 //! runtime only, and the std runtime would have needed an executor anyway.
-//! A bounded pool ([`pool`]) holds at most `store.pool_size` connections.
+//! A bounded pool ([`pool`]) holds at most `store.pool_size` connections. `store.url` is read
+//! as libpq reads it where the crate does not ([`connect`]: TLS through rustls, always
+//! verified; [`pgpass`]: libpq's password file).
 //!
 //! # What is stored
 //! In versioned migrations ([`schema`]): `users` and `tokens` as the redb store keeps them
