@@ -7,15 +7,15 @@
 #   tests/run.sh -- --nocapture smtp    # arguments for the test binaries
 #
 # The interop tests run real clients (swaks, msmtp, curl, Python's smtplib, openssl), the
-# browser test a headless chromium (screenshots in target/test-artifacts/browser/), and the
-# unit tests run systemd-analyze, systemd-sysusers and systemd-tmpfiles: a missing one fails
-# its tests, so on Debian or Ubuntu apt installs what is missing (with sudo unless we are
+# browser test a headless chromium (screenshots in target/test-artifacts/browser/), the store's
+# PostgreSQL tests a server of their own in a temporary directory (postgresql), and the unit
+# tests run systemd-analyze, systemd-sysusers and systemd-tmpfiles: a missing one fails its tests, so on Debian or Ubuntu apt installs what is missing (with sudo unless we are
 # root); apt is skipped when all are present. The full-disk tests mount a tmpfs: run as root.
 # README.md ("Run the tests") and .ci/run give exactly this command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(swaks libnet-ssleay-perl libauthen-sasl-perl msmtp curl systemd python3 openssl chromium)
+packages=(swaks libnet-ssleay-perl libauthen-sasl-perl msmtp curl systemd python3 openssl chromium postgresql)
 if command -v dpkg-query >/dev/null && command -v apt-get >/dev/null; then
     missing=()
     for package in "${packages[@]}"; do

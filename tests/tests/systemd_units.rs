@@ -615,6 +615,7 @@ fn ci_runs_the_readme_test_command_and_installs_every_client() {
             "python3",
             "openssl",
             "chromium",
+            "postgresql",
         ]
     );
     assert!(

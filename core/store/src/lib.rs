@@ -4,6 +4,11 @@
 //! a protocol or decides what a message says (the pure core, `atacama_core`, parses and
 //! renders; the server, `atacama-server`, decides when to write and answers the clients).
 //!
+//! Two backends behind one trait, [`Backend`]: [`Store`], the redb file described below (the
+//! default: embedded, nothing to run), and [`pg::PgStore`], a PostgreSQL database that several
+//! daemons share. Both write the same packed message values (`packed`) and pass one
+//! conformance suite (`testing::conformance`).
+//!
 //! The redb tables hold users (JSON),
 //! messages (one value each: JSON fields, our `Received:` header, and the data, text and HTML
 //! compressed together; a body past about 1 MiB in rows of a table of its own, `packed`), and
@@ -57,6 +62,7 @@ pub mod data_dir;
 mod journal;
 mod messages;
 mod packed;
+pub mod pg;
 mod reads;
 mod recovery;
 mod schema;
@@ -340,16 +346,7 @@ impl Store {
         bcrypt_cost: u32,
         default_channel: &str,
     ) -> Result<Store, StoreError> {
-        if let Some(problem) = channel_name_problem(default_channel) {
-            return Err(StoreError::InvalidChannel(format!(
-                "{default_channel:?} {problem}"
-            )));
-        }
-        if !(4..=31).contains(&bcrypt_cost) {
-            return Err(StoreError::Hash(format!(
-                "bcrypt cost {bcrypt_cost} is outside 4..=31"
-            )));
-        }
+        check_open_args(bcrypt_cost, default_channel)?;
         let open = open_database(path)?;
         let db = &open.db;
         schema::check_or_initialise(db, default_channel)?;
@@ -646,6 +643,22 @@ impl Open {
             _ => error,
         }
     }
+}
+
+/// Refuses a default channel that is not a channel name, and a bcrypt cost outside 4..=31:
+/// what every backend's open checks first.
+fn check_open_args(bcrypt_cost: u32, default_channel: &str) -> Result<(), StoreError> {
+    if let Some(problem) = channel_name_problem(default_channel) {
+        return Err(StoreError::InvalidChannel(format!(
+            "{default_channel:?} {problem}"
+        )));
+    }
+    if !(4..=31).contains(&bcrypt_cost) {
+        return Err(StoreError::Hash(format!(
+            "bcrypt cost {bcrypt_cost} is outside 4..=31"
+        )));
+    }
+    Ok(())
 }
 
 /// Opens (or creates) the redb file at `path` for this process alone.

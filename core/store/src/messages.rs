@@ -119,6 +119,11 @@ impl PackedMessage {
     pub fn packed_len(&self) -> usize {
         self.body.len()
     }
+
+    /// The Message-ID its `In-Reply-To:` names: its parent's, if that is stored.
+    pub(crate) fn in_reply_to(&self) -> Option<&str> {
+        self.parsed.headers.in_reply_to.as_deref()
+    }
 }
 
 /// A stored message with every processed field (the bytes: [`Store::raw_message`]).
@@ -553,39 +558,20 @@ fn insert_one(
     message: PackedMessage,
     keep: bool,
 ) -> Result<Written, StoreError> {
-    let received_at = unix_seconds(message.received_at);
-    let header = message.trace.header(id, received_at);
-
-    let parsed = &message.parsed;
     // Look the parent up before indexing this message, so a message never parents itself.
-    let parent_id = match parsed.headers.in_reply_to.as_deref() {
+    let parent_id = match message.in_reply_to() {
         Some(parent) => tables.by_message_id.get(parent)?.map(|v| v.value()),
         None => None,
     };
-    // Text and HTML travel in the packed body, not in the JSON envelope.
-    let envelope = MessageRecord {
-        received_at,
-        user: message.user.clone(),
-        mail_from: message.mail_from.clone(),
-        rcpt_to: message.rcpt_to.clone(),
-        headers: parsed.headers.clone(),
-        text: String::new(),
-        html: String::new(),
-        attachments: parsed.attachments.clone(),
-        problems: parsed.problems.clone(),
-        problem: None,
-        size: (header.len() + message.data_len) as u64,
-        parent_id,
-        channel: Some(message.channel.clone()),
-    };
-    let envelope = encode(&envelope)?;
-    let message_id = parsed.headers.message_id.clone().filter(|m| !m.is_empty());
-    let PackedMessage {
-        user,
+    let Prepared {
+        envelope,
+        header,
         body,
+        user,
         channel,
+        message_id,
         ..
-    } = message;
+    } = prepare(message, id, parent_id)?;
     let mut value = value_head(&envelope, header.as_bytes())?;
     let value = match body {
         PackedBody::Inline(body) => {
@@ -613,6 +599,78 @@ fn insert_one(
         value,
         user,
         message_id: message_id.filter(|_| indexed),
+    })
+}
+
+/// A message made ready to store under its id: what every backend writes.
+pub(crate) struct Prepared {
+    /// The JSON [`MessageRecord`] without text and HTML (they are in `body`).
+    pub envelope: Vec<u8>,
+    /// Our `Received:` header, which names the id.
+    pub header: String,
+    /// The data, text and HTML, packed.
+    pub body: PackedBody,
+    /// Seconds since the Unix epoch.
+    pub received_at: u64,
+    pub user: String,
+    pub channel: String,
+    /// The Message-ID, if it has a non-empty one.
+    pub message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub subject: Option<String>,
+    /// Length of the stored bytes: the header and the data.
+    pub size: u64,
+}
+
+/// Builds what is stored of `message` under `id`, threaded under `parent_id` (which the
+/// caller looked up before storing it, so that a message never parents itself).
+pub(crate) fn prepare(
+    message: PackedMessage,
+    id: u64,
+    parent_id: Option<u64>,
+) -> Result<Prepared, StoreError> {
+    let received_at = unix_seconds(message.received_at);
+    let header = message.trace.header(id, received_at);
+    let size = (header.len() + message.data_len) as u64;
+    let PackedMessage {
+        user,
+        mail_from,
+        rcpt_to,
+        parsed,
+        body,
+        channel,
+        ..
+    } = message;
+    let headers = parsed.headers;
+    let message_id = headers.message_id.clone().filter(|m| !m.is_empty());
+    let (in_reply_to, subject) = (headers.in_reply_to.clone(), headers.subject.clone());
+    // Text and HTML travel in the packed body, not in the JSON envelope.
+    let envelope = encode(&MessageRecord {
+        received_at,
+        user: user.clone(),
+        mail_from,
+        rcpt_to,
+        headers,
+        text: String::new(),
+        html: String::new(),
+        attachments: parsed.attachments,
+        problems: parsed.problems,
+        problem: None,
+        size,
+        parent_id,
+        channel: Some(channel.clone()),
+    })?;
+    Ok(Prepared {
+        envelope,
+        header,
+        body,
+        received_at,
+        user,
+        channel,
+        message_id,
+        in_reply_to,
+        subject,
+        size,
     })
 }
 
@@ -678,7 +736,7 @@ fn row<'t>(
 }
 
 /// The fields of a stored message without its text and HTML, from either schema's value.
-pub(super) fn envelope(value: &[u8]) -> Result<MessageRecord, StoreError> {
+pub(crate) fn envelope(value: &[u8]) -> Result<MessageRecord, StoreError> {
     if value.first() == Some(&FORMAT_PACKED) {
         decode(Packed::parse(value)?.envelope, "message")
     } else {
@@ -686,7 +744,7 @@ pub(super) fn envelope(value: &[u8]) -> Result<MessageRecord, StoreError> {
     }
 }
 
-fn stored(id: MessageId, mut r: MessageRecord, legacy: &str) -> StoredMessage {
+pub(crate) fn stored(id: MessageId, mut r: MessageRecord, legacy: &str) -> StoredMessage {
     let problems = r.all_problems();
     StoredMessage {
         id,
@@ -705,7 +763,7 @@ fn stored(id: MessageId, mut r: MessageRecord, legacy: &str) -> StoredMessage {
     }
 }
 
-fn summary(id: MessageId, r: MessageRecord, legacy: &str) -> MessageSummary {
+pub(crate) fn summary(id: MessageId, r: MessageRecord, legacy: &str) -> MessageSummary {
     MessageSummary {
         id,
         received_at: r.received_at,

@@ -363,7 +363,6 @@ impl RowBytes for redb::AccessGuard<'_, &[u8]> {
     }
 }
 
-#[cfg(test)]
 impl RowBytes for Vec<u8> {
     fn bytes(&self) -> &[u8] {
         self
@@ -392,6 +391,16 @@ impl<'a> Packed<'a> {
             header,
             body,
         })
+    }
+
+    /// A value kept in parts (PostgreSQL's columns): the envelope, the header, and the body as
+    /// [`PackedBody`] laid it out (inline, or the head of one in rows).
+    pub(super) fn from_parts(envelope: &'a [u8], header: &'a [u8], body: &'a [u8]) -> Packed<'a> {
+        Packed {
+            envelope,
+            header,
+            body,
+        }
     }
 
     /// Whether the body is in rows: the reads below then ask for them.

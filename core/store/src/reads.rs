@@ -121,24 +121,13 @@ impl Store {
             if !visible(record.channel.as_deref()) {
                 return Err(StoreError::NoSuchMessage(id.0));
             }
-            let mut above = Vec::new();
-            let mut child = id.0;
-            let mut parent = record.parent_id;
-            while let Some(up) = parent {
-                // Ids grow: a parent is always older. Anything else is a damaged record, and
-                // must not make a loop.
-                if up >= child || above.len() >= MAX_CHAIN_DEPTH {
-                    break;
-                }
+            let above = visible_ancestors(id, record.parent_id, |up| {
                 let Some(value) = messages.get(up)? else {
-                    break;
+                    return Ok(None);
                 };
                 let record = envelope(value.value())?;
-                if visible(record.channel.as_deref()) {
-                    above.push(up);
-                }
-                (child, parent) = (up, record.parent_id);
-            }
+                Ok(Some((visible(record.channel.as_deref()), record.parent_id)))
+            })?;
             let ancestors = above
                 .into_iter()
                 .rev()
@@ -199,6 +188,33 @@ impl Store {
     fn stored_in(&self, tx: &ReadTransaction, id: MessageId) -> Result<StoredMessage, StoreError> {
         read_stored(tx, id, self.legacy_channel())
     }
+}
+
+/// The ancestors of message `id`, whose parent is `parent`, that are visible: nearest first,
+/// at most [`MAX_CHAIN_DEPTH`] of them. `up(ancestor)` tells whether one is visible and its
+/// parent, or `None` if it is not stored; the walk goes on above a hidden one.
+pub(crate) fn visible_ancestors(
+    id: MessageId,
+    parent: Option<u64>,
+    mut up: impl FnMut(u64) -> Result<Option<(bool, Option<u64>)>, StoreError>,
+) -> Result<Vec<u64>, StoreError> {
+    let mut above = Vec::new();
+    let (mut child, mut parent) = (id.0, parent);
+    while let Some(ancestor) = parent {
+        // Ids grow: a parent is always older. Anything else is a damaged record, and must not
+        // make a loop.
+        if ancestor >= child || above.len() >= MAX_CHAIN_DEPTH {
+            break;
+        }
+        let Some((visible, next)) = up(ancestor)? else {
+            break;
+        };
+        if visible {
+            above.push(ancestor);
+        }
+        (child, parent) = (ancestor, next);
+    }
+    Ok(above)
 }
 
 /// `channels` without repeats, in order (a repeated channel would list its messages twice).

@@ -1,5 +1,11 @@
 //! Helpers for the tests of this crate and of the crates above it (cargo feature `testing`):
-//! a tmpfs that fills up, and a sample message.
+//! a tmpfs that fills up, a sample message, a real PostgreSQL ([`Postgres`]), and the
+//! conformance suite every backend must pass ([`conformance`]).
+
+pub mod conformance;
+mod postgres;
+
+pub use postgres::Postgres;
 
 use std::path::Path;
 use std::process::Command;

@@ -56,12 +56,9 @@ impl Store {
     /// is stored. Refuses a taken name with [`StoreError::TokenExists`].
     pub fn add_token(&self, name: &str, now: SystemTime) -> Result<String, StoreError> {
         validate_token_name(name)?;
-        let mut secret = [0u8; TOKEN_BYTES];
-        getrandom::fill(&mut secret)
-            .map_err(|e| StoreError::Database(format!("the system's random source: {e}")))?;
-        let token = URL_SAFE_NO_PAD.encode(secret);
+        let (token, sha256) = new_token()?;
         let record = TokenRecord {
-            sha256: sha256_hex(&token),
+            sha256,
             created: unix_seconds(now),
         };
         self.with_recovered_db(|db| {
@@ -109,25 +106,48 @@ impl Store {
         })
     }
 
-    /// Whether `token` is one that was added and not revoked. Compares its hash with every
-    /// stored one, each comparison in constant time and none cut short, so the time taken
-    /// says nothing about how close a guess came. A read transaction: never waits on a commit.
+    /// Whether `token` is one that was added and not revoked ([`matches_any`]). A read
+    /// transaction: never waits on a commit.
     pub fn token_valid(&self, token: &str) -> Result<bool, StoreError> {
-        if token.is_empty() || token.len() > MAX_TOKEN_CHARS {
+        if !could_be_token(token) {
             return Ok(false);
         }
-        let wanted = sha256_hex(token);
         self.with_recovered_db(|db| {
             let tx = db.begin_read()?;
-            let mut found = false;
+            let mut hashes = Vec::new();
             for entry in tx.open_table(TOKENS)?.iter()? {
                 let (_, value) = entry?;
                 let record: TokenRecord = decode(value.value(), "token")?;
-                found |= equal_in_constant_time(record.sha256.as_bytes(), wanted.as_bytes());
+                hashes.push(record.sha256);
             }
-            Ok(found)
+            Ok(matches_any(token, &hashes))
         })
     }
+}
+
+/// A new token from the system's random source, and the SHA-256 (hex) that is stored of it.
+pub(super) fn new_token() -> Result<(String, String), StoreError> {
+    let mut secret = [0u8; TOKEN_BYTES];
+    getrandom::fill(&mut secret)
+        .map_err(|e| StoreError::Database(format!("the system's random source: {e}")))?;
+    let token = URL_SAFE_NO_PAD.encode(secret);
+    let sha256 = sha256_hex(&token);
+    Ok((token, sha256))
+}
+
+/// Whether `token` is worth hashing: not empty, not past [`MAX_TOKEN_CHARS`].
+pub(super) fn could_be_token(token: &str) -> bool {
+    !token.is_empty() && token.len() <= MAX_TOKEN_CHARS
+}
+
+/// Whether `token`'s hash is one of `hashes`: compared with every one, each comparison in
+/// constant time and none cut short, so the time taken says nothing about how close a guess
+/// came.
+pub(super) fn matches_any(token: &str, hashes: &[String]) -> bool {
+    let wanted = sha256_hex(token);
+    hashes.iter().fold(false, |found, hash| {
+        found | equal_in_constant_time(hash.as_bytes(), wanted.as_bytes())
+    })
 }
 
 /// SHA-256 of the token, lower-case hex.

@@ -143,12 +143,8 @@ impl Store {
     /// match (bcrypt would compare only their first 72 bytes).
     pub fn verify_user(&self, name: &str, password: &str) -> Result<bool, StoreError> {
         let record = self.user_record(name)?;
-        let (hash, active) = match &record {
-            Some(record) if record.active => (record.hash.as_str(), true),
-            _ => (self.dummy_hash.as_str(), false),
-        };
-        let matched = verify(password, hash);
-        Ok(active && matched)
+        let known = record.as_ref().map(|r| (r.hash.as_str(), r.active));
+        Ok(verify_known(known, &self.dummy_hash, password))
     }
 
     fn user_record(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -182,10 +178,26 @@ impl Store {
     }
 
     fn hash(&self, password: &str) -> Result<String, StoreError> {
-        check_password(password)?;
-        bcrypt::non_truncating_hash(password, self.bcrypt_cost)
-            .map_err(|e| StoreError::Hash(e.to_string()))
+        hash_password(password, self.bcrypt_cost)
     }
+}
+
+/// A bcrypt hash of `password` at `cost`; refuses an empty password or one bcrypt would cut.
+pub(super) fn hash_password(password: &str, cost: u32) -> Result<String, StoreError> {
+    check_password(password)?;
+    bcrypt::non_truncating_hash(password, cost).map_err(|e| StoreError::Hash(e.to_string()))
+}
+
+/// Whether `password` matches a user `known` as (hash, active): unknown and disabled users
+/// are verified against `dummy` (same cost, same work), so the time taken does not tell which
+/// names exist.
+pub(super) fn verify_known(known: Option<(&str, bool)>, dummy: &str, password: &str) -> bool {
+    let (hash, active) = match known {
+        Some((hash, true)) => (hash, true),
+        _ => (dummy, false),
+    };
+    let matched = verify(password, hash);
+    active && matched
 }
 
 /// Refuses user names that are empty, over 254 bytes, or hold whitespace or control
