@@ -566,8 +566,7 @@ impl StoreConfig {
                 if let Some((key, _)) = given.iter().find(|(_, given)| *given) {
                     return Err(invalid(
                         key,
-                        "is only for store.backend = \"postgres\", and the backend is redb"
-                            .into(),
+                        "is only for store.backend = \"postgres\", and the backend is redb".into(),
                     ));
                 }
             }
@@ -575,8 +574,7 @@ impl StoreConfig {
                 let Some(url) = &self.url else {
                     return Err(invalid(
                         "store.url",
-                        "is missing: store.backend = \"postgres\" needs the database's URL"
-                            .into(),
+                        "is missing: store.backend = \"postgres\" needs the database's URL".into(),
                     ));
                 };
                 if let Some(problem) = postgres_url_problem(url) {

@@ -58,7 +58,7 @@ impl Env {
     /// while it does.
     fn daemon(&self) -> Daemon {
         let services = Arc::new(Services::new(
-            Store::open_in(&self.data, 4).unwrap(),
+            Arc::new(Store::open_in(&self.data, 4).unwrap()),
             "mail.example.test",
         ));
         let control = ControlServer::start(&self.data, Arc::clone(&services)).unwrap();

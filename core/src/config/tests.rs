@@ -470,9 +470,11 @@ fn postgres_keys_given_with_redb_are_refused_not_ignored() {
 
 #[test]
 fn unknown_store_keys_and_an_empty_password_file_are_named() {
-    assert_eq!(invalid("[store]\npasword_file = \"/p\"").0, "store.pasword_file");
-    let (key, _) = invalid(
-        "[store]\nbackend = \"postgres\"\nurl = \"postgres://db/x\"\npassword_file = \"\"",
+    assert_eq!(
+        invalid("[store]\npasword_file = \"/p\"").0,
+        "store.pasword_file"
     );
+    let (key, _) =
+        invalid("[store]\nbackend = \"postgres\"\nurl = \"postgres://db/x\"\npassword_file = \"\"");
     assert_eq!(key, "store.password_file");
 }
