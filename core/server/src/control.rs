@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 use crate::service::Services;
 use atacama_core::smtp::MessageId;
 use atacama_store::data_dir::{DataDir, euid};
-use atacama_store::{Backend, MessagePage, Store, StoreError, StoredMessage, Token, User};
+use atacama_store::{Backend, MessagePage, StoreError, StoredMessage, Token, User};
 
 /// The socket's name inside the data directory.
 pub const CONTROL_SOCKET: &str = "control.sock";
@@ -385,8 +385,8 @@ pub trait HoldsStore: Send + Sync + 'static {
     fn store(&self) -> &dyn Backend;
 }
 
-/// A redb store on its own, as the tests hold one.
-impl HoldsStore for Store {
+/// A store on its own, as the tests hold one.
+impl<B: Backend + 'static> HoldsStore for B {
     fn store(&self) -> &dyn Backend {
         self
     }

@@ -523,6 +523,25 @@ mod tests {
         }
     }
 
+    /// `Services::open` gives the store `limits.store_reopen_timeout_secs` and puts the floor
+    /// of `limits.min_free_space_mb` on the data directory, where the redb file is.
+    #[test]
+    fn open_takes_the_give_up_time_and_the_floor_from_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        config.auth.bcrypt_cost = 4;
+        config.limits.store_reopen_timeout_secs = 7;
+        config.limits.min_free_space_mb = atacama_core::config::MAX_MIN_FREE_SPACE_MB;
+        let s = Services::open(&config).unwrap();
+        assert_eq!(s.give_up_after(), Duration::from_secs(7));
+        assert_eq!(s.floor_dir.as_deref(), Some(config.data_dir.as_path()));
+        assert!(!s.free_space_ok(), "no test disk has 1 TiB free");
+        assert_eq!(s.bcrypt_cost(), 4);
+    }
+
     #[test]
     fn services_can_be_shared_across_threads() {
         fn shared<T: Send + Sync>() {}
