@@ -39,6 +39,12 @@ pub const MAX_PUBLIC_URL: usize = 2048;
 /// The longest `http.site_name`, in characters.
 pub const MAX_SITE_NAME: usize = 200;
 
+/// The default `store.pool_size`: PostgreSQL connections one daemon keeps open.
+pub const DEFAULT_POOL_SIZE: u32 = 8;
+
+/// The largest `store.pool_size`.
+pub const MAX_POOL_SIZE: u32 = 256;
+
 /// The host name of [`Config::default`], and the machine's when its own cannot be read.
 pub const DEFAULT_HOSTNAME: &str = "localhost";
 
@@ -62,6 +68,37 @@ pub struct Config {
     pub http: Http,
     /// Where messages go, and who may read them.
     pub channels: ChannelsConfig,
+    /// Which database holds users and messages.
+    pub store: StoreConfig,
+}
+
+/// `[store]`: the database. redb (one file in `data_dir`) unless `backend = "postgres"`.
+///
+/// The PostgreSQL keys are `Option`s so that one given with redb, where it would be silently
+/// ignored, is refused instead ([`Config::validate`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Which database.
+    pub backend: StoreBackend,
+    /// PostgreSQL's connection URL, `postgres://` or `postgresql://`; required with it.
+    pub url: Option<String>,
+    /// A file holding the database password (one trailing newline is not part of it); read by
+    /// the server, which refuses it unless only its owner may read it.
+    pub password_file: Option<PathBuf>,
+    /// Connections to PostgreSQL one daemon keeps, 1..=256; default [`DEFAULT_POOL_SIZE`].
+    pub pool_size: Option<u32>,
+}
+
+/// `store.backend`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// One redb file in `data_dir`, held by one process.
+    #[default]
+    Redb,
+    /// A PostgreSQL database that several daemons may share.
+    Postgres,
 }
 
 /// `[http]`: the web read side.
@@ -246,6 +283,7 @@ impl Default for Config {
             auth: Auth::default(),
             http: Http::default(),
             channels: ChannelsConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -421,6 +459,7 @@ impl Config {
             ));
         }
         self.channels()?;
+        self.store.validate()?;
         for (key, value, range) in self.numbers() {
             if !range.contains(&value) {
                 return Err(invalid(
@@ -502,6 +541,77 @@ impl Config {
                 1..=1_000_000,
             ),
         ]
+    }
+}
+
+impl StoreConfig {
+    /// `pool_size`, or its default.
+    pub fn pool_size(&self) -> u32 {
+        self.pool_size.unwrap_or(DEFAULT_POOL_SIZE)
+    }
+
+    /// The checks of `[store]`: the keys its backend needs, none that it would ignore.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, problem: String| ConfigError::Invalid {
+            key: key.to_string(),
+            problem,
+        };
+        match self.backend {
+            StoreBackend::Redb => {
+                let given = [
+                    ("store.url", self.url.is_some()),
+                    ("store.password_file", self.password_file.is_some()),
+                    ("store.pool_size", self.pool_size.is_some()),
+                ];
+                if let Some((key, _)) = given.iter().find(|(_, given)| *given) {
+                    return Err(invalid(
+                        key,
+                        "is only for store.backend = \"postgres\", and the backend is redb".into(),
+                    ));
+                }
+            }
+            StoreBackend::Postgres => {
+                let Some(url) = &self.url else {
+                    return Err(invalid(
+                        "store.url",
+                        "is missing: store.backend = \"postgres\" needs the database's URL".into(),
+                    ));
+                };
+                if let Some(problem) = postgres_url_problem(url) {
+                    return Err(invalid("store.url", problem));
+                }
+                if self
+                    .password_file
+                    .as_ref()
+                    .is_some_and(|path| path.as_os_str().is_empty())
+                {
+                    return Err(invalid("store.password_file", "must not be empty".into()));
+                }
+                let size = self.pool_size();
+                if !(1..=MAX_POOL_SIZE).contains(&size) {
+                    return Err(invalid(
+                        "store.pool_size",
+                        format!("must be between 1 and {MAX_POOL_SIZE}, not {size}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why `url` is not a PostgreSQL connection URL we take. Only the scheme is checked here: the
+/// client library reads the rest, and its errors name `store.url` where it is opened.
+fn postgres_url_problem(url: &str) -> Option<String> {
+    // The URL can hold a password: it is never quoted back.
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        Some("must start with postgres:// or postgresql://".into())
+    } else if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        Some("must not hold spaces or control characters".into())
+    } else if url.len() > MAX_PUBLIC_URL {
+        Some(format!("is longer than {MAX_PUBLIC_URL} bytes"))
+    } else {
+        None
     }
 }
 

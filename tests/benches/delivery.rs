@@ -7,6 +7,7 @@
 //! Prints time per message; `cargo bench -p atacama-tests --bench delivery`.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use atacama_core::{markup, message};
@@ -18,7 +19,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 fn deliveries(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store = Store::open_in(dir.path(), 4).expect("a new store");
-    let services = Services::new(store, "localhost");
+    let services = Services::new(Arc::new(store), "localhost");
     let delivery = sample_delivery();
     // What a commit writes for this message, before redb rounds it up to whole pages.
     if let Ok(packed) = services.prepare_checked(delivery.clone(), SystemTime::now()) {

@@ -58,7 +58,7 @@ impl Env {
     /// while it does.
     fn daemon(&self) -> Daemon {
         let services = Arc::new(Services::new(
-            Store::open_in(&self.data, 4).unwrap(),
+            Arc::new(Store::open_in(&self.data, 4).unwrap()),
             "mail.example.test",
         ));
         let control = ControlServer::start(&self.data, Arc::clone(&services)).unwrap();
@@ -863,5 +863,145 @@ fn unreadable_database_and_bad_config_are_one_line_errors() {
             )),
             "{run:?}"
         );
+    }
+}
+
+/// A bad `[store]` is refused by `serve` and by the command line alike, naming the key,
+/// before anything is opened.
+#[test]
+fn a_bad_store_section_is_refused_naming_the_key() {
+    for bin in Binary::ALL {
+        let env = Env::new();
+        for (store, message) in [
+            (
+                "backend = \"mysql\"",
+                "config key store.backend: unknown variant `mysql`, expected `redb` or `postgres`",
+            ),
+            (
+                "backend = \"postgres\"",
+                "config key store.url: is missing: store.backend = \"postgres\" needs the \
+                 database's URL",
+            ),
+            (
+                "backend = \"postgres\"\nurl = \"mysql://db/atacama\"",
+                "config key store.url: must start with postgres:// or postgresql://",
+            ),
+            (
+                "backend = \"postgres\"\nurl = \"postgres://db/atacama\"\npool_size = 0",
+                "config key store.pool_size: must be between 1 and 256, not 0",
+            ),
+            (
+                "pool_size = 8",
+                "config key store.pool_size: is only for store.backend = \"postgres\", and the \
+                 backend is redb",
+            ),
+        ] {
+            std::fs::write(
+                &env.config,
+                format!("[auth]\nbcrypt_cost = 4\n[store]\n{store}\n"),
+            )
+            .unwrap();
+            for args in [&["user", "list"][..], &["serve"]] {
+                assert_error(&env.run(bin, args, None), bin, 1, message);
+            }
+        }
+        assert!(!env.data.exists(), "nothing was opened");
+    }
+}
+
+/// Until this build opens PostgreSQL, `backend = "postgres"` is refused at start: never a
+/// redb file in its place.
+#[test]
+fn postgres_is_refused_at_start_and_never_replaced_by_redb() {
+    for bin in Binary::ALL {
+        let env = Env::new();
+        // Port 1 of loopback: nothing is there, and nothing is asked of it.
+        std::fs::write(
+            &env.config,
+            "[auth]\nbcrypt_cost = 4\n[listen]\nsubmission = \"127.0.0.1:0\"\nsubmissions = []\n\
+             [http]\nlisten = []\n[store]\nbackend = \"postgres\"\n\
+             url = \"postgres://atacama@127.0.0.1:1/atacama\"\n",
+        )
+        .unwrap();
+        let refused = format!(
+            "{}: error: database error: {}",
+            bin.name(),
+            atacama_server::store::POSTGRES_NOT_WIRED
+        );
+        let run = env.run(bin, &["user", "list"], None);
+        assert_eq!(run.code, Some(1), "{run:?}");
+        assert_eq!(run.stderr.trim_end(), refused, "{run:?}");
+        let run = env.run(bin, &["serve"], None);
+        assert_eq!(run.code, Some(1), "{run:?}");
+        assert_eq!(run.stderr.lines().last(), Some(refused.as_str()), "{run:?}");
+        assert!(!env.data.join("atacama.redb").exists(), "no redb file made");
+    }
+}
+
+/// What one run of the user commands printed: each command's exit status, stdout and
+/// stderr; first on the file, then through a daemon.
+fn user_transcript(env: &Env, bin: Binary) -> Vec<(Option<i32>, String, String)> {
+    let on_file: [(&[&str], Option<&[u8]>); 6] = [
+        (&["user", "add", "alice", "--password-stdin"], Some(b"pw\n")),
+        (&["user", "add", "alice", "--password-stdin"], Some(b"pw\n")),
+        (&["user", "add", "bob", "--password-stdin"], Some(b"pw\n")),
+        (&["user", "disable", "bob"], None),
+        (
+            &["user", "passwd", "nobody", "--password-stdin"],
+            Some(b"x\n"),
+        ),
+        (&["messages", "list"], None),
+    ];
+    let through_daemon: [(&[&str], Option<&[u8]>); 4] = [
+        (&["user", "enable", "bob"], None),
+        (&["user", "del", "bob"], None),
+        (&["user", "del", "bob"], None),
+        (&["token", "list"], None),
+    ];
+    let run = |(args, stdin): &(&[&str], Option<&[u8]>)| {
+        let run = env.run(bin, args, *stdin);
+        (run.code, run.stdout_text(), run.stderr.clone())
+    };
+    let names = |env: &Env| {
+        let list = json_of(&env.run(bin, &["user", "list", "--json"], None).success());
+        let names: Vec<String> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| format!("{} {}", u["name"], u["active"]))
+            .collect();
+        (Some(0), names.join("\n"), String::new())
+    };
+    let mut transcript: Vec<_> = on_file.iter().map(run).collect();
+    transcript.push(names(env));
+    let daemon = env.daemon();
+    transcript.extend(through_daemon.iter().map(run));
+    transcript.push(names(env));
+    assert!(daemon.store().verify_user("alice", "pw").unwrap());
+    transcript
+}
+
+/// `[store] backend = "redb"` written out is no `[store]` at all: the same commands give the
+/// same answers, on the file and through a daemon.
+#[test]
+fn user_commands_with_an_explicit_redb_store_behave_as_without() {
+    for bin in Binary::ALL {
+        let [default, explicit] = ["", "[store]\nbackend = \"redb\"\n"].map(|store| {
+            let env = Env::new();
+            std::fs::write(
+                &env.config,
+                format!("hostname = \"mail.example.test\"\n[auth]\nbcrypt_cost = 4\n{store}"),
+            )
+            .unwrap();
+            user_transcript(&env, bin)
+        });
+        assert_eq!(default, explicit);
+        assert_eq!(
+            default[0],
+            (Some(0), "added user alice\n".into(), String::new())
+        );
+        assert_eq!(default[1].0, Some(1), "{:?}", default[1]);
+        assert_eq!(default[6].1, "\"alice\" true\n\"bob\" false");
+        assert_eq!(default[11].1, "\"alice\" true");
     }
 }

@@ -4,7 +4,9 @@
 //! [`atacama_store`]), and no other process may open the file. So while it runs it answers the
 //! command line's store operations on a Unix socket, `DATA_DIR/control.sock`. Without a daemon
 //! the command line opens the file itself and runs the same [`Request`] through [`execute`]:
-//! what a command does to the store is one code path, whoever holds the file.
+//! what a command does to the store is one code path, whoever holds the file. A database that
+//! several processes share needs no socket: the command line opens it itself
+//! ([`crate::store::is_shared`]).
 //!
 //! The protocol is one request per connection: the client sends one frame holding a
 //! [`Request`], the daemon answers with one frame holding a `Result<Answer, StoreError>`. A
@@ -47,7 +49,7 @@ use serde::{Deserialize, Serialize};
 use crate::service::Services;
 use atacama_core::smtp::MessageId;
 use atacama_store::data_dir::{DataDir, euid};
-use atacama_store::{MessagePage, Store, StoreError, StoredMessage, Token, User};
+use atacama_store::{Backend, MessagePage, StoreError, StoredMessage, Token, User};
 
 /// The socket's name inside the data directory.
 pub const CONTROL_SOCKET: &str = "control.sock";
@@ -123,43 +125,43 @@ impl Bodies {
 /// A store operation of the command line.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// [`Store::user`].
+    /// [`Backend::user`].
     User {
         /// The login name.
         name: String,
     },
-    /// [`Store::users`].
+    /// [`Backend::users`].
     Users,
-    /// [`Store::add_user`].
+    /// [`Backend::add_user`].
     AddUser {
         /// The login name.
         name: String,
         /// The password, hashed by the store.
         password: String,
     },
-    /// [`Store::set_password`].
+    /// [`Backend::set_password`].
     SetPassword {
         /// The login name.
         name: String,
         /// The new password.
         password: String,
     },
-    /// [`Store::disable_user`].
+    /// [`Backend::disable_user`].
     DisableUser {
         /// The login name.
         name: String,
     },
-    /// [`Store::enable_user`].
+    /// [`Backend::enable_user`].
     EnableUser {
         /// The login name.
         name: String,
     },
-    /// [`Store::delete_user`].
+    /// [`Backend::delete_user`].
     DeleteUser {
         /// The login name.
         name: String,
     },
-    /// [`Store::messages_page`].
+    /// [`Backend::messages_page`].
     Messages {
         /// Only this user's.
         user: Option<String>,
@@ -168,26 +170,26 @@ pub enum Request {
         /// At most this many.
         limit: usize,
     },
-    /// [`Store::message`], with only the bodies asked for.
+    /// [`Backend::message`], with only the bodies asked for.
     Message {
         /// The message id.
         id: u64,
         /// The bodies to send back; the others come back empty.
         bodies: Bodies,
     },
-    /// [`Store::raw_message`].
+    /// [`Backend::raw_message`].
     RawMessage {
         /// The message id.
         id: u64,
     },
-    /// [`Store::add_token`]: the answer carries the token, the only time it is seen.
+    /// [`Backend::add_token`]: the answer carries the token, the only time it is seen.
     AddToken {
         /// The token's name.
         name: String,
     },
-    /// [`Store::tokens`].
+    /// [`Backend::tokens`].
     Tokens,
-    /// [`Store::revoke_token`].
+    /// [`Backend::revoke_token`].
     RevokeToken {
         /// The token's name.
         name: String,
@@ -260,7 +262,11 @@ impl std::fmt::Debug for NewToken {
 }
 
 /// Runs `request` against `store`; `now` stamps the changes it makes.
-pub fn execute(store: &Store, request: &Request, now: SystemTime) -> Result<Answer, StoreError> {
+pub fn execute(
+    store: &dyn Backend,
+    request: &Request,
+    now: SystemTime,
+) -> Result<Answer, StoreError> {
     let done = |()| Answer::Done;
     match request {
         Request::User { name } => store.user(name).map(Answer::User),
@@ -376,17 +382,18 @@ pub fn call(
 /// What holds the store the control server works on.
 pub trait HoldsStore: Send + Sync + 'static {
     /// The store.
-    fn store(&self) -> &Store;
+    fn store(&self) -> &dyn Backend;
 }
 
-impl HoldsStore for Store {
-    fn store(&self) -> &Store {
+/// A store on its own, as the tests hold one.
+impl<B: Backend + 'static> HoldsStore for B {
+    fn store(&self) -> &dyn Backend {
         self
     }
 }
 
 impl HoldsStore for Services {
-    fn store(&self) -> &Store {
+    fn store(&self) -> &dyn Backend {
         Services::store(self)
     }
 }

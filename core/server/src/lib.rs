@@ -3,8 +3,9 @@
 //! runs (`server`: commit, password verifiers, store keeper), the command line's socket into a
 //! running daemon (`control`), rustls configs (`tls`), systemd notify and socket activation
 //! (`systemd`), the command line of both binaries (`cli`), the stderr logger (`logger`),
-//! reading the configuration file (`config`), the web read side's answer to one request
-//! (`web`) and the counters `/metrics` reports (`counters`).
+//! reading the configuration file (`config`), opening the store `[store]` names (`store`),
+//! the web read side's answer to one request (`web`) and the counters `/metrics` reports
+//! (`counters`).
 //!
 //! This is where the IO around the pure core (`atacama_core`) lives, but it makes no protocol
 //! decision of its own: replies, limits and log wording come from the core, and the database
@@ -19,6 +20,7 @@ pub mod logger;
 pub mod priority;
 pub mod server;
 pub mod service;
+pub mod store;
 pub mod systemd;
 pub mod tls;
 pub mod web;

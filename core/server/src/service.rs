@@ -4,9 +4,9 @@
 //! threaded runtime on the connection's thread. Throttling AUTH is the caller's job.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::counters::LiveCounters;
@@ -17,21 +17,27 @@ use atacama_core::smtp::{
     AuthOutcome, AuthRequest, Delivery, DeliveryError, MailCheck, MailVerdict, MessageId,
 };
 use atacama_core::{markup, message};
-use atacama_store::{BodyWriter, NewMessage, PackedMessage, ReceivedTrace, Store, StoreError};
+use atacama_store::{
+    Backend, BodyWriter, GIVE_UP_AFTER, NewMessage, PackedMessage, ReceivedTrace, StoreError,
+};
 
-/// How long a starting server waits for the database file: a command line holds it for one
-/// command, a bcrypt hash at most. A second server holds it for good, and is reported after.
+/// How long a starting server waits for a redb file: a command line holds it for one command,
+/// a bcrypt hash at most. A second server holds it for good, and is reported after.
 pub const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The store plus the facts about this server that delivery needs.
 #[derive(Debug)]
 pub struct Services {
-    store: Store,
+    store: Arc<dyn Backend>,
     hostname: String,
     /// Where each message goes (`[channels]`).
     channels: Channels,
-    /// Below this many bytes free in the data directory, MAIL is refused (`452 4.3.1`).
+    /// The directory whose file system holds the database, and the bytes that must stay free
+    /// there, else MAIL is refused (`452 4.3.1`); `None` or 0 bytes: no floor.
+    floor_dir: Option<PathBuf>,
     min_free_bytes: u64,
+    /// How long the store tries to recover before the server exits, for the log.
+    give_up_after: Duration,
     /// Whether the last look found the filesystem below the floor (logged on each change).
     below_floor: AtomicBool,
     /// Failed-delivery lines, held back while they repeat (a full disk fails every one).
@@ -47,13 +53,17 @@ pub struct Services {
 impl Services {
     /// Wraps an open store; `hostname` goes into `Received:` headers. No free-space floor
     /// until [`Services::with_min_free_space`] sets one; the channels are
-    /// [`Channels::default`] until [`Services::with_channels`] sets them.
-    pub fn new(store: Store, hostname: impl Into<String>) -> Services {
+    /// [`Channels::default`] until [`Services::with_channels`] sets them; the store gives up
+    /// recovering after its default, [`GIVE_UP_AFTER`], until
+    /// [`Services::with_give_up_after`].
+    pub fn new(store: Arc<dyn Backend>, hostname: impl Into<String>) -> Services {
         Services {
             store,
             hostname: hostname.into(),
             channels: Channels::default(),
+            floor_dir: None,
             min_free_bytes: 0,
+            give_up_after: GIVE_UP_AFTER,
             below_floor: AtomicBool::new(false),
             failures: Mutex::new(Repeats::new()),
             unmeasured: Mutex::new(Repeats::new()),
@@ -73,32 +83,42 @@ impl Services {
         &self.channels
     }
 
-    /// Sets the free-space floor of [`Services::free_space_ok`], in bytes.
-    pub fn with_min_free_space(mut self, bytes: u64) -> Services {
+    /// Sets the free-space floor of [`Services::free_space_ok`]: `bytes` on the file system
+    /// of `dir`, where the database is.
+    pub fn with_min_free_space(mut self, dir: impl Into<PathBuf>, bytes: u64) -> Services {
+        self.floor_dir = Some(dir.into());
         self.min_free_bytes = bytes;
         self
     }
 
-    /// Opens the store in `config.data_dir` with the configured bcrypt cost, waiting up to
-    /// [`OPEN_WAIT`] for a command line that holds the file to finish; the free-space floor
-    /// is `limits.min_free_space_mb`, and the store gives up reopening its database after
+    /// Sets how long the store keeps trying to recover from an I/O error before it gives up
+    /// ([`atacama_store::Health::Failed`]).
+    pub fn with_give_up_after(mut self, after: Duration) -> Services {
+        self.store.set_give_up_after(after);
+        self.give_up_after = after;
+        self
+    }
+
+    /// Opens the store `[store]` names ([`crate::store::open`]) with the configured bcrypt
+    /// cost, waiting up to [`OPEN_WAIT`] for a command line that holds a redb file to finish;
+    /// the free-space floor is `limits.min_free_space_mb` where the database is on this
+    /// machine ([`crate::store::local_dir`]), and the store gives up recovering after
     /// `limits.store_reopen_timeout_secs`. Messages go to `[channels]`; a database from before
-    /// channels gives its messages `channels.default` ([`Store::open_with_channel`]).
+    /// channels gives its messages `channels.default`.
     pub fn open(config: &Config) -> Result<Services, StoreError> {
         // Checked when the config was loaded; an error here names the key all the same.
         let channels = config
             .channels()
             .map_err(|e| StoreError::InvalidChannel(e.to_string()))?;
-        let store = Store::open_in_waiting(
-            &config.data_dir,
-            config.auth.bcrypt_cost,
-            channels.default_channel(),
-            OPEN_WAIT,
-        )?;
-        store.set_give_up_after(Duration::from_secs(config.limits.store_reopen_timeout_secs));
-        Ok(Services::new(store, config.hostname.clone())
+        let store = crate::store::open(config, OPEN_WAIT)?;
+        let services = Services::new(store, config.hostname.clone())
             .with_channels(channels)
-            .with_min_free_space(config.limits.min_free_space_mb.saturating_mul(1 << 20)))
+            .with_give_up_after(Duration::from_secs(config.limits.store_reopen_timeout_secs));
+        Ok(match crate::store::local_dir(config) {
+            Some(dir) => services
+                .with_min_free_space(dir, config.limits.min_free_space_mb.saturating_mul(1 << 20)),
+            None => services,
+        })
     }
 
     /// Whether the file system of the data directory has at least the floor free
@@ -106,10 +126,10 @@ impl Services {
     /// has not, before any byte of the message is written. One `statvfs`. Where the space
     /// cannot be measured (logged), there is no floor: the store's own errors still answer.
     pub fn free_space_ok(&self) -> bool {
-        if self.min_free_bytes == 0 {
-            return true;
-        }
-        let dir = self.store.path().parent().unwrap_or(Path::new("."));
+        let dir = match &self.floor_dir {
+            Some(dir) if self.min_free_bytes > 0 => dir.as_path(),
+            _ => return true,
+        };
         match atacama_store::free_bytes(dir) {
             Ok(free) => {
                 let ok = free >= self.min_free_bytes;
@@ -136,8 +156,13 @@ impl Services {
     }
 
     /// The underlying store.
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn store(&self) -> &dyn Backend {
+        &*self.store
+    }
+
+    /// How long the store tries to recover from an I/O error before the server gives up.
+    pub fn give_up_after(&self) -> Duration {
+        self.give_up_after
     }
 
     /// Our host name, as written into `Received:` headers.
@@ -444,11 +469,12 @@ fn log_accepted(id: MessageId, user: &str, size: usize) {
 mod tests {
     use super::*;
     use atacama_core::smtp::TlsInfo;
+    use atacama_store::Store;
     use std::time::{Duration, UNIX_EPOCH};
 
     fn services() -> (tempfile::TempDir, Services) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_in(dir.path(), 4).unwrap();
+        let store = Arc::new(Store::open_in(dir.path(), 4).unwrap());
         (dir, Services::new(store, "mail.example"))
     }
 
@@ -483,7 +509,7 @@ mod tests {
         let names = |n: &[&str]| n.iter().map(|c| c.to_string()).collect::<Vec<_>>();
         let channels =
             Channels::new(None, &names(&["general", "travel"]), &names(&["family"])).unwrap();
-        let s = Services::new(store, "mail.example").with_channels(channels);
+        let s = Services::new(Arc::new(store), "mail.example").with_channels(channels);
         for (rcpt, channel) in [
             (&["bob@example.test"][..], "general"),
             (&["post+travel@example.test"], "travel"),
@@ -495,6 +521,25 @@ mod tests {
             let id = s.deliver(d, UNIX_EPOCH + Duration::from_secs(1)).unwrap();
             assert_eq!(s.store().message(id).unwrap().channel, channel, "{rcpt:?}");
         }
+    }
+
+    /// `Services::open` gives the store `limits.store_reopen_timeout_secs` and puts the floor
+    /// of `limits.min_free_space_mb` on the data directory, where the redb file is.
+    #[test]
+    fn open_takes_the_give_up_time_and_the_floor_from_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        config.auth.bcrypt_cost = 4;
+        config.limits.store_reopen_timeout_secs = 7;
+        config.limits.min_free_space_mb = atacama_core::config::MAX_MIN_FREE_SPACE_MB;
+        let s = Services::open(&config).unwrap();
+        assert_eq!(s.give_up_after(), Duration::from_secs(7));
+        assert_eq!(s.floor_dir.as_deref(), Some(config.data_dir.as_path()));
+        assert!(!s.free_space_ok(), "no test disk has 1 TiB free");
+        assert_eq!(s.bcrypt_cost(), 4);
     }
 
     #[test]
@@ -546,11 +591,13 @@ mod tests {
         let check = MailCheck {
             user: "alice".into(),
         };
-        let s = Services::new(store, "mail.example").with_min_free_space(free.saturating_mul(4));
+        let s = Services::new(Arc::new(store), "mail.example")
+            .with_min_free_space(dir.path(), free.saturating_mul(4));
         assert_eq!(s.check_mail(&check), MailVerdict::InsufficientStorage);
         assert_eq!(s.check_mail(&check), MailVerdict::InsufficientStorage);
-        let s = Services::new(Store::open_in(&dir.path().join("b"), 4).unwrap(), "m")
-            .with_min_free_space(1);
+        let b = dir.path().join("b");
+        let s =
+            Services::new(Arc::new(Store::open_in(&b, 4).unwrap()), "m").with_min_free_space(&b, 1);
         s.store().add_user("alice", "pw", UNIX_EPOCH).unwrap();
         assert_eq!(s.check_mail(&check), MailVerdict::Accepted);
     }
@@ -607,7 +654,8 @@ mod tests {
         let fs = atacama_store::testing::Tmpfs::mount(64);
         let store = Store::open_in(fs.path(), 4).unwrap();
         let floor = 8 << 20;
-        let s = Services::new(store, "mail.example").with_min_free_space(floor);
+        let s =
+            Services::new(Arc::new(store), "mail.example").with_min_free_space(fs.path(), floor);
         // The zero-ahead threads of a new store take their share within moments.
         std::thread::sleep(Duration::from_millis(500));
         assert!(s.free_space_ok());
@@ -620,7 +668,7 @@ mod tests {
         std::fs::write(&filler, vec![1u8; (free - floor / 2) as usize]).unwrap();
         assert!(!s.free_space_ok());
         assert!(
-            s.with_min_free_space(0).free_space_ok(),
+            s.with_min_free_space(fs.path(), 0).free_space_ok(),
             "no floor, no refusal"
         );
     }
@@ -628,7 +676,7 @@ mod tests {
     #[test]
     fn free_space_ok_without_a_measure_lets_mail_through() {
         let (dir, s) = services();
-        let s = s.with_min_free_space(u64::MAX);
+        let s = s.with_min_free_space(dir.path(), u64::MAX);
         assert!(!s.free_space_ok(), "no disk has that much room");
         // A data directory gone from under the server: no measure, no floor.
         let gone = dir.path().to_path_buf();

@@ -360,3 +360,121 @@ fn bad_web_and_channel_values_are_named() {
         assert_eq!(invalid(text).0, key, "{text}");
     }
 }
+
+#[test]
+fn the_store_is_redb_unless_postgres_is_named() {
+    let config = Config::parse("", HOST).unwrap();
+    assert_eq!(config.store, StoreConfig::default());
+    assert_eq!(config.store.backend, StoreBackend::Redb);
+    let redb = Config::parse("[store]\nbackend = \"redb\"", HOST).unwrap();
+    assert_eq!(redb.store, StoreConfig::default());
+    let postgres = Config::parse(
+        "[store]\nbackend = \"postgres\"\n\
+         url = \"postgresql://atacama@db.example.org/atacama?sslmode=require\"\n\
+         password_file = \"/etc/atacama/mail/pg-password\"\npool_size = 16",
+        HOST,
+    )
+    .unwrap();
+    assert_eq!(
+        postgres.store,
+        StoreConfig {
+            backend: StoreBackend::Postgres,
+            url: Some("postgresql://atacama@db.example.org/atacama?sslmode=require".into()),
+            password_file: Some("/etc/atacama/mail/pg-password".into()),
+            pool_size: Some(16),
+        }
+    );
+    let defaults = Config::parse(
+        "[store]\nbackend = \"postgres\"\nurl = \"postgres:///atacama\"",
+        HOST,
+    )
+    .unwrap();
+    assert_eq!(defaults.store.pool_size(), DEFAULT_POOL_SIZE);
+    assert_eq!(defaults.store.password_file, None);
+}
+
+#[test]
+fn an_unknown_backend_is_named_with_the_two_there_are() {
+    let (key, problem) = invalid("[store]\nbackend = \"mysql\"");
+    assert_eq!(key, "store.backend");
+    assert!(
+        problem.contains("redb") && problem.contains("postgres"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn postgres_without_a_url_is_refused_naming_store_url() {
+    let (key, problem) = invalid("[store]\nbackend = \"postgres\"");
+    assert_eq!(key, "store.url");
+    assert!(problem.contains("missing"), "{problem}");
+}
+
+#[test]
+fn a_url_of_another_scheme_is_refused_saying_which_it_needs() {
+    for url in [
+        "mysql://db.example.org/atacama",
+        "db.example.org",
+        "",
+        "POSTGRES://db/x",
+    ] {
+        let text = format!("[store]\nbackend = \"postgres\"\nurl = {url:?}");
+        let (key, problem) = invalid(&text);
+        assert_eq!(key, "store.url", "{url}");
+        assert!(
+            problem.contains("postgres://") && problem.contains("postgresql://"),
+            "{problem}"
+        );
+    }
+    let (key, _) = invalid("[store]\nbackend = \"postgres\"\nurl = \"postgres://a b/c\"");
+    assert_eq!(key, "store.url");
+}
+
+#[test]
+fn the_url_is_never_quoted_back_it_may_hold_a_password() {
+    let (_, problem) = invalid("[store]\nbackend = \"postgres\"\nurl = \"pg://u:secret@db/x\"");
+    assert!(!problem.contains("secret"), "{problem}");
+}
+
+#[test]
+fn pool_size_must_be_1_to_256() {
+    let with = |size: &str| {
+        format!("[store]\nbackend = \"postgres\"\nurl = \"postgres://db/x\"\npool_size = {size}")
+    };
+    for size in ["0", "257", "100000"] {
+        let (key, problem) = invalid(&with(size));
+        assert_eq!(key, "store.pool_size", "{size}");
+        assert!(problem.contains("between 1 and 256"), "{problem}");
+    }
+    assert_eq!(invalid(&with("-1")).0, "store.pool_size");
+    for size in [1, 256] {
+        let config = Config::parse(&with(&size.to_string()), HOST).unwrap();
+        assert_eq!(config.store.pool_size(), size);
+    }
+}
+
+#[test]
+fn postgres_keys_given_with_redb_are_refused_not_ignored() {
+    for (keys, key) in [
+        ("url = \"postgres://db/x\"", "store.url"),
+        ("password_file = \"/p\"", "store.password_file"),
+        ("pool_size = 4", "store.pool_size"),
+    ] {
+        for backend in ["", "backend = \"redb\"\n"] {
+            let (found, problem) = invalid(&format!("[store]\n{backend}{keys}"));
+            assert_eq!(found, key, "{keys}");
+            assert!(problem.contains("postgres"), "{problem}");
+        }
+    }
+}
+
+#[test]
+fn unknown_store_keys_and_an_empty_password_file_are_named() {
+    assert_eq!(
+        invalid("[store]\npasword_file = \"/p\"").0,
+        "store.pasword_file"
+    );
+    let (key, _) =
+        invalid("[store]\nbackend = \"postgres\"\nurl = \"postgres://db/x\"\npassword_file = \"\"");
+    assert_eq!(key, "store.password_file");
+}

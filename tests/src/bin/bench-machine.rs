@@ -21,7 +21,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 use atacama_server::service::Services;
@@ -114,7 +114,7 @@ fn measure(dir: PathBuf, cost: u32) -> Result<serde_json::Value, String> {
     let verify = median(&mut verifies);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
-    let services = Services::new(store, "localhost");
+    let services = Services::new(Arc::new(store), "localhost");
     let delivery = sample_delivery();
     let process = |pause: Option<Duration>| -> Result<Duration, String> {
         let mut times = Vec::with_capacity(RUNS);

@@ -109,15 +109,8 @@ pub fn run(program: &str, args: Vec<OsString>, serve: ServeFn) -> Result<(), Cli
         }
         Ok(config)
     };
-    let open_store = || -> Result<target::Target, CliError> {
-        let config = load_config()?;
-        let channels = config.channels()?;
-        target::Target::open(
-            &config.data_dir,
-            config.auth.bcrypt_cost,
-            channels.default_channel(),
-        )
-    };
+    let open_store =
+        || -> Result<target::Target, CliError> { target::Target::open(&load_config()?) };
     match command {
         Command::Help(text) => output::write_stdout(text.as_bytes()),
         Command::Serve { log_level } => {

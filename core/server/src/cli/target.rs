@@ -1,26 +1,31 @@
 //! Where the database commands go: to the running daemon over its control socket, or, when no
 //! daemon runs, to the file itself. Either way a command is a [`Request`] run by
-//! [`control::execute`], so what a command does cannot depend on who holds the file.
+//! [`control::execute`], so what a command does cannot depend on who holds the file. A
+//! database that several processes share ([`store::is_shared`]) is always opened here.
 //!
-//! Before either, the data directory is created `0700` or checked ([`DataDir::prepare`]), and
-//! the daemon is asked only if it runs as a user the directory trusts ([`control::connect`]).
+//! Before a redb file is opened or its daemon asked, the data directory is created `0700` or
+//! checked ([`DataDir::prepare`]), and the daemon is asked only if it runs as a user the
+//! directory trusts ([`control::connect`]).
 
 use std::io::Write as _;
-use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::CliError;
 use crate::control::{self, Answer, Bodies, Request};
+use crate::store;
+use atacama_core::config::Config;
 use atacama_store::data_dir::DataDir;
-use atacama_store::{IN_USE_RETRY, MessagePage, Store, StoreError, StoredMessage, Token, User};
+use atacama_store::{Backend, IN_USE_RETRY, MessagePage, StoreError, StoredMessage, Token, User};
 
 /// How long to wait for a file that another command line holds (for one command).
 const IN_USE_WAIT: Duration = Duration::from_secs(5);
 
 /// The store the commands run against.
 pub(super) enum Target {
-    /// No daemon runs: the file, opened by this process.
-    Local(Box<Store>),
+    /// The store, opened by this process: no daemon holds the file, or the database is
+    /// shared.
+    Local(Arc<dyn Backend>),
     /// The daemon that holds the file, asked over `DATA_DIR/control.sock`.
     Daemon {
         /// Its data directory.
@@ -29,14 +34,15 @@ pub(super) enum Target {
 }
 
 impl Target {
-    /// The daemon if one answers on the data directory's socket, else the file. A file that
-    /// another command line holds is waited for, asking for a daemon again each time. A file
-    /// from before channels gives its messages `default_channel` (`channels.default`).
-    pub(super) fn open(
-        data_dir: &Path,
-        bcrypt_cost: u32,
-        default_channel: &str,
-    ) -> Result<Target, CliError> {
+    /// The store `[store]` names: a shared database itself; for redb the daemon if one
+    /// answers on the data directory's socket, else the file. A file that another command
+    /// line holds is waited for, asking for a daemon again each time. A file from before
+    /// channels gives its messages `channels.default`.
+    pub(super) fn open(config: &Config) -> Result<Target, CliError> {
+        if store::is_shared(config) {
+            return Ok(Target::Local(store::open(config, Duration::ZERO)?));
+        }
+        let data_dir = &config.data_dir;
         let dir = DataDir::prepare(data_dir).map_err(|e| CliError::Failed(e.to_string()))?;
         let deadline = Instant::now() + IN_USE_WAIT;
         loop {
@@ -46,7 +52,7 @@ impl Target {
             {
                 return Ok(Target::Daemon { data_dir: dir });
             }
-            match Store::open_in_with_channel(data_dir, bcrypt_cost, default_channel) {
+            match store::open(config, Duration::ZERO) {
                 Ok(store) => {
                     if store.recovered() > 0 {
                         // The command line keeps no log: say it here, once, to whoever ran it.
@@ -57,7 +63,7 @@ impl Target {
                             store.recovered()
                         );
                     }
-                    return Ok(Target::Local(Box::new(store)));
+                    return Ok(Target::Local(store));
                 }
                 Err(StoreError::InUse(_)) if Instant::now() < deadline => {
                     std::thread::sleep(IN_USE_RETRY);
@@ -75,7 +81,7 @@ impl Target {
 
     fn call(&self, request: &Request) -> Result<Answer, CliError> {
         match self {
-            Target::Local(store) => Ok(control::execute(store, request, SystemTime::now())?),
+            Target::Local(store) => Ok(control::execute(&**store, request, SystemTime::now())?),
             Target::Daemon { data_dir } => {
                 let socket = data_dir.path().join(control::CONTROL_SOCKET);
                 let failed = |e: control::ControlError| CliError::Failed(e.to_string());
@@ -105,7 +111,7 @@ impl Target {
         }
     }
 
-    /// One page of the list ([`atacama_store::Store::messages_page`]).
+    /// One page of the list ([`atacama_store::Backend::messages_page`]).
     pub(super) fn messages(
         &self,
         user: Option<String>,
@@ -141,7 +147,7 @@ impl Target {
         }
     }
 
-    /// A new read token named `name`, returned once ([`atacama_store::Store::add_token`]).
+    /// A new read token named `name`, returned once ([`atacama_store::Backend::add_token`]).
     pub(super) fn add_token(&self, name: &str) -> Result<String, CliError> {
         let request = Request::AddToken { name: name.into() };
         match self.call(&request)? {

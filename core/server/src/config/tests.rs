@@ -1,6 +1,7 @@
 //! Reading the configuration: defaults with the machine's name, files named in errors, and
 //! the TLS files that must exist.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -152,6 +153,7 @@ fn every_key_is_read() {
         },
         http: Http::default(),
         channels: ChannelsConfig::default(),
+        store: StoreConfig::default(),
     };
     assert_eq!(config, expected);
     let session = config.session_config();
@@ -231,4 +233,94 @@ fn an_unreadable_config_file_is_named() {
             .to_string()
             .starts_with("cannot read config file /nonexistent/atacama.toml: ")
     );
+}
+
+/// A `[store]` for PostgreSQL whose password is in `path`.
+fn postgres_with_password_file(path: &Path) -> String {
+    format!(
+        "[store]\nbackend = \"postgres\"\nurl = \"postgres://atacama@db.example.org/atacama\"\n\
+         password_file = \"{}\"",
+        path.display()
+    )
+}
+
+/// Writes `contents` to `dir/name` with `mode`.
+fn secret(dir: &Path, name: &str, contents: &str, mode: u32) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+#[test]
+fn the_password_file_gives_the_password_less_one_trailing_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    for (contents, password) in [
+        ("s3cret\n", "s3cret"),
+        ("s3cret", "s3cret"),
+        ("s3cret\r\n", "s3cret"),
+        ("s3cret\n\n", "s3cret\n"),
+        (" with spaces \n", " with spaces "),
+    ] {
+        let path = secret(dir.path(), "pg-password", contents, 0o600);
+        let config = load_text(&postgres_with_password_file(&path)).unwrap();
+        assert_eq!(config.store.password_file.as_deref(), Some(path.as_path()));
+        assert_eq!(
+            store_password(&config.store).unwrap().as_deref(),
+            Some(password),
+            "{contents:?}"
+        );
+    }
+    assert_eq!(store_password(&StoreConfig::default()).unwrap(), None);
+}
+
+#[test]
+fn a_password_file_others_may_read_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for mode in [0o640, 0o604, 0o660, 0o644] {
+        let path = secret(dir.path(), "pg-password", "s3cret\n", mode);
+        match load_text(&postgres_with_password_file(&path)) {
+            Err(ConfigError::Invalid { key, problem }) => {
+                assert_eq!(key, "store.password_file");
+                assert!(problem.contains("chmod 600"), "{problem}");
+                assert!(!problem.contains("s3cret"), "{problem}");
+            }
+            other => panic!("mode {mode:o}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_missing_empty_or_strange_password_file_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nonexistent");
+    assert_eq!(
+        load_text(&postgres_with_password_file(&missing)),
+        Err(ConfigError::MissingFile {
+            key: "store.password_file".into(),
+            path: missing
+        })
+    );
+    let empty = secret(dir.path(), "empty", "\n", 0o600);
+    let long = secret(dir.path(), "long", &"x".repeat(5000), 0o600);
+    let latin1 = dir.path().join("latin1");
+    std::fs::write(&latin1, b"caf\xe9").unwrap();
+    std::fs::set_permissions(&latin1, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let subdir = dir.path().join("subdir");
+    std::fs::create_dir(&subdir).unwrap();
+    std::fs::set_permissions(&subdir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for (path, says) in [
+        (&empty, "is empty"),
+        (&long, "longer than 4096 bytes"),
+        (&latin1, "UTF-8"),
+        (&subdir, "not a regular file"),
+    ] {
+        match load_text(&postgres_with_password_file(path)) {
+            Err(ConfigError::Invalid { key, problem }) => {
+                assert_eq!(key, "store.password_file");
+                assert!(problem.contains(says), "{problem}");
+            }
+            other => panic!("{}: {other:?}", path.display()),
+        }
+    }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use super::*;
+use atacama_store::Store;
 use atacama_store::data_dir::DataDir;
 use atacama_store::testing::new_message;
 

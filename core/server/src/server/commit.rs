@@ -52,7 +52,7 @@ pub const MAX_BATCH: usize = 64;
 pub const PROCESSING_STACK: usize = 4 << 20;
 
 /// How long the commit thread waits for work before it checkpoints the journal
-/// ([`atacama_store::Store::checkpoint`]). Not needed for durability (the journal is durable);
+/// ([`atacama_store::Backend::checkpoint`]). Not needed for durability (the journal is durable);
 /// it only keeps what a restart replays short.
 pub const IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
 
@@ -327,7 +327,7 @@ mod tests {
 
     fn services() -> (tempfile::TempDir, Arc<Services>) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_in(dir.path(), 4).unwrap();
+        let store = Arc::new(Store::open_in(dir.path(), 4).unwrap());
         (dir, Arc::new(Services::new(store, "mail.example")))
     }
 

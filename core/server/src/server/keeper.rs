@@ -1,5 +1,5 @@
 //! The store's timer, the same in both runtimes: reopens the database after an I/O error even
-//! when no delivery comes ([`atacama_store::Store::recover`], once a [`KEEP_EVERY`]), and when
+//! when no delivery comes ([`atacama_store::Backend::recover`], once a [`KEEP_EVERY`]), and when
 //! the store gives up ([`Health::Failed`]) tells the runtime, which stops pinging the systemd
 //! watchdog, shuts down and exits non-zero, so that systemd restarts it.
 //!
@@ -108,7 +108,7 @@ fn keep(services: &Services, stop: &Receiver<()>, failure: &Failure) {
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
         if services.store().recover() == Health::Failed {
-            logging::store_failed_for_good(services.store().give_up_after());
+            logging::store_failed_for_good(services.give_up_after());
             failure.fail();
             return;
         }
@@ -144,7 +144,7 @@ mod tests {
     fn dropping_the_keeper_ends_its_thread_and_lets_go_of_the_services() {
         let dir = tempfile::tempdir().unwrap();
         let services = Arc::new(Services::new(
-            Store::open_in(dir.path(), 4).unwrap(),
+            Arc::new(Store::open_in(dir.path(), 4).unwrap()),
             "mail.example",
         ));
         let keeper = StoreKeeper::start(Arc::clone(&services)).unwrap();

@@ -299,7 +299,7 @@ impl ServerState {
     /// What the runtime's `run` returns once shut down: an error if the store failed.
     pub fn run_error(&self) -> Option<RunError> {
         self.store_failed().then(|| RunError::StoreFailed {
-            after: self.services.store().give_up_after(),
+            after: self.services.give_up_after(),
         })
     }
 

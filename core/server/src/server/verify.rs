@@ -325,7 +325,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_in(dir.path(), 4).unwrap();
         store.add_user("alice", "right", SystemTime::now()).unwrap();
-        let services = Arc::new(Services::new(store, "mail.example"));
+        let services = Arc::new(Services::new(Arc::new(store), "mail.example"));
         let verifier = Verifier::start(Arc::clone(&services), 2, LONG).unwrap();
         let pending: Vec<_> = ["right", "wrong", "right"]
             .map(|password| verifier.verify(request(password)))

@@ -1,6 +1,7 @@
 //! The read side against a real store in a temporary directory: visibility, tokens, paging,
 //! feeds, health and metrics.
 
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use serde_json::{Value, json};
@@ -24,7 +25,7 @@ fn services() -> (tempfile::TempDir, Services) {
         Channels::new(None, &names(&["general", "travel"]), &names(&["family"])).unwrap();
     (
         dir,
-        Services::new(store, "mail.example").with_channels(channels),
+        Services::new(Arc::new(store), "mail.example").with_channels(channels),
     )
 }
 
@@ -523,7 +524,7 @@ fn the_server_state_responds_with_its_config() {
 fn a_store_that_cannot_be_read_is_503_until_it_recovers() {
     let fs = atacama_store::testing::Tmpfs::mount(40);
     let store = Store::open_in(fs.path(), 4).unwrap();
-    let s = Services::new(store, "mail.example");
+    let s = Services::new(Arc::new(store), "mail.example");
     let web = web();
     let id = post(&s, "general", 1, None);
     // Random letters lz4 cannot shrink, 200 KB a message, until the disk is full.
