@@ -11,11 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atacama_core::config::{Config, StoreBackend};
+use atacama_store::pg::{PgConfig, PgStore};
 use atacama_store::{Backend, Store, StoreError};
-
-/// What a start with `store.backend = "postgres"` says until this build opens PostgreSQL.
-pub const POSTGRES_NOT_WIRED: &str = "store.backend = \"postgres\": this build does not have \
-    the PostgreSQL backend wired yet; use store.backend = \"redb\"";
 
 /// Opens the store of `config` with its bcrypt cost; messages stored before channels get
 /// `channels.default`. A redb file that another process holds is waited for, up to
@@ -32,9 +29,24 @@ pub fn open(config: &Config, in_use_wait: Duration) -> Result<Arc<dyn Backend>, 
             channels.default_channel(),
             in_use_wait,
         )?)),
-        // To come: `PgStore::open` with `config.store.url`, the password of
-        // `crate::config::store_password(&config.store)` and `config.store.pool_size()`.
-        StoreBackend::Postgres => Err(StoreError::Database(POSTGRES_NOT_WIRED.into())),
+        StoreBackend::Postgres => {
+            let url = config.store.url.clone().ok_or_else(|| {
+                StoreError::Database("store.url: missing, and store.backend is \"postgres\"".into())
+            })?;
+            // Read again here (the config's load checked it): the password is kept nowhere else.
+            let password = crate::config::store_password(&config.store)
+                .map_err(|error| StoreError::Database(error.to_string()))?;
+            let pg = PgConfig {
+                url,
+                password,
+                pool_size: usize::try_from(config.store.pool_size()).unwrap_or(usize::MAX),
+            };
+            Ok(Arc::new(PgStore::open(
+                &pg,
+                config.auth.bcrypt_cost,
+                channels.default_channel(),
+            )?))
+        }
     }
 }
 
@@ -91,19 +103,42 @@ mod tests {
     }
 
     #[test]
-    fn postgres_is_refused_not_replaced_by_redb() {
+    fn postgres_opens_the_database_and_makes_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = atacama_store::testing::Postgres::shared().fresh_database();
+        let postgres = StoreConfig {
+            backend: StoreBackend::Postgres,
+            url: Some(url),
+            pool_size: Some(2),
+            ..StoreConfig::default()
+        };
+        let config = config(&dir.path().join("data"), postgres);
+        let store = open(&config, Duration::ZERO).unwrap();
+        store
+            .add_user("alice", "s3cret", std::time::UNIX_EPOCH)
+            .unwrap();
+        // Shared: a second open (another daemon, the command line) sees the same users.
+        let again = open(&config, Duration::ZERO).unwrap();
+        assert!(again.verify_user("alice", "s3cret").unwrap());
+        assert!(!dir.path().join("data").exists(), "no redb file made");
+        assert!(is_shared(&config));
+        assert_eq!(local_dir(&config), None);
+    }
+
+    #[test]
+    fn an_unreachable_postgres_is_an_error_naming_it_not_redb() {
         let dir = tempfile::tempdir().unwrap();
         let postgres = StoreConfig {
             backend: StoreBackend::Postgres,
-            url: Some("postgres://db.example.org/atacama".into()),
+            url: Some(format!(
+                "postgresql://nobody@/atacama?host={}",
+                dir.path().display()
+            )),
             ..StoreConfig::default()
         };
         let config = config(&dir.path().join("data"), postgres);
         let error = open(&config, Duration::ZERO).unwrap_err();
-        assert_eq!(error, StoreError::Database(POSTGRES_NOT_WIRED.into()));
-        assert!(error.to_string().contains("PostgreSQL"), "{error}");
+        assert!(!error.to_string().is_empty());
         assert!(!dir.path().join("data").exists(), "no redb file made");
-        assert!(is_shared(&config));
-        assert_eq!(local_dir(&config), None);
     }
 }
