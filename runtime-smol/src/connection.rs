@@ -106,8 +106,15 @@ impl Io {
                 conn.auth_result(Instant::now(), outcome)
             }
             Event::CheckMail(check) => {
-                // A read and a statvfs: short enough to run where the session runs.
-                let verdict = self.shared.state.services.check_mail(&check);
+                // A read and a statvfs: short enough to run where the session runs, unless
+                // the read is a round trip to a database server.
+                let services = &self.shared.state.services;
+                let verdict = if services.store().reads_wait_on_network() {
+                    let services = Arc::clone(services);
+                    smol::unblock(move || services.check_mail(&check)).await
+                } else {
+                    services.check_mail(&check)
+                };
                 conn.mail_checked(Instant::now(), verdict)
             }
             Event::Deliver(delivery) => {

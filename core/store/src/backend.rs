@@ -55,6 +55,21 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         Ok(false)
     }
 
+    /// Whether a read waits on the network (a database server), not on a local file: an
+    /// async runtime then moves even a short read, such as MAIL's check of the login, off
+    /// the threads that run the sessions, since one round trip there (or a wait for a pooled
+    /// connection) would hold up every session on the thread.
+    fn reads_wait_on_network(&self) -> bool {
+        false
+    }
+
+    /// How many delivery transactions may be committing at once. redb has one writer; a
+    /// database server takes several, each on a connection of its own, and flushes their
+    /// commits together, so the committer runs that many commit threads.
+    fn concurrent_commits(&self) -> usize {
+        1
+    }
+
     // --- Users ---
 
     /// Adds a user; [`StoreError::UserExists`] if the name is taken.

@@ -24,9 +24,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -162,11 +162,21 @@ impl Committer {
         let (jobs, queue) = mpsc::channel();
         let (prepared, to_commit) = mpsc::channel();
         let in_flight = Arc::new(AtomicUsize::new(0));
-        let (committing, answered) = (Arc::clone(&services), Arc::clone(&in_flight));
-        std::thread::Builder::new()
-            .name("commit".into())
-            .stack_size(PROCESSING_STACK)
-            .spawn(move || commit_loop(&committing, &to_commit, &answered))?;
+        // One commit thread per transaction the store may have committing at once: one for
+        // redb; several for a database server, which flushes their commits together. They
+        // take turns at the queue, so each batch is what queued while the others committed.
+        let to_commit = Arc::new(Mutex::new(to_commit));
+        for _ in 0..services.store().concurrent_commits().max(1) {
+            let (committing, queue, answered) = (
+                Arc::clone(&services),
+                Arc::clone(&to_commit),
+                Arc::clone(&in_flight),
+            );
+            std::thread::Builder::new()
+                .name("commit".into())
+                .stack_size(PROCESSING_STACK)
+                .spawn(move || commit_loop(&committing, &queue, &answered))?;
+        }
         let alone = prepared.clone();
         std::thread::Builder::new()
             .name("prepare".into())
@@ -268,29 +278,35 @@ fn prepare_loop(services: &Services, queue: &Receiver<Job>, prepared: &Sender<Wo
 
 /// Stores batches until the prepare thread and every [`Committer`] are gone and the queue
 /// is empty.
-fn commit_loop(services: &Services, queue: &Receiver<Work>, in_flight: &AtomicUsize) {
+fn commit_loop(services: &Services, queue: &Mutex<Receiver<Work>>, in_flight: &AtomicUsize) {
     let mut checkpoint_failed = Repeats::new();
     loop {
-        let first = match queue.recv_timeout(IDLE_CHECKPOINT) {
-            Ok(first) => first,
-            Err(RecvTimeoutError::Timeout) => {
-                // Nothing came for a while: what only the journal holds goes into the
-                // database durably now, while no delivery waits for it.
-                if let Err(error) = services.store().checkpoint()
-                    && let Some(held) = checkpoint_failed.admit(Instant::now())
-                {
-                    logging::checkpoint_failed(&error, held);
+        // The queue is held only while a batch is taken: the other commit threads, if any,
+        // take the next one meanwhile.
+        let work = {
+            let queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let first = match queue.recv_timeout(IDLE_CHECKPOINT) {
+                Ok(first) => first,
+                Err(RecvTimeoutError::Timeout) => {
+                    // Nothing came for a while: what only the journal holds goes into the
+                    // database durably now, while no delivery waits for it.
+                    if let Err(error) = services.store().checkpoint()
+                        && let Some(held) = checkpoint_failed.admit(Instant::now())
+                    {
+                        logging::checkpoint_failed(&error, held);
+                    }
+                    match queue.recv() {
+                        Ok(first) => first,
+                        Err(_) => return,
+                    }
                 }
-                match queue.recv() {
-                    Ok(first) => first,
-                    Err(_) => return,
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut work = vec![first];
+            // What was prepared during the last commit; never a wait for more.
+            work.extend(queue.try_iter().take(MAX_BATCH - 1));
+            work
         };
-        let mut work = vec![first];
-        // What was prepared during the last commit; never a wait for more.
-        work.extend(queue.try_iter().take(MAX_BATCH - 1));
         let (messages, done): (Vec<_>, Vec<_>) = work
             .into_iter()
             .map(|work| match work {
@@ -368,6 +384,59 @@ mod tests {
         for id in ids {
             assert!(services.store().message(id).is_ok());
         }
+    }
+
+    /// On PostgreSQL several commit threads take turns at the queue: 200 deliveries from 20
+    /// threads are each stored once, under ids no two share, the subjects all there.
+    #[test]
+    fn several_commit_threads_store_each_delivery_once() {
+        let url = atacama_store::testing::Postgres::shared().fresh_database();
+        let config = atacama_store::pg::PgConfig {
+            url,
+            password: None,
+            pool_size: 8,
+        };
+        let store = atacama_store::pg::PgStore::open(&config, 4, "general").unwrap();
+        assert_eq!(atacama_store::Backend::concurrent_commits(&store), 4);
+        let services = Arc::new(Services::new(Arc::new(store), "mail.example"));
+        let deliveries = Deliveries::new(Arc::clone(&services), true).unwrap();
+        let mut ids: Vec<MessageId> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..20)
+                .map(|n| {
+                    let deliveries = &deliveries;
+                    scope.spawn(move || {
+                        (0..10)
+                            .map(|m| {
+                                let subject = format!("t{n}m{m}");
+                                let Submitted::Queued(pending) =
+                                    deliveries.submit(delivery(&subject), UNIX_EPOCH)
+                                else {
+                                    panic!("group commit queues");
+                                };
+                                pending.wait().unwrap()
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 200);
+        let mut subjects: Vec<String> = ids
+            .iter()
+            .map(|&id| {
+                let message = services.store().message(id).unwrap();
+                message.headers.subject.unwrap()
+            })
+            .collect();
+        subjects.sort();
+        subjects.dedup();
+        assert_eq!(subjects.len(), 200);
     }
 
     #[test]

@@ -25,9 +25,19 @@ use crate::{
 /// The columns [`stored_from`] reads.
 const STORED: &str = "id, envelope::text, body";
 
+/// One message by id, with [`STORED`]'s columns (a literal: it is prepared once per
+/// connection, which takes a `&'static str`).
+const STORED_BY_ID: &str = "SELECT id, envelope::text, body FROM messages WHERE id = $1";
+
+/// The whole batch in one statement: one round trip and one plan, however many messages.
 const INSERT: &str = "INSERT INTO messages (id, received_at, user_name, channel, message_id,
         in_reply_to, parent_id, subject, size, envelope, header, body)
-    VALUES ($1, to_timestamp($2::bigint), $3, $4, $5, $6, $7, $8, $9, $10::text::json, $11, $12)";
+    SELECT id, to_timestamp(received_at), user_name, channel, message_id, in_reply_to,
+        parent_id, subject, size, envelope::json, header, body
+    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::bigint[], $8::text[], $9::bigint[], $10::text[], $11::bytea[], $12::bytea[])
+        AS batch(id, received_at, user_name, channel, message_id, in_reply_to, parent_id,
+            subject, size, envelope, header, body)";
 
 /// Stores a batch in one transaction; returns the ids once `COMMIT` has returned.
 pub(super) fn insert(
@@ -38,19 +48,19 @@ pub(super) fn insert(
         return Ok(Vec::new());
     }
     let count = bigint(batch.len() as u64, "batch size")?;
-    store.with_client(|client| {
-        let mut tx = client.transaction()?;
+    store.with_conn(|conn| {
+        let next_ids =
+            conn.prepared("SELECT nextval('message_ids') FROM generate_series(1, $1::bigint)")?;
+        let insert = conn.prepared(INSERT)?;
+        let mut tx = conn.client.transaction()?;
         let mut ids = tx
-            .query(
-                "SELECT nextval('message_ids') FROM generate_series(1, $1::bigint)",
-                &[&count],
-            )?
+            .query(&next_ids, &[&count])?
             .iter()
             .map(|row| row.try_get::<_, i64>(0))
             .collect::<Result<Vec<_>, _>>()?;
         ids.sort_unstable();
         let mut parents = stored_parents(&mut tx, &batch)?;
-        let insert = tx.prepare(INSERT)?;
+        let mut columns = Columns::with_capacity(ids.len());
         let mut stored = Vec::with_capacity(ids.len());
         for (id, message) in ids.into_iter().zip(batch) {
             // Before this message is stored: a message never parents itself.
@@ -66,9 +76,10 @@ pub(super) fn insert(
                     .entry(text_column(message_id).into_owned())
                     .or_insert(id);
             }
-            insert_one(&mut tx, &insert, id, parent, prepared)?;
+            columns.push(id, parent, prepared)?;
             stored.push(MessageId(unsigned(id, "messages.id")?));
         }
+        columns.insert(&mut tx, &insert)?;
         // The caller sends 250 on our return (RFC 5321 §6.1): after the commit, whose WAL
         // flush `synchronous_commit` waits for.
         tx.commit()?;
@@ -78,11 +89,12 @@ pub(super) fn insert(
 
 /// Message `id` with every field.
 pub(super) fn stored(store: &PgStore, id: MessageId) -> Result<StoredMessage, StoreError> {
-    let sql = format!("SELECT {STORED} FROM messages WHERE id = $1");
-    store.with_client(|client| {
-        let row = client.query_opt(&sql, &[&key(id)?])?;
+    // Prepared once per connection: the web side's one read per message page.
+    store.with_conn(|conn| {
+        let statement = conn.prepared(STORED_BY_ID)?;
+        let row = conn.client.query_opt(&statement, &[&key(id)?])?;
         let row = row.ok_or(StoreError::NoSuchMessage(id.0))?;
-        stored_from(client, &row, store.legacy())
+        stored_from(&mut conn.client, &row, store.legacy())
     })
 }
 
@@ -222,8 +234,9 @@ pub(super) fn chain(
 
 /// The channel of message `id`; `None` if there is no such message.
 pub(super) fn channel(store: &PgStore, id: MessageId) -> Result<Option<String>, StoreError> {
-    store.with_client(|client| {
-        let row = client.query_opt("SELECT channel FROM messages WHERE id = $1", &[&key(id)?])?;
+    store.with_conn(|conn| {
+        let statement = conn.prepared("SELECT channel FROM messages WHERE id = $1")?;
+        let row = conn.client.query_opt(&statement, &[&key(id)?])?;
         Ok(row.map(|row| row.try_get(0)).transpose()?)
     })
 }
@@ -259,61 +272,114 @@ fn stored_parents(
     Ok(parents)
 }
 
-/// Writes one prepared message, and its body's rows if it has them.
-fn insert_one(
-    tx: &mut postgres::Transaction<'_>,
-    insert: &postgres::Statement,
-    id: i64,
-    parent: Option<u64>,
-    prepared: Prepared,
-) -> Result<(), StoreError> {
-    let Prepared {
-        envelope,
-        header,
-        body,
-        received_at,
-        user,
-        channel,
-        message_id,
-        in_reply_to,
-        subject,
-        size,
-    } = prepared;
-    let envelope = String::from_utf8(envelope)
-        .map_err(|_| StoreError::Corrupt("message envelope: not UTF-8".into()))?;
-    let parent = parent.map(|p| bigint(p, "parent id")).transpose()?;
-    let (body, rows) = match body {
-        PackedBody::Inline(body) => (body, Vec::new()),
-        PackedBody::Rows { head, rows } => (head, rows),
-    };
-    tx.execute(
-        insert,
-        &[
-            &id,
-            &bigint(received_at, "received_at")?,
-            &user,
-            &channel,
-            &message_id.as_deref().map(text_column),
-            &in_reply_to.as_deref().map(text_column),
-            &parent,
-            &subject.as_deref().map(text_column),
-            &bigint(size, "size")?,
-            &envelope,
-            &header.as_bytes(),
-            &body,
-        ],
-    )?;
-    drop(body);
-    if rows.is_empty() {
-        return Ok(());
+/// A batch's messages, column by column: [`INSERT`]'s arrays.
+#[derive(Default)]
+struct Columns {
+    ids: Vec<i64>,
+    received_at: Vec<i64>,
+    users: Vec<String>,
+    channels: Vec<String>,
+    message_ids: Vec<Option<String>>,
+    in_reply_to: Vec<Option<String>>,
+    parents: Vec<Option<i64>>,
+    subjects: Vec<Option<String>>,
+    sizes: Vec<i64>,
+    envelopes: Vec<String>,
+    headers: Vec<Vec<u8>>,
+    bodies: Vec<Vec<u8>>,
+    /// The rows of bodies past about 1 MiB: (message id, rows).
+    rows: Vec<(i64, Vec<Vec<u8>>)>,
+}
+
+impl Columns {
+    fn with_capacity(n: usize) -> Columns {
+        Columns {
+            ids: Vec::with_capacity(n),
+            envelopes: Vec::with_capacity(n),
+            bodies: Vec::with_capacity(n),
+            ..Columns::default()
+        }
     }
-    let insert_row =
-        tx.prepare("INSERT INTO message_rows (message, n, bytes) VALUES ($1, $2, $3)")?;
-    for (n, row) in (0i32..).zip(rows) {
-        // Each row dropped once sent: a large body is not held twice.
-        tx.execute(&insert_row, &[&id, &n, &row])?;
+
+    /// Adds one prepared message, stored under `id` below `parent`.
+    fn push(&mut self, id: i64, parent: Option<u64>, prepared: Prepared) -> Result<(), StoreError> {
+        let Prepared {
+            envelope,
+            header,
+            body,
+            received_at,
+            user,
+            channel,
+            message_id,
+            in_reply_to,
+            subject,
+            size,
+        } = prepared;
+        let envelope = String::from_utf8(envelope)
+            .map_err(|_| StoreError::Corrupt("message envelope: not UTF-8".into()))?;
+        let (body, rows) = match body {
+            PackedBody::Inline(body) => (body, Vec::new()),
+            PackedBody::Rows { head, rows } => (head, rows),
+        };
+        self.ids.push(id);
+        self.received_at.push(bigint(received_at, "received_at")?);
+        self.users.push(user);
+        self.channels.push(channel);
+        self.message_ids
+            .push(message_id.as_deref().map(|m| text_column(m).into_owned()));
+        self.in_reply_to
+            .push(in_reply_to.as_deref().map(|m| text_column(m).into_owned()));
+        self.parents
+            .push(parent.map(|p| bigint(p, "parent id")).transpose()?);
+        self.subjects
+            .push(subject.as_deref().map(|m| text_column(m).into_owned()));
+        self.sizes.push(bigint(size, "size")?);
+        self.envelopes.push(envelope);
+        self.headers.push(header.into_bytes());
+        self.bodies.push(body);
+        if !rows.is_empty() {
+            self.rows.push((id, rows));
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Writes the batch: the messages in one statement, then the rows of large bodies.
+    fn insert(
+        self,
+        tx: &mut postgres::Transaction<'_>,
+        insert: &postgres::Statement,
+    ) -> Result<(), StoreError> {
+        tx.execute(
+            insert,
+            &[
+                &self.ids,
+                &self.received_at,
+                &self.users,
+                &self.channels,
+                &self.message_ids,
+                &self.in_reply_to,
+                &self.parents,
+                &self.subjects,
+                &self.sizes,
+                &self.envelopes,
+                &self.headers,
+                &self.bodies,
+            ],
+        )?;
+        drop(self.bodies);
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let insert_row =
+            tx.prepare("INSERT INTO message_rows (message, n, bytes) VALUES ($1, $2, $3)")?;
+        for (id, rows) in self.rows {
+            for (n, row) in (0i32..).zip(rows) {
+                // Each row dropped once sent: a large body is not held twice.
+                tx.execute(&insert_row, &[&id, &n, &row])?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The messages `condition` selects, with every field.

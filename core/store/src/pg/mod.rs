@@ -53,7 +53,7 @@ use crate::{
     StoreError, StoredMessage, Token, User,
 };
 use connect::Connector;
-use pool::{Pool, Pooled, Unavailable};
+use pool::{Conn, Pool, Pooled, Unavailable};
 
 pub use pool::POOL_WAIT;
 pub use schema::{Migration, PG_SCHEMA_VERSION};
@@ -86,6 +86,9 @@ impl fmt::Debug for PgConfig {
             .finish_non_exhaustive()
     }
 }
+
+/// The most delivery transactions one daemon commits at once ([`Backend::concurrent_commits`]).
+pub const MAX_CONCURRENT_COMMITS: usize = 4;
 
 /// A store in a PostgreSQL database. `Send + Sync`: shared by reference or in an `Arc`.
 pub struct PgStore {
@@ -185,6 +188,15 @@ impl PgStore {
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.with_conn(|conn| f(&mut conn.client))
+    }
+
+    /// [`PgStore::with_client`] with the connection's prepared statements
+    /// ([`Conn::prepared`]): for the queries every delivery or login makes.
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         if self.is_broken() {
             self.reconnect_if_due(Asker::Operation)?;
         }
@@ -199,7 +211,7 @@ impl PgStore {
                 return Err(error);
             }
         };
-        let result = f(pooled_client(&mut pooled)?);
+        let result = f(pooled_conn(&mut pooled)?);
         if let Err(error) = &result
             && (pooled.is_closed() || matches!(error, StoreError::Io(_)))
             && !pooled.is_stale()
@@ -290,7 +302,7 @@ impl PgStore {
         let Some(mut pooled) = self.pool.idle() else {
             return;
         };
-        let Some(client) = pooled.client() else {
+        let Some(client) = pooled.conn().map(|conn| &mut conn.client) else {
             return;
         };
         if let Err(error) = client.simple_query("") {
@@ -318,6 +330,15 @@ impl PgStore {
 }
 
 impl Backend for PgStore {
+    fn reads_wait_on_network(&self) -> bool {
+        true
+    }
+
+    fn concurrent_commits(&self) -> usize {
+        // Half the pool, up to 4: reads, logins and the probe keep connections too.
+        (self.pool.size() / 2).clamp(1, MAX_CONCURRENT_COMMITS)
+    }
+
     fn bcrypt_cost(&self) -> u32 {
         self.bcrypt_cost
     }
@@ -460,8 +481,13 @@ fn unavailable(unavailable: Unavailable, location: &str) -> StoreError {
 
 /// The connection of `pooled`, which holds one until dropped.
 fn pooled_client<'a>(pooled: &'a mut Pooled<'_>) -> Result<&'a mut Client, StoreError> {
+    Ok(&mut pooled_conn(pooled)?.client)
+}
+
+/// The connection of `pooled`, with its prepared statements.
+fn pooled_conn<'a>(pooled: &'a mut Pooled<'_>) -> Result<&'a mut Conn, StoreError> {
     pooled
-        .client()
+        .conn()
         .ok_or_else(|| StoreError::Database("a pooled connection was given back twice".into()))
 }
 

@@ -6,10 +6,11 @@
 //! cleared since it was taken ([`Pool::clear`], after a lost connection: its siblings lost
 //! theirs too, but no one finds out until they are used).
 
+use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use postgres::Client;
+use postgres::{Client, Statement};
 
 use super::connect::Connector;
 
@@ -24,8 +25,35 @@ pub(super) struct Pool {
     freed: Condvar,
 }
 
+/// A connection and the statements prepared on it.
+pub(super) struct Conn {
+    pub client: Client,
+    /// By their SQL: parsed and planned once per connection, not once per use (the parse
+    /// and the round trip it takes were most of a short query's cost).
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    fn new(client: Client) -> Conn {
+        Conn {
+            client,
+            statements: HashMap::new(),
+        }
+    }
+
+    /// `sql` prepared on this connection: the first use prepares it, later ones reuse it.
+    pub fn prepared(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+}
+
 struct Slots {
-    idle: Vec<Client>,
+    idle: Vec<Conn>,
     /// Connections open: idle, and taken.
     open: usize,
     /// Counts the clears: a connection taken before one is not given back.
@@ -44,7 +72,7 @@ pub(super) enum Unavailable {
 pub(super) struct Pooled<'p> {
     pool: &'p Pool,
     /// `None` only while being dropped.
-    client: Option<Client>,
+    conn: Option<Conn>,
     generation: u64,
 }
 
@@ -70,19 +98,19 @@ impl Pool {
         let mut slots = self.slots();
         loop {
             let generation = slots.generation;
-            if let Some(client) = slots.idle.pop() {
-                if client.is_closed() {
+            if let Some(conn) = slots.idle.pop() {
+                if conn.client.is_closed() {
                     slots.open = slots.open.saturating_sub(1);
                     continue;
                 }
-                return Ok(self.pooled(client, generation));
+                return Ok(self.pooled(conn, generation));
             }
             if slots.open < self.size {
                 slots.open += 1;
                 drop(slots);
                 // Outside the lock: connecting takes a round trip or a timeout.
                 return match self.connector.connect() {
-                    Ok(client) => Ok(self.pooled(client, generation)),
+                    Ok(client) => Ok(self.pooled(Conn::new(client), generation)),
                     Err(error) => {
                         self.forget_one();
                         Err(Unavailable::Connect(error))
@@ -105,8 +133,8 @@ impl Pool {
     pub fn idle(&self) -> Option<Pooled<'_>> {
         let mut slots = self.slots();
         let generation = slots.generation;
-        let client = slots.idle.pop()?;
-        Some(self.pooled(client, generation))
+        let conn = slots.idle.pop()?;
+        Some(self.pooled(conn, generation))
     }
 
     /// Closes the idle connections, and those taken now once given back.
@@ -127,10 +155,10 @@ impl Pool {
         self.size
     }
 
-    fn pooled(&self, client: Client, generation: u64) -> Pooled<'_> {
+    fn pooled(&self, conn: Conn, generation: u64) -> Pooled<'_> {
         Pooled {
             pool: self,
-            client: Some(client),
+            conn: Some(conn),
             generation,
         }
     }
@@ -149,9 +177,9 @@ impl Pool {
 }
 
 impl Pooled<'_> {
-    /// The connection.
-    pub fn client(&mut self) -> Option<&mut Client> {
-        self.client.as_mut()
+    /// The connection, with its prepared statements.
+    pub fn conn(&mut self) -> Option<&mut Conn> {
+        self.conn.as_mut()
     }
 
     /// Whether its connection is closed, or the pool was cleared since it was taken: a
@@ -162,22 +190,24 @@ impl Pooled<'_> {
 
     /// Whether its connection is closed (the server went away).
     pub fn is_closed(&self) -> bool {
-        self.client.as_ref().is_none_or(Client::is_closed)
+        self.conn
+            .as_ref()
+            .is_none_or(|conn| conn.client.is_closed())
     }
 }
 
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
-        let Some(client) = self.client.take() else {
+        let Some(conn) = self.conn.take() else {
             return;
         };
         let mut slots = self.pool.slots();
-        if client.is_closed() || slots.generation != self.generation {
+        if conn.client.is_closed() || slots.generation != self.generation {
             slots.open = slots.open.saturating_sub(1);
             drop(slots);
-            drop(client);
+            drop(conn);
         } else {
-            slots.idle.push(client);
+            slots.idle.push(conn);
             drop(slots);
         }
         self.pool.freed.notify_one();

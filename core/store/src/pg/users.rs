@@ -89,13 +89,14 @@ pub(super) fn list(store: &PgStore, name: Option<&str>) -> Result<Vec<User>, Sto
     if name.is_some_and(|name| name.contains('\0')) {
         return Ok(Vec::new());
     }
-    let rows = store.with_client(|client| {
-        Ok(client.query(
+    // Prepared once per connection: MAIL checks its login with it, every message.
+    let rows = store.with_conn(|conn| {
+        let statement = conn.prepared(
             "SELECT name, active, extract(epoch FROM created)::bigint,
                     extract(epoch FROM updated)::bigint
              FROM users WHERE $1::text IS NULL OR name = $1 ORDER BY name COLLATE \"C\"",
-            &[&name],
-        )?)
+        )?;
+        Ok(conn.client.query(&statement, &[&name])?)
     })?;
     rows.iter()
         .map(|row| {
