@@ -6,6 +6,7 @@
 #   tests/bench.sh memory [--tmpfs]                                     (issue 24, item 3)
 #   tests/bench.sh idle [--quick] [--tmpfs]                             (scenario d only)
 #   tests/bench.sh web [--tmpfs]                                        (issue 26)
+#   tests/bench.sh pg [ROUNDS] [--tmpfs]                                (issue 27; default 5 rounds)
 #
 # web serves one mailed post of about 10 KB: GET /messages/1 (JSON) and /feed.xml with wrk
 # (Debian's: apt-get install wrk nginx), keep-alive, 50 connections, 10 s each, against each
@@ -13,6 +14,13 @@
 # scenario b against the smol daemon alone and during a wrk load on /messages/1. Targets:
 # messages >= 0.5x nginx's requests/s with p99 <= 5 ms, the feed >= 0.25x nginx's, b during
 # the load >= 60 % of b alone.
+#
+# pg compares scenario b on PostgreSQL with b on redb, and two daemons on one database with
+# one, in paired rounds (tests/postgres-instance.sh starts a throwaway PostgreSQL, fsync and
+# synchronous_commit on). Each round: b against atacama-mail on redb; b against atacama-mail
+# on PostgreSQL alone; then b's 20 connections against each of two daemons on the same database
+# at once (atacama-mail and atacama-mail-std), summed. Targets: PostgreSQL >= 0.5x redb's
+# msg/s, two daemons >= 1.2x one.
 #
 # d holds the idle connections for 3 s and reports, besides the server's memory per
 # connection, its CPU use over those 3 s (user + system time from /proc/PID/stat, as a
@@ -59,7 +67,7 @@ for arg in "$@"; do
     --baseline=*) baseline=${arg#--baseline=}
       [ -x "$baseline/atacama-mail" ] || { echo "no executable $baseline/atacama-mail" >&2; exit 2; } ;;
     --pair) pair=1 ;;
-    smol|std|both|postfix|all|compare|memory|idle|web) which_runtime=$arg ;;
+    smol|std|both|postfix|all|compare|memory|idle|web|pg) which_runtime=$arg ;;
     [1-9]|[1-9][0-9]) rounds=$arg ;;
     *)
       echo "usage: tests/bench.sh [smol|std|both|postfix|all] [--quick] [--tmpfs]" >&2
@@ -128,7 +136,12 @@ $extra
 [auth]
 bcrypt_cost = 12
 TOML
-  echo s3cret | "$bin" --config "$dir/config.toml" user add alice --password-stdin >/dev/null
+  # On a database another daemon shares, alice may be there already.
+  if [ -n "${shared_store:-}" ]; then
+    echo s3cret | "$bin" --config "$dir/config.toml" user add alice --password-stdin >/dev/null 2>&1 || true
+  else
+    echo s3cret | "$bin" --config "$dir/config.toml" user add alice --password-stdin >/dev/null
+  fi
   "$bin" --config "$dir/config.toml" serve --log-level warn 2>"$dir/server.log" &
   server_pid=$!
   for _ in $(seq 100); do
@@ -440,7 +453,65 @@ print("\n".join(verdicts))
 PY
 }
 
+# --- PostgreSQL (issue 27) ----------------------------------------------------------------
+
+bench_pg() {
+  local pg_dir="$base/atacama-pg.$$" url
+  url=$(tests/postgres-instance.sh start "$pg_dir")
+  trap 'for p in $server_pid $other_pids; do kill "$p" 2>/dev/null; done; tests/postgres-instance.sh stop "'"$pg_dir"'"; rm -rf "$work" "$postfix_dir"' EXIT
+  local store=$'[store]\nbackend = "postgres"\nurl = "'"$url"'"'
+  start_server redb atacama-mail 31
+  local redb_pid=$server_pid
+  shared_store=1 start_server pg-smol atacama-mail 36 "$store"
+  local pg1_pid=$server_pid
+  shared_store=1 start_server pg-std atacama-mail-std 37 "$store"
+  local pg2_pid=$server_pid
+  other_pids="$redb_pid $pg1_pid $pg2_pid"
+  for round in $(seq "$rounds"); do
+    server_pid=$redb_pid; run redb "b" --addr 127.0.0.1:31587 -c 20 -m 250 --deadline 300
+    server_pid=$pg1_pid; run postgres "b" --addr 127.0.0.1:36587 -c 20 -m 250 --deadline 300
+    sync; sleep 0.5
+    "$load" --json --addr 127.0.0.1:36587 -c 20 -m 250 --deadline 300 > "$work/one.json" &
+    local one=$!
+    "$load" --json --addr 127.0.0.1:37587 -c 20 -m 250 --deadline 300 > "$work/two.json" || true
+    wait "$one" || true
+    server_pid=""
+    record "postgres, two daemons" "b: smol's half" "$(cat "$work/one.json")"
+    record "postgres, two daemons" "b: std's half" "$(cat "$work/two.json")"
+    echo "  round $round of $rounds done" >&2
+  done
+  for p in $other_pids; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  other_pids=""; server_pid=""
+  python3 - "$results" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+def rates(runtime, scenario):
+    return [r["r"]["msg_per_s"] if r["r"] else 0.0 for r in rows if r["runtime"] == runtime and r["scenario"] == scenario]
+redb, pg = rates("redb", "b"), rates("postgres", "b")
+two = [a + b for a, b in zip(rates("postgres, two daemons", "b: smol's half"), rates("postgres, two daemons", "b: std's half"))]
+fails = {}
+for r in rows:
+    for code, n in ((r["r"] or {}).get("failures") or {}).items():
+        fails[(r["runtime"], code)] = fails.get((r["runtime"], code), 0) + n
+print(f"{'round':<6} {'redb b':>8} {'pg b':>8} {'pg ÷ redb':>9} {'two daemons':>12} {'two ÷ one':>9}")
+for n, (a, b, c) in enumerate(zip(redb, pg, two), 1):
+    print(f"{n:<6} {a:>8.0f} {b:>8.0f} {b / a if a else float('nan'):>9.2f} {c:>12.0f} {c / b if b else float('nan'):>9.2f}")
+pg_ratio = statistics.median([b / a for a, b in zip(redb, pg) if a])
+two_ratio = statistics.median([c / b for b, c in zip(pg, two) if b])
+print(f"\nfailures: {fails or 'none'}")
+print("issue 27's targets, medians of the paired ratios:")
+print(f"b on PostgreSQL ÷ b on redb: {pg_ratio:.2f} (target 0.5): {'met' if pg_ratio >= 0.5 else 'missed'}")
+print(f"two daemons ÷ one, on PostgreSQL: {two_ratio:.2f} (target 1.2): {'met' if two_ratio >= 1.2 else 'missed'}")
+PY
+}
+
 machine_state before
+if [ "$which_runtime" = pg ]; then
+  bench_pg
+  machine_state after
+  print_machine
+  exit 0
+fi
 if [ "$which_runtime" = web ]; then
   bench_web
   machine_state after
