@@ -6,6 +6,9 @@
 #   tests/postgres-instance.sh start DIR   # prints the URL to put in [store] url
 #   tests/postgres-instance.sh stop DIR
 #
+# PG_SYNC_COMMIT=off starts it with synchronous_commit off, to tell the commit's flush apart
+# from the rest of a delivery's cost; the benchmark's figures are with it on.
+#
 # Needs Debian's postgresql. initdb and pg_ctl refuse to run as root: as root they run as the
 # postgres user the package creates, and DIR is handed to it.
 set -euo pipefail
