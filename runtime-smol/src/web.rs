@@ -43,7 +43,14 @@ async fn run(io: &mut Io, web: &mut WebConnection) -> CloseOutcome {
                     // Inline, as `check_mail` is: a read on a warm page cache and the render
                     // cost about 30 µs, the hop to the blocking pool and back as much again.
                     // The web executor is the web side's own: a slow read holds up only it.
-                    let response = io.shared.state.serve_http(&request);
+                    // A store across the network (a round trip, perhaps a wait for a pooled
+                    // connection) goes to the blocking pool, as `check_mail` does then.
+                    let response = if io.shared.state.services.store().reads_wait_on_network() {
+                        let shared = Arc::clone(&io.shared);
+                        smol::unblock(move || shared.state.serve_http(&request)).await
+                    } else {
+                        io.shared.state.serve_http(&request)
+                    };
                     if let Err(outcome) = web.respond(Instant::now(), response) {
                         return outcome;
                     }
