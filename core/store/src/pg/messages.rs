@@ -303,39 +303,26 @@ impl Columns {
 
     /// Adds one prepared message, stored under `id` below `parent`.
     fn push(&mut self, id: i64, parent: Option<u64>, prepared: Prepared) -> Result<(), StoreError> {
-        let Prepared {
-            envelope,
-            header,
-            body,
-            received_at,
-            user,
-            channel,
-            message_id,
-            in_reply_to,
-            subject,
-            size,
-        } = prepared;
-        let envelope = String::from_utf8(envelope)
+        let envelope = String::from_utf8(prepared.envelope)
             .map_err(|_| StoreError::Corrupt("message envelope: not UTF-8".into()))?;
-        let (body, rows) = match body {
+        let (body, rows) = match prepared.body {
             PackedBody::Inline(body) => (body, Vec::new()),
             PackedBody::Rows { head, rows } => (head, rows),
         };
+        let text = |column: Option<String>| column.map(|c| text_column(&c).into_owned());
         self.ids.push(id);
-        self.received_at.push(bigint(received_at, "received_at")?);
-        self.users.push(user);
-        self.channels.push(channel);
-        self.message_ids
-            .push(message_id.as_deref().map(|m| text_column(m).into_owned()));
-        self.in_reply_to
-            .push(in_reply_to.as_deref().map(|m| text_column(m).into_owned()));
+        self.received_at
+            .push(bigint(prepared.received_at, "received_at")?);
+        self.users.push(prepared.user);
+        self.channels.push(prepared.channel);
+        self.message_ids.push(text(prepared.message_id));
+        self.in_reply_to.push(text(prepared.in_reply_to));
         self.parents
             .push(parent.map(|p| bigint(p, "parent id")).transpose()?);
-        self.subjects
-            .push(subject.as_deref().map(|m| text_column(m).into_owned()));
-        self.sizes.push(bigint(size, "size")?);
+        self.subjects.push(text(prepared.subject));
+        self.sizes.push(bigint(prepared.size, "size")?);
         self.envelopes.push(envelope);
-        self.headers.push(header.into_bytes());
+        self.headers.push(prepared.header.into_bytes());
         self.bodies.push(body);
         if !rows.is_empty() {
             self.rows.push((id, rows));
