@@ -7,30 +7,40 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use atacama_store::pg::{PG_SCHEMA_VERSION, PgConfig, PgStore};
-use atacama_store::testing::conformance::{COST, Fresh};
+use atacama_store::testing::conformance::{self, COST, Fresh};
 use atacama_store::testing::{Postgres, new_message};
 use atacama_store::{Backend, Health, Store, StoreError};
 
 mod redb {
     use super::*;
 
-    fn fresh() -> Fresh {
+    pub(super) fn fresh() -> Fresh {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_in(dir.path(), COST).unwrap();
         Fresh::new(Box::new(store), dir)
     }
 
     atacama_store::conformance_tests!(fresh);
+
+    #[test]
+    fn a_copy_to_postgres_and_back_reads_the_same() {
+        conformance::a_copy_to_another_backend_and_back_reads_the_same(&fresh, &postgres::fresh);
+    }
 }
 
 mod postgres {
     use super::*;
 
-    fn fresh() -> Fresh {
+    pub(super) fn fresh() -> Fresh {
         Fresh::new(Box::new(open(&Postgres::shared().fresh_database())), ())
     }
 
     atacama_store::conformance_tests!(fresh);
+
+    #[test]
+    fn a_copy_to_redb_and_back_reads_the_same() {
+        conformance::a_copy_to_another_backend_and_back_reads_the_same(&fresh, &redb::fresh);
+    }
 }
 
 fn config(url: &str) -> PgConfig {

@@ -25,7 +25,8 @@ use crate::{
 /// The columns [`stored_from`] reads.
 const STORED: &str = "id, envelope::text, body";
 
-const INSERT: &str = "INSERT INTO messages (id, received_at, user_name, channel, message_id,
+pub(super) const INSERT: &str =
+    "INSERT INTO messages (id, received_at, user_name, channel, message_id,
         in_reply_to, parent_id, subject, size, envelope, header, body)
     VALUES ($1, to_timestamp($2::bigint), $3, $4, $5, $6, $7, $8, $9, $10::text::json, $11, $12)";
 
@@ -260,7 +261,7 @@ fn stored_parents(
 }
 
 /// Writes one prepared message, and its body's rows if it has them.
-fn insert_one(
+pub(super) fn insert_one(
     tx: &mut postgres::Transaction<'_>,
     insert: &postgres::Statement,
     id: i64,
@@ -353,7 +354,11 @@ fn envelope_of(row: &Row) -> Result<(MessageId, MessageRecord), StoreError> {
 }
 
 /// Row `n` of message `id`'s body.
-fn body_row(client: &mut impl GenericClient, id: MessageId, n: u32) -> Result<Vec<u8>, StoreError> {
+pub(super) fn body_row(
+    client: &mut impl GenericClient,
+    id: MessageId,
+    n: u32,
+) -> Result<Vec<u8>, StoreError> {
     let number = i32::try_from(n)
         .map_err(|_| StoreError::Corrupt(format!("message {id}: row {n} is past any body")))?;
     let row = client.query_opt(
