@@ -279,3 +279,29 @@ fn tls_to_the_database_is_verified_against_the_named_ca() {
         PgStore::open(&config(&format!("{tcp}?sslmode=require")), COST, "general").unwrap_err();
     assert!(error.to_string().contains("connecting to"), "{error}");
 }
+
+#[test]
+fn verification_names_the_first_message_whose_bytes_differ() {
+    use atacama_store::copy::{CopyError, copy, verify};
+    let dir = tempfile::tempdir().unwrap();
+    let redb = Store::open_in(dir.path(), COST).unwrap();
+    redb.insert_messages(&vec![new_message("alice", None, None); 3])
+        .unwrap();
+    let url = Postgres::shared().fresh_database();
+    let pg = open(&url);
+    copy(&redb, &pg).unwrap();
+    assert_eq!(verify(&redb, &pg).unwrap().messages, 3);
+    let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    client
+        .execute(
+            "UPDATE messages SET header = header || '\\x20'::bytea WHERE id >= 2",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        verify(&redb, &pg),
+        Err(CopyError::Differs(
+            "the raw bytes of message 2 differ (SHA-256), and of 2 message(s) in all".into()
+        ))
+    );
+}
