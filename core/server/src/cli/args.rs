@@ -161,7 +161,7 @@ pub(super) fn parse(program: &str, args: Vec<OsString>) -> Result<Parsed, CliErr
                 if dir.is_empty() {
                     return Err(usage("--data-dir must not be empty".into()));
                 }
-                globals.data_dir = Some(dir.into());
+                globals.earlier_data_dir = globals.data_dir.replace(dir.into());
             }
             Arg::Long(name) if VALUED.contains(&name) => {
                 let name = name.to_string();
@@ -565,7 +565,7 @@ Subcommands:
 copy moves users (with their password hashes), tokens and every message under its id, then
 verifies: the same users and tokens, and the same messages, each with raw bytes of the same
 SHA-256. A target that holds anything is refused: a copy never merges. With --to redb,
---data-dir names the target, not the source. Stop the servers first: copy refuses a redb
+--data-dir names the target (given twice: the source, then the target). Stop the servers first: copy refuses a redb
 file that a server holds, and mail delivered to a PostgreSQL source meanwhile would differ.
 "
     )

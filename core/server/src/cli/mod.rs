@@ -129,7 +129,8 @@ pub fn run(program: &str, args: Vec<OsString>, serve: ServeFn) -> Result<(), Cli
         Command::Store(command) => {
             // Unapplied: with `--to redb`, --data-dir names the target.
             let config = crate::config::load(globals.config.as_deref())?;
-            store::run(config, globals.data_dir, command)
+            let data_dirs = (globals.earlier_data_dir, globals.data_dir);
+            store::run(config, data_dirs, command)
         }
     }
 }
@@ -159,4 +160,7 @@ fn render(file: Option<&Path>) -> Result<(), CliError> {
 struct Globals {
     config: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    /// The `--data-dir` before the last, if it was given twice: `store copy --to redb`'s
+    /// source.
+    earlier_data_dir: Option<PathBuf>,
 }

@@ -24,13 +24,15 @@ use crate::store;
 /// Connections the copy's PostgreSQL target keeps: it writes one batch at a time.
 const COPY_POOL_SIZE: usize = 2;
 
-/// Runs one `store` subcommand. `data_dir` is the command line's `--data-dir`: the source's
-/// as for every command, but the target's for `--to redb`.
+/// Runs one `store` subcommand. `data_dirs` are the command line's `--data-dir`s, the one
+/// before the last and the last: the last is the source's as for every command, but the
+/// target's for `--to redb`, whose source is then the one before it.
 pub(super) fn run(
     config: Config,
-    data_dir: Option<PathBuf>,
+    data_dirs: (Option<PathBuf>, Option<PathBuf>),
     command: StoreCommand,
 ) -> Result<(), CliError> {
+    let (earlier, data_dir) = data_dirs;
     match command {
         StoreCommand::Migrate => migrate(&with_data_dir(config, data_dir)),
         StoreCommand::Copy {
@@ -38,6 +40,7 @@ pub(super) fn run(
             copy,
         } => {
             let target = data_dir.unwrap_or_else(|| config.data_dir.clone());
+            let config = with_data_dir(config, earlier);
             copy_to(&config, Target::Redb(target), copy)
         }
         StoreCommand::Copy {
