@@ -1082,6 +1082,57 @@ fn shown(env: &Env, bin: Binary, ids: &[MessageId]) -> Vec<Vec<u8>> {
     shown
 }
 
+/// What a daemon of `bin` serving `env`'s store answers to `GET /messages/{id}` (JSON) and
+/// `/messages/{id}/chain`, for each of `ids`; the daemon is stopped before this returns.
+fn served(env: &Env, bin: Binary, ids: &[MessageId]) -> Vec<Value> {
+    use atacama_tests::server::free_port;
+    let (submission, submissions, http) = (free_port(), free_port(), free_port());
+    let config = env._dir.path().join("serve.toml");
+    let store = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{store}\n[listen]\nsubmission = \"{submission}\"\nsubmissions = \"{submissions}\"\n\
+             [http]\nlisten = \"{http}\"\n"
+        ),
+    )
+    .unwrap();
+    let args = [
+        "--config".to_string(),
+        config.display().to_string(),
+        "--data-dir".to_string(),
+        env.data.display().to_string(),
+        "serve".to_string(),
+    ];
+    let mut child = std::process::Command::new(bin.path())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(http).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never served",
+            bin.name()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let json = [("Accept", "application/json")];
+    let mut answers = Vec::new();
+    for id in ids {
+        for path in [format!("/messages/{id}"), format!("/messages/{id}/chain")] {
+            let response = atacama_tests::http::get(http, &path, &json);
+            answers.push(response.json());
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    answers
+}
+
 /// A site on redb moves to PostgreSQL and backs up into another redb data dir: every
 /// message under its id with its bytes, threading and channel, users who log in with the
 /// same password, tokens that still work; a target that holds anything is refused, a file a
@@ -1108,6 +1159,15 @@ fn store_copy_moves_a_site_to_postgres_and_back() {
         ] {
             ids.push(daemon.deliver(delivery("alice", body), t0).unwrap());
         }
+        drop(daemon);
+        let served_on_redb = served(&env, bin, &ids);
+        assert_eq!(
+            served_on_redb[0]["id"],
+            json!(ids[0].0),
+            "{served_on_redb:?}"
+        );
+        assert!(served_on_redb[3].to_string().contains("A reply"));
+        let daemon = env.daemon();
         let url = Postgres::shared().fresh_database();
         let to_postgres = ["store", "copy", "--to", "postgres", "--url", url.as_str()];
         let held = env.run(bin, &to_postgres, None);
@@ -1146,6 +1206,7 @@ fn store_copy_moves_a_site_to_postgres_and_back() {
         );
         let on_redb = shown(&env, bin, &ids);
         assert_eq!(shown(&postgres, bin, &ids), on_redb);
+        assert_eq!(served(&postgres, bin, &ids), served_on_redb);
         let config = PgConfig {
             url: url.clone(),
             password: None,
