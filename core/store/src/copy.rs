@@ -109,8 +109,11 @@ impl ExportedMessage {
 /// What [`copy`] copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Copied {
+    /// Users copied, hashes included.
     pub users: usize,
+    /// Tokens copied (their hashes).
     pub tokens: usize,
+    /// Messages copied, under their ids.
     pub messages: u64,
     /// Bytes as stored (packed), rows included.
     pub stored_bytes: u64,
@@ -119,8 +122,11 @@ pub struct Copied {
 /// What [`verify`] found equal on both sides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
+    /// Users equal on both sides (names, status, times).
     pub users: usize,
+    /// Tokens equal on both sides (names, times).
     pub tokens: usize,
+    /// Messages equal on both sides (listed fields, raw bytes).
     pub messages: u64,
     /// Bytes of the raw messages (`Received:` header and data).
     pub raw_bytes: u64,
@@ -131,10 +137,20 @@ pub struct Verified {
 /// Why a copy or its verification failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CopyError {
-    /// A store failed; `location` is the one.
-    Store { location: String, error: StoreError },
+    /// A store failed.
+    Store {
+        /// Which one: [`Backend::location`].
+        location: String,
+        /// What failed.
+        error: StoreError,
+    },
     /// The target holds data already: a copy never merges.
-    NotEmpty { location: String, holds: String },
+    NotEmpty {
+        /// The target.
+        location: String,
+        /// What it holds: "messages", "2 user(s)"…
+        holds: String,
+    },
     /// The two sides differ; what first did.
     Differs(String),
 }

@@ -465,7 +465,7 @@ Commands:
   user SUBCOMMAND                 manage users (see '{program} user --help')
   messages SUBCOMMAND             read stored messages (see '{program} messages --help')
   token SUBCOMMAND                manage read tokens for private channels (see '{program} token --help')
-  store SUBCOMMAND                migrate the schema, copy the store (see '{program} store --help')
+  store SUBCOMMAND                migrate, copy the store (see '{program} store --help')
 
 Options:
   --config FILE    the TOML configuration (default: built-in defaults)
@@ -565,8 +565,9 @@ Subcommands:
 copy moves users (with their password hashes), tokens and every message under its id, then
 verifies: the same users and tokens, and the same messages, each with raw bytes of the same
 SHA-256. A target that holds anything is refused: a copy never merges. With --to redb,
---data-dir names the target (given twice: the source, then the target). Stop the servers first: copy refuses a redb
-file that a server holds, and mail delivered to a PostgreSQL source meanwhile would differ.
+--data-dir names the target (given twice: the source, then the target). Stop the servers
+first: copy refuses a redb file that a server holds, and mail delivered to a PostgreSQL
+source meanwhile would differ.
 "
     )
 }
