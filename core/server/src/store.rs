@@ -33,21 +33,26 @@ pub fn open(config: &Config, in_use_wait: Duration) -> Result<Arc<dyn Backend>, 
             let url = config.store.url.clone().ok_or_else(|| {
                 StoreError::Database("store.url: missing, and store.backend is \"postgres\"".into())
             })?;
-            // Read again here (the config's load checked it): the password is kept nowhere else.
-            let password = crate::config::store_password(&config.store)
-                .map_err(|error| StoreError::Database(error.to_string()))?;
-            let pg = PgConfig {
-                url,
-                password,
-                pool_size: usize::try_from(config.store.pool_size()).unwrap_or(usize::MAX),
-            };
             Ok(Arc::new(PgStore::open(
-                &pg,
+                &pg_config(config, url)?,
                 config.auth.bcrypt_cost,
                 channels.default_channel(),
             )?))
         }
     }
+}
+
+/// How to reach the PostgreSQL database at `url` with the rest of `[store]`: its password
+/// file, its pool size.
+pub fn pg_config(config: &Config, url: String) -> Result<PgConfig, StoreError> {
+    // Read again here (the config's load checked it): the password is kept nowhere else.
+    let password = crate::config::store_password(&config.store)
+        .map_err(|error| StoreError::Database(error.to_string()))?;
+    Ok(PgConfig {
+        url,
+        password,
+        pool_size: usize::try_from(config.store.pool_size()).unwrap_or(usize::MAX),
+    })
 }
 
 /// Whether other processes may open the store while a daemon holds it: the command line

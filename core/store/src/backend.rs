@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use atacama_core::smtp::MessageId;
 
+use crate::copy::{ExportedMessage, ExportedToken, ExportedUser};
 use crate::{
     Chain, Health, MessagePage, MessageSummary, NewMessage, PackedMessage, Page, Store, StoreError,
     StoredMessage, Token, User,
@@ -180,6 +181,52 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// The channel of message `id`, without its body; `None` if there is no such message.
     fn message_channel(&self, id: MessageId) -> Result<Option<String>, StoreError>;
+
+    // --- Copying (`crate::copy`) ---
+
+    /// Every user as stored, bcrypt hash included, by name.
+    fn export_users(&self) -> Result<Vec<ExportedUser>, StoreError> {
+        Err(cannot_copy(self))
+    }
+
+    /// Every token as stored (its hash), by name.
+    fn export_tokens(&self) -> Result<Vec<ExportedToken>, StoreError> {
+        Err(cannot_copy(self))
+    }
+
+    /// The messages after `after` in id order, as stored, rows included, until they hold
+    /// `max_bytes` (one larger message comes alone); empty once there are no more.
+    fn export_messages(
+        &self,
+        after: Option<MessageId>,
+        max_bytes: usize,
+    ) -> Result<Vec<ExportedMessage>, StoreError> {
+        let _ = (after, max_bytes);
+        Err(cannot_copy(self))
+    }
+
+    /// Adds users and tokens exported from another store, hashes and times as they were, in
+    /// one transaction; refuses a taken name.
+    fn import_accounts(
+        &self,
+        users: &[ExportedUser],
+        tokens: &[ExportedToken],
+    ) -> Result<(), StoreError> {
+        let _ = (users, tokens);
+        Err(cannot_copy(self))
+    }
+
+    /// Stores exported messages under their own ids, in one transaction, durable on return;
+    /// refuses a taken id. Later deliveries get ids above the largest.
+    fn import_messages(&self, batch: Vec<ExportedMessage>) -> Result<(), StoreError> {
+        drop(batch);
+        Err(cannot_copy(self))
+    }
+}
+
+/// What the copy methods of a backend without them answer.
+fn cannot_copy(backend: &(impl Backend + ?Sized)) -> StoreError {
+    StoreError::Database(format!("{} cannot be copied", backend.location()))
 }
 
 impl Backend for Store {
@@ -299,5 +346,33 @@ impl Backend for Store {
 
     fn message_channel(&self, id: MessageId) -> Result<Option<String>, StoreError> {
         Store::message_channel(self, id)
+    }
+
+    fn export_users(&self) -> Result<Vec<ExportedUser>, StoreError> {
+        Store::export_users(self)
+    }
+
+    fn export_tokens(&self) -> Result<Vec<ExportedToken>, StoreError> {
+        Store::export_tokens(self)
+    }
+
+    fn export_messages(
+        &self,
+        after: Option<MessageId>,
+        max_bytes: usize,
+    ) -> Result<Vec<ExportedMessage>, StoreError> {
+        Store::export_messages(self, after, max_bytes)
+    }
+
+    fn import_accounts(
+        &self,
+        users: &[ExportedUser],
+        tokens: &[ExportedToken],
+    ) -> Result<(), StoreError> {
+        Store::import_accounts(self, users, tokens)
+    }
+
+    fn import_messages(&self, batch: Vec<ExportedMessage>) -> Result<(), StoreError> {
+        Store::import_messages(self, batch)
     }
 }

@@ -58,7 +58,9 @@
 //! command line that holds it for a moment.
 
 mod backend;
+pub mod copy;
 pub mod data_dir;
+mod export;
 mod journal;
 mod messages;
 mod packed;
@@ -271,6 +273,8 @@ pub struct Store {
     dummy_hash: String,
     /// Messages that only the journal held when this store was opened, now in the database.
     recovered: usize,
+    /// The schema version the file had when it was opened (0: new).
+    schema_found: u64,
     /// The channel of messages stored before schema 5 (`schema`): read from the file.
     legacy_channel: String,
     /// Held by a delivery from its write transaction to its journal record's sync.
@@ -349,7 +353,7 @@ impl Store {
         check_open_args(bcrypt_cost, default_channel)?;
         let open = open_database(path)?;
         let db = &open.db;
-        schema::check_or_initialise(db, default_channel)?;
+        let schema_found = schema::check_or_initialise(db, default_channel)?;
         let legacy_channel =
             schema::legacy_channel(db)?.unwrap_or_else(|| default_channel.to_string());
         let journal_path = path.with_extension(JOURNAL_EXTENSION);
@@ -370,6 +374,7 @@ impl Store {
             bcrypt_cost,
             dummy_hash: users::dummy_hash(bcrypt_cost),
             recovered,
+            schema_found,
             legacy_channel,
             delivering: Mutex::new(Delivering {
                 journal,
@@ -440,6 +445,15 @@ impl Store {
     /// was migrated with.
     pub fn legacy_channel(&self) -> &str {
         &self.legacy_channel
+    }
+
+    /// What the open did to the file's schema: from the version it had (0 for a new file) to
+    /// [`SCHEMA_VERSION`]; what `atacama-mail store migrate` reports.
+    pub fn migration(&self) -> pg::Migration {
+        pg::Migration {
+            from: self.schema_found,
+            to: SCHEMA_VERSION,
+        }
     }
 
     /// How many messages the open recovered from the journal: acknowledged before a crash,

@@ -440,7 +440,7 @@ fn checkpoint_locked(db: &Database, delivering: &mut Delivering) -> Result<(), S
 }
 
 /// The tables a delivery writes, opened once per transaction.
-struct Tables<'tx> {
+pub(crate) struct Tables<'tx> {
     tx: &'tx WriteTransaction,
     messages: Table<'tx, u64, &'static [u8]>,
     by_message_id: Table<'tx, &'static str, u64>,
@@ -454,7 +454,10 @@ struct Tables<'tx> {
 }
 
 impl<'tx> Tables<'tx> {
-    fn open(tx: &'tx WriteTransaction, legacy: &'tx str) -> Result<Tables<'tx>, StoreError> {
+    pub(crate) fn open(
+        tx: &'tx WriteTransaction,
+        legacy: &'tx str,
+    ) -> Result<Tables<'tx>, StoreError> {
         Ok(Tables {
             tx,
             messages: tx.open_table(MESSAGES)?,
@@ -465,6 +468,11 @@ impl<'tx> Tables<'tx> {
             legacy,
             body: None,
         })
+    }
+
+    /// Whether message `id` is stored.
+    pub(crate) fn holds(&self, id: u64) -> Result<bool, StoreError> {
+        Ok(self.messages.get(id)?.is_some())
     }
 
     /// Writes the rows of a body, in order, each dropped once written.
@@ -530,7 +538,7 @@ struct Place<'a> {
 }
 
 /// What [`insert_one`] wrote: the journal entry's fields, its value kept only if asked for.
-struct Written {
+pub(crate) struct Written {
     id: u64,
     value: Option<Vec<u8>>,
     user: String,
@@ -563,6 +571,24 @@ fn insert_one(
         Some(parent) => tables.by_message_id.get(parent)?.map(|v| v.value()),
         None => None,
     };
+    write_prepared(
+        tables,
+        id,
+        prepare(message, id, parent_id)?,
+        parent_id,
+        keep,
+    )
+}
+
+/// Writes a prepared message under `id`, threaded under `parent_id`, with its index entries;
+/// what [`insert_one`] and a copy into this store ([`Store::import_messages`]) share.
+pub(crate) fn write_prepared(
+    tables: &mut Tables<'_>,
+    id: u64,
+    prepared: Prepared,
+    parent_id: Option<u64>,
+    keep: bool,
+) -> Result<Written, StoreError> {
     let Prepared {
         envelope,
         header,
@@ -571,7 +597,7 @@ fn insert_one(
         channel,
         message_id,
         ..
-    } = prepare(message, id, parent_id)?;
+    } = prepared;
     let mut value = value_head(&envelope, header.as_bytes())?;
     let value = match body {
         PackedBody::Inline(body) => {

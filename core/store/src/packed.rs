@@ -85,6 +85,16 @@ impl PackedBody {
         writer.finish()
     }
 
+    /// A body as a store keeps it: `body` the value's part (inline, or the head of one in
+    /// rows), `rows` its rows in order (none for one inline).
+    pub(super) fn from_stored(body: Vec<u8>, rows: Vec<Vec<u8>>) -> PackedBody {
+        if body.first() == Some(&CODEC_ROWS) {
+            PackedBody::Rows { head: body, rows }
+        } else {
+            PackedBody::Inline(body)
+        }
+    }
+
     /// How many bytes it takes, in the value and in rows.
     pub(super) fn len(&self) -> usize {
         match self {
@@ -401,6 +411,11 @@ impl<'a> Packed<'a> {
             header,
             body,
         }
+    }
+
+    /// The packed body as the value holds it: inline, or the head of one in rows.
+    pub(super) fn body(&self) -> &'a [u8] {
+        self.body
     }
 
     /// Whether the body is in rows: the reads below then ask for them.

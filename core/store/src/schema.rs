@@ -149,15 +149,16 @@ pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T,
 }
 
 /// Checks the file's schema version; writes it and creates the tables in a new file, or
-/// migrates an older one (whose messages without a channel get `default_channel`).
-pub(super) fn check_or_initialise(db: &Database, default_channel: &str) -> Result<(), StoreError> {
+/// migrates an older one (whose messages without a channel get `default_channel`). Returns
+/// the version the file had: 0 for a new one.
+pub(super) fn check_or_initialise(db: &Database, default_channel: &str) -> Result<u64, StoreError> {
     match stored_version(db)? {
-        Some(SCHEMA_VERSION) => return Ok(()),
+        Some(SCHEMA_VERSION) => return Ok(SCHEMA_VERSION),
         Some(found) => check(found)?,
         None => {}
     }
     let tx = db.begin_write()?;
-    {
+    let found = {
         let mut meta = tx.open_table(META)?;
         // Another process may have initialised the file since our read: check again, under
         // the writer lock.
@@ -184,9 +185,10 @@ pub(super) fn check_or_initialise(db: &Database, default_channel: &str) -> Resul
             index_channels_and_replies(&tx, &legacy)?;
             meta.insert(VERSION_KEY, SCHEMA_VERSION)?;
         }
-    }
+        found
+    };
     tx.commit()?;
-    Ok(())
+    Ok(found.unwrap_or(0))
 }
 
 /// Schema 5's migration: the [`BY_CHANNEL`] and [`CHILDREN`] entries of every stored

@@ -539,6 +539,16 @@ fn a_schema_1_file_is_read_and_upgraded_in_place() {
         .map(|m| m.id.0)
         .collect();
     assert_eq!(listed, [2, 1]);
+
+    // A copy packs the schema-1 message: the same fields and bytes, and the channel it had,
+    // though the copy's default channel is another.
+    let dir = tempfile::tempdir().unwrap();
+    let copied = Store::open_in_with_channel(dir.path(), COST, "other").unwrap();
+    crate::copy::copy(&store, &copied).unwrap();
+    crate::copy::verify(&store, &copied).unwrap();
+    for id in [MessageId(1), MessageId(2)] {
+        assert_eq!(copied.message(id).unwrap(), store.message(id).unwrap());
+    }
 }
 
 /// The JSON of a message record, byte for byte as every schema has written it: the header

@@ -152,8 +152,12 @@ pub(super) fn matches_any(token: &str, hashes: &[String]) -> bool {
 
 /// SHA-256 of the token, lower-case hex.
 fn sha256_hex(token: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref())
+}
+
+/// Bytes in lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether `a == b`, looking at every byte whatever the first difference.

@@ -7,30 +7,40 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use atacama_store::pg::{PG_SCHEMA_VERSION, PgConfig, PgStore};
-use atacama_store::testing::conformance::{COST, Fresh};
+use atacama_store::testing::conformance::{self, COST, Fresh};
 use atacama_store::testing::{Postgres, new_message};
 use atacama_store::{Backend, Health, Store, StoreError};
 
 mod redb {
     use super::*;
 
-    fn fresh() -> Fresh {
+    pub(super) fn fresh() -> Fresh {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_in(dir.path(), COST).unwrap();
         Fresh::new(Box::new(store), dir)
     }
 
     atacama_store::conformance_tests!(fresh);
+
+    #[test]
+    fn a_copy_to_postgres_and_back_reads_the_same() {
+        conformance::a_copy_to_another_backend_and_back_reads_the_same(&fresh, &postgres::fresh);
+    }
 }
 
 mod postgres {
     use super::*;
 
-    fn fresh() -> Fresh {
+    pub(super) fn fresh() -> Fresh {
         Fresh::new(Box::new(open(&Postgres::shared().fresh_database())), ())
     }
 
     atacama_store::conformance_tests!(fresh);
+
+    #[test]
+    fn a_copy_to_redb_and_back_reads_the_same() {
+        conformance::a_copy_to_another_backend_and_back_reads_the_same(&fresh, &redb::fresh);
+    }
 }
 
 fn config(url: &str) -> PgConfig {
@@ -268,4 +278,30 @@ fn tls_to_the_database_is_verified_against_the_named_ca() {
     let error =
         PgStore::open(&config(&format!("{tcp}?sslmode=require")), COST, "general").unwrap_err();
     assert!(error.to_string().contains("connecting to"), "{error}");
+}
+
+#[test]
+fn verification_names_the_first_message_whose_bytes_differ() {
+    use atacama_store::copy::{CopyError, copy, verify};
+    let dir = tempfile::tempdir().unwrap();
+    let redb = Store::open_in(dir.path(), COST).unwrap();
+    redb.insert_messages(&vec![new_message("alice", None, None); 3])
+        .unwrap();
+    let url = Postgres::shared().fresh_database();
+    let pg = open(&url);
+    copy(&redb, &pg).unwrap();
+    assert_eq!(verify(&redb, &pg).unwrap().messages, 3);
+    let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    client
+        .execute(
+            "UPDATE messages SET header = header || '\\x20'::bytea WHERE id >= 2",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        verify(&redb, &pg),
+        Err(CopyError::Differs(
+            "the raw bytes of message 2 differ (SHA-256), and of 2 message(s) in all".into()
+        ))
+    );
 }

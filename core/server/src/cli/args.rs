@@ -32,6 +32,26 @@ pub(super) enum Command {
     User(UserCommand),
     Messages(MessagesCommand),
     Token(TokenCommand),
+    Store(StoreCommand),
+}
+
+/// `store …`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum StoreCommand {
+    /// Bring the configured store's schema up to date.
+    Migrate,
+    /// Copy the configured store into an empty one and verify the copy (`copy`), or only
+    /// compare the two (`verify`).
+    Copy { to: CopyTo, copy: bool },
+}
+
+/// The store `store copy --to` names.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum CopyTo {
+    /// `--to postgres [--url URL]`: `store.url` unless `--url` is given.
+    Postgres { url: Option<String> },
+    /// `--to redb`: the data directory `--data-dir` names (for this command, the target's).
+    Redb,
 }
 
 /// `token …`.
@@ -79,7 +99,7 @@ pub(super) enum ShowFormat {
 }
 
 /// Options that take a value, besides the global `--config` and `--data-dir`.
-const VALUED: &[&str] = &["user", "limit", "before", "log-level"];
+const VALUED: &[&str] = &["user", "limit", "before", "log-level", "to", "url"];
 
 /// How many messages `messages list` prints when not given `--limit`.
 pub(super) const DEFAULT_LIST_LIMIT: usize = 50;
@@ -141,7 +161,7 @@ pub(super) fn parse(program: &str, args: Vec<OsString>) -> Result<Parsed, CliErr
                 if dir.is_empty() {
                     return Err(usage("--data-dir must not be empty".into()));
                 }
-                globals.data_dir = Some(dir.into());
+                globals.earlier_data_dir = globals.data_dir.replace(dir.into());
             }
             Arg::Long(name) if VALUED.contains(&name) => {
                 let name = name.to_string();
@@ -200,6 +220,8 @@ fn command(
         Some("messages") => messages_command(program, words, options).map(Command::Messages),
         Some("token") if help => help_for(token_usage),
         Some("token") => token_command(program, words, options).map(Command::Token),
+        Some("store") if help => help_for(store_usage),
+        Some("store") => store_command(program, words, options).map(Command::Store),
         Some(other) => Err(usage(format!(
             "unknown command {other:?} (see {program} --help)"
         ))),
@@ -277,6 +299,49 @@ fn token_command(
             }
         }
         other => return Err(unknown_subcommand(program, "token", other)),
+    };
+    no_more(words, &command)?;
+    Ok(parsed)
+}
+
+fn store_command(
+    program: &str,
+    mut words: impl Iterator<Item = OsString>,
+    options: &Options,
+) -> Result<StoreCommand, CliError> {
+    let sub = subcommand(program, "store", &mut words)?;
+    let command = format!("store {sub}");
+    let parsed = match sub.as_str() {
+        "migrate" => {
+            options.only(&[], &command)?;
+            StoreCommand::Migrate
+        }
+        "copy" | "verify" => {
+            options.only(&["to", "url"], &command)?;
+            let url = options.value("url").map(str::to_string);
+            let to = match options.value("to") {
+                Some("postgres") => CopyTo::Postgres { url },
+                Some("redb") if url.is_none() => CopyTo::Redb,
+                Some("redb") => {
+                    return Err(usage(format!("'{command} --to redb' does not take --url")));
+                }
+                Some(other) => {
+                    return Err(usage(format!(
+                        "--to {other:?} is not one of postgres, redb"
+                    )));
+                }
+                None => {
+                    return Err(usage(format!(
+                        "'{command}' needs --to postgres or --to redb"
+                    )));
+                }
+            };
+            StoreCommand::Copy {
+                to,
+                copy: sub == "copy",
+            }
+        }
+        other => return Err(unknown_subcommand(program, "store", other)),
     };
     no_more(words, &command)?;
     Ok(parsed)
@@ -400,6 +465,7 @@ Commands:
   user SUBCOMMAND                 manage users (see '{program} user --help')
   messages SUBCOMMAND             read stored messages (see '{program} messages --help')
   token SUBCOMMAND                manage read tokens for private channels (see '{program} token --help')
+  store SUBCOMMAND                migrate, copy the store (see '{program} store --help')
 
 Options:
   --config FILE    the TOML configuration (default: built-in defaults)
@@ -478,6 +544,30 @@ Subcommands:
 
 When more messages match than the list shows, a last line says so and gives the --before
 that lists the next ones (with --json, that line goes to standard error).
+"
+    )
+}
+
+fn store_usage(program: &str) -> String {
+    format!(
+        "Usage: {program} [--config FILE] [--data-dir DIR] store SUBCOMMAND
+
+Subcommands:
+  migrate                          bring the configured store's schema up to date, and say
+                                   from which version to which
+  copy --to postgres [--url URL]   copy the configured store into an empty PostgreSQL
+                                   database: store.url unless --url is given, with
+                                   store.password_file (or PGPASSFILE)
+  copy --to redb [--data-dir DIR]  copy the configured store into an empty redb data
+                                   directory: DIR, or data_dir when the store is PostgreSQL
+  verify --to ...                  compare the configured store with such a copy
+
+copy moves users (with their password hashes), tokens and every message under its id, then
+verifies: the same users and tokens, and the same messages, each with raw bytes of the same
+SHA-256. A target that holds anything is refused: a copy never merges. With --to redb,
+--data-dir names the target (given twice: the source, then the target). Stop the servers
+first: copy refuses a redb file that a server holds, and mail delivered to a PostgreSQL
+source meanwhile would differ.
 "
     )
 }

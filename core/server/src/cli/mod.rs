@@ -7,6 +7,7 @@
 //!   messages list [--json] [--user NAME] [--limit N] [--before ID]
 //!   messages show ID [--json | --raw | --html]
 //!   token add|revoke NAME    token list [--json]
+//!   store migrate    store copy|verify --to postgres [--url URL] | --to redb [--data-dir DIR]
 //! ```
 //! Each binary's `main` is `cli::main(NAME, serve)`; only `serve` differs between them. The
 //! database commands work beside a running daemon: they ask it over its control socket, and
@@ -18,6 +19,7 @@
 mod args;
 mod messages;
 mod output;
+mod store;
 mod target;
 mod token;
 mod user;
@@ -124,6 +126,12 @@ pub fn run(program: &str, args: Vec<OsString>, serve: ServeFn) -> Result<(), Cli
         Command::User(command) => user::run(&open_store()?, command),
         Command::Messages(command) => messages::run(&open_store()?, command),
         Command::Token(command) => token::run(&open_store()?, command),
+        Command::Store(command) => {
+            // Unapplied: with `--to redb`, --data-dir names the target.
+            let config = crate::config::load(globals.config.as_deref())?;
+            let data_dirs = (globals.earlier_data_dir, globals.data_dir);
+            store::run(config, data_dirs, command)
+        }
     }
 }
 
@@ -152,4 +160,7 @@ fn render(file: Option<&Path>) -> Result<(), CliError> {
 struct Globals {
     config: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    /// The `--data-dir` before the last, if it was given twice: `store copy --to redb`'s
+    /// source.
+    earlier_data_dir: Option<PathBuf>,
 }

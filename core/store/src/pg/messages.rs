@@ -30,7 +30,8 @@ const STORED: &str = "id, envelope::text, body";
 const STORED_BY_ID: &str = "SELECT id, envelope::text, body FROM messages WHERE id = $1";
 
 /// The whole batch in one statement: one round trip and one plan, however many messages.
-const INSERT: &str = "INSERT INTO messages (id, received_at, user_name, channel, message_id,
+pub(super) const INSERT: &str =
+    "INSERT INTO messages (id, received_at, user_name, channel, message_id,
         in_reply_to, parent_id, subject, size, envelope, header, body)
     SELECT id, to_timestamp(received_at), user_name, channel, message_id, in_reply_to,
         parent_id, subject, size, envelope::json, header, body
@@ -274,7 +275,7 @@ fn stored_parents(
 
 /// A batch's messages, column by column: [`INSERT`]'s arrays.
 #[derive(Default)]
-struct Columns {
+pub(super) struct Columns {
     ids: Vec<i64>,
     received_at: Vec<i64>,
     users: Vec<String>,
@@ -292,7 +293,7 @@ struct Columns {
 }
 
 impl Columns {
-    fn with_capacity(n: usize) -> Columns {
+    pub(super) fn with_capacity(n: usize) -> Columns {
         Columns {
             ids: Vec::with_capacity(n),
             envelopes: Vec::with_capacity(n),
@@ -302,7 +303,12 @@ impl Columns {
     }
 
     /// Adds one prepared message, stored under `id` below `parent`.
-    fn push(&mut self, id: i64, parent: Option<u64>, prepared: Prepared) -> Result<(), StoreError> {
+    pub(super) fn push(
+        &mut self,
+        id: i64,
+        parent: Option<u64>,
+        prepared: Prepared,
+    ) -> Result<(), StoreError> {
         let envelope = String::from_utf8(prepared.envelope)
             .map_err(|_| StoreError::Corrupt("message envelope: not UTF-8".into()))?;
         let (body, rows) = match prepared.body {
@@ -330,8 +336,9 @@ impl Columns {
         Ok(())
     }
 
-    /// Writes the batch: the messages in one statement, then the rows of large bodies.
-    fn insert(
+    /// Writes the batch: the messages in one statement ([`INSERT`] prepared), then the rows
+    /// of large bodies.
+    pub(super) fn insert(
         self,
         tx: &mut postgres::Transaction<'_>,
         insert: &postgres::Statement,
@@ -406,7 +413,11 @@ fn envelope_of(row: &Row) -> Result<(MessageId, MessageRecord), StoreError> {
 }
 
 /// Row `n` of message `id`'s body.
-fn body_row(client: &mut impl GenericClient, id: MessageId, n: u32) -> Result<Vec<u8>, StoreError> {
+pub(super) fn body_row(
+    client: &mut impl GenericClient,
+    id: MessageId,
+    n: u32,
+) -> Result<Vec<u8>, StoreError> {
     let number = i32::try_from(n)
         .map_err(|_| StoreError::Corrupt(format!("message {id}: row {n} is past any body")))?;
     let row = client.query_opt(

@@ -32,6 +32,7 @@
 //! [`Backend::set_give_up_after`] of failed attempts it is [`Health::Failed`].
 
 mod connect;
+mod export;
 mod messages;
 mod pgpass;
 mod pool;
@@ -47,6 +48,7 @@ use atacama_core::logging::Repeats;
 use atacama_core::smtp::MessageId;
 use postgres::Client;
 
+use crate::copy::{ExportedMessage, ExportedToken, ExportedUser};
 use crate::recovery::{self, Asker, Recovery};
 use crate::{
     Backend, Chain, GIVE_UP_AFTER, Health, MessagePage, PackedMessage, Page, REOPEN_EVERY,
@@ -174,6 +176,11 @@ impl PgStore {
             .connect()
             .map_err(|e| unavailable(Unavailable::Connect(e), &connector.location()))?;
         schema::migrate(&mut client)
+    }
+
+    /// Where `config` points, without its password: what [`Backend::location`] says.
+    pub fn location_of(config: &PgConfig) -> Result<String, StoreError> {
+        Ok(Connector::new(config)?.location())
     }
 
     /// Whether the database cannot be reached: the fast path's one check.
@@ -457,6 +464,34 @@ impl Backend for PgStore {
 
     fn message_channel(&self, id: MessageId) -> Result<Option<String>, StoreError> {
         messages::channel(self, id)
+    }
+
+    fn export_users(&self) -> Result<Vec<ExportedUser>, StoreError> {
+        export::users(self)
+    }
+
+    fn export_tokens(&self) -> Result<Vec<ExportedToken>, StoreError> {
+        export::tokens(self)
+    }
+
+    fn export_messages(
+        &self,
+        after: Option<MessageId>,
+        max_bytes: usize,
+    ) -> Result<Vec<ExportedMessage>, StoreError> {
+        export::messages(self, after, max_bytes)
+    }
+
+    fn import_accounts(
+        &self,
+        users: &[ExportedUser],
+        tokens: &[ExportedToken],
+    ) -> Result<(), StoreError> {
+        export::import_accounts(self, users, tokens)
+    }
+
+    fn import_messages(&self, batch: Vec<ExportedMessage>) -> Result<(), StoreError> {
+        export::import_messages(self, batch)
     }
 }
 

@@ -140,6 +140,36 @@ fn every_command_parses() {
                 format: ShowFormat::Json,
             }),
         ),
+        (&["store", "migrate"], Command::Store(StoreCommand::Migrate)),
+        (
+            &["store", "copy", "--to", "postgres"],
+            Command::Store(StoreCommand::Copy {
+                to: CopyTo::Postgres { url: None },
+                copy: true,
+            }),
+        ),
+        (
+            &[
+                "store",
+                "verify",
+                "--to=postgres",
+                "--url",
+                "postgresql://db/a",
+            ],
+            Command::Store(StoreCommand::Copy {
+                to: CopyTo::Postgres {
+                    url: Some("postgresql://db/a".into()),
+                },
+                copy: false,
+            }),
+        ),
+        (
+            &["store", "copy", "--to", "redb", "--data-dir", "/backup"],
+            Command::Store(StoreCommand::Copy {
+                to: CopyTo::Redb,
+                copy: true,
+            }),
+        ),
     ];
     for (args, expected) in cases {
         assert_eq!(command(args), expected, "{args:?}");
@@ -227,6 +257,22 @@ fn bad_arguments_are_usage_errors() {
             "'messages' needs a subcommand (see atacama-mail messages --help)",
         ),
         (&["messages", "show"], "'messages show' needs a message ID"),
+        (
+            &["store", "copy"],
+            "'store copy' needs --to postgres or --to redb",
+        ),
+        (
+            &["store", "copy", "--to", "mysql"],
+            "--to \"mysql\" is not one of postgres, redb",
+        ),
+        (
+            &["store", "copy", "--to", "redb", "--url", "x"],
+            "'store copy --to redb' does not take --url",
+        ),
+        (
+            &["store", "migrate", "--to", "redb"],
+            "'store migrate' does not take --to",
+        ),
         (
             &["messages", "show", "x1"],
             "message ID \"x1\" is not a number",
