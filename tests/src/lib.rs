@@ -208,6 +208,19 @@ pub fn logged_in(server: &Server) -> Client {
     c
 }
 
+/// The reply code to AUTH PLAIN as `user` with `password`, on a new implicit-TLS session
+/// (QUIT after).
+pub fn login_code(server: &Server, user: &str, password: &str) -> u16 {
+    let mut c = Client::connect_tls(server.submissions, &server.cert_pem()).expect("connect");
+    c.expect(220);
+    c.command("EHLO client.test", 250);
+    c.send(format!("AUTH PLAIN {}\r\n", client::plain(user, password)))
+        .expect("send");
+    let code = c.reply().expect("a reply to AUTH").code;
+    c.command("QUIT", 221);
+    code
+}
+
 /// A lettre mailer logged in as alice (password `s3cret`) over STARTTLS, trusting the
 /// server's generated certificate.
 pub fn mailer(server: &Server) -> lettre::SmtpTransport {

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use atacama_tests::client::plain;
-use atacama_tests::{Binary, Client, Server, Settings};
+use atacama_tests::{Binary, Client, Server, Settings, login_code};
 
 /// A server with user alice / s3cret.
 fn server(binary: Binary) -> Server {
@@ -191,16 +191,6 @@ fn both_binaries_log_a_tls_hang_up_the_same() {
         "{std:#?}"
     );
     assert_eq!(smol, std);
-}
-
-/// AUTH PLAIN as `user` on a fresh implicit-TLS connection: the reply code.
-fn login_code(server: &Server, user: &str, password: &str) -> u16 {
-    let mut c = greeted(server);
-    c.send(format!("AUTH PLAIN {}\r\n", plain(user, password)))
-        .expect("send");
-    let code = c.reply().expect("a reply to AUTH").code;
-    c.command("QUIT", 221);
-    code
 }
 
 /// The daemon holds the database alone; the command line works beside it through the control
