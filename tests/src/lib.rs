@@ -1,5 +1,6 @@
-//! Helpers for the end-to-end tests: the two binaries, built once per test process, and a
-//! runner that captures what a command printed.
+//! Helpers for the end-to-end tests: the two binaries, built once per test process, a runner
+//! that captures what a command printed, and [`end_to_end!`], which runs each test on both
+//! binaries and both stores (redb, and a fresh database of a PostgreSQL the harness starts).
 
 use std::ffi::OsStr;
 use std::io::Write;
@@ -151,7 +152,42 @@ pub mod server;
 pub mod tools;
 
 pub use client::Client;
-pub use server::{Server, Settings};
+pub use server::{Server, Settings, StoreSetting};
+
+/// The store an end-to-end test runs on: each [`end_to_end!`] test runs on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreKind {
+    /// redb in the server's data directory.
+    #[default]
+    Redb,
+    /// A fresh database of the test binary's shared PostgreSQL per server.
+    Postgres,
+}
+
+std::thread_local! {
+    /// Set by the test [`end_to_end!`] generates, for the servers its thread starts: a
+    /// thread-local rather than a parameter, so the tests stay functions of the [`Binary`].
+    static STORE: std::cell::Cell<StoreKind> = const { std::cell::Cell::new(StoreKind::Redb) };
+}
+
+/// The store of the test running on this thread (redb unless [`on_store`] said otherwise).
+pub fn store_of_this_test() -> StoreKind {
+    STORE.with(std::cell::Cell::get)
+}
+
+/// Runs `test` with the servers it starts on this thread keeping their data in `store`.
+pub fn on_store<T>(store: StoreKind, test: impl FnOnce() -> T) -> T {
+    /// Puts the previous store back, also when the test panics: with `--test-threads=1` the
+    /// next test runs on the same thread.
+    struct Restore(StoreKind);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STORE.with(|cell| cell.set(self.0));
+        }
+    }
+    let _restore = Restore(STORE.with(|cell| cell.replace(store)));
+    test()
+}
 
 /// Starts `binary` with `settings` and the user alice / s3cret.
 pub fn server_with(binary: Binary, settings: Settings) -> Server {
@@ -172,6 +208,19 @@ pub fn logged_in(server: &Server) -> Client {
     c
 }
 
+/// The reply code to AUTH PLAIN as `user` with `password`, on a new implicit-TLS session
+/// (QUIT after).
+pub fn login_code(server: &Server, user: &str, password: &str) -> u16 {
+    let mut c = Client::connect_tls(server.submissions, &server.cert_pem()).expect("connect");
+    c.expect(220);
+    c.command("EHLO client.test", 250);
+    c.send(format!("AUTH PLAIN {}\r\n", client::plain(user, password)))
+        .expect("send");
+    let code = c.reply().expect("a reply to AUTH").code;
+    c.command("QUIT", 221);
+    code
+}
+
 /// A lettre mailer logged in as alice (password `s3cret`) over STARTTLS, trusting the
 /// server's generated certificate.
 pub fn mailer(server: &Server) -> lettre::SmtpTransport {
@@ -190,6 +239,27 @@ pub fn mailer(server: &Server) -> lettre::SmtpTransport {
         .build()
 }
 
+/// Sends like a real client: a temporary failure is tried again (clients that share
+/// 127.0.0.1 may have only 5 logins in flight at once: `454 4.7.0` for the others).
+pub fn send_retrying(
+    mailer: &lettre::SmtpTransport,
+    message: &lettre::Message,
+) -> Result<(), lettre::transport::smtp::Error> {
+    use lettre::Transport as _;
+    // Bounded by time, not by tries: on a loaded machine 50 clients take turns for long.
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut attempts: u64 = 0;
+    loop {
+        match mailer.send(message) {
+            Err(error) if error.is_transient() && std::time::Instant::now() < give_up => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10 + attempts * 7 % 50));
+            }
+            result => return result.map(drop),
+        }
+    }
+}
+
 /// Whether `condition` holds within `limit`, looking every 20 ms (log lines trail the
 /// events they report).
 pub fn eventually(limit: std::time::Duration, mut condition: impl FnMut() -> bool) -> bool {
@@ -204,16 +274,30 @@ pub fn eventually(limit: std::time::Duration, mut condition: impl FnMut() -> boo
 }
 
 /// Instantiates each end-to-end test of a file, a function of the [`Binary`], for both
-/// binaries: `mod smol` and `mod std_threads` (not `mod std`, which would shadow the standard
-/// library in the file).
+/// binaries and both stores: `mod smol` and `mod std_threads` on redb (not `mod std`, which
+/// would shadow the standard library in the file), `mod smol_postgres` and `mod std_postgres`
+/// on PostgreSQL. Tests after `; redb_only:` run on redb alone: they are about the data
+/// directory's file, its journal or the control socket; the file says why for each.
 #[macro_export]
 macro_rules! end_to_end {
-    ($($test:ident),* $(,)?) => {
+    ($($test:ident),* $(,)? $(; redb_only: $($redb:ident),* $(,)?)?) => {
         mod smol {
             $( #[test] fn $test() { super::$test($crate::Binary::Smol) } )*
+            $($( #[test] fn $redb() { super::$redb($crate::Binary::Smol) } )*)?
         }
         mod std_threads {
             $( #[test] fn $test() { super::$test($crate::Binary::Std) } )*
+            $($( #[test] fn $redb() { super::$redb($crate::Binary::Std) } )*)?
+        }
+        mod smol_postgres {
+            $( #[test] fn $test() {
+                $crate::on_store($crate::StoreKind::Postgres, || super::$test($crate::Binary::Smol))
+            } )*
+        }
+        mod std_postgres {
+            $( #[test] fn $test() {
+                $crate::on_store($crate::StoreKind::Postgres, || super::$test($crate::Binary::Std))
+            } )*
         }
     };
 }

@@ -37,6 +37,18 @@ pub struct Settings {
     /// Leave `[http] listen` to its default, 127.0.0.1:2580 (the README's quick start); a
     /// test doing so must be the only one on that port at a time.
     pub default_http_listen: bool,
+    /// The store; none means the test's ([`crate::store_of_this_test`]): redb in the data
+    /// dir, or a fresh database of the shared PostgreSQL.
+    pub store: Option<StoreSetting>,
+}
+
+/// Where a server of the harness keeps its data: the `[store]` section it is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSetting {
+    /// redb in the data directory (no `[store]` section: the default).
+    Redb,
+    /// `backend = "postgres"` with this URL: several servers given the same one share it.
+    Postgres(String),
 }
 
 impl Settings {
@@ -85,6 +97,12 @@ impl Settings {
     /// Listens on the IPv6 loopback address instead of 127.0.0.1.
     pub fn ipv6(mut self) -> Settings {
         self.ipv6 = true;
+        self
+    }
+
+    /// Keeps the data in `store` rather than the test's store.
+    pub fn store(mut self, store: StoreSetting) -> Settings {
+        self.store = Some(store);
         self
     }
 
@@ -187,6 +205,17 @@ impl Server {
         text.push_str("\n[limits]\n");
         for (key, value) in &settings.limits {
             let _ = writeln!(text, "{key} = {value}");
+        }
+        let store = settings
+            .store
+            .unwrap_or_else(|| match crate::store_of_this_test() {
+                crate::StoreKind::Redb => StoreSetting::Redb,
+                crate::StoreKind::Postgres => StoreSetting::Postgres(
+                    atacama_store::testing::Postgres::shared().fresh_database(),
+                ),
+            });
+        if let StoreSetting::Postgres(url) = &store {
+            let _ = write!(text, "\n[store]\nbackend = \"postgres\"\nurl = {url:?}\n");
         }
         if let Some((cert, key)) = &settings.tls {
             let _ = write!(

@@ -311,7 +311,10 @@ atacama_tests::end_to_end!(
     a_deleted_user_is_cut_at_the_next_mail,
     a_2_mib_message_sent_steadily_over_20_s_is_accepted,
     a_client_trickling_a_byte_a_second_is_cut_with_421_4_4_2,
+    ipv6_clients_are_capped_per_prefix;
+    redb_only:
+    // The floor is on the data directory's file system, where only redb writes.
     mail_below_the_free_space_floor_gets_452_before_any_byte_is_written,
-    ipv6_clients_are_capped_per_prefix,
+    // A config refused before any store is opened.
     a_timeout_that_would_overflow_the_clock_is_refused_naming_the_key,
 );

@@ -390,7 +390,10 @@ fn messages_show_asks_the_daemon_only_for_the_bodies_it_prints(binary: Binary) {
     }
 }
 
-atacama_tests::end_to_end!(
+// All about the data directory, its files and the control socket, which a daemon on
+// PostgreSQL does not use for its data.
+atacama_tests::end_to_end!(;
+    redb_only:
     a_data_dir_open_to_others_is_refused_naming_it_and_the_fix,
     a_fresh_start_creates_the_data_dir_0700_with_the_generated_certificate,
     a_data_dir_of_another_user_is_refused_unless_root_runs,

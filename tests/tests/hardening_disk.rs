@@ -338,7 +338,9 @@ fn a_database_that_cannot_be_reopened_makes_the_daemon_exit_non_zero(binary: Bin
     );
 }
 
-atacama_tests::end_to_end!(
+// A full file system under the redb file, and a redb file that cannot be reopened.
+atacama_tests::end_to_end!(;
+    redb_only:
     a_full_disk_answers_452_then_mail_flows_again_once_it_is_grown,
     without_group_commit_a_full_disk_answers_452_then_mail_flows_again,
     a_database_that_cannot_be_reopened_makes_the_daemon_exit_non_zero,

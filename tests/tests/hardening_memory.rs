@@ -98,4 +98,5 @@ fn a_large_message_in_rows_reads_back_whole_after_a_kill(binary: Binary) {
     assert_eq!(last["parent_id"], 2);
 }
 
-atacama_tests::end_to_end!(a_large_message_in_rows_reads_back_whole_after_a_kill,);
+// How redb lays out a large message, read back after the daemon is killed.
+atacama_tests::end_to_end!(; redb_only: a_large_message_in_rows_reads_back_whole_after_a_kill);

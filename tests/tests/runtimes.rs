@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use atacama_tests::client::plain;
-use atacama_tests::{Binary, Client, Server, Settings};
+use atacama_tests::{Binary, Client, Server, Settings, login_code};
 
 /// A server with user alice / s3cret.
 fn server(binary: Binary) -> Server {
@@ -193,16 +193,6 @@ fn both_binaries_log_a_tls_hang_up_the_same() {
     assert_eq!(smol, std);
 }
 
-/// AUTH PLAIN as `user` on a fresh implicit-TLS connection: the reply code.
-fn login_code(server: &Server, user: &str, password: &str) -> u16 {
-    let mut c = greeted(server);
-    c.send(format!("AUTH PLAIN {}\r\n", plain(user, password)))
-        .expect("send");
-    let code = c.reply().expect("a reply to AUTH").code;
-    c.command("QUIT", 221);
-    code
-}
-
 /// The daemon holds the database alone; the command line works beside it through the control
 /// socket, its changes take effect at once, and the socket goes with the daemon.
 fn the_command_line_works_through_the_running_server(binary: Binary) {
@@ -265,6 +255,9 @@ fn the_command_line_works_through_the_running_server(binary: Binary) {
 
 atacama_tests::end_to_end!(
     p6_pipelined_auth_and_envelope_are_answered_in_order,
+    a_transaction_that_outlives_the_grace_period_is_cut_and_the_server_exits_0;
+    // The control socket and the file one process holds: on PostgreSQL the command line opens
+    // the database itself (tests/tests/postgres.rs has two daemons on one).
+    redb_only:
     the_command_line_works_through_the_running_server,
-    a_transaction_that_outlives_the_grace_period_is_cut_and_the_server_exits_0,
 );
