@@ -101,14 +101,14 @@ pub(super) fn stored(store: &PgStore, id: MessageId) -> Result<StoredMessage, St
 
 /// The bytes as stored: our `Received:` header, then the data exactly as received.
 pub(super) fn raw(store: &PgStore, id: MessageId) -> Result<Vec<u8>, StoreError> {
-    store.with_client(|client| {
-        let row = client.query_opt(
-            "SELECT header, body FROM messages WHERE id = $1",
-            &[&key(id)?],
-        )?;
+    // Prepared once per connection: `store verify` reads every message with it.
+    store.with_conn(|conn| {
+        let statement = conn.prepared("SELECT header, body FROM messages WHERE id = $1")?;
+        let row = conn.client.query_opt(&statement, &[&key(id)?])?;
         let row = row.ok_or(StoreError::NoSuchMessage(id.0))?;
         let (header, body): (&[u8], &[u8]) = (row.try_get(0)?, row.try_get(1)?);
-        Packed::from_parts(b"", header, body).data_after(header, |n| body_row(client, id, n))
+        Packed::from_parts(b"", header, body)
+            .data_after(header, |n| body_row(&mut conn.client, id, n))
     })
 }
 
