@@ -45,6 +45,10 @@ async fn run(io: &mut Io, web: &mut WebConnection) -> CloseOutcome {
                     // The web executor is the web side's own: a slow read holds up only it.
                     // A store across the network (a round trip, perhaps a wait for a pooled
                     // connection) goes to the blocking pool, as `check_mail` does then.
+                    // While mail arrives, this request's turn (`priority::MailPressure`).
+                    if let Some(turn) = io.shared.state.web_turn(Instant::now()) {
+                        smol::Timer::at(turn).await;
+                    }
                     let response = if io.shared.state.services.store().reads_wait_on_network() {
                         let shared = Arc::clone(&io.shared);
                         smol::unblock(move || shared.state.serve_http(&request)).await

@@ -42,6 +42,10 @@ fn run(io: &mut Io<'_>, web: &mut WebConnection) -> CloseOutcome {
                     }
                 }
                 HttpEvent::Request(request) => {
+                    // While mail arrives, this request's turn (`priority::MailPressure`).
+                    if let Some(turn) = io.shared.state.web_turn(Instant::now()) {
+                        std::thread::sleep(turn.saturating_duration_since(Instant::now()));
+                    }
                     let response = io.shared.state.serve_http(&request);
                     if let Err(outcome) = web.respond(Instant::now(), response) {
                         return outcome;

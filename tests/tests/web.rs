@@ -431,6 +431,37 @@ fn the_stop_closes_idle_web_connections_at_once(binary: Binary) {
     );
 }
 
+/// While mail arrives the web side is paced (`priority::WEB_RATE_WHILE_MAIL`), never stopped:
+/// readers get every answer, in order, on a kept-alive connection as on new ones.
+fn readers_are_answered_while_mail_arrives(binary: Binary) {
+    let server = server_with(binary, Settings::default());
+    mail(&server, "bob@example.org", "first", "one\r\n");
+    std::thread::scope(|scope| {
+        let sending = scope.spawn(|| {
+            for n in 0..20 {
+                mail(
+                    &server,
+                    "bob@example.org",
+                    &format!("during {n}"),
+                    "more\r\n",
+                );
+            }
+        });
+        let mut kept = HttpClient::connect(server.http).expect("connect");
+        let mut answered = 0;
+        while !sending.is_finished() && answered < 2_000 {
+            assert_eq!(kept.get("/messages/1", &[]).expect("request").status, 200);
+            assert_eq!(get(server.http, "/healthz", &[]).status, 200);
+            answered += 1;
+        }
+        sending.join().expect("mail sent");
+        assert!(answered > 0);
+    });
+    let json: serde_json::Value =
+        serde_json::from_str(&curl(server.http, "/messages/21", &[])).expect("JSON");
+    assert_eq!(json["subject"], "during 19");
+}
+
 /// The name and nice value of a thread, from its `/proc/…/stat`; `None` if it has ended.
 fn name_and_nice(stat: &std::path::Path) -> Option<(String, i64)> {
     let stat = std::fs::read_to_string(stat).ok()?;
@@ -496,6 +527,7 @@ atacama_tests::end_to_end!(
     the_limits_and_framing_errors_hold_end_to_end,
     over_the_web_cap_a_client_gets_503_with_retry_after,
     web_threads_yield_the_cpu_to_mail,
+    readers_are_answered_while_mail_arrives,
 );
 
 /// The README's quick start: on the defaults, the post is at http://127.0.0.1:2580/. The

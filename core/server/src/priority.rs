@@ -1,6 +1,84 @@
-//! Thread priorities: which work yields the CPU when the machine is short of it. Mail comes
-//! first. The password checks run under `SCHED_IDLE` (`server::verify`), and the web side's
-//! threads [`WEB_NICE`] steps lower, so that a crowd of readers slows reading, not submission.
+//! Which work yields the CPU when the machine is short of it. Mail comes first. The password
+//! checks run under `SCHED_IDLE` (`server::verify`), and the web side's threads [`WEB_NICE`]
+//! steps lower, so that a crowd of readers slows reading, not submission. A nice value weighs
+//! per thread, though, the web side has many, and a reader's own client takes CPU for every
+//! answer: so while mail arrives ([`MailPressure`]) the web side also answers at most
+//! [`WEB_RATE_WHILE_MAIL`] requests a second, each reader waiting its turn. A web load alone is
+//! never paced.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long after a delivery mail counts as arriving ([`MailPressure::busy`]): longer than a
+/// lock-step client's pause between two messages, short enough that a web load alone is
+/// served at full speed again at once.
+pub const MAIL_BUSY_FOR: Duration = Duration::from_millis(200);
+
+/// The most web requests answered a second while mail arrives: a busy site's readers, far
+/// below what the web side serves alone (60 000–78 000 a second on two cores), so that a
+/// flood of them leaves the cores to mail.
+pub const WEB_RATE_WHILE_MAIL: u64 = 5_000;
+
+/// When mail last arrived, and the web side's pace meanwhile.
+#[derive(Debug)]
+pub struct MailPressure {
+    base: Instant,
+    /// Microseconds after `base` of the last delivery, plus one; 0: none yet.
+    last_delivery: AtomicU64,
+    /// Microseconds after `base` at which the next paced web request may be answered.
+    next_web_turn: AtomicU64,
+}
+
+impl MailPressure {
+    /// No mail yet; `now` is the clock's origin.
+    pub fn new(now: Instant) -> MailPressure {
+        MailPressure {
+            base: now,
+            last_delivery: AtomicU64::new(0),
+            next_web_turn: AtomicU64::new(0),
+        }
+    }
+
+    /// A delivery was submitted at `now`.
+    pub fn note_delivery(&self, now: Instant) {
+        self.last_delivery
+            .store(self.micros(now).saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// Whether a delivery was submitted within [`MAIL_BUSY_FOR`] of `now`.
+    pub fn busy(&self, now: Instant) -> bool {
+        match self.last_delivery.load(Ordering::Relaxed) {
+            0 => false,
+            last => {
+                let since = self.micros(now).saturating_sub(last - 1);
+                u128::from(since) < MAIL_BUSY_FOR.as_micros()
+            }
+        }
+    }
+
+    /// When the web request that arrived at `now` may be answered: `None` (at once) unless
+    /// mail is busy, else its turn at [`WEB_RATE_WHILE_MAIL`], which it takes. The wait is
+    /// bounded by the requests waiting before it: one per open web connection at most.
+    pub fn web_turn(&self, now: Instant) -> Option<Instant> {
+        if !self.busy(now) {
+            return None;
+        }
+        let now_us = self.micros(now);
+        let interval = 1_000_000 / WEB_RATE_WHILE_MAIL;
+        let taken = self
+            .next_web_turn
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |next| {
+                Some(next.max(now_us).saturating_add(interval))
+            })
+            .unwrap_or(now_us);
+        let turn = taken.max(now_us);
+        (turn > now_us).then(|| self.base + Duration::from_micros(turn))
+    }
+
+    fn micros(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.base).as_micros()).unwrap_or(u64::MAX)
+    }
+}
 
 /// How many nice steps below the daemon's own the threads that serve web requests run
 /// (smol's web executor, std's thread per web connection). CFS gives a thread about 1.95×
@@ -43,6 +121,56 @@ pub fn set_thread_idle(fallback_steps: i32) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = fallback_steps;
+}
+
+#[cfg(test)]
+mod pressure_tests {
+    use super::*;
+
+    #[test]
+    fn mail_is_busy_for_a_while_after_each_delivery() {
+        let start = Instant::now();
+        let pressure = MailPressure::new(start);
+        assert!(!pressure.busy(start));
+        let at = start + Duration::from_secs(5);
+        pressure.note_delivery(at);
+        assert!(pressure.busy(at));
+        assert!(pressure.busy(at + MAIL_BUSY_FOR - Duration::from_millis(1)));
+        assert!(!pressure.busy(at + MAIL_BUSY_FOR + Duration::from_millis(1)));
+        // A clock read before the delivery (another thread's): busy, never an overflow.
+        assert!(pressure.busy(start));
+    }
+
+    #[test]
+    fn without_mail_the_web_side_is_never_paced() {
+        let start = Instant::now();
+        let pressure = MailPressure::new(start);
+        for n in 0..10_000 {
+            assert_eq!(pressure.web_turn(start + Duration::from_micros(n)), None);
+        }
+    }
+
+    #[test]
+    fn while_mail_arrives_web_requests_take_turns_at_the_rate() {
+        let start = Instant::now();
+        let pressure = MailPressure::new(start);
+        let at = start + Duration::from_secs(1);
+        pressure.note_delivery(at);
+        let interval = Duration::from_micros(1_000_000 / WEB_RATE_WHILE_MAIL);
+        // Fifty requests at the same instant: the first at once, then one per interval.
+        let turns: Vec<Option<Instant>> = (0..50).map(|_| pressure.web_turn(at)).collect();
+        assert_eq!(turns[0], None);
+        for (n, turn) in turns.iter().enumerate().skip(1) {
+            assert_eq!(*turn, Some(at + interval * n as u32), "request {n}");
+        }
+        // Once mail stops, the queue is forgotten: no wait.
+        let later = at + MAIL_BUSY_FOR + Duration::from_millis(1);
+        assert_eq!(pressure.web_turn(later), None);
+        // A request after a quiet spell while mail is busy again: at once.
+        let again = later + Duration::from_secs(1);
+        pressure.note_delivery(again);
+        assert_eq!(pressure.web_turn(again), None);
+    }
 }
 
 #[cfg(all(test, target_os = "linux"))]

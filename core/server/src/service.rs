@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::counters::LiveCounters;
+use crate::priority::MailPressure;
 use atacama_core::channels::Channels;
 use atacama_core::config::Config;
 use atacama_core::logging::{self, Repeats};
@@ -48,6 +49,8 @@ pub struct Services {
     unchecked: Mutex<Repeats>,
     /// What `/metrics` reports: messages accepted, deliveries and logins failed, web traffic.
     counters: LiveCounters,
+    /// When mail last arrived: the web side yields to it meanwhile.
+    mail_pressure: MailPressure,
 }
 
 impl Services {
@@ -69,6 +72,7 @@ impl Services {
             unmeasured: Mutex::new(Repeats::new()),
             unchecked: Mutex::new(Repeats::new()),
             counters: LiveCounters::new(),
+            mail_pressure: MailPressure::new(Instant::now()),
         }
     }
 
@@ -153,6 +157,11 @@ impl Services {
     /// The counters `/metrics` reports, bumped where each event happens.
     pub fn counters(&self) -> &LiveCounters {
         &self.counters
+    }
+
+    /// When mail last arrived, for the web side to yield to it.
+    pub fn mail_pressure(&self) -> &MailPressure {
+        &self.mail_pressure
     }
 
     /// The underlying store.

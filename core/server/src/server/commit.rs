@@ -103,6 +103,8 @@ pub struct Committer {
     alone: Sender<Work>,
     /// Deliveries submitted and not yet answered.
     in_flight: Arc<AtomicUsize>,
+    /// Told of each delivery ([`Services::mail_pressure`]).
+    services: Arc<Services>,
 }
 
 /// One delivery waiting for its commit.
@@ -142,11 +144,14 @@ impl Deliveries {
     /// Hands over a delivery received at `received_at`; never blocks.
     pub fn submit(&self, delivery: Delivery, received_at: SystemTime) -> Submitted {
         match self {
-            Deliveries::Direct(services) => Submitted::Direct(Box::new(DirectDelivery {
-                services: Arc::clone(services),
-                delivery,
-                received_at,
-            })),
+            Deliveries::Direct(services) => {
+                services.mail_pressure().note_delivery(Instant::now());
+                Submitted::Direct(Box::new(DirectDelivery {
+                    services: Arc::clone(services),
+                    delivery,
+                    received_at,
+                }))
+            }
             Deliveries::Grouped(committer) => {
                 Submitted::Queued(committer.submit(delivery, received_at))
             }
@@ -178,19 +183,22 @@ impl Committer {
                 .spawn(move || commit_loop(&committing, &queue, &answered))?;
         }
         let alone = prepared.clone();
+        let preparing = Arc::clone(&services);
         std::thread::Builder::new()
             .name("prepare".into())
             .stack_size(PROCESSING_STACK)
-            .spawn(move || prepare_loop(&services, &queue, &prepared))?;
+            .spawn(move || prepare_loop(&preparing, &queue, &prepared))?;
         Ok(Committer {
             jobs,
             alone,
             in_flight,
+            services,
         })
     }
 
     /// Queues `delivery` for the next commit.
     pub fn submit(&self, delivery: Delivery, received_at: SystemTime) -> PendingDelivery {
+        self.services.mail_pressure().note_delivery(Instant::now());
         let (done, outcome) = completion::pair();
         let job = Job {
             delivery,
@@ -440,6 +448,24 @@ mod tests {
     }
 
     #[test]
+    fn each_delivery_tells_the_web_side_that_mail_is_arriving() {
+        for grouped in [true, false] {
+            let (_dir, services) = services();
+            assert!(!services.mail_pressure().busy(Instant::now()));
+            let deliveries = Deliveries::new(Arc::clone(&services), grouped).unwrap();
+            let outcome = match deliveries.submit(delivery("busy"), UNIX_EPOCH) {
+                Submitted::Queued(pending) => pending.wait(),
+                Submitted::Direct(job) => job.run(),
+            };
+            assert!(outcome.is_ok());
+            assert!(
+                services.mail_pressure().busy(Instant::now()),
+                "grouped={grouped}"
+            );
+        }
+    }
+
+    #[test]
     fn a_lone_delivery_is_committed_without_waiting_for_company() {
         let (_dir, services) = services();
         let committer = Committer::start(services).unwrap();
@@ -544,10 +570,12 @@ mod tests {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (alone, to_commit) = mpsc::channel::<Work>();
         drop((queue, to_commit));
+        let (_dir, services) = services();
         let committer = Committer {
             jobs,
             alone,
             in_flight: Arc::new(AtomicUsize::new(0)),
+            services,
         };
         assert_eq!(
             committer.submit(delivery("late"), UNIX_EPOCH).wait(),

@@ -139,6 +139,14 @@ impl ServerState {
         }
     }
 
+    /// When a request that arrived at `now` may be answered: `None` for at once; while mail
+    /// arrives, its turn at `priority::WEB_RATE_WHILE_MAIL` ([`crate::priority::MailPressure`]).
+    /// The runtime waits until then before [`ServerState::serve_http`], without holding a
+    /// thread the mail side needs.
+    pub fn web_turn(&self, now: Instant) -> Option<Instant> {
+        self.services.mail_pressure().web_turn(now)
+    }
+
     /// The response to one GET or HEAD the connection parsed: [`ServerState::respond`],
     /// framed for [`WebConnection::respond`]. Blocks on store reads (never on a commit):
     /// microseconds on a warm page cache, less than a hop to a blocking pool and back, so an
