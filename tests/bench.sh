@@ -242,6 +242,12 @@ bench_runtime() { # runtime binary port_base
   stop_server
 }
 
+# Stops the servers compare and pg kept up between their rounds.
+stop_others() {
+  for p in $other_pids; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  other_pids=""; server_pid=""
+}
+
 postfix_usable() { # says why not when it is not
   command -v postfix >/dev/null && command -v saslpasswd2 >/dev/null && [ "$(id -u)" = 0 ] && return 0
   echo "  postfix skipped: needs root and apt-get install postfix sasl2-bin libsasl2-modules" >&2
@@ -283,8 +289,7 @@ compare() {
     done
     echo "  round $round of $rounds done" >&2
   done
-  for p in $other_pids; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  other_pids=""; server_pid=""
+  stop_others
   python3 - "$results" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -483,8 +488,7 @@ bench_pg() {
     record "postgres, two daemons" "b: std's half" "$(cat "$work/two.json")"
     echo "  round $round of $rounds done" >&2
   done
-  for p in $other_pids; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  other_pids=""; server_pid=""
+  stop_others
   python3 - "$results" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]

@@ -42,6 +42,16 @@ impl HttpResponse {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
+
+    /// A `/messages/{id}/chain` JSON body as (id, is_target) pairs, in order.
+    pub fn chain_links(&self) -> Vec<(u64, bool)> {
+        self.json()["chain"]
+            .as_array()
+            .expect("a chain")
+            .iter()
+            .map(|m| (m["id"].as_u64().unwrap_or(0), m["is_target"] == true))
+            .collect()
+    }
 }
 
 /// One keep-alive connection.

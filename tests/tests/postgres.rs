@@ -137,13 +137,7 @@ fn two_daemons_on_one_database_share_users_messages_and_threads() {
     for server in [&smol, &std] {
         let json = get(server.http, &format!("/messages/{reply}"), &[]).json();
         assert_eq!(json["parent_id"], root, "{}: {json}", server.binary.name());
-        let chain = get(server.http, &format!("/messages/{root}/chain"), &[]).json();
-        let links: Vec<(u64, bool)> = chain["chain"]
-            .as_array()
-            .expect("chain")
-            .iter()
-            .map(|m| (m["id"].as_u64().unwrap_or(0), m["is_target"] == true))
-            .collect();
+        let links = get(server.http, &format!("/messages/{root}/chain"), &[]).chain_links();
         assert_eq!(
             links,
             [(root, true), (reply, false)],

@@ -138,13 +138,7 @@ fn replies_chain_and_the_stream_pages_ten_at_a_time(binary: Binary) {
     let web = server.http;
 
     assert_eq!(get(web, "/messages/2", &[]).json()["parent_id"], 1);
-    let chain = get(web, "/messages/1/chain", &[]).json();
-    let links: Vec<(u64, bool)> = chain["chain"]
-        .as_array()
-        .expect("chain")
-        .iter()
-        .map(|m| (m["id"].as_u64().unwrap_or(0), m["is_target"] == true))
-        .collect();
+    let links = get(web, "/messages/1/chain", &[]).chain_links();
     assert_eq!(links, [(1, true), (2, false)]);
     let page = get(web, "/messages/2/chain", &[("Accept", "text/html")]);
     assert_eq!(page.status, 200);

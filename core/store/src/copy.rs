@@ -171,18 +171,19 @@ impl fmt::Display for CopyError {
 
 impl std::error::Error for CopyError {}
 
+/// An error of `store`'s, naming it.
+fn failed_at(store: &dyn Backend) -> impl Fn(StoreError) -> CopyError + Copy + '_ {
+    move |error| CopyError::Store {
+        location: store.location(),
+        error,
+    }
+}
+
 /// Copies every user, token and message of `from` into `to`, which must be empty; ids, hashes,
 /// times and bytes are kept. Verify afterwards with [`verify`]. On an error `to` holds what
 /// was copied so far, whole batches only.
 pub fn copy(from: &dyn Backend, to: &dyn Backend) -> Result<Copied, CopyError> {
-    let source = |error| CopyError::Store {
-        location: from.location(),
-        error,
-    };
-    let target = |error| CopyError::Store {
-        location: to.location(),
-        error,
-    };
+    let (source, target) = (failed_at(from), failed_at(to));
     refuse_unless_empty(to)?;
     let users = from.export_users().map_err(source)?;
     let tokens = from.export_tokens().map_err(source)?;
@@ -212,14 +213,7 @@ pub fn copy(from: &dyn Backend, to: &dyn Backend) -> Result<Copied, CopyError> {
 /// (names, times), and the same messages, page by page (ids and listed fields), each with raw
 /// bytes of the same SHA-256. Reports the lowest id whose bytes differ.
 pub fn verify(from: &dyn Backend, to: &dyn Backend) -> Result<Verified, CopyError> {
-    let source = |error| CopyError::Store {
-        location: from.location(),
-        error,
-    };
-    let target = |error| CopyError::Store {
-        location: to.location(),
-        error,
-    };
+    let (source, target) = (failed_at(from), failed_at(to));
     let users = from.users().map_err(source)?;
     if users != to.users().map_err(target)? {
         return Err(CopyError::Differs("the users differ".into()));

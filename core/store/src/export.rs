@@ -16,7 +16,7 @@ use super::messages::{Tables, write_prepared};
 use super::packed::{BodyWriter, FORMAT_PACKED, Packed, PackedBody};
 use super::recovery::Asker;
 use super::schema::{
-    BODY, MESSAGES, MessageRecord, RAW, TOKENS, TokenRecord, USERS, UserRecord, decode, encode,
+    BODY, MESSAGES, MessageRecord, RAW, TOKENS, USERS, decode, encode, named_records,
 };
 use super::{Store, StoreError};
 
@@ -24,34 +24,22 @@ impl Store {
     /// Every user as stored, by name.
     pub fn export_users(&self) -> Result<Vec<ExportedUser>, StoreError> {
         self.with_recovered_db(|db| {
-            let tx = db.begin_read()?;
-            let mut users = Vec::new();
-            for entry in tx.open_table(USERS)?.iter()? {
-                let (name, value) = entry?;
-                let record: UserRecord = decode(value.value(), "user")?;
-                users.push(ExportedUser {
-                    name: name.value().to_string(),
-                    record,
-                });
-            }
-            Ok(users)
+            let users = named_records(&db.begin_read()?, USERS, "user")?;
+            Ok(users
+                .into_iter()
+                .map(|(name, record)| ExportedUser { name, record })
+                .collect())
         })
     }
 
     /// Every token as stored, by name.
     pub fn export_tokens(&self) -> Result<Vec<ExportedToken>, StoreError> {
         self.with_recovered_db(|db| {
-            let tx = db.begin_read()?;
-            let mut tokens = Vec::new();
-            for entry in tx.open_table(TOKENS)?.iter()? {
-                let (name, value) = entry?;
-                let record: TokenRecord = decode(value.value(), "token")?;
-                tokens.push(ExportedToken {
-                    name: name.value().to_string(),
-                    record,
-                });
-            }
-            Ok(tokens)
+            let tokens = named_records(&db.begin_read()?, TOKENS, "token")?;
+            Ok(tokens
+                .into_iter()
+                .map(|(name, record)| ExportedToken { name, record })
+                .collect())
         })
     }
 

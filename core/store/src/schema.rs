@@ -148,6 +148,20 @@ pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T,
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
+/// Every record of a table keyed by name ([`USERS`], [`TOKENS`]), in name order, decoded.
+pub(super) fn named_records<T: DeserializeOwned>(
+    tx: &redb::ReadTransaction,
+    table: TableDefinition<&str, &[u8]>,
+    what: &str,
+) -> Result<Vec<(String, T)>, StoreError> {
+    let mut records = Vec::new();
+    for entry in tx.open_table(table)?.iter()? {
+        let (name, value) = entry?;
+        records.push((name.value().to_string(), decode(value.value(), what)?));
+    }
+    Ok(records)
+}
+
 /// Checks the file's schema version; writes it and creates the tables in a new file, or
 /// migrates an older one (whose messages without a channel get `default_channel`). Returns
 /// the version the file had: 0 for a new one.

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::schema::{TOKENS, TokenRecord, decode, encode};
+use super::schema::{TOKENS, TokenRecord, encode, named_records};
 use super::trace::unix_seconds;
 use super::{Store, StoreError};
 
@@ -79,17 +79,14 @@ impl Store {
     /// The tokens, by name.
     pub fn tokens(&self) -> Result<Vec<Token>, StoreError> {
         self.with_recovered_db(|db| {
-            let tx = db.begin_read()?;
-            let mut tokens = Vec::new();
-            for entry in tx.open_table(TOKENS)?.iter()? {
-                let (name, value) = entry?;
-                let record: TokenRecord = decode(value.value(), "token")?;
-                tokens.push(Token {
-                    name: name.value().to_string(),
+            let tokens = named_records::<TokenRecord>(&db.begin_read()?, TOKENS, "token")?;
+            Ok(tokens
+                .into_iter()
+                .map(|(name, record)| Token {
+                    name,
                     created: record.created,
-                });
-            }
-            Ok(tokens)
+                })
+                .collect())
         })
     }
 
@@ -113,13 +110,8 @@ impl Store {
             return Ok(false);
         }
         self.with_recovered_db(|db| {
-            let tx = db.begin_read()?;
-            let mut hashes = Vec::new();
-            for entry in tx.open_table(TOKENS)?.iter()? {
-                let (_, value) = entry?;
-                let record: TokenRecord = decode(value.value(), "token")?;
-                hashes.push(record.sha256);
-            }
+            let tokens = named_records::<TokenRecord>(&db.begin_read()?, TOKENS, "token")?;
+            let hashes: Vec<String> = tokens.into_iter().map(|(_, r)| r.sha256).collect();
             Ok(matches_any(token, &hashes))
         })
     }

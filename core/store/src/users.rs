@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::schema::{USERS, UserRecord, decode, encode};
+use super::schema::{USERS, UserRecord, decode, encode, named_records};
 use super::trace::unix_seconds;
 use super::{Store, StoreError};
 
@@ -106,20 +106,16 @@ impl Store {
     /// Every user, by name.
     pub fn users(&self) -> Result<Vec<User>, StoreError> {
         self.with_recovered_db(|db| {
-            let tx = db.begin_read()?;
-            let table = tx.open_table(USERS)?;
-            let mut users = Vec::new();
-            for entry in table.iter()? {
-                let (name, value) = entry?;
-                let record: UserRecord = decode(value.value(), "user")?;
-                users.push(User {
-                    name: name.value().to_string(),
+            let users = named_records::<UserRecord>(&db.begin_read()?, USERS, "user")?;
+            Ok(users
+                .into_iter()
+                .map(|(name, record)| User {
+                    name,
                     active: record.active,
                     created: record.created,
                     updated: record.updated,
-                });
-            }
-            Ok(users)
+                })
+                .collect())
         })
     }
 

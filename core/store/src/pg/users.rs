@@ -153,21 +153,13 @@ pub(super) fn add_token(
 
 /// The tokens, by name.
 pub(super) fn tokens(store: &PgStore) -> Result<Vec<Token>, StoreError> {
-    let rows = store.with_client(|client| {
-        Ok(client.query(
-            "SELECT name, extract(epoch FROM created)::bigint FROM tokens
-             ORDER BY name COLLATE \"C\"",
-            &[],
-        )?)
-    })?;
-    rows.iter()
-        .map(|row| {
-            Ok(Token {
-                name: row.try_get(0)?,
-                created: unsigned(row.try_get(1)?, "tokens.created")?,
-            })
+    Ok(super::export::tokens(store)?
+        .into_iter()
+        .map(|token| Token {
+            name: token.name,
+            created: token.record.created,
         })
-        .collect()
+        .collect())
 }
 
 /// Removes a token.
