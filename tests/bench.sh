@@ -19,7 +19,9 @@
 # one, in paired rounds (tests/postgres-instance.sh starts a throwaway PostgreSQL, fsync and
 # synchronous_commit on). Each round: b against atacama-mail on redb; b against atacama-mail
 # on PostgreSQL alone; then b's 20 connections against each of two daemons on the same database
-# at once (atacama-mail and atacama-mail-std), summed. Targets: PostgreSQL >= 0.5x redb's
+# at once (atacama-mail and atacama-mail-std), all their messages over the window from the
+# first start to the last finish. It also prints the machine's idle share and the CPU of the
+# daemons and of PostgreSQL during each run. Targets: PostgreSQL >= 0.5x redb's
 # msg/s, two daemons >= 1.2x one.
 #
 # d holds the idle connections for 3 s and reports, besides the server's memory per
@@ -463,10 +465,98 @@ PY
 
 # --- PostgreSQL (issue 27) ----------------------------------------------------------------
 
+# Where the two cores went during a PostgreSQL run: the machine's idle share, and the CPU
+# seconds of the daemons and of PostgreSQL (the postmaster and its backends), from /proc.
+cpu_ticks() { # pid...: user + system clock ticks of these processes and their children's threads
+  local total=0 pid
+  for pid in "$@"; do
+    for stat in /proc/"$pid"/task/*/stat; do
+      [ -r "$stat" ] || continue
+      total=$((total + $(awk '{sub(/.*\) /, ""); print $12 + $13}' "$stat" 2>/dev/null || echo 0)))
+    done
+  done
+  echo "$total"
+}
+pg_pids() { # postmaster: it and its backends
+  echo "$1"; pgrep -P "$1" || true
+}
+cpu_mark() {
+  read -r _ user nice system idle iowait irq softirq steal _ < /proc/stat
+  mark_busy=$((user + nice + system + irq + softirq + steal)) mark_idle=$((idle + iowait))
+  mark_clock=$(date +%s.%N)
+  # Backends come and go with the pool; those alive at the mark are the ones that stay.
+  mark_pg=$(cpu_ticks $(pg_pids "$pg_postmaster"))
+  mark_daemons=$(cpu_ticks $pg1_pid $pg2_pid)
+}
+cpu_since() { # label
+  local label=$1
+  read -r _ user nice system idle iowait irq softirq steal _ < /proc/stat
+  local busy=$((user + nice + system + irq + softirq + steal - mark_busy)) quiet=$((idle + iowait - mark_idle))
+  local pg=$(( $(cpu_ticks $(pg_pids "$pg_postmaster")) - mark_pg )) daemons=$(( $(cpu_ticks $pg1_pid $pg2_pid) - mark_daemons ))
+  python3 - "$label" "$busy" "$quiet" "$pg" "$daemons" "$mark_clock" "$(getconf CLK_TCK)" >> "$work/cpu.tsv" <<'PY'
+import sys, time
+label, busy, quiet, pg, daemons, since, hz = sys.argv[1], *map(float, sys.argv[2:])
+wall = time.time() - since
+print(f"{label}\t{quiet / max(busy + quiet, 1):.3f}\t{daemons / hz / wall:.2f}\t{pg / hz / wall:.2f}\t{wall:.1f}")
+PY
+}
+
+# Each daemon held to a share of a core, in a cgroup of its own (cgroup v1's cpu controller,
+# as on this machine, or v2's): a model of daemons on hosts of their own, where a second
+# daemon brings its own CPU. Skipped where cgroups cannot be written (not root).
+cpu_held_cores=0.4
+cpu_cgroup_root=""
+cpu_cgroups_make() {
+  local root
+  if [ -w /sys/fs/cgroup/cpu/cgroup.procs ]; then root=/sys/fs/cgroup/cpu
+  elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null && [ -w /sys/fs/cgroup/cgroup.procs ]; then root=/sys/fs/cgroup
+  else echo "  no writable cgroup cpu controller: the rounds with held daemons are skipped" >&2; return 1; fi
+  local quota n
+  quota=$(python3 -c "print(int($cpu_held_cores * 100000))")
+  for n in 1 2; do
+    mkdir -p "$root/atacama-bench-$$-$n" || return 1
+    if [ "$root" = /sys/fs/cgroup/cpu ]; then
+      echo 100000 > "$root/atacama-bench-$$-$n/cpu.cfs_period_us"
+      echo "$quota" > "$root/atacama-bench-$$-$n/cpu.cfs_quota_us"
+    else
+      echo "+cpu" > "$root/cgroup.subtree_control" 2>/dev/null || true
+      echo "$quota 100000" > "$root/atacama-bench-$$-$n/cpu.max"
+    fi
+  done
+  cpu_cgroup_root=$root
+}
+cpu_cgroups_enter() { # pid1 pid2
+  echo "$1" > "$cpu_cgroup_root/atacama-bench-$$-1/cgroup.procs"
+  echo "$2" > "$cpu_cgroup_root/atacama-bench-$$-2/cgroup.procs"
+}
+cpu_cgroups_leave() { # pid...
+  local pid
+  for pid in "$@"; do echo "$pid" > "$cpu_cgroup_root/cgroup.procs" 2>/dev/null || true; done
+}
+cpu_cgroups_remove() {
+  rmdir "$cpu_cgroup_root/atacama-bench-$$-1" "$cpu_cgroup_root/atacama-bench-$$-2" 2>/dev/null || true
+}
+
+pg_one_then_two() { # suffix of the runtime label: b on one daemon, then on both at once
+  local suffix=$1
+  server_pid=$pg1_pid; sync; sleep 0.5; cpu_mark
+  record "postgres$suffix" "b" "$("$load" --json --addr 127.0.0.1:36587 -c 20 -m 250 --deadline 300 || true)"
+  cpu_since "one daemon$suffix"
+  sync; sleep 0.5; cpu_mark
+  "$load" --json --addr 127.0.0.1:36587 -c 20 -m 250 --deadline 300 > "$work/one.json" &
+  local one=$!
+  "$load" --json --addr 127.0.0.1:37587 -c 20 -m 250 --deadline 300 > "$work/two.json" || true
+  wait "$one" || true
+  cpu_since "two daemons$suffix"
+  server_pid=""
+  record "postgres, two daemons$suffix" "b: smol's half" "$(cat "$work/one.json")"
+  record "postgres, two daemons$suffix" "b: std's half" "$(cat "$work/two.json")"
+}
+
 bench_pg() {
   local pg_dir="$base/atacama-pg.$$" url
   url=$(tests/postgres-instance.sh start "$pg_dir")
-  trap 'for p in $server_pid $other_pids; do kill "$p" 2>/dev/null; done; tests/postgres-instance.sh stop "'"$pg_dir"'"; rm -rf "$work" "$postfix_dir"' EXIT
+  trap 'for p in $server_pid $other_pids; do kill "$p" 2>/dev/null; done; tests/postgres-instance.sh stop "'"$pg_dir"'"; [ -n "$cpu_cgroup_root" ] && { sleep 0.2; cpu_cgroups_remove; }; rm -rf "$work" "$postfix_dir"' EXIT
   local store=$'[store]\nbackend = "postgres"\nurl = "'"$url"'"'
   start_server redb atacama-mail 31
   local redb_pid=$server_pid
@@ -475,40 +565,74 @@ bench_pg() {
   shared_store=1 start_server pg-std atacama-mail-std 37 "$store"
   local pg2_pid=$server_pid
   other_pids="$redb_pid $pg1_pid $pg2_pid"
+  local pg_postmaster
+  pg_postmaster=$(head -1 "$pg_dir/cluster/postmaster.pid")
+  local held=""
+  cpu_cgroups_make && held=1
   for round in $(seq "$rounds"); do
     server_pid=$redb_pid; run redb "b" --addr 127.0.0.1:31587 -c 20 -m 250 --deadline 300
-    server_pid=$pg1_pid; run postgres "b" --addr 127.0.0.1:36587 -c 20 -m 250 --deadline 300
-    sync; sleep 0.5
-    "$load" --json --addr 127.0.0.1:36587 -c 20 -m 250 --deadline 300 > "$work/one.json" &
-    local one=$!
-    "$load" --json --addr 127.0.0.1:37587 -c 20 -m 250 --deadline 300 > "$work/two.json" || true
-    wait "$one" || true
-    server_pid=""
-    record "postgres, two daemons" "b: smol's half" "$(cat "$work/one.json")"
-    record "postgres, two daemons" "b: std's half" "$(cat "$work/two.json")"
+    pg_one_then_two ""
+    if [ -n "$held" ]; then
+      cpu_cgroups_enter "$pg1_pid" "$pg2_pid"
+      pg_one_then_two ", each daemon held to $cpu_held_cores of a core"
+      cpu_cgroups_leave "$pg1_pid" "$pg2_pid"
+    fi
     echo "  round $round of $rounds done" >&2
   done
   stop_others
-  python3 - "$results" <<'PY'
+  [ -n "$held" ] && cpu_cgroups_remove
+  python3 - "$results" "$work/cpu.tsv" "$cpu_held_cores" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+held = f", each daemon held to {sys.argv[3]} of a core"
+def runs(runtime, scenario):
+    return [r["r"] for r in rows if r["runtime"] == runtime and r["scenario"] == scenario]
 def rates(runtime, scenario):
-    return [r["r"]["msg_per_s"] if r["r"] else 0.0 for r in rows if r["runtime"] == runtime and r["scenario"] == scenario]
+    return [r["msg_per_s"] if r else 0.0 for r in runs(runtime, scenario)]
+def together(first, second):
+    # Both halves' messages over the window from the first start to the last finish: a sum
+    # of the two rates would overstate it when one half finishes early.
+    if not (first and second):
+        return 0.0
+    start = min(first["sending_started_unix_s"], second["sending_started_unix_s"])
+    end = max(first["sending_finished_unix_s"], second["sending_finished_unix_s"])
+    return (first["messages_ok"] + second["messages_ok"]) / max(end - start, 1e-9)
+def two(suffix):
+    return [together(a, b) for a, b in zip(runs("postgres, two daemons" + suffix, "b: smol's half"), runs("postgres, two daemons" + suffix, "b: std's half"))]
+def client_cores(suffix):
+    cores = []
+    for single, a, b in zip(runs("postgres" + suffix, "b"), runs("postgres, two daemons" + suffix, "b: smol's half"), runs("postgres, two daemons" + suffix, "b: std's half")):
+        cores.append(single["client_cpu_s"] / single["wall_s"] if single else float("nan"))
+        cores.append((a["client_cpu_s"] + b["client_cpu_s"]) / max(a["wall_s"], b["wall_s"]) if a and b else float("nan"))
+    return cores
 redb, pg = rates("redb", "b"), rates("postgres", "b")
-two = [a + b for a, b in zip(rates("postgres, two daemons", "b: smol's half"), rates("postgres, two daemons", "b: std's half"))]
+pg_held = rates("postgres" + held, "b")
+print(f"{'round':<6} {'redb b':>8} {'pg b':>8} {'pg ÷ redb':>9} {'two daemons':>12} {'two ÷ one':>9}" + (f" {'held: one':>10} {'two':>6} {'two ÷ one':>9}" if pg_held else ""))
+for n, (a, b, c) in enumerate(zip(redb, pg, two("")), 1):
+    line = f"{n:<6} {a:>8.0f} {b:>8.0f} {b / a if a else float('nan'):>9.2f} {c:>12.0f} {c / b if b else float('nan'):>9.2f}"
+    if pg_held:
+        d, e = pg_held[n - 1], two(held)[n - 1]
+        line += f" {d:>10.0f} {e:>6.0f} {e / d if d else float('nan'):>9.2f}"
+    print(line)
+pg_ratio = statistics.median([b / a for a, b in zip(redb, pg) if a])
+two_ratio = statistics.median([c / b for b, c in zip(pg, two("")) if b])
 fails = {}
 for r in rows:
     for code, n in ((r["r"] or {}).get("failures") or {}).items():
         fails[(r["runtime"], code)] = fails.get((r["runtime"], code), 0) + n
-print(f"{'round':<6} {'redb b':>8} {'pg b':>8} {'pg ÷ redb':>9} {'two daemons':>12} {'two ÷ one':>9}")
-for n, (a, b, c) in enumerate(zip(redb, pg, two), 1):
-    print(f"{n:<6} {a:>8.0f} {b:>8.0f} {b / a if a else float('nan'):>9.2f} {c:>12.0f} {c / b if b else float('nan'):>9.2f}")
-pg_ratio = statistics.median([b / a for a, b in zip(redb, pg) if a])
-two_ratio = statistics.median([c / b for b, c in zip(pg, two) if b])
+cpu = [line.rstrip("\n").split("\t") for line in open(sys.argv[2])]
+clients = iter(client_cores("") + client_cores(held))
+print("\nwhere the two cores went (cores busy, averaged over the run and its login phase):")
+print(f"{'run':<46} {'machine idle':>12} {'daemons':>8} {'PostgreSQL':>10} {'load client':>11}")
+for label, idle, daemons, pg_cores, wall in sorted(cpu, key=lambda row: held in row[0]):
+    print(f"{label:<46} {float(idle):>12.0%} {float(daemons):>8.2f} {float(pg_cores):>10.2f} {next(clients, float('nan')):>11.2f}")
 print(f"\nfailures: {fails or 'none'}")
 print("issue 27's targets, medians of the paired ratios:")
 print(f"b on PostgreSQL ÷ b on redb: {pg_ratio:.2f} (target 0.5): {'met' if pg_ratio >= 0.5 else 'missed'}")
 print(f"two daemons ÷ one, on PostgreSQL: {two_ratio:.2f} (target 1.2): {'met' if two_ratio >= 1.2 else 'missed'}")
+if pg_held:
+    held_ratio = statistics.median([c / b for b, c in zip(pg_held, two(held)) if b])
+    print(f"two daemons ÷ one, each daemon held to {sys.argv[3]} of a core (as if each had a host of its own): {held_ratio:.2f}")
 PY
 }
 

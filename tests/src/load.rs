@@ -814,6 +814,15 @@ impl Report {
         }
     }
 
+    /// `instant` as seconds since the Unix epoch, so that runs in separate processes can be
+    /// put on one time line (two load processes against two daemons, summed over their
+    /// common window).
+    fn unix_seconds(instant: Option<Instant>) -> Option<f64> {
+        let now = (std::time::SystemTime::now(), Instant::now());
+        let since_epoch = now.0.duration_since(std::time::UNIX_EPOCH).ok()?;
+        Some((since_epoch.checked_sub(now.1.saturating_duration_since(instant?)))?.as_secs_f64())
+    }
+
     /// The figures as one JSON object.
     pub fn to_json(&self, options: &Options) -> serde_json::Value {
         let mut lat = self.message_latencies.clone();
@@ -835,6 +844,8 @@ impl Report {
             "messages_ok": self.messages_ok,
             "msg_per_s": self.messages_ok as f64 / self.sending_window().as_secs_f64().max(1e-9),
             "sending_window_s": self.sending_window().as_secs_f64(),
+            "sending_started_unix_s": Self::unix_seconds(self.sending_started),
+            "sending_finished_unix_s": Self::unix_seconds(self.sending_finished),
             "latency_ms": {
                 "p50": quantile_ms(&lat, 0.50), "p90": quantile_ms(&lat, 0.90),
                 "p99": quantile_ms(&lat, 0.99), "max": quantile_ms(&lat, 1.0),
