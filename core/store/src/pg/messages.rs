@@ -13,6 +13,7 @@ use atacama_core::smtp::MessageId;
 use postgres::GenericClient;
 use postgres::Row;
 
+use super::pool::Conn;
 use super::{PgStore, bigint, text_column, unsigned};
 use crate::messages::{Prepared, prepare, stored as stored_message, summary};
 use crate::packed::{Packed, PackedBody};
@@ -40,7 +41,21 @@ pub(super) const INSERT: &str =
         AS batch(id, received_at, user_name, channel, message_id, in_reply_to, parent_id,
             subject, size, envelope, header, body)";
 
-/// Stores a batch in one transaction; returns the ids once `COMMIT` has returned.
+/// Ids for a batch, ascending: the sequence is not transactional, so this needs no
+/// transaction (a batch that fails leaves a gap, as a rolled-back one would).
+const NEXT_IDS: &str = "SELECT nextval('message_ids') FROM generate_series(1, $1::bigint)";
+
+/// The first-stored message of each Message-ID asked for.
+const PARENTS: &str = "SELECT message_id, min(id) FROM messages WHERE message_id = ANY($1)
+    GROUP BY message_id";
+
+/// Stores a batch atomically; returns the ids once its commit has returned.
+///
+/// Round trips are what a batch costs here, more than the bytes: the ids, the parents if a
+/// message replies, and the insert. A batch whose bodies all fit in their row is one
+/// `INSERT` in autocommit, whose implicit transaction commits before the server says it is
+/// ready again (`execute` returns then), so no `BEGIN` and `COMMIT` of their own; one with
+/// the rows of a large body needs an explicit transaction around its statements.
 pub(super) fn insert(
     store: &PgStore,
     batch: Vec<PackedMessage>,
@@ -50,17 +65,16 @@ pub(super) fn insert(
     }
     let count = bigint(batch.len() as u64, "batch size")?;
     store.with_conn(|conn| {
-        let next_ids =
-            conn.prepared("SELECT nextval('message_ids') FROM generate_series(1, $1::bigint)")?;
+        let next_ids = conn.prepared(NEXT_IDS)?;
         let insert = conn.prepared(INSERT)?;
-        let mut tx = conn.client.transaction()?;
-        let mut ids = tx
+        let mut ids = conn
+            .client
             .query(&next_ids, &[&count])?
             .iter()
             .map(|row| row.try_get::<_, i64>(0))
             .collect::<Result<Vec<_>, _>>()?;
         ids.sort_unstable();
-        let mut parents = stored_parents(&mut tx, &batch)?;
+        let mut parents = stored_parents(conn, &batch)?;
         let mut columns = Columns::with_capacity(ids.len());
         let mut stored = Vec::with_capacity(ids.len());
         for (id, message) in ids.into_iter().zip(batch) {
@@ -80,10 +94,15 @@ pub(super) fn insert(
             columns.push(id, parent, prepared)?;
             stored.push(MessageId(unsigned(id, "messages.id")?));
         }
-        columns.insert(&mut tx, &insert)?;
         // The caller sends 250 on our return (RFC 5321 §6.1): after the commit, whose WAL
         // flush `synchronous_commit` waits for.
-        tx.commit()?;
+        if columns.rows.is_empty() {
+            columns.insert(&mut conn.client, &insert)?;
+        } else {
+            let mut tx = conn.client.transaction()?;
+            columns.insert(&mut tx, &insert)?;
+            tx.commit()?;
+        }
         Ok(stored)
     })
 }
@@ -250,7 +269,7 @@ impl PgStore {
 
 /// The first-stored id of each Message-ID the batch's In-Reply-To headers name.
 fn stored_parents(
-    tx: &mut postgres::Transaction<'_>,
+    conn: &mut Conn,
     batch: &[PackedMessage],
 ) -> Result<HashMap<String, i64>, StoreError> {
     let wanted: Vec<String> = batch
@@ -262,11 +281,8 @@ fn stored_parents(
     if wanted.is_empty() {
         return Ok(parents);
     }
-    let rows = tx.query(
-        "SELECT message_id, min(id) FROM messages WHERE message_id = ANY($1)
-         GROUP BY message_id",
-        &[&wanted],
-    )?;
+    let parents_of = conn.prepared(PARENTS)?;
+    let rows = conn.client.query(&parents_of, &[&wanted])?;
     for row in rows {
         parents.insert(row.try_get(0)?, row.try_get(1)?);
     }
@@ -340,7 +356,7 @@ impl Columns {
     /// of large bodies.
     pub(super) fn insert(
         self,
-        tx: &mut postgres::Transaction<'_>,
+        tx: &mut impl GenericClient,
         insert: &postgres::Statement,
     ) -> Result<(), StoreError> {
         tx.execute(
