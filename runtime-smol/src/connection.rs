@@ -109,11 +109,12 @@ impl Io {
                 // A read and a statvfs: short enough to run where the session runs, unless
                 // the read is a round trip to a database server.
                 let services = &self.shared.state.services;
-                let verdict = if services.store().reads_wait_on_network() {
-                    let services = Arc::clone(services);
-                    smol::unblock(move || services.check_mail(&check)).await
-                } else {
-                    services.check_mail(&check)
+                let verdict = match services.check_mail_now(&check) {
+                    Some(verdict) => verdict,
+                    None => {
+                        let services = Arc::clone(services);
+                        smol::unblock(move || services.check_mail(&check)).await
+                    }
                 };
                 conn.mail_checked(Instant::now(), verdict)
             }

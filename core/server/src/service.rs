@@ -219,11 +219,24 @@ impl Services {
     /// Decides whether a MAIL may start a transaction: the login must still be active (a user
     /// disabled or deleted since AUTH is refused, and the session closes), and the data
     /// directory's filesystem must have `min_free_space` left, so that a full disk refuses
-    /// mail before a byte of it is read. A cheap read and one `statvfs`: no fsync, no bcrypt.
+    /// mail before a byte of it is read. A cheap read and one `statvfs`: no fsync, no bcrypt;
+    /// on a database server, a round trip unless the store knows the login
+    /// ([`Backend::login_active`]).
     pub fn check_mail(&self, check: &MailCheck) -> MailVerdict {
-        match self.store.user(&check.user) {
-            Ok(user) if user.active => {}
-            Ok(_) | Err(StoreError::NoSuchUser(_)) => {
+        self.mail_verdict(check, self.store.login_active(&check.user))
+    }
+
+    /// [`Services::check_mail`] if it needs no wait on the network (a local store, or a
+    /// login the database store knows); `None`: run `check_mail` where a thread may wait.
+    pub fn check_mail_now(&self, check: &MailCheck) -> Option<MailVerdict> {
+        let active = self.store.login_active_now(&check.user)?;
+        Some(self.mail_verdict(check, active))
+    }
+
+    fn mail_verdict(&self, check: &MailCheck, active: Result<bool, StoreError>) -> MailVerdict {
+        match active {
+            Ok(true) => {}
+            Ok(false) => {
                 log::warn!(
                     "login of user={:?} is no longer valid (disabled or deleted): session closed",
                     check.user

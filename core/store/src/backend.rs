@@ -94,6 +94,22 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// One user.
     fn user(&self, name: &str) -> Result<User, StoreError>;
 
+    /// Whether `name` is a user, and active: what MAIL asks of its session's login. A store
+    /// may answer from what it knows to be current ([`Backend::login_active_now`]).
+    fn login_active(&self, name: &str) -> Result<bool, StoreError> {
+        match self.user(name) {
+            Ok(user) => Ok(user.active),
+            Err(StoreError::NoSuchUser(_)) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// [`Backend::login_active`] if it is answered without waiting on the network; `None`:
+    /// ask [`Backend::login_active`] where a thread may wait.
+    fn login_active_now(&self, name: &str) -> Option<Result<bool, StoreError>> {
+        (!self.reads_wait_on_network()).then(|| self.login_active(name))
+    }
+
     /// Whether `password` is an active user's: a bcrypt verification, as long for an
     /// unknown or disabled user as for a known one.
     fn verify_user(&self, name: &str, password: &str) -> Result<bool, StoreError>;

@@ -33,6 +33,7 @@
 
 mod connect;
 mod export;
+mod logins;
 mod messages;
 mod pgpass;
 mod pool;
@@ -41,7 +42,7 @@ mod users;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use atacama_core::logging::Repeats;
@@ -55,6 +56,7 @@ use crate::{
     StoreError, StoredMessage, Token, User,
 };
 use connect::Connector;
+use logins::Logins;
 use pool::{Conn, Pool, Pooled, Unavailable};
 
 pub use pool::POOL_WAIT;
@@ -106,6 +108,11 @@ pub struct PgStore {
     /// Set while the database cannot be reached: the one check on the fast path.
     broken: AtomicBool,
     watch: Mutex<Watch>,
+    /// Made with the pool's connector: the listener's own connection.
+    connector: Connector,
+    /// Started by the first MAIL check (a command line never makes one); `None` inside if
+    /// its thread could not start, and every check then asks the database.
+    logins: OnceLock<Option<Logins>>,
 }
 
 /// When to reconnect, and the log lines about it, each held back while it repeats.
@@ -145,7 +152,7 @@ impl PgStore {
         }
         let connector = Connector::new(config)?;
         let location = connector.location();
-        let pool = Pool::new(connector, config.pool_size);
+        let pool = Pool::new(connector.clone(), config.pool_size);
         {
             let mut pooled = pool.get().map_err(|e| unavailable(e, &location))?;
             let client = pooled_client(&mut pooled)?;
@@ -165,7 +172,27 @@ impl PgStore {
                 back: Repeats::new(),
                 still_lost: Repeats::new(),
             }),
+            connector,
+            logins: OnceLock::new(),
         })
+    }
+
+    /// The remembered logins, their listener started on first use.
+    fn logins(&self) -> Option<&Logins> {
+        self.logins
+            .get_or_init(
+                || match Logins::start(self.connector.clone(), self.location.clone()) {
+                    Ok(logins) => Some(logins),
+                    Err(error) => {
+                        log::error!(
+                            "store: cannot start a thread to listen for changes of users, MAIL \
+                         asks the database each time: {error}"
+                        );
+                        None
+                    }
+                },
+            )
+            .as_ref()
     }
 
     /// Applies the migrations the database lacks, under an advisory lock so that daemons
@@ -331,6 +358,24 @@ impl PgStore {
         Ok(())
     }
 
+    /// A change of `name` made through this store is seen by its next MAIL check at once:
+    /// the notification would come a little later.
+    fn forgetting<T>(&self, name: &str, changed: T) -> T {
+        if let Some(Some(logins)) = self.logins.get() {
+            logins.forget(name);
+        }
+        changed
+    }
+
+    /// A remembered login, unless the database is lost: then MAIL asks it, and hears
+    /// at once that it is away.
+    fn login_known(&self, logins: Option<&Logins>, name: &str) -> Option<bool> {
+        if self.is_broken() {
+            return None;
+        }
+        logins?.known(name)
+    }
+
     fn watch(&self) -> MutexGuard<'_, Watch> {
         self.watch.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -388,15 +433,15 @@ impl Backend for PgStore {
     }
 
     fn enable_user(&self, name: &str, now: SystemTime) -> Result<(), StoreError> {
-        users::set_active(self, name, true, now)
+        self.forgetting(name, users::set_active(self, name, true, now))
     }
 
     fn disable_user(&self, name: &str, now: SystemTime) -> Result<(), StoreError> {
-        users::set_active(self, name, false, now)
+        self.forgetting(name, users::set_active(self, name, false, now))
     }
 
     fn delete_user(&self, name: &str) -> Result<(), StoreError> {
-        users::delete(self, name)
+        self.forgetting(name, users::delete(self, name))
     }
 
     fn users(&self) -> Result<Vec<User>, StoreError> {
@@ -406,6 +451,27 @@ impl Backend for PgStore {
     fn user(&self, name: &str) -> Result<User, StoreError> {
         let found = users::list(self, Some(name))?.pop();
         found.ok_or_else(|| StoreError::NoSuchUser(name.to_string()))
+    }
+
+    fn login_active(&self, name: &str) -> Result<bool, StoreError> {
+        let logins = self.logins();
+        if let Some(active) = self.login_known(logins, name) {
+            return Ok(active);
+        }
+        let generation = logins.and_then(Logins::generation);
+        let active = match self.user(name) {
+            Ok(user) => user.active,
+            Err(StoreError::NoSuchUser(_)) => return Ok(false),
+            Err(error) => return Err(error),
+        };
+        if let (Some(logins), Some(generation)) = (logins, generation) {
+            logins.remember(generation, name, active);
+        }
+        Ok(active)
+    }
+
+    fn login_active_now(&self, name: &str) -> Option<Result<bool, StoreError>> {
+        self.login_known(self.logins(), name).map(Ok)
     }
 
     fn verify_user(&self, name: &str, password: &str) -> Result<bool, StoreError> {

@@ -24,7 +24,7 @@ pub struct Migration {
 }
 
 /// Migration `n` (from 1) brings the schema from version `n - 1` to `n`.
-const MIGRATIONS: [&str; 1] = [
+const MIGRATIONS: [&str; 2] = [
     // 1: users, tokens, messages.
     //
     // Times are `timestamptz`, read back as Unix seconds. The packed body is lz4 already:
@@ -72,6 +72,32 @@ const MIGRATIONS: [&str; 1] = [
         PRIMARY KEY (message, n)
     );
     ALTER TABLE message_rows ALTER COLUMN bytes SET STORAGE EXTERNAL;
+    "#,
+    // 2: every change of a user notifies `atacama_users` with the name (`''` after a
+    // TRUNCATE: anyone), so that daemons can remember logins between MAIL checks
+    // (`pg::logins`), whoever changed the row: a daemon, the command line, SQL by hand.
+    r#"
+    CREATE FUNCTION atacama_user_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            PERFORM pg_notify('atacama_users', OLD.name);
+        END IF;
+        IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.name <> OLD.name) THEN
+            PERFORM pg_notify('atacama_users', NEW.name);
+        END IF;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER user_changed AFTER INSERT OR UPDATE OR DELETE ON users
+        FOR EACH ROW EXECUTE FUNCTION atacama_user_changed();
+    CREATE FUNCTION atacama_users_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('atacama_users', '');
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER users_truncated AFTER TRUNCATE ON users
+        FOR EACH STATEMENT EXECUTE FUNCTION atacama_users_truncated();
     "#,
 ];
 

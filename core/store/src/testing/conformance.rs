@@ -47,6 +47,7 @@ macro_rules! conformance_tests {
             $make;
             users_are_added_listed_by_name_and_refused_when_invalid,
             verification_follows_password_and_status_changes,
+            mail_checks_see_status_changes_made_through_the_store_at_once,
             tokens_are_43_url_safe_characters_valid_until_revoked,
             batch_ids_ascend_and_are_unique,
             a_batch_with_an_invalid_channel_stores_nothing,
@@ -118,6 +119,31 @@ pub fn users_are_added_listed_by_name_and_refused_when_invalid(make: Make<'_>) {
         (true, 200, 200)
     );
     assert!(store.verify_user("carol", &"p".repeat(71)).unwrap());
+}
+
+/// What MAIL asks of its login, after each change made through this store (a change made
+/// elsewhere reaches a PostgreSQL store by notification: `pg::tests`).
+pub fn mail_checks_see_status_changes_made_through_the_store_at_once(make: Make<'_>) {
+    let store = make();
+    store.add_user("alice", "secret", at(100)).unwrap();
+    let active = |store: &Fresh| {
+        let asked = store.login_active("alice").unwrap();
+        if let Some(now) = store.login_active_now("alice") {
+            assert_eq!(now.unwrap(), asked, "the answer without a wait agrees");
+        }
+        asked
+    };
+    for _ in 0..3 {
+        assert!(active(&store));
+        store.disable_user("alice", at(200)).unwrap();
+        assert!(!active(&store));
+        store.enable_user("alice", at(300)).unwrap();
+        assert!(active(&store));
+    }
+    store.delete_user("alice").unwrap();
+    assert!(!active(&store));
+    assert!(!store.login_active("nobody").unwrap());
+    assert!(!store.login_active("nul\0").unwrap());
 }
 
 /// Right, wrong, unknown and disabled; enable, a new password, delete.
