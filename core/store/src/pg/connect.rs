@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use postgres::config::{Host, SslMode};
 use postgres::{Client, NoTls};
@@ -43,6 +44,17 @@ impl Connector {
         if libpq.verify {
             client_config.ssl_mode(SslMode::Require);
         }
+        if let Some(millis) = &libpq.tcp_user_timeout {
+            let millis: u64 = millis.parse().map_err(|_| {
+                bad_url(format!(
+                    "tcp_user_timeout must be a whole number of milliseconds, not {millis:?}"
+                ))
+            })?;
+            // 0: the system's default, as in libpq.
+            if millis > 0 {
+                client_config.tcp_user_timeout(Duration::from_millis(millis));
+            }
+        }
         if let Some(password) = &config.password {
             client_config.password(password);
         } else if client_config.get_password().is_none()
@@ -54,6 +66,7 @@ impl Connector {
         if client_config.get_connect_timeout().is_none() {
             client_config.connect_timeout(CONNECT_TIMEOUT);
         }
+        dead_peer_timeouts(&mut client_config, libpq.tcp_user_timeout.is_some());
         let tls = match client_config.get_ssl_mode() {
             SslMode::Require => Some(rustls_connector(libpq.root_cert.as_deref())?),
             _ if libpq.root_cert.is_some() => {
@@ -110,6 +123,36 @@ impl Connector {
     }
 }
 
+/// TCP's own defaults notice a database host that vanished (powered off, cut off) only
+/// after about 15 minutes of retransmissions, or 2 hours of silence: meanwhile every commit
+/// thread waits, and no delivery gets its `451`. These make a connection that hears nothing
+/// fail within about half a minute, unless `store.url` sets them (libpq's names). A Unix
+/// socket has neither; a server that is merely slow is not affected (it acknowledges).
+fn dead_peer_timeouts(config: &mut postgres::Config, user_timeout_given: bool) {
+    if !user_timeout_given {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+    if config.get_keepalives_idle() == LIBPQ_KEEPALIVES_IDLE {
+        config.keepalives_idle(KEEPALIVES_IDLE);
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(KEEPALIVES_INTERVAL);
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(KEEPALIVES_RETRIES);
+    }
+}
+
+/// How long sent data may stay unacknowledged before the connection fails.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Silence before the first keepalive probe, then between probes, and probes unanswered
+/// before the connection fails: 10 + 3 × 5 = 25 s.
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVES_RETRIES: u32 = 3;
+/// The crate's default idle time, which is libpq's: a URL that leaves it unset reads as this.
+const LIBPQ_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+
 /// What libpq reads from a URL that the `postgres` crate does not.
 #[derive(Debug, PartialEq, Eq)]
 struct LibpqParams {
@@ -119,6 +162,9 @@ struct LibpqParams {
     root_cert: Option<PathBuf>,
     /// `sslmode=verify-ca` or `verify-full`.
     verify: bool,
+    /// `tcp_user_timeout`, which libpq reads in milliseconds and the crate in seconds: the
+    /// value as written, read as libpq would.
+    tcp_user_timeout: Option<String>,
 }
 
 impl LibpqParams {
@@ -130,6 +176,7 @@ impl LibpqParams {
             rest: String::new(),
             root_cert: None,
             verify: false,
+            tcp_user_timeout: None,
         };
         let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
         let (head, tail, separator) = match (is_url, url.split_once('?')) {
@@ -151,6 +198,10 @@ impl LibpqParams {
                 }
                 Some(("sslmode", "verify-ca" | "verify-full")) => {
                     params.verify = true;
+                    false
+                }
+                Some(("tcp_user_timeout", millis)) => {
+                    params.tcp_user_timeout = Some(millis.to_string());
                     false
                 }
                 _ => true,
@@ -205,6 +256,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_vanished_database_host_is_noticed_within_half_a_minute_unless_the_url_says() {
+        let connector = |url: &str| {
+            Connector::new(&PgConfig {
+                url: url.into(),
+                password: Some("x".into()),
+                pool_size: 1,
+            })
+            .unwrap()
+            .config
+        };
+        let ours = connector("postgresql://a@db.example.org/d");
+        assert_eq!(ours.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+        assert_eq!(ours.get_keepalives_idle(), KEEPALIVES_IDLE);
+        assert_eq!(ours.get_keepalives_interval(), Some(KEEPALIVES_INTERVAL));
+        assert_eq!(ours.get_keepalives_retries(), Some(KEEPALIVES_RETRIES));
+        assert!(ours.get_keepalives());
+        let theirs = connector(
+            "postgresql://a@db.example.org/d?tcp_user_timeout=60000&keepalives_idle=120\
+             &keepalives_interval=7&keepalives_retries=9",
+        );
+        assert_eq!(
+            theirs.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(60))
+        );
+        assert_eq!(theirs.get_keepalives_idle(), Duration::from_secs(120));
+        assert_eq!(
+            theirs.get_keepalives_interval(),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(theirs.get_keepalives_retries(), Some(9));
+        // 0 is the system's default, as in libpq; not a number is refused by name.
+        let system = connector("postgresql://a@db.example.org/d?tcp_user_timeout=0");
+        assert_eq!(system.get_tcp_user_timeout(), None);
+        let refused = Connector::new(&PgConfig {
+            url: "host=db user=a tcp_user_timeout=30s".into(),
+            password: None,
+            pool_size: 1,
+        });
+        assert!(
+            matches!(&refused, Err(StoreError::Database(why)) if why == "store.url: \
+                tcp_user_timeout must be a whole number of milliseconds, not \"30s\""),
+            "{:?}",
+            refused.err()
+        );
+    }
+
+    #[test]
     fn libpq_only_params_are_taken_out_of_urls_and_key_value_strings() {
         let cases = [
             ("postgresql://a@h/d", "postgresql://a@h/d", None, false),
@@ -232,6 +330,7 @@ mod tests {
                 rest: rest.into(),
                 root_cert: root_cert.map(PathBuf::from),
                 verify,
+                tcp_user_timeout: None,
             };
             assert_eq!(LibpqParams::take(url), expected, "{url}");
         }
