@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use atacama_core::smtp::{Delivery, MessageId, TlsInfo};
 use atacama_server::control::ControlServer;
 use atacama_server::service::Services;
-use atacama_store::pg::{PgConfig, PgStore};
+use atacama_store::pg::{PG_SCHEMA_VERSION, PgConfig, PgStore};
 use atacama_store::testing::Postgres;
 use atacama_store::{Backend, Store, rfc3339_utc};
 use atacama_tests::{Binary, Run};
@@ -1138,6 +1138,59 @@ fn served(env: &Env, bin: Binary, ids: &[MessageId]) -> Vec<Value> {
 /// same password, tokens that still work; a target that holds anything is refused, a file a
 /// server holds too, and a copy whose bytes changed fails verification naming the message.
 #[test]
+fn a_copy_that_stopped_goes_on_with_resume() {
+    for bin in Binary::ALL {
+        let env = Env::new();
+        env.run(
+            bin,
+            &["user", "add", "alice", "--password-stdin"],
+            Some(b"pw\n"),
+        )
+        .success();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_772_546_709);
+        let deliver = |subject: &str| {
+            let daemon = env.daemon();
+            let body = format!("Subject: {subject}\r\n\r\nHello\r\n");
+            daemon.deliver(delivery("alice", &body), t0).unwrap()
+        };
+        deliver("one");
+        deliver("two");
+        let url = Postgres::shared().fresh_database();
+        let to_postgres = ["store", "copy", "--to", "postgres", "--url", url.as_str()];
+        env.run(bin, &to_postgres, None).success();
+        // Mail that came after: the target is now what a copy that stopped leaves.
+        let third = deliver("three");
+        let again = env.run(bin, &to_postgres, None);
+        assert_eq!(again.code, Some(1), "{again:?}");
+        assert!(
+            again.stderr.contains("is not empty") && again.stderr.contains("--resume"),
+            "{again:?}"
+        );
+        let resume = [
+            "store",
+            "copy",
+            "--resume",
+            "--to",
+            "postgres",
+            "--url",
+            url.as_str(),
+        ];
+        let resumed = env.run(bin, &resume, None).success();
+        let said = resumed.stdout_text();
+        assert!(
+            said.starts_with("copied 0 users, 0 tokens and 1 messages ("),
+            "{said}"
+        );
+        assert!(
+            said.contains(" 1 users, 0 tokens and 3 messages ("),
+            "{said}"
+        );
+        let postgres = Env::on_postgres(&url);
+        assert_eq!(shown(&postgres, bin, &[third]), shown(&env, bin, &[third]));
+    }
+}
+
+#[test]
 fn store_copy_moves_a_site_to_postgres_and_back() {
     for bin in Binary::ALL {
         let env = Env::new();
@@ -1201,7 +1254,7 @@ fn store_copy_moves_a_site_to_postgres_and_back() {
         assert!(
             migrated
                 .stdout_text()
-                .ends_with(": schema is at version 1\n"),
+                .ends_with(&format!(": schema is at version {PG_SCHEMA_VERSION}\n")),
             "{migrated:?}"
         );
         let on_redb = shown(&env, bin, &ids);
@@ -1280,7 +1333,10 @@ fn store_copy_moves_a_site_to_postgres_and_back() {
             &run,
             bin,
             1,
-            "database schema version 99 is not supported by this build (expected 1)",
+            &format!(
+                "database schema version 99 is not supported by this build (expected \
+                 {PG_SCHEMA_VERSION})"
+            ),
         );
     }
 }

@@ -153,6 +153,13 @@ pub enum CopyError {
     },
     /// The two sides differ; what first did.
     Differs(String),
+    /// A copy stopped at `cause` after its users and tokens, and its messages up to `after`
+    /// (none: `None`), were in the target `location`.
+    Stopped {
+        location: String,
+        after: Option<MessageId>,
+        cause: Box<CopyError>,
+    },
 }
 
 impl fmt::Display for CopyError {
@@ -162,9 +169,24 @@ impl fmt::Display for CopyError {
             CopyError::NotEmpty { location, holds } => write!(
                 f,
                 "{location} is not empty (it holds {holds}): a copy goes into an empty store only, \
-                 never merges"
+                 never merges (a copy that stopped goes on with --resume)"
             ),
             CopyError::Differs(what) => write!(f, "verification failed: {what}"),
+            CopyError::Stopped {
+                location,
+                after,
+                cause,
+            } => {
+                let holds = match after {
+                    Some(id) => format!("the users, the tokens and the messages up to {id}"),
+                    None => "the users and the tokens, and no message yet".to_string(),
+                };
+                write!(
+                    f,
+                    "{cause}\nthe copy stopped there: {location} holds {holds}; the same \
+                     command with --resume goes on from there"
+                )
+            }
         }
     }
 }
@@ -181,31 +203,99 @@ fn failed_at(store: &dyn Backend) -> impl Fn(StoreError) -> CopyError + Copy + '
 
 /// Copies every user, token and message of `from` into `to`, which must be empty; ids, hashes,
 /// times and bytes are kept. Verify afterwards with [`verify`]. On an error `to` holds what
-/// was copied so far, whole batches only.
+/// was copied so far, whole batches only ([`CopyError::Stopped`]): [`resume`] goes on from
+/// there.
 pub fn copy(from: &dyn Backend, to: &dyn Backend) -> Result<Copied, CopyError> {
     let (source, target) = (failed_at(from), failed_at(to));
     refuse_unless_empty(to)?;
     let users = from.export_users().map_err(source)?;
     let tokens = from.export_tokens().map_err(source)?;
     to.import_accounts(&users, &tokens).map_err(target)?;
-    let mut copied = Copied {
+    let copied = Copied {
         users: users.len(),
         tokens: tokens.len(),
         messages: 0,
         stored_bytes: 0,
     };
-    let mut after = None;
+    copy_messages(from, to, None, copied)
+}
+
+/// Goes on with a [`copy`] that stopped: `to` must hold `from`'s users and tokens and its
+/// messages up to some id, as a stopped copy leaves it (or nothing at all); the messages
+/// after that id are copied. Verify afterwards with [`verify`], which also finds a target
+/// that was something else than a stopped copy of `from`. The counts are of what this call
+/// copied.
+pub fn resume(from: &dyn Backend, to: &dyn Backend) -> Result<Copied, CopyError> {
+    let (source, target) = (failed_at(from), failed_at(to));
+    let (users, tokens) = (to.users().map_err(target)?, to.tokens().map_err(target)?);
+    let newest = to
+        .messages(None, Some(1))
+        .map_err(target)?
+        .first()
+        .map(|m| m.id);
+    let copied = Copied {
+        users: 0,
+        tokens: 0,
+        messages: 0,
+        stored_bytes: 0,
+    };
+    if users.is_empty() && tokens.is_empty() && newest.is_none() {
+        return copy(from, to);
+    }
+    if users != from.users().map_err(source)? || tokens != from.tokens().map_err(source)? {
+        return Err(CopyError::Differs(format!(
+            "{} holds other users or tokens than {}: it is not a copy of it that stopped",
+            to.location(),
+            from.location()
+        )));
+    }
+    if let Some(newest) = newest {
+        match from.raw_message(newest) {
+            Ok(_) => {}
+            Err(StoreError::NoSuchMessage(_)) => {
+                return Err(CopyError::Differs(format!(
+                    "{} holds message {newest}, which {} does not: it is not a copy of it \
+                     that stopped",
+                    to.location(),
+                    from.location()
+                )));
+            }
+            Err(error) => return Err(source(error)),
+        }
+    }
+    copy_messages(from, to, newest, copied)
+}
+
+/// Copies `from`'s messages after `after` (all: `None`), a batch at a time; `copied` so far.
+fn copy_messages(
+    from: &dyn Backend,
+    to: &dyn Backend,
+    mut after: Option<MessageId>,
+    mut copied: Copied,
+) -> Result<Copied, CopyError> {
+    let (source, target) = (failed_at(from), failed_at(to));
+    let stopped = |after: Option<MessageId>, cause: CopyError| CopyError::Stopped {
+        location: to.location(),
+        after,
+        cause: Box::new(cause),
+    };
     loop {
         let batch = from
             .export_messages(after, COPY_BATCH_BYTES)
-            .map_err(source)?;
+            .map_err(|e| stopped(after, source(e)))?;
         let Some(last) = batch.last() else {
             return Ok(copied);
         };
-        after = Some(last.id());
-        copied.messages += batch.len() as u64;
-        copied.stored_bytes += batch.iter().map(|m| m.stored_len() as u64).sum::<u64>();
-        to.import_messages(batch).map_err(target)?;
+        let last = last.id();
+        let (count, bytes) = (
+            batch.len() as u64,
+            batch.iter().map(|m| m.stored_len() as u64).sum::<u64>(),
+        );
+        to.import_messages(batch)
+            .map_err(|e| stopped(after, target(e)))?;
+        after = Some(last);
+        copied.messages += count;
+        copied.stored_bytes += bytes;
     }
 }
 

@@ -26,6 +26,11 @@ mod redb {
     fn a_copy_to_postgres_and_back_reads_the_same() {
         conformance::a_copy_to_another_backend_and_back_reads_the_same(&fresh, &postgres::fresh);
     }
+
+    #[test]
+    fn a_stopped_copy_to_postgres_goes_on_with_resume() {
+        conformance::a_stopped_copy_goes_on_with_resume(&fresh, &postgres::fresh);
+    }
 }
 
 mod postgres {
@@ -40,6 +45,11 @@ mod postgres {
     #[test]
     fn a_copy_to_redb_and_back_reads_the_same() {
         conformance::a_copy_to_another_backend_and_back_reads_the_same(&fresh, &redb::fresh);
+    }
+
+    #[test]
+    fn a_stopped_copy_to_redb_goes_on_with_resume() {
+        conformance::a_stopped_copy_goes_on_with_resume(&fresh, &redb::fresh);
     }
 }
 

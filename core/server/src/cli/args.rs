@@ -40,9 +40,19 @@ pub(super) enum Command {
 pub(super) enum StoreCommand {
     /// Bring the configured store's schema up to date.
     Migrate,
-    /// Copy the configured store into an empty one and verify the copy (`copy`), or only
-    /// compare the two (`verify`).
-    Copy { to: CopyTo, copy: bool },
+    /// Copy the configured store into another and verify the copy, or only compare the two.
+    Copy { to: CopyTo, mode: CopyMode },
+}
+
+/// What `store copy|verify` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CopyMode {
+    /// `copy`: into an empty store, then verify.
+    Copy,
+    /// `copy --resume`: go on with a copy that stopped, then verify.
+    Resume,
+    /// `verify`: compare only.
+    Verify,
 }
 
 /// The store `store copy --to` names.
@@ -317,7 +327,11 @@ fn store_command(
             StoreCommand::Migrate
         }
         "copy" | "verify" => {
-            options.only(&["to", "url"], &command)?;
+            if sub == "copy" {
+                options.only(&["to", "url", "resume"], &command)?;
+            } else {
+                options.only(&["to", "url"], &command)?;
+            }
             let url = options.value("url").map(str::to_string);
             let to = match options.value("to") {
                 Some("postgres") => CopyTo::Postgres { url },
@@ -336,10 +350,12 @@ fn store_command(
                     )));
                 }
             };
-            StoreCommand::Copy {
-                to,
-                copy: sub == "copy",
-            }
+            let mode = match (sub.as_str(), options.flag("resume")) {
+                ("verify", _) => CopyMode::Verify,
+                (_, true) => CopyMode::Resume,
+                (_, false) => CopyMode::Copy,
+            };
+            StoreCommand::Copy { to, mode }
         }
         other => return Err(unknown_subcommand(program, "store", other)),
     };
@@ -560,11 +576,16 @@ Subcommands:
                                    store.password_file (or PGPASSFILE)
   copy --to redb [--data-dir DIR]  copy the configured store into an empty redb data
                                    directory: DIR, or data_dir when the store is PostgreSQL
+  copy --resume --to ...           go on with a copy that stopped: copy what the target
+                                   lacks, then verify
   verify --to ...                  compare the configured store with such a copy
 
 copy moves users (with their password hashes), tokens and every message under its id, then
 verifies: the same users and tokens, and the same messages, each with raw bytes of the same
-SHA-256. A target that holds anything is refused: a copy never merges. With --to redb,
+SHA-256. A target that holds anything is refused: a copy never merges. A copy that
+stopped (the database went away, the disk filled) leaves whole batches in the target, and
+says so; --resume then copies only the messages after the target's newest, once it has
+checked that the target holds the source's users and tokens and nothing the source lacks. With --to redb,
 --data-dir names the target (given twice: the source, then the target). Stop the servers
 first: copy refuses a redb file that a server holds, and mail delivered to a PostgreSQL
 source meanwhile would differ.

@@ -17,7 +17,7 @@ use atacama_store::pg::{Migration, PgStore};
 use atacama_store::{Backend, Store, StoreError};
 
 use super::CliError;
-use super::args::{CopyTo, StoreCommand};
+use super::args::{CopyMode, CopyTo, StoreCommand};
 use super::output::write_stdout;
 use crate::store;
 
@@ -37,19 +37,19 @@ pub(super) fn run(
         StoreCommand::Migrate => migrate(&with_data_dir(config, data_dir)),
         StoreCommand::Copy {
             to: CopyTo::Redb,
-            copy,
+            mode,
         } => {
             let target = data_dir.unwrap_or_else(|| config.data_dir.clone());
             let config = with_data_dir(config, earlier);
-            copy_to(&config, Target::Redb(target), copy)
+            copy_to(&config, Target::Redb(target), mode)
         }
         StoreCommand::Copy {
             to: CopyTo::Postgres { url },
-            copy,
+            mode,
         } => copy_to(
             &with_data_dir(config, data_dir),
             Target::Postgres(url),
-            copy,
+            mode,
         ),
     }
 }
@@ -86,8 +86,8 @@ fn migrate(config: &Config) -> Result<(), CliError> {
     write_stdout(said.as_bytes())
 }
 
-/// `store copy` (with `copy`) or `store verify`.
-fn copy_to(config: &Config, target: Target, copy: bool) -> Result<(), CliError> {
+/// `store copy [--resume]` or `store verify`.
+fn copy_to(config: &Config, target: Target, mode: CopyMode) -> Result<(), CliError> {
     let started = Instant::now();
     let from = open_source(config)?;
     let to: Arc<dyn Backend> = match target {
@@ -124,8 +124,12 @@ fn copy_to(config: &Config, target: Target, copy: bool) -> Result<(), CliError> 
     }
     let failed = |error: CopyError| CliError::Failed(error.to_string());
     let mut said = String::new();
-    if copy {
-        let copied = copy::copy(&*from, &*to).map_err(failed)?;
+    let copied = match mode {
+        CopyMode::Copy => Some(copy::copy(&*from, &*to).map_err(failed)?),
+        CopyMode::Resume => Some(copy::resume(&*from, &*to).map_err(failed)?),
+        CopyMode::Verify => None,
+    };
+    if let Some(copied) = copied {
         said.push_str(&format!(
             "copied {} users, {} tokens and {} messages ({} as stored) from {} to {} in {}\n",
             copied.users,

@@ -578,3 +578,63 @@ pub fn a_copy_to_another_backend_and_back_reads_the_same(make: Make<'_>, other: 
         Err(CopyError::Differs(_))
     ));
 }
+
+/// A copy that stopped (here: the source got more messages after it) goes on with `resume`,
+/// which copies only what the target lacks; `copy` refuses the target, and `resume` refuses
+/// one that is not a copy of the source that stopped.
+pub fn a_stopped_copy_goes_on_with_resume(make: Make<'_>, other: Make<'_>) {
+    use crate::copy::{CopyError, copy, resume, verify};
+
+    let store = make();
+    store.add_user("alice", "pw-a", at(100)).unwrap();
+    store.add_token("reader", at(200)).unwrap();
+    let first = store
+        .insert_messages(&[
+            in_channel("general", "root@x", None),
+            in_channel("general", "reply@x", Some("root@x")),
+        ])
+        .unwrap();
+    let there = other();
+    // Nothing there yet: a whole copy.
+    let copied = resume(&*store, &*there).unwrap();
+    assert_eq!((copied.users, copied.tokens, copied.messages), (1, 1, 2));
+    let later = store
+        .insert_messages(&[
+            in_channel("general", "later@x", Some("reply@x")),
+            in_channel("private", "last@x", None),
+        ])
+        .unwrap();
+    assert!(matches!(
+        copy(&*store, &*there),
+        Err(CopyError::NotEmpty { .. })
+    ));
+    assert!(matches!(
+        verify(&*store, &*there),
+        Err(CopyError::Differs(_))
+    ));
+    let copied = resume(&*store, &*there).unwrap();
+    assert_eq!((copied.users, copied.tokens, copied.messages), (0, 0, 2));
+    assert_eq!(verify(&*store, &*there).unwrap().messages, 4);
+    for id in first.iter().chain(&later) {
+        assert_eq!(there.message(*id).unwrap(), store.message(*id).unwrap());
+    }
+    assert_eq!(resume(&*store, &*there).unwrap().messages, 0);
+
+    // Other users: not a copy of this store.
+    let elsewhere = other();
+    elsewhere.add_user("mallory", "pw-m", at(100)).unwrap();
+    assert!(matches!(
+        resume(&*store, &*elsewhere),
+        Err(CopyError::Differs(why)) if why.contains("other users or tokens")
+    ));
+    // A message the source never had: not a copy of it either.
+    let ahead = other();
+    copy(&*store, &*ahead).unwrap();
+    let extra = ahead
+        .insert_message(&in_channel("general", "extra@x", None))
+        .unwrap();
+    assert!(matches!(
+        resume(&*store, &*ahead),
+        Err(CopyError::Differs(why)) if why.contains(&format!("message {extra}"))
+    ));
+}

@@ -145,7 +145,14 @@ fn every_command_parses() {
             &["store", "copy", "--to", "postgres"],
             Command::Store(StoreCommand::Copy {
                 to: CopyTo::Postgres { url: None },
-                copy: true,
+                mode: CopyMode::Copy,
+            }),
+        ),
+        (
+            &["store", "copy", "--resume", "--to", "postgres"],
+            Command::Store(StoreCommand::Copy {
+                to: CopyTo::Postgres { url: None },
+                mode: CopyMode::Resume,
             }),
         ),
         (
@@ -160,14 +167,14 @@ fn every_command_parses() {
                 to: CopyTo::Postgres {
                     url: Some("postgresql://db/a".into()),
                 },
-                copy: false,
+                mode: CopyMode::Verify,
             }),
         ),
         (
             &["store", "copy", "--to", "redb", "--data-dir", "/backup"],
             Command::Store(StoreCommand::Copy {
                 to: CopyTo::Redb,
-                copy: true,
+                mode: CopyMode::Copy,
             }),
         ),
     ];
@@ -268,6 +275,10 @@ fn bad_arguments_are_usage_errors() {
         (
             &["store", "copy", "--to", "redb", "--url", "x"],
             "'store copy --to redb' does not take --url",
+        ),
+        (
+            &["store", "verify", "--resume", "--to", "redb"],
+            "'store verify' does not take --resume",
         ),
         (
             &["store", "migrate", "--to", "redb"],
