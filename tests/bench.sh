@@ -21,7 +21,7 @@
 # on PostgreSQL alone; then b's 20 connections against each of two daemons on the same database
 # at once (atacama-mail and atacama-mail-std), all their messages over the window from the
 # first start to the last finish. It also prints the machine's idle share and the CPU of the
-# daemons and of PostgreSQL during each run. Targets: PostgreSQL >= 0.5x redb's
+# daemons, PostgreSQL and the load clients while the messages were sent. Targets: PostgreSQL >= 0.5x redb's
 # msg/s, two daemons >= 1.2x one.
 #
 # d holds the idle connections for 3 s and reports, besides the server's memory per
@@ -465,42 +465,6 @@ PY
 
 # --- PostgreSQL (issue 27) ----------------------------------------------------------------
 
-# Where the two cores went during a PostgreSQL run: the machine's idle share, and the CPU
-# seconds of the daemons and of PostgreSQL (the postmaster and its backends), from /proc.
-cpu_ticks() { # pid...: user + system clock ticks of these processes and their children's threads
-  local total=0 pid
-  for pid in "$@"; do
-    for stat in /proc/"$pid"/task/*/stat; do
-      [ -r "$stat" ] || continue
-      total=$((total + $(awk '{sub(/.*\) /, ""); print $12 + $13}' "$stat" 2>/dev/null || echo 0)))
-    done
-  done
-  echo "$total"
-}
-pg_pids() { # postmaster: it and its backends
-  echo "$1"; pgrep -P "$1" || true
-}
-cpu_mark() {
-  read -r _ user nice system idle iowait irq softirq steal _ < /proc/stat
-  mark_busy=$((user + nice + system + irq + softirq + steal)) mark_idle=$((idle + iowait))
-  mark_clock=$(date +%s.%N)
-  # Backends come and go with the pool; those alive at the mark are the ones that stay.
-  mark_pg=$(cpu_ticks $(pg_pids "$pg_postmaster"))
-  mark_daemons=$(cpu_ticks $pg1_pid $pg2_pid)
-}
-cpu_since() { # label
-  local label=$1
-  read -r _ user nice system idle iowait irq softirq steal _ < /proc/stat
-  local busy=$((user + nice + system + irq + softirq + steal - mark_busy)) quiet=$((idle + iowait - mark_idle))
-  local pg=$(( $(cpu_ticks $(pg_pids "$pg_postmaster")) - mark_pg )) daemons=$(( $(cpu_ticks $pg1_pid $pg2_pid) - mark_daemons ))
-  python3 - "$label" "$busy" "$quiet" "$pg" "$daemons" "$mark_clock" "$(getconf CLK_TCK)" >> "$work/cpu.tsv" <<'PY'
-import sys, time
-label, busy, quiet, pg, daemons, since, hz = sys.argv[1], *map(float, sys.argv[2:])
-wall = time.time() - since
-print(f"{label}\t{quiet / max(busy + quiet, 1):.3f}\t{daemons / hz / wall:.2f}\t{pg / hz / wall:.2f}\t{wall:.1f}")
-PY
-}
-
 # Each daemon held to a share of a core, in a cgroup of its own (cgroup v1's cpu controller,
 # as on this machine, or v2's): a model of daemons on hosts of their own, where a second
 # daemon brings its own CPU. Skipped where cgroups cannot be written (not root).
@@ -539,15 +503,15 @@ cpu_cgroups_remove() {
 
 pg_one_then_two() { # suffix of the runtime label: b on one daemon, then on both at once
   local suffix=$1
-  server_pid=$pg1_pid; sync; sleep 0.5; cpu_mark
-  record "postgres$suffix" "b" "$("$load" --json --addr 127.0.0.1:36587 -c 20 -m 250 --deadline 300 || true)"
-  cpu_since "one daemon$suffix"
-  sync; sleep 0.5; cpu_mark
-  "$load" --json --addr 127.0.0.1:36587 -c 20 -m 250 --deadline 300 > "$work/one.json" &
+  # The daemons' and PostgreSQL's CPU while the messages are sent (smtp-load --cpu-of).
+  local cpu=(--cpu-of "$pg1_pid" --cpu-of "$pg2_pid" --cpu-of "$pg_postmaster")
+  server_pid=$pg1_pid; sync; sleep 0.5
+  record "postgres$suffix" "b" "$("$load" --json --addr 127.0.0.1:36587 -c 20 -m 250 --deadline 300 "${cpu[@]}" || true)"
+  sync; sleep 0.5
+  "$load" --json --addr 127.0.0.1:36587 -c 20 -m 250 --deadline 300 "${cpu[@]}" > "$work/one.json" &
   local one=$!
-  "$load" --json --addr 127.0.0.1:37587 -c 20 -m 250 --deadline 300 > "$work/two.json" || true
+  "$load" --json --addr 127.0.0.1:37587 -c 20 -m 250 --deadline 300 "${cpu[@]}" > "$work/two.json" || true
   wait "$one" || true
-  cpu_since "two daemons$suffix"
   server_pid=""
   record "postgres, two daemons$suffix" "b: smol's half" "$(cat "$work/one.json")"
   record "postgres, two daemons$suffix" "b: std's half" "$(cat "$work/two.json")"
@@ -581,10 +545,11 @@ bench_pg() {
   done
   stop_others
   [ -n "$held" ] && cpu_cgroups_remove
-  python3 - "$results" "$work/cpu.tsv" "$cpu_held_cores" <<'PY'
+  python3 - "$results" "$cpu_held_cores" "$pg1_pid" "$pg2_pid" "$pg_postmaster" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-held = f", each daemon held to {sys.argv[3]} of a core"
+held = f", each daemon held to {sys.argv[2]} of a core"
+smol_pid, std_pid, postmaster = sys.argv[3:6]
 def runs(runtime, scenario):
     return [r["r"] for r in rows if r["runtime"] == runtime and r["scenario"] == scenario]
 def rates(runtime, scenario):
@@ -599,12 +564,6 @@ def together(first, second):
     return (first["messages_ok"] + second["messages_ok"]) / max(end - start, 1e-9)
 def two(suffix):
     return [together(a, b) for a, b in zip(runs("postgres, two daemons" + suffix, "b: smol's half"), runs("postgres, two daemons" + suffix, "b: std's half"))]
-def client_cores(suffix):
-    cores = []
-    for single, a, b in zip(runs("postgres" + suffix, "b"), runs("postgres, two daemons" + suffix, "b: smol's half"), runs("postgres, two daemons" + suffix, "b: std's half")):
-        cores.append(single["client_cpu_s"] / single["wall_s"] if single else float("nan"))
-        cores.append((a["client_cpu_s"] + b["client_cpu_s"]) / max(a["wall_s"], b["wall_s"]) if a and b else float("nan"))
-    return cores
 redb, pg = rates("redb", "b"), rates("postgres", "b")
 pg_held = rates("postgres" + held, "b")
 print(f"{'round':<6} {'redb b':>8} {'pg b':>8} {'pg ÷ redb':>9} {'two daemons':>12} {'two ÷ one':>9}" + (f" {'held: one':>10} {'two':>6} {'two ÷ one':>9}" if pg_held else ""))
@@ -620,19 +579,26 @@ fails = {}
 for r in rows:
     for code, n in ((r["r"] or {}).get("failures") or {}).items():
         fails[(r["runtime"], code)] = fails.get((r["runtime"], code), 0) + n
-cpu = [line.rstrip("\n").split("\t") for line in open(sys.argv[2])]
-clients = iter(client_cores("") + client_cores(held))
-print("\nwhere the two cores went (cores busy, averaged over the run and its login phase):")
-print(f"{'run':<46} {'machine idle':>12} {'daemons':>8} {'PostgreSQL':>10} {'load client':>11}")
-for label, idle, daemons, pg_cores, wall in sorted(cpu, key=lambda row: held in row[0]):
-    print(f"{label:<46} {float(idle):>12.0%} {float(daemons):>8.2f} {float(pg_cores):>10.2f} {next(clients, float('nan')):>11.2f}")
+def cores(run, pid):
+    return ((run or {}).get("cpu_while_sending") or {}).get("cores", {}).get(pid) or 0.0
+print("\nwhere the two cores went while the messages were sent (cores busy; with two daemons,")
+print("over the smol half's window):")
+print(f"{'run':<46} {'machine idle':>12} {'daemons':>8} {'PostgreSQL':>10} {'clients':>8}")
+for suffix in ("", held):
+    for one, a, b in zip(runs("postgres" + suffix, "b"), runs("postgres, two daemons" + suffix, "b: smol's half"), runs("postgres, two daemons" + suffix, "b: std's half")):
+        for label, run, clients in (("one daemon", one, [one]), ("two daemons", a, [a, b])):
+            sending = (run or {}).get("cpu_while_sending") or {}
+            idle = sending.get("machine_idle")
+            print(f"{label + suffix:<46} {idle if idle is not None else float('nan'):>12.0%} "
+                  f"{cores(run, smol_pid) + cores(run, std_pid):>8.2f} {cores(run, postmaster):>10.2f} "
+                  f"{sum(cores(c, 'client') for c in clients):>8.2f}")
 print(f"\nfailures: {fails or 'none'}")
 print("issue 27's targets, medians of the paired ratios:")
 print(f"b on PostgreSQL ÷ b on redb: {pg_ratio:.2f} (target 0.5): {'met' if pg_ratio >= 0.5 else 'missed'}")
 print(f"two daemons ÷ one, on PostgreSQL: {two_ratio:.2f} (target 1.2): {'met' if two_ratio >= 1.2 else 'missed'}")
 if pg_held:
     held_ratio = statistics.median([c / b for b, c in zip(pg_held, two(held)) if b])
-    print(f"two daemons ÷ one, each daemon held to {sys.argv[3]} of a core (as if each had a host of its own): {held_ratio:.2f}")
+    print(f"two daemons ÷ one, each daemon held to {sys.argv[2]} of a core (as if each had a host of its own): {held_ratio:.2f}")
 PY
 }
 

@@ -55,6 +55,9 @@ pub struct Options {
     /// A server process whose memory (PSS) is measured around idle mode, and its CPU use
     /// while the connections are held.
     pub server_pid: Option<u32>,
+    /// Busy mode: processes (each with its descendants) whose CPU is measured while the
+    /// messages are sent, beside the machine's idle share (`--cpu-of`).
+    pub cpu_of: Vec<u32>,
     /// Busy mode: created once every connection has logged in, when the messages start, so
     /// a script can start other load (a login storm) against senders already sending.
     pub ready_file: Option<std::path::PathBuf>,
@@ -88,9 +91,18 @@ pub struct Report {
     pub sending_started: Option<Instant>,
     /// When the last message was acknowledged.
     pub sending_finished: Option<Instant>,
+    /// `cpu_of`'s CPU times and the machine's (busy, idle) ticks when the messages started.
+    pub cpu_at_start: Option<CpuMark>,
+    /// While the messages were sent: each `cpu_of` process's cores, and the machine's idle
+    /// share.
+    pub cpu_while_sending: Option<(Vec<Option<f64>>, Option<f64>)>,
     /// The first few connection failures, in words.
     pub errors: Vec<String>,
 }
+
+/// CPU times of the measured processes (`None`: one could not be read), and the machine's
+/// (busy, idle) clock ticks.
+pub type CpuMark = (Vec<Option<Duration>>, Option<(u64, u64)>);
 
 #[derive(Debug)]
 enum Failure {
@@ -251,6 +263,47 @@ async fn drive(
     for t in tasks {
         t.await;
     }
+    let mut s = lock(&stats);
+    if let (Some((before, machine_before)), Some(started)) =
+        (s.cpu_at_start.take(), s.sending_started)
+    {
+        let window = started.elapsed().as_secs_f64().max(1e-9);
+        let cores = measured(&options.cpu_of)
+            .zip(before)
+            .map(|(pid, before)| {
+                let used = cpu_time_of(pid)?.checked_sub(before?)?;
+                Some(used.as_secs_f64() / window)
+            })
+            .collect();
+        let idle = machine_before
+            .zip(machine_ticks())
+            .map(|((busy0, idle0), (busy1, idle1))| {
+                let (busy, idle) = (busy1.saturating_sub(busy0), idle1.saturating_sub(idle0));
+                idle as f64 / (busy + idle).max(1) as f64
+            });
+        s.cpu_while_sending = Some((cores, idle));
+    }
+}
+
+/// `--cpu-of`'s processes, then this one (the client).
+fn measured(cpu_of: &[u32]) -> impl Iterator<Item = u32> + '_ {
+    cpu_of.iter().copied().chain([std::process::id()])
+}
+
+/// The machine's (busy, idle) clock ticks since boot, over every core, from /proc/stat:
+/// idle counts iowait too.
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let [user, nice, system, idle, iowait, irq, softirq, steal] = fields[..] else {
+        return None;
+    };
+    Some((user + nice + system + irq + softirq + steal, idle + iowait))
 }
 
 fn lock(stats: &Mutex<Report>) -> std::sync::MutexGuard<'_, Report> {
@@ -354,7 +407,14 @@ async fn busy_connection(
     // Messages start together once every connection has logged in (or failed), so that
     // msg/s measures mail, not bcrypt.
     if logged_in.wait().await.is_leader() {
-        lock(stats).sending_started = Some(Instant::now());
+        let cpu = (!options.cpu_of.is_empty()).then(|| {
+            let each = measured(&options.cpu_of).map(cpu_time_of).collect();
+            (each, machine_ticks())
+        });
+        let mut s = lock(stats);
+        s.sending_started = Some(Instant::now());
+        s.cpu_at_start = cpu;
+        drop(s);
         if let Some(path) = &options.ready_file {
             // A script polls for it; if it cannot be made, the script's bounded wait says so.
             let _ = std::fs::write(path, b"sending\n");
@@ -864,6 +924,10 @@ impl Report {
             "server_idle_cpu_pct": self.server_idle_cpu.map(|(used, window)| {
                 100.0 * used.as_secs_f64() / window.as_secs_f64().max(1e-9)
             }),
+            "cpu_while_sending": self.cpu_while_sending.as_ref().map(|(cores, idle)| serde_json::json!({
+                "cores": options.cpu_of.iter().map(|pid| pid.to_string()).chain(["client".to_string()]).zip(cores).map(|(pid, cores)| (pid, serde_json::json!(cores))).collect::<serde_json::Map<_, _>>(),
+                "machine_idle": idle,
+            })),
             "deadline_hit": self.deadline_hit,
             "errors": self.errors,
         })

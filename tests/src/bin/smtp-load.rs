@@ -27,6 +27,8 @@ Usage: smtp-load --addr 127.0.0.1:2587 [options]
   --connect-concurrency N  connections being set up at once (default 64)
   --server-pid PID       measure this server's PSS around idle mode, and its CPU use
                          (% of one core) while the idle connections are held
+  --cpu-of PID           (repeatable) report the cores this process and its descendants
+                         used while the messages were sent, and the machine's idle share
   --ready-file PATH      create PATH once every connection has logged in and the
                          messages start (to start other load against busy senders)
   --one-source           every connection from 127.0.0.1 (default: against 127.0.0.1,
@@ -154,6 +156,7 @@ fn parse() -> Result<Option<(Options, bool)>, String> {
         io_timeout: Duration::from_secs(30),
         threads: 1,
         server_pid: None,
+        cpu_of: Vec::new(),
         ready_file: None,
         spread_sources: true,
     };
@@ -186,6 +189,7 @@ fn parse() -> Result<Option<(Options, bool)>, String> {
             Long("connect-concurrency") => o.connect_concurrency = number(&mut p)? as usize,
             Long("server-pid") => o.server_pid = Some(number(&mut p)? as u32),
             Long("ready-file") => o.ready_file = Some(text(&mut p)?.into()),
+            Long("cpu-of") => o.cpu_of.push(number(&mut p)? as u32),
             Long("threads") => o.threads = number(&mut p)? as usize,
             Long("one-source") => o.spread_sources = false,
             Long("deadline") => o.deadline = Duration::from_secs(number(&mut p)?),
