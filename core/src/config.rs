@@ -198,6 +198,11 @@ pub struct Limits {
     /// aside: that waits for room) before the server exits non-zero for systemd to restart
     /// it. 1..=3600.
     pub store_reopen_timeout_secs: u64,
+    /// Seconds a session waits for the store, MAIL for its check of the login and a delivery
+    /// for the commit that holds its message, before it answers `451 4.3.0` (a database
+    /// that stopped answering: the client tries again later; `/healthz` says `503` while a
+    /// commit runs longer). 1..=3600.
+    pub store_timeout_secs: u64,
 }
 
 /// Authentication policy.
@@ -338,6 +343,7 @@ impl Default for Limits {
             group_commit: true,
             min_free_space_mb: DEFAULT_MIN_FREE_SPACE_MB,
             store_reopen_timeout_secs: 60,
+            store_timeout_secs: 60,
         }
     }
 }
@@ -477,7 +483,7 @@ impl Config {
 
     /// Every numeric key with its value and the range it must lie in. The bounds keep every
     /// duration addable to a clock and every size allocatable; none is a tuning advice.
-    fn numbers(&self) -> [(&'static str, u64, RangeInclusive<u64>); 17] {
+    fn numbers(&self) -> [(&'static str, u64, RangeInclusive<u64>); 18] {
         const DAY: u64 = 24 * 3600;
         const GIB: u64 = 1 << 30;
         let (l, a, h) = (&self.limits, &self.auth, &self.http);
@@ -528,6 +534,7 @@ impl Config {
                 l.store_reopen_timeout_secs,
                 1..=3600,
             ),
+            ("limits.store_timeout_secs", l.store_timeout_secs, 1..=3600),
             ("auth.bcrypt_cost", u64::from(a.bcrypt_cost), 4..=31),
             (
                 "auth.max_failures_per_connection",

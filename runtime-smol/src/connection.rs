@@ -112,8 +112,17 @@ impl Io {
                 let verdict = match services.check_mail_now(&check) {
                     Some(verdict) => verdict,
                     None => {
-                        let services = Arc::clone(services);
-                        smol::unblock(move || services.check_mail(&check)).await
+                        let (asking, waiting) = (Arc::clone(services), Arc::clone(services));
+                        let asked = check.clone();
+                        let timeout = services.store_timeout();
+                        smol::future::or(
+                            smol::unblock(move || asking.check_mail(&asked)),
+                            async move {
+                                Timer::after(timeout).await;
+                                waiting.mail_check_timed_out(&check)
+                            },
+                        )
+                        .await
                     }
                 };
                 conn.mail_checked(Instant::now(), verdict)
@@ -193,7 +202,15 @@ impl Io {
             .deliveries
             .submit(delivery, SystemTime::now())
         {
-            Submitted::Queued(pending) => pending.await,
+            Submitted::Queued(pending) => {
+                let deadline = pending.deadline();
+                let timed_out = pending.timed_out_later();
+                smol::future::or(pending, async move {
+                    Timer::at(deadline).await;
+                    timed_out()
+                })
+                .await
+            }
             Submitted::Direct(job) => smol::unblock(move || job.run()).await,
         }
     }

@@ -97,8 +97,9 @@ impl Io<'_> {
                 conn.auth_result(Instant::now(), outcome)
             }
             Event::CheckMail(check) => {
-                // A read and a statvfs: short enough to run where the session runs.
-                let verdict = self.shared.state.services.check_mail(&check);
+                // A read and a statvfs where the session runs, but a database server's
+                // read waits at most limits.store_timeout_secs.
+                let verdict = self.shared.state.services.check_mail_within_timeout(&check);
                 conn.mail_checked(Instant::now(), verdict)
             }
             Event::Deliver(delivery) => {

@@ -2,7 +2,9 @@
 //! the std daemon on one database see each other's users, messages and threads at once; and a
 //! database killed with SIGKILL under load loses no acknowledged message, refuses deliveries
 //! with `451 4.3.0` (never a `250` without a commit) and `/healthz` with `503` while it is
-//! down, and is reconnected to without a restart once it is back.
+//! down, and is reconnected to without a restart once it is back; a database frozen with
+//! SIGSTOP gets deliveries `451 4.3.0` after `limits.store_timeout_secs`, not a wait
+//! without end.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -391,6 +393,114 @@ fn deliver(c: &mut Client, subject: String) -> std::io::Result<Answer> {
     ))?;
     let data_sent = Instant::now();
     Ok(answer(c.reply()?, Some(data_sent)))
+}
+
+/// A database that stops answering without closing anything (SIGSTOP: its sockets still
+/// accept, the kernel still acknowledges): a delivery waits `limits.store_timeout_secs` for
+/// its commit and gets `451 4.3.0`, as does a MAIL whose login must be read, `/healthz` says
+/// `503` while the commit hangs, and once the database goes on, mail flows again with every
+/// acknowledged message stored.
+fn a_frozen_database_gets_451_after_the_store_timeout(binary: Binary) {
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let postgres = Postgres::start();
+    let url = postgres.fresh_database();
+    let server = server_with(
+        binary,
+        Settings::default()
+            .store(StoreSetting::Postgres(url))
+            .limit("store_timeout_secs", TIMEOUT.as_secs()),
+    );
+    let cert = server.cert_pem();
+    let mut remembered = login(&server, &cert).expect("login");
+    let mut accepted = Vec::new();
+    // The first MAIL starts the listener, a later one is answered from memory.
+    for n in 0..3 {
+        let answer = deliver(&mut remembered, format!("before {n}")).expect("deliver");
+        assert_eq!(answer.code, 250, "{answer:?}");
+        accepted.push(answer.subject);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Not known to this daemon: its MAIL must ask the database.
+    server
+        .cli(&["user", "add", "bob", "--password-stdin"], Some(b"pw\n"))
+        .success();
+    let mut asking = Client::connect_tls(server.submissions, &cert).expect("connect");
+    asking.expect(220);
+    asking.command("EHLO client.test", 250);
+    asking.command(&format!("AUTH PLAIN {}", plain("bob", "pw")), 235);
+
+    postgres.freeze();
+    let _thaw = ThawOnDrop(&postgres);
+    let frozen = Instant::now();
+    let answer = deliver(&mut remembered, "while frozen".into()).expect("deliver");
+    let waited = frozen.elapsed();
+    assert!(
+        answer.code == 451 && answer.line.starts_with("4.3.0"),
+        "{answer:?}"
+    );
+    assert!(
+        answer.data_sent.is_some(),
+        "refused at the commit: {answer:?}"
+    );
+    assert!(
+        waited >= TIMEOUT && waited < TIMEOUT + Duration::from_secs(5),
+        "answered after {waited:?}"
+    );
+    assert_eq!(health(&server), 503, "the commit still hangs");
+    let started = Instant::now();
+    asking
+        .send("MAIL FROM:<bob@example.org>\r\n")
+        .expect("send");
+    let reply = asking.reply().expect("a reply to MAIL");
+    assert_eq!(reply.code, 451, "{reply:?}");
+    assert!(started.elapsed() < TIMEOUT + Duration::from_secs(5));
+    let log = server.log();
+    assert!(
+        log.contains("did not commit within 2 s") && log.contains("did not answer within 2 s"),
+        "{log}"
+    );
+
+    postgres.thaw();
+    assert!(
+        eventually(PHASE_LIMIT, || health(&server) == 200),
+        "/healthz never said 200 again:\n{}",
+        server.log()
+    );
+    let answer = deliver(&mut remembered, "after".into()).expect("deliver");
+    assert_eq!(answer.code, 250, "{answer:?}");
+    accepted.push(answer.subject);
+    asking.command("RSET", 250);
+    asking.command("MAIL FROM:<bob@example.org>", 250);
+    // Every 250 is stored; the 451'd one may be too (its commit went on when the database
+    // did): the client sends it again, a duplicate rather than a loss.
+    let stored = subjects(&stored(&server));
+    for subject in &accepted {
+        assert!(stored.contains(subject), "{subject:?} lost: {stored:?}");
+    }
+    assert!(
+        server_alive(&server),
+        "the daemon exited:\n{}",
+        server.log()
+    );
+}
+
+/// Lets a frozen database go on, also when an assertion fails.
+struct ThawOnDrop<'a>(&'a Postgres);
+
+impl Drop for ThawOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.thaw();
+    }
+}
+
+#[test]
+fn smol_a_frozen_database_gets_451_after_the_store_timeout() {
+    a_frozen_database_gets_451_after_the_store_timeout(Binary::Smol);
+}
+
+#[test]
+fn std_a_frozen_database_gets_451_after_the_store_timeout() {
+    a_frozen_database_gets_451_after_the_store_timeout(Binary::Std);
 }
 
 #[test]

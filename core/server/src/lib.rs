@@ -13,6 +13,7 @@
 //! runtimes own the sockets and the waiting.
 
 pub mod cli;
+pub mod commits;
 pub mod config;
 pub mod control;
 pub mod counters;

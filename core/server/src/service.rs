@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::commits::Commits;
 use crate::counters::LiveCounters;
 use crate::priority::MailPressure;
 use atacama_core::channels::Channels;
@@ -25,6 +26,9 @@ use atacama_store::{
 /// How long a starting server waits for a redb file: a command line holds it for one command,
 /// a bcrypt hash at most. A second server holds it for good, and is reported after.
 pub const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `limits.store_timeout_secs`' default.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The store plus the facts about this server that delivery needs.
 #[derive(Debug)]
@@ -51,6 +55,9 @@ pub struct Services {
     counters: LiveCounters,
     /// When mail last arrived: the web side yields to it meanwhile.
     mail_pressure: MailPressure,
+    /// The commits running now, and how long a delivery waits for its own.
+    commits: Commits,
+    store_timeout: Duration,
 }
 
 impl Services {
@@ -73,7 +80,43 @@ impl Services {
             unchecked: Mutex::new(Repeats::new()),
             counters: LiveCounters::new(),
             mail_pressure: MailPressure::new(Instant::now()),
+            commits: Commits::default(),
+            store_timeout: DEFAULT_STORE_TIMEOUT,
         }
+    }
+
+    /// Sets how long a delivery waits for the commit that holds its message
+    /// (`limits.store_timeout_secs`).
+    pub fn with_store_timeout(mut self, timeout: Duration) -> Services {
+        self.store_timeout = timeout;
+        self
+    }
+
+    /// How long a delivery waits for its commit before it is answered `451 4.3.0`.
+    pub fn store_timeout(&self) -> Duration {
+        self.store_timeout
+    }
+
+    /// Whether a commit has run longer than [`Services::store_timeout`] at `now`: the store
+    /// is not answering, and `/healthz` says so.
+    pub fn commit_overdue(&self, now: Instant) -> bool {
+        self.commits
+            .longest(now)
+            .is_some_and(|running| running >= self.store_timeout)
+    }
+
+    /// A delivery that waited [`Services::store_timeout`] for its commit: logged (held back
+    /// while it repeats), counted, and answered `451 4.3.0`. The message may still be
+    /// stored when the commit ends: the client sends it again, and it is there twice, which
+    /// loses nothing (RFC 5321 §6.1 prefers a duplicate to a loss).
+    pub fn commit_timed_out(&self, user: &str) -> Result<MessageId, DeliveryError> {
+        let error = format!(
+            "the store did not commit within {} s (limits.store_timeout_secs)",
+            self.store_timeout.as_secs()
+        );
+        self.counters.deliveries_failed(1);
+        self.failed(|held| logging::delivery_failed(user, &error, held));
+        Err(DeliveryError::other(error))
     }
 
     /// Sets the channels messages are routed to.
@@ -117,7 +160,8 @@ impl Services {
         let store = crate::store::open(config, OPEN_WAIT)?;
         let services = Services::new(store, config.hostname.clone())
             .with_channels(channels)
-            .with_give_up_after(Duration::from_secs(config.limits.store_reopen_timeout_secs));
+            .with_give_up_after(Duration::from_secs(config.limits.store_reopen_timeout_secs))
+            .with_store_timeout(Duration::from_secs(config.limits.store_timeout_secs));
         Ok(match crate::store::local_dir(config) {
             Some(dir) => services
                 .with_min_free_space(dir, config.limits.min_free_space_mb.saturating_mul(1 << 20)),
@@ -233,6 +277,41 @@ impl Services {
         Some(self.mail_verdict(check, active))
     }
 
+    /// [`Services::check_mail`] for a thread that may wait, but not without end: what
+    /// [`Services::check_mail_now`] cannot answer is asked on a thread of its own, and
+    /// waited for [`Services::store_timeout`] at most ([`Services::mail_check_timed_out`]
+    /// then; the thread ends with its read).
+    pub fn check_mail_within_timeout(self: &Arc<Self>, check: &MailCheck) -> MailVerdict {
+        if let Some(verdict) = self.check_mail_now(check) {
+            return verdict;
+        }
+        let (answer, verdict) = std::sync::mpsc::channel();
+        let (services, asked) = (Arc::clone(self), check.clone());
+        let asking = std::thread::Builder::new()
+            .name("mail-check".into())
+            .spawn(move || {
+                // Nobody listens after the timeout.
+                let _ = answer.send(services.check_mail(&asked));
+            });
+        if let Err(error) = asking {
+            log::error!("no thread to check a MAIL's login, asked here: {error}");
+            return self.check_mail(check);
+        }
+        verdict
+            .recv_timeout(self.store_timeout)
+            .unwrap_or_else(|_| self.mail_check_timed_out(check))
+    }
+
+    /// A MAIL whose check of the login waited [`Services::store_timeout`]: logged (held
+    /// back while it repeats), and answered as a store that cannot be read (`451 4.3.0`).
+    pub fn mail_check_timed_out(&self, check: &MailCheck) -> MailVerdict {
+        let error = format!(
+            "the store did not answer within {} s (limits.store_timeout_secs)",
+            self.store_timeout.as_secs()
+        );
+        self.mail_verdict(check, Err(StoreError::Database(error)))
+    }
+
     fn mail_verdict(&self, check: &MailCheck, active: Result<bool, StoreError>) -> MailVerdict {
         match active {
             Ok(true) => {}
@@ -299,6 +378,7 @@ impl Services {
         let (user, size) = (delivery.user.clone(), delivery.data.len());
         let stored = catch_unwind(AssertUnwindSafe(|| {
             let message = self.prepare(delivery, received_at)?;
+            let _running = self.commits.begin(Instant::now());
             self.store.insert_packed(vec![message])
         }))
         .unwrap_or_else(|_| Err(StoreError::Database("panic while storing".into())));
@@ -375,8 +455,11 @@ impl Services {
             .iter()
             .map(|message| (message.user().to_owned(), message.data_len()))
             .collect();
-        let stored = catch_unwind(AssertUnwindSafe(|| self.store.insert_packed(messages)))
-            .unwrap_or_else(|_| Err(StoreError::Database("panic while storing".into())));
+        let stored = catch_unwind(AssertUnwindSafe(|| {
+            let _running = self.commits.begin(Instant::now());
+            self.store.insert_packed(messages)
+        }))
+        .unwrap_or_else(|_| Err(StoreError::Database("panic while storing".into())));
         let stored: Vec<Result<MessageId, DeliveryError>> = match stored {
             Ok(ids) => ids.into_iter().map(Ok).collect(),
             Err(error) => {

@@ -22,7 +22,8 @@
 //!   `404`, byte for byte: nothing tells a private message from an absent one. A visible
 //!   message whose parent the reader may not see shows `parent_id: null`.
 //! - **When the store fails.** A read error is `503` in the negotiated form (logged, repeats
-//!   held back); `/healthz` is `503` while the store is not [`Health::Working`].
+//!   held back); `/healthz` is `503` while the store is not [`Health::Working`], or a
+//!   commit has run longer than `limits.store_timeout_secs`.
 //!
 //! Each read is the store's own read transaction, so a request never waits on the commit
 //! thread. Message pages are kept once built ([`cache`]: they never change); the other
@@ -252,7 +253,10 @@ impl Web {
             }
             Route::Style => web::style(),
             Route::Icon => web::icon(),
-            Route::Health => web::health(store.health() == Health::Working),
+            Route::Health => web::health(
+                store.health() == Health::Working
+                    && !reader.services.commit_overdue(std::time::Instant::now()),
+            ),
             Route::Metrics => web::metrics(&counters()),
         })
     }

@@ -131,6 +131,11 @@ fn out_of_range_values_are_named() {
             "must be between 1 and 3600, not 0",
         ),
         (
+            "[limits]\nstore_timeout_secs = 3601",
+            "limits.store_timeout_secs",
+            "must be between 1 and 3600, not 3601",
+        ),
+        (
             "[limits]\nmax_recipients = 0",
             "limits.max_recipients",
             "must be between 1 and 100000, not 0",

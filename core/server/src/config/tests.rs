@@ -108,6 +108,7 @@ fn every_key_is_read() {
         group_commit = false
         min_free_space_mb = 0
         store_reopen_timeout_secs = 5
+        store_timeout_secs = 9
         [auth]
         bcrypt_cost = 4
         require_tls = false
@@ -144,6 +145,7 @@ fn every_key_is_read() {
             group_commit: false,
             min_free_space_mb: 0,
             store_reopen_timeout_secs: 5,
+            store_timeout_secs: 9,
         },
         auth: Auth {
             bcrypt_cost: 4,

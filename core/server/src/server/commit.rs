@@ -17,10 +17,14 @@
 //!
 //! ```text
 //! match state.deliveries.submit(delivery, received_at) {
-//!     Submitted::Queued(pending) => pending.wait() (a thread) | pending.await (a task),
+//!     Submitted::Queued(pending) => pending.wait() (a thread)
+//!         | pending.await until pending.deadline(), then pending.timed_out_later() (a task),
 //!     Submitted::Direct(job) => job.run() on a thread that may block,
 //! }
 //! ```
+//!
+//! Either way a delivery waits `limits.store_timeout_secs` at most: a database that stopped
+//! answering gets the client a `451 4.3.0` to try again later, not a wait without end.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -79,10 +83,17 @@ pub enum Submitted {
 }
 
 /// A delivery queued for the committer: [`PendingDelivery::wait`] on a thread, or `.await`
-/// in a task (it needs no particular executor).
+/// in a task (it needs no particular executor) until [`PendingDelivery::deadline`], then
+/// [`PendingDelivery::timed_out_later`]'s answer.
 #[derive(Debug)]
 #[must_use = "the outcome decides the reply"]
-pub struct PendingDelivery(Completion<Outcome>);
+pub struct PendingDelivery {
+    outcome: Completion<Outcome>,
+    /// `limits.store_timeout_secs` after it was submitted.
+    deadline: Instant,
+    user: String,
+    services: Arc<Services>,
+}
 
 /// A delivery its runtime stores itself (group commit off).
 #[derive(Debug)]
@@ -198,7 +209,9 @@ impl Committer {
 
     /// Queues `delivery` for the next commit.
     pub fn submit(&self, delivery: Delivery, received_at: SystemTime) -> PendingDelivery {
-        self.services.mail_pressure().note_delivery(Instant::now());
+        let now = Instant::now();
+        self.services.mail_pressure().note_delivery(now);
+        let user = delivery.user.clone();
         let (done, outcome) = completion::pair();
         let job = Job {
             delivery,
@@ -211,14 +224,34 @@ impl Committer {
         } else {
             let _ = self.jobs.send(job);
         }
-        PendingDelivery(outcome)
+        PendingDelivery {
+            outcome,
+            deadline: now + self.services.store_timeout(),
+            user,
+            services: Arc::clone(&self.services),
+        }
     }
 }
 
 impl PendingDelivery {
-    /// Blocks the thread until the message is committed (or failed).
+    /// Blocks the thread until the message is committed (or failed), or the deadline.
     pub fn wait(self) -> Outcome {
-        self.0.wait().unwrap_or_else(closing)
+        match self.outcome.wait_until(self.deadline) {
+            Ok(outcome) => outcome.unwrap_or_else(closing),
+            Err(_) => self.services.commit_timed_out(&self.user),
+        }
+    }
+
+    /// When a task awaiting this should stop and answer [`PendingDelivery::timed_out_later`].
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// What a task answers once the deadline passed without an outcome (`451 4.3.0`), for
+    /// after it let go of this.
+    pub fn timed_out_later(&self) -> impl FnOnce() -> Outcome + Send + 'static {
+        let (services, user) = (Arc::clone(&self.services), self.user.clone());
+        move || services.commit_timed_out(&user)
     }
 }
 
@@ -226,7 +259,7 @@ impl Future for PendingDelivery {
     type Output = Outcome;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
-        Pin::new(&mut self.0)
+        Pin::new(&mut self.outcome)
             .poll(cx)
             .map(|outcome| outcome.unwrap_or_else(closing))
     }
@@ -244,15 +277,27 @@ impl DirectDelivery {
             received_at,
         } = self;
         let user = delivery.user.clone();
+        let deadline = Instant::now() + services.store_timeout();
+        let (answer, outcome) = mpsc::channel();
+        let delivering = Arc::clone(&services);
         let worker = std::thread::Builder::new()
             .name("deliver".into())
             .stack_size(PROCESSING_STACK)
-            .spawn(move || services.deliver(delivery, received_at));
+            .spawn(move || {
+                // Nobody listens after the deadline: the outcome is logged all the same.
+                let _ = answer.send(delivering.deliver(delivery, received_at));
+            });
         match worker {
-            Ok(worker) => worker.join().unwrap_or_else(|_| {
+            // A worker past the deadline runs on, detached, and ends with its commit.
+            Ok(_) => match outcome.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(outcome) => outcome,
+                Err(RecvTimeoutError::Timeout) => services.commit_timed_out(&user),
                 // `deliver` catches panics; this one came from outside it.
-                Err(DeliveryError::other("panic while delivering"))
-            }),
+                Err(RecvTimeoutError::Disconnected) => {
+                    Err(DeliveryError::other("panic while delivering"))
+                }
+            },
             Err(error) => {
                 log::error!("no thread for a delivery of user={user:?}: {error}");
                 Err(DeliveryError::other(format!(

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 /// The waiting side: [`Completion::wait`] on a thread, or `.await` in a task.
 #[derive(Debug)]
@@ -80,6 +81,30 @@ impl<T> Completion<T> {
                 .answered
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl<T> Completion<T> {
+    /// [`Completion::wait`] until `deadline`: `Err(self)` if no answer came by then, to wait
+    /// on or drop (a later answer is then dropped with it).
+    pub fn wait_until(self, deadline: Instant) -> Result<Option<T>, Completion<T>> {
+        let mut state = self.slot.lock();
+        loop {
+            if let Some(answer) = take(&mut state) {
+                return Ok(answer);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                drop(state);
+                return Err(self);
+            }
+            state = self
+                .slot
+                .answered
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 }
@@ -165,6 +190,22 @@ mod tests {
         });
         assert_eq!(completion.wait(), Some(7));
         worker.join().unwrap();
+    }
+
+    #[test]
+    fn a_wait_until_a_deadline_gives_the_completion_back_and_then_the_answer() {
+        let (completer, completion) = pair();
+        let started = Instant::now();
+        let Err(completion) = completion.wait_until(started + Duration::from_millis(30)) else {
+            panic!("no answer was given");
+        };
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        completer.complete(7);
+        assert_eq!(
+            completion.wait_until(Instant::now()).ok(),
+            Some(Some(7)),
+            "an answer already there is taken even at the deadline"
+        );
     }
 
     #[test]

@@ -181,6 +181,32 @@ impl Postgres {
         }
     }
 
+    /// Stops the server with SIGSTOP, the postmaster and every process it started: a server
+    /// that is there (its sockets accept, the kernel acknowledges) and answers nothing, as
+    /// one stuck on a dead disk or a frozen host would be. [`Postgres::thaw`] goes on.
+    pub fn freeze(&self) {
+        self.signal_all("-STOP");
+    }
+
+    /// Lets a [`Postgres::freeze`]d server go on where it stopped.
+    pub fn thaw(&self) {
+        self.signal_all("-CONT");
+    }
+
+    fn signal_all(&self, signal: &str) {
+        let Some(postmaster) = self.postmaster_pid() else {
+            return;
+        };
+        let mut pids = children(postmaster);
+        pids.push(postmaster);
+        let signalled = Command::new("kill")
+            .arg(signal)
+            .args(pids.iter().map(i32::to_string))
+            .status()
+            .expect("run kill");
+        assert!(signalled.success(), "kill {signal} failed");
+    }
+
     /// Starts the server again after [`Postgres::kill`]: it recovers from its WAL.
     pub fn start_again(&self) {
         self.start_server();
