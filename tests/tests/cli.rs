@@ -1133,10 +1133,9 @@ fn served(env: &Env, bin: Binary, ids: &[MessageId]) -> Vec<Value> {
     answers
 }
 
-/// A site on redb moves to PostgreSQL and backs up into another redb data dir: every
-/// message under its id with its bytes, threading and channel, users who log in with the
-/// same password, tokens that still work; a target that holds anything is refused, a file a
-/// server holds too, and a copy whose bytes changed fails verification naming the message.
+/// Mail that came after a copy leaves the target as a copy that stopped leaves it: `copy`
+/// refuses it and says how to go on, `copy --resume` copies the one message it lacks and
+/// verifies the whole.
 #[test]
 fn a_copy_that_stopped_goes_on_with_resume() {
     for bin in Binary::ALL {
@@ -1190,6 +1189,10 @@ fn a_copy_that_stopped_goes_on_with_resume() {
     }
 }
 
+/// A site on redb moves to PostgreSQL and backs up into another redb data dir: every
+/// message under its id with its bytes, threading and channel, users who log in with the
+/// same password, tokens that still work; a target that holds anything is refused, a file a
+/// server holds too, and a copy whose bytes changed fails verification naming the message.
 #[test]
 fn store_copy_moves_a_site_to_postgres_and_back() {
     for bin in Binary::ALL {
