@@ -193,18 +193,24 @@ impl Postgres {
         self.signal_all("-CONT");
     }
 
+    /// The postmaster first, so that it starts no backend the listing below would miss; then
+    /// its children, of which one may have ended since it was listed (a connection closing).
     fn signal_all(&self, signal: &str) {
         let Some(postmaster) = self.postmaster_pid() else {
             return;
         };
-        let mut pids = children(postmaster);
-        pids.push(postmaster);
-        let signalled = Command::new("kill")
-            .arg(signal)
-            .args(pids.iter().map(i32::to_string))
-            .status()
-            .expect("run kill");
-        assert!(signalled.success(), "kill {signal} failed");
+        let kill = |pid: i32| {
+            Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("run kill")
+                .success()
+        };
+        assert!(kill(postmaster), "kill {signal} {postmaster} failed");
+        for child in children(postmaster) {
+            kill(child);
+        }
     }
 
     /// Starts the server again after [`Postgres::kill`]: it recovers from its WAL.
