@@ -201,7 +201,7 @@ pub struct Limits {
     /// Seconds a session waits for the store, MAIL for its check of the login and a delivery
     /// for the commit that holds its message, before it answers `451 4.3.0` (a database
     /// that stopped answering: the client tries again later; `/healthz` says `503` while a
-    /// commit runs longer). 1..=3600.
+    /// commit or a probe of the database runs longer). 1..=3600.
     pub store_timeout_secs: u64,
 }
 

@@ -398,8 +398,8 @@ fn deliver(c: &mut Client, subject: String) -> std::io::Result<Answer> {
 /// A database that stops answering without closing anything (SIGSTOP: its sockets still
 /// accept, the kernel still acknowledges): a delivery waits `limits.store_timeout_secs` for
 /// its commit and gets `451 4.3.0`, as does a MAIL whose login must be read, `/healthz` says
-/// `503` while the commit hangs, and once the database goes on, mail flows again with every
-/// acknowledged message stored.
+/// `503` while the commit hangs (or, with no delivery waiting, the keeper's probe), and once
+/// the database goes on, mail flows again with every acknowledged message stored.
 fn a_frozen_database_gets_451_after_the_store_timeout(binary: Binary) {
     const TIMEOUT: Duration = Duration::from_secs(2);
     let postgres = Postgres::start();
@@ -471,6 +471,21 @@ fn a_frozen_database_gets_451_after_the_store_timeout(binary: Binary) {
     accepted.push(answer.subject);
     asking.command("RSET", 250);
     asking.command("MAIL FROM:<bob@example.org>", 250);
+    asking.command("RSET", 250);
+
+    // Frozen again with no delivery waiting: the keeper's probe hangs, and /healthz tells.
+    postgres.freeze();
+    assert!(
+        eventually(PHASE_LIMIT, || health(&server) == 503),
+        "/healthz never said 503 with no delivery waiting:\n{}",
+        server.log()
+    );
+    postgres.thaw();
+    assert!(
+        eventually(PHASE_LIMIT, || health(&server) == 200),
+        "/healthz never said 200 again:\n{}",
+        server.log()
+    );
     // Every 250 is stored; the 451'd one may be too (its commit went on when the database
     // did): the client sends it again, a duplicate rather than a loss.
     let stored = subjects(&stored(&server));

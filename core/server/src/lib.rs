@@ -13,7 +13,6 @@
 //! runtimes own the sockets and the waiting.
 
 pub mod cli;
-pub mod commits;
 pub mod config;
 pub mod control;
 pub mod counters;
@@ -22,6 +21,7 @@ pub mod priority;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod store_calls;
 pub mod systemd;
 pub mod tls;
 pub mod web;

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::commits::Commits;
 use crate::counters::LiveCounters;
 use crate::priority::MailPressure;
+use crate::store_calls::{StoreCall, StoreCalls};
 use atacama_core::channels::Channels;
 use atacama_core::config::Config;
 use atacama_core::logging::{self, Repeats};
@@ -55,8 +55,8 @@ pub struct Services {
     counters: LiveCounters,
     /// When mail last arrived: the web side yields to it meanwhile.
     mail_pressure: MailPressure,
-    /// The commits running now, and how long a delivery waits for its own.
-    commits: Commits,
+    /// The store calls running now (commits, probes), and how long a session waits for one.
+    store_calls: StoreCalls,
     store_timeout: Duration,
 }
 
@@ -80,7 +80,7 @@ impl Services {
             unchecked: Mutex::new(Repeats::new()),
             counters: LiveCounters::new(),
             mail_pressure: MailPressure::new(Instant::now()),
-            commits: Commits::default(),
+            store_calls: StoreCalls::default(),
             store_timeout: DEFAULT_STORE_TIMEOUT,
         }
     }
@@ -97,12 +97,19 @@ impl Services {
         self.store_timeout
     }
 
-    /// Whether a commit has run longer than [`Services::store_timeout`] at `now`: the store
-    /// is not answering, and `/healthz` says so.
-    pub fn commit_overdue(&self, now: Instant) -> bool {
-        self.commits
+    /// Whether a store call (a commit, the keeper's probe) has run longer than
+    /// [`Services::store_timeout`] at `now`: the store is not answering, and `/healthz`
+    /// says so.
+    pub fn store_overdue(&self, now: Instant) -> bool {
+        self.store_calls
             .longest(now)
             .is_some_and(|running| running >= self.store_timeout)
+    }
+
+    /// A call into the store that began at `now`, for [`Services::store_overdue`] until
+    /// the returned guard is dropped.
+    pub fn store_call(&self, now: Instant) -> StoreCall<'_> {
+        self.store_calls.begin(now)
     }
 
     /// A delivery that waited [`Services::store_timeout`] for its commit: logged (held back
@@ -378,7 +385,7 @@ impl Services {
         let (user, size) = (delivery.user.clone(), delivery.data.len());
         let stored = catch_unwind(AssertUnwindSafe(|| {
             let message = self.prepare(delivery, received_at)?;
-            let _running = self.commits.begin(Instant::now());
+            let _running = self.store_calls.begin(Instant::now());
             self.store.insert_packed(vec![message])
         }))
         .unwrap_or_else(|_| Err(StoreError::Database("panic while storing".into())));
@@ -456,7 +463,7 @@ impl Services {
             .map(|message| (message.user().to_owned(), message.data_len()))
             .collect();
         let stored = catch_unwind(AssertUnwindSafe(|| {
-            let _running = self.commits.begin(Instant::now());
+            let _running = self.store_calls.begin(Instant::now());
             self.store.insert_packed(messages)
         }))
         .unwrap_or_else(|_| Err(StoreError::Database("panic while storing".into())));

@@ -23,7 +23,7 @@
 //!   message whose parent the reader may not see shows `parent_id: null`.
 //! - **When the store fails.** A read error is `503` in the negotiated form (logged, repeats
 //!   held back); `/healthz` is `503` while the store is not [`Health::Working`], or a
-//!   commit has run longer than `limits.store_timeout_secs`.
+//!   commit or probe has run longer than `limits.store_timeout_secs`.
 //!
 //! Each read is the store's own read transaction, so a request never waits on the commit
 //! thread. Message pages are kept once built ([`cache`]: they never change); the other
@@ -255,7 +255,7 @@ impl Web {
             Route::Icon => web::icon(),
             Route::Health => web::health(
                 store.health() == Health::Working
-                    && !reader.services.commit_overdue(std::time::Instant::now()),
+                    && !reader.services.store_overdue(std::time::Instant::now()),
             ),
             Route::Metrics => web::metrics(&counters()),
         })

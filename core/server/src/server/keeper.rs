@@ -107,7 +107,11 @@ fn keep(services: &Services, stop: &Receiver<()>, failure: &Failure) {
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        if services.store().recover() == Health::Failed {
+        // A database that stopped answering holds this thread here; `/healthz` tells.
+        let probing = services.store_call(std::time::Instant::now());
+        let health = services.store().recover();
+        drop(probing);
+        if health == Health::Failed {
             logging::store_failed_for_good(services.give_up_after());
             failure.fail();
             return;
