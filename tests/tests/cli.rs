@@ -111,6 +111,23 @@ fn assert_error(run: &Run, bin: Binary, code: i32, message: &str) {
     );
 }
 
+/// The time the tests' deliveries are received at.
+fn t0() -> std::time::SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_772_546_709)
+}
+
+/// A fresh environment with the user alice (password `pw`), added through `bin`.
+fn with_alice(bin: Binary) -> Env {
+    let env = Env::new();
+    env.run(
+        bin,
+        &["user", "add", "alice", "--password-stdin"],
+        Some(b"pw\n"),
+    )
+    .success();
+    env
+}
+
 fn delivery(user: &str, body: &str) -> Delivery {
     Delivery {
         user: user.into(),
@@ -346,13 +363,7 @@ fn user_errors_exit_1_with_one_line() {
         .into_iter()
         .flat_map(|b| [(b, false), (b, true)])
     {
-        let env = Env::new();
-        env.run(
-            bin,
-            &["user", "add", "alice", "--password-stdin"],
-            Some(b"pw\n"),
-        )
-        .success();
+        let env = with_alice(bin);
         let _daemon = with_daemon.then(|| env.daemon());
         let run = env.run(
             bin,
@@ -504,7 +515,7 @@ fn messages_list_and_show_beside_a_live_daemon() {
         let env = Env::new();
         // The daemon stand-in keeps its handle open for the whole test.
         let daemon = env.daemon();
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_772_546_709);
+        let t0 = t0();
         let first = daemon
             .deliver(
                 delivery("alice", "Subject: one\r\n\r\nHello *world*\r\n"),
@@ -664,7 +675,7 @@ fn messages_list_pages_through_the_daemon_and_on_the_file() {
     for bin in Binary::ALL {
         let env = Env::new();
         let daemon = env.daemon();
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_772_546_709);
+        let t0 = t0();
         let batch = (0..53u64)
             .map(|i| {
                 let user = if i % 3 == 0 { "alice" } else { "bob" };
@@ -1139,14 +1150,8 @@ fn served(env: &Env, bin: Binary, ids: &[MessageId]) -> Vec<Value> {
 #[test]
 fn a_copy_that_stopped_goes_on_with_resume() {
     for bin in Binary::ALL {
-        let env = Env::new();
-        env.run(
-            bin,
-            &["user", "add", "alice", "--password-stdin"],
-            Some(b"pw\n"),
-        )
-        .success();
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_772_546_709);
+        let env = with_alice(bin);
+        let t0 = t0();
         let deliver = |subject: &str| {
             let daemon = env.daemon();
             let body = format!("Subject: {subject}\r\n\r\nHello\r\n");
@@ -1196,17 +1201,11 @@ fn a_copy_that_stopped_goes_on_with_resume() {
 #[test]
 fn store_copy_moves_a_site_to_postgres_and_back() {
     for bin in Binary::ALL {
-        let env = Env::new();
-        env.run(
-            bin,
-            &["user", "add", "alice", "--password-stdin"],
-            Some(b"pw\n"),
-        )
-        .success();
+        let env = with_alice(bin);
         let token = env.run(bin, &["token", "add", "reader"], None).success();
         let token = token.stdout_text().lines().next().unwrap().to_string();
         let daemon = env.daemon();
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_772_546_709);
+        let t0 = t0();
         let mut ids = Vec::new();
         for body in [
             "Message-ID: <root@x>\r\nSubject: one\r\n\r\nHello *world*\r\n",

@@ -17,6 +17,15 @@ use crate::{
     StoredMessage, Token, User,
 };
 
+/// Whether a user read for MAIL is active; `None`: there is no such user.
+pub(crate) fn login_of(found: Result<User, StoreError>) -> Result<Option<bool>, StoreError> {
+    match found {
+        Ok(user) => Ok(Some(user.active)),
+        Err(StoreError::NoSuchUser(_)) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 /// What a store does, whatever holds the data. Object-safe: the server holds an
 /// `Arc<dyn Backend>`.
 pub trait Backend: Send + Sync + std::fmt::Debug {
@@ -97,11 +106,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Whether `name` is a user, and active: what MAIL asks of its session's login. A store
     /// may answer from what it knows to be current ([`Backend::login_active_now`]).
     fn login_active(&self, name: &str) -> Result<bool, StoreError> {
-        match self.user(name) {
-            Ok(user) => Ok(user.active),
-            Err(StoreError::NoSuchUser(_)) => Ok(false),
-            Err(error) => Err(error),
-        }
+        Ok(login_of(self.user(name))?.unwrap_or(false))
     }
 
     /// [`Backend::login_active`] if it is answered without waiting on the network; `None`:

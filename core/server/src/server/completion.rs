@@ -71,40 +71,36 @@ impl<T> Drop for Completer<T> {
 impl<T> Completion<T> {
     /// Blocks the thread until the answer comes; `None` if the completer was dropped.
     pub fn wait(self) -> Option<T> {
-        let mut state = self.slot.lock();
-        loop {
-            if let Some(answer) = take(&mut state) {
-                return answer;
-            }
-            state = self
-                .slot
-                .answered
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
+        self.wait_for(None).ok().flatten()
     }
-}
 
-impl<T> Completion<T> {
     /// [`Completion::wait`] until `deadline`: `Err(self)` if no answer came by then, to wait
     /// on or drop (a later answer is then dropped with it).
     pub fn wait_until(self, deadline: Instant) -> Result<Option<T>, Completion<T>> {
+        self.wait_for(Some(deadline))
+    }
+
+    fn wait_for(self, deadline: Option<Instant>) -> Result<Option<T>, Completion<T>> {
         let mut state = self.slot.lock();
         loop {
             if let Some(answer) = take(&mut state) {
                 return Ok(answer);
             }
-            let now = Instant::now();
-            if now >= deadline {
-                drop(state);
-                return Err(self);
-            }
-            state = self
-                .slot
-                .answered
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            let answered = &self.slot.answered;
+            state = match deadline {
+                None => answered.wait(state).unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        drop(state);
+                        return Err(self);
+                    }
+                    answered
+                        .wait_timeout(state, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
         }
     }
 }

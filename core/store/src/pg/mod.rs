@@ -459,10 +459,8 @@ impl Backend for PgStore {
             return Ok(active);
         }
         let generation = logins.and_then(Logins::generation);
-        let active = match self.user(name) {
-            Ok(user) => user.active,
-            Err(StoreError::NoSuchUser(_)) => return Ok(false),
-            Err(error) => return Err(error),
+        let Some(active) = crate::backend::login_of(self.user(name))? else {
+            return Ok(false);
         };
         if let (Some(logins), Some(generation)) = (logins, generation) {
             logins.remember(generation, name, active);

@@ -71,17 +71,20 @@ pub(super) fn set_active(
 
 /// Removes a user; their messages stay.
 pub(super) fn delete(store: &PgStore, name: &str) -> Result<(), StoreError> {
-    let deleted = if name.contains('\0') {
-        0
-    } else {
-        store.with_client(|client| {
-            Ok(client.execute("DELETE FROM users WHERE name = $1", &[&name])?)
-        })?
-    };
-    if deleted == 0 {
+    if !delete_named(store, "DELETE FROM users WHERE name = $1", name)? {
         return Err(StoreError::NoSuchUser(name.to_string()));
     }
     Ok(())
+}
+
+/// Runs `delete` (`… WHERE name = $1`); whether a row was there. A name no table can hold
+/// (with a NUL) is not there.
+fn delete_named(store: &PgStore, delete: &str, name: &str) -> Result<bool, StoreError> {
+    if name.contains('\0') {
+        return Ok(false);
+    }
+    let deleted = store.with_client(|client| Ok(client.execute(delete, &[&name])?))?;
+    Ok(deleted > 0)
 }
 
 /// Every user by name, or only `name`.
@@ -164,14 +167,7 @@ pub(super) fn tokens(store: &PgStore) -> Result<Vec<Token>, StoreError> {
 
 /// Removes a token.
 pub(super) fn revoke_token(store: &PgStore, name: &str) -> Result<(), StoreError> {
-    let deleted = if name.contains('\0') {
-        0
-    } else {
-        store.with_client(|client| {
-            Ok(client.execute("DELETE FROM tokens WHERE name = $1", &[&name])?)
-        })?
-    };
-    if deleted == 0 {
+    if !delete_named(store, "DELETE FROM tokens WHERE name = $1", name)? {
         return Err(StoreError::NoSuchToken(name.to_string()));
     }
     Ok(())
