@@ -1,13 +1,17 @@
 //! The password checks of both runtimes, on threads of their own at the lowest CPU priority.
 //!
 //! A cost-12 bcrypt check is about 0.3 s of CPU, and a burst of logins keeps every core busy
-//! for seconds. The verifier threads run under `SCHED_IDLE` (Linux keeps the policy per
-//! thread): a mail thread that wakes takes the core from a check at once, and when nothing
-//! else runs a check is as fast as before. The price is that logins wait while mail keeps
-//! every core busy, which sheds the load in the right place: on sessions not yet admitted.
+//! for seconds. The first verifier thread, the steady one, runs at nice +10 and takes each
+//! job first; the others run under `SCHED_IDLE` (Linux keeps the policy per thread) and take
+//! a job only while the steady one is checking. So a burst is checked on cores that nothing
+//! else wants, a mail thread that wakes takes the core from those checks at once, and one
+//! check at a time still gets a share of a core however busy the host is: `SCHED_IDLE` alone
+//! starved every login while other processes kept both cores busy. Logins wait while mail
+//! keeps every core busy, which sheds the load in the right place: on sessions not yet
+//! admitted.
 //!
-//! Where `SCHED_IDLE` is refused the threads fall back to nice +10. The figures that decided
-//! it: ARCHITECTURE.md, "Password checks under `SCHED_IDLE`".
+//! Where `SCHED_IDLE` is refused the other threads fall back to nice +10 too. The figures
+//! that decided it: ARCHITECTURE.md, "Password checks under `SCHED_IDLE`".
 //!
 //! Each job has a give-up deadline, `verifier_wait_timeout` after it is queued: a job still
 //! queued then is answered [`Verdict::Busy`] (`454 4.7.0`) without being checked, by a thread
@@ -33,9 +37,9 @@ use crate::service::Services;
 use atacama_core::policy::Verdict;
 use atacama_core::smtp::{AuthOutcome, AuthRequest};
 
-/// How many nice values below the daemon's own the verifier threads run where `SCHED_IDLE`
-/// is refused: CFS then gives a thread at the daemon's own about ten times their share of a
-/// contended core.
+/// How many nice values below the daemon's own the steady verifier thread runs (and the
+/// others where `SCHED_IDLE` is refused): CFS then gives a thread at the daemon's own about
+/// ten times its share of a contended core.
 pub const VERIFIER_NICE: i32 = 10;
 
 /// The queue of the verifier threads. Dropping it ends them once the queue is empty.
@@ -55,7 +59,10 @@ pub struct PendingVerdict(Completion<Verdict>);
 #[derive(Debug, Default)]
 struct Queue {
     waiting: Mutex<Waiting>,
-    /// Signalled for the checking threads: a job was queued, or the verifier is gone.
+    /// Signalled for the steady thread: a job was queued, or the verifier is gone.
+    queued_steady: Condvar,
+    /// Signalled for the idle threads: a job was queued while the steady thread was checking,
+    /// or the verifier is gone.
     queued: Condvar,
     /// Signalled for the deadline thread: the first deadline changed, or the verifier is gone.
     rescheduled: Condvar,
@@ -67,6 +74,8 @@ struct Waiting {
     /// moment between reading the clock and taking the lock: a job is then given up late by
     /// that moment).
     jobs: VecDeque<Job>,
+    /// The steady thread is checking a job: the idle threads may take the next ones.
+    steady_checking: bool,
     /// The server aborts: every job is answered `Busy` at once.
     aborting: bool,
     /// The [`Verifier`] is gone: the threads end once `jobs` is empty.
@@ -104,11 +113,12 @@ impl Verifier {
             give_up_after,
         };
         let check = Arc::new(check);
-        for _ in 0..threads.max(1) {
+        for n in 0..threads.max(1) {
+            let rank = if n == 0 { Rank::Steady } else { Rank::Idle };
             let (queue, check) = (Arc::clone(&verifier.queue), Arc::clone(&check));
             std::thread::Builder::new()
                 .name("verify".into())
-                .spawn(move || check_loop(&queue, &*check))?;
+                .spawn(move || check_loop(&queue, &*check, rank))?;
         }
         let queue = Arc::clone(&verifier.queue);
         std::thread::Builder::new()
@@ -145,7 +155,11 @@ impl Verifier {
                 self.queue.rescheduled.notify_one();
             }
             waiting.jobs.push_back(job);
-            self.queue.queued.notify_one();
+            if waiting.steady_checking {
+                self.queue.queued.notify_one();
+            } else {
+                self.queue.queued_steady.notify_one();
+            }
         }
         PendingVerdict(verdict)
     }
@@ -154,6 +168,7 @@ impl Verifier {
 impl Drop for Verifier {
     fn drop(&mut self) {
         self.queue.lock().closed = true;
+        self.queue.queued_steady.notify_all();
         self.queue.queued.notify_all();
         self.queue.rescheduled.notify_one();
     }
@@ -209,28 +224,52 @@ impl Waiting {
     }
 }
 
+/// Which verifier thread this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rank {
+    /// The first: at [`VERIFIER_NICE`], and it takes each job first.
+    Steady,
+    /// The others: under `SCHED_IDLE`, taking a job only while the steady thread checks one.
+    Idle,
+}
+
 /// Checks until the [`Verifier`] is gone and its queue empty. `Services::authenticate` turns
 /// a panic into a temporary failure, so one bad check cannot end a thread.
-fn check_loop(queue: &Queue, check: &dyn Fn(&AuthRequest) -> AuthOutcome) {
-    lower_priority();
+fn check_loop(queue: &Queue, check: &dyn Fn(&AuthRequest) -> AuthOutcome, rank: Rank) {
+    match rank {
+        Rank::Steady => crate::priority::lower_thread_priority(VERIFIER_NICE),
+        Rank::Idle => crate::priority::set_thread_idle(VERIFIER_NICE),
+    }
+    let wake = match rank {
+        Rank::Steady => &queue.queued_steady,
+        Rank::Idle => &queue.queued,
+    };
     loop {
         // The lock is held only while waiting for a job, not while checking it.
         let job = {
             let mut waiting = queue.lock();
             loop {
-                if let Some(job) = waiting.next(Instant::now()) {
+                let mine = rank == Rank::Steady || waiting.steady_checking;
+                if let Some(job) = mine.then(|| waiting.next(Instant::now())).flatten() {
+                    if rank == Rank::Steady {
+                        waiting.steady_checking = true;
+                    }
+                    if waiting.steady_checking && !waiting.jobs.is_empty() {
+                        queue.queued.notify_one();
+                    }
                     break job;
                 }
                 if waiting.closed {
                     return;
                 }
-                waiting = queue
-                    .queued
-                    .wait(waiting)
-                    .unwrap_or_else(PoisonError::into_inner);
+                waiting = wake.wait(waiting).unwrap_or_else(PoisonError::into_inner);
             }
         };
         let verdict = check(&job.request);
+        // Free before answering: the job a client sends next goes to the steady thread.
+        if rank == Rank::Steady {
+            queue.lock().steady_checking = false;
+        }
         job.done.complete(Verdict::Checked(verdict));
     }
 }
@@ -257,13 +296,6 @@ fn deadline_loop(queue: &Queue) {
                 .unwrap_or_else(PoisonError::into_inner),
         };
     }
-}
-
-/// Moves the calling thread to `SCHED_IDLE`, else to [`VERIFIER_NICE`]. Where both fail (or
-/// on other systems) the thread competes as an ordinary one: slower mail under a login storm,
-/// nothing worse.
-fn lower_priority() {
-    crate::priority::set_thread_idle(VERIFIER_NICE);
 }
 
 #[cfg(test)]
@@ -345,23 +377,48 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn a_verifier_thread_runs_at_the_idle_priority_and_no_other_does() {
-        /// The calling thread's scheduling policy.
-        #[allow(unsafe_code)] // sched_getscheduler has no safe wrapper in std
-        fn policy() -> i32 {
-            // SAFETY: takes an integer; 0 is the calling thread.
-            unsafe { libc::sched_getscheduler(0) }
+    fn the_steady_thread_checks_first_at_nice_10_and_the_others_only_beside_it_when_idle() {
+        /// The calling thread's scheduling policy and nice value.
+        #[allow(unsafe_code)] // sched_getscheduler and getpriority have no safe wrapper in std
+        fn priority() -> (i32, i32) {
+            // SAFETY: both take integers only; 0 is the calling thread.
+            unsafe {
+                let policy = libc::sched_getscheduler(0);
+                (policy, libc::getpriority(libc::PRIO_PROCESS, 0))
+            }
         }
-        let here = policy();
-        let lowered = std::thread::spawn(|| {
-            lower_priority();
-            policy()
+        let here = priority();
+        let (seen, seen_rx) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let verifier = Verifier::start_with(3, LONG, move |request| {
+            let _ = seen.send((request.username.clone(), priority()));
+            if request.username == "held" {
+                let _ = release_rx.lock().unwrap().recv();
+            }
+            AuthOutcome::Accepted
         })
-        .join()
         .unwrap();
-        assert_eq!(lowered, libc::SCHED_IDLE);
-        assert_ne!(here, libc::SCHED_IDLE, "the test thread is an ordinary one");
-        assert_eq!(policy(), here, "only the verifier thread was lowered");
+        let by = |username: &str| {
+            verifier.verify(Arc::new(AuthRequest {
+                mechanism: Mechanism::Plain,
+                username: username.into(),
+                password: "x".into(),
+            }))
+        };
+        let steady = (here.0, (here.1 + VERIFIER_NICE).min(19));
+        for _ in 0..3 {
+            assert_eq!(by("alone").wait(), Verdict::Checked(AuthOutcome::Accepted));
+            assert_eq!(seen_rx.recv().unwrap(), ("alone".into(), steady));
+        }
+        let held = by("held");
+        assert_eq!(seen_rx.recv().unwrap(), ("held".into(), steady));
+        let beside = by("beside");
+        assert_eq!(beside.wait(), Verdict::Checked(AuthOutcome::Accepted));
+        assert_eq!(seen_rx.recv().unwrap().1.0, libc::SCHED_IDLE);
+        release.send(()).unwrap();
+        assert_eq!(held.wait(), Verdict::Checked(AuthOutcome::Accepted));
+        assert_eq!(priority(), here, "only the verifier threads were lowered");
     }
 
     #[test]
