@@ -32,8 +32,9 @@ use crate::smtp::{AuthOutcome, AuthRequest};
 pub enum Verdict {
     /// The password was checked: its outcome (`TemporaryFailure` if it could not be).
     Checked(AuthOutcome),
-    /// Nothing was checked: no verifier came free before the job's give-up deadline
-    /// (`verifier_wait_timeout`), or the server is aborting.
+    /// No verdict in time: no verifier came free before the job's give-up deadline
+    /// (`verifier_wait_timeout`), the check ran that long again without finishing, or the
+    /// server is aborting.
     Busy,
 }
 

@@ -53,7 +53,8 @@ pub struct ServerLimits {
     pub verifier_running: usize,
     /// Password checks waiting for a free verifier; beyond them AUTH gets `454 4.7.0`.
     pub verifier_waiting: usize,
-    /// How long an AUTH may wait for a free verifier before it gets `454 4.7.0`.
+    /// How long an AUTH may wait for a free verifier before it gets `454 4.7.0`, and again for
+    /// a check that started and is starved of CPU.
     pub verifier_wait_timeout: Duration,
     /// The per-address failed-login throttle.
     pub throttle: ThrottleConfig,

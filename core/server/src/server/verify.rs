@@ -16,7 +16,8 @@
 //! Each job has a give-up deadline, `verifier_wait_timeout` after it is queued: a job still
 //! queued then is answered [`Verdict::Busy`] (`454 4.7.0`) without being checked, by a thread
 //! of its own at the ordinary priority, so the answer is on time even while mail keeps every
-//! core busy. At the end of a shutdown's grace period [`Verifier::abort`] answers every queued
+//! core busy. A check still running `verifier_wait_timeout` after it started is starved, and
+//! is answered `Busy` the same way; it runs on, and its verdict goes nowhere. At the end of a shutdown's grace period [`Verifier::abort`] answers every queued
 //! job at once, so no connection waits for a check that has not started. A runtime's part:
 //!
 //! ```text
@@ -74,12 +75,25 @@ struct Waiting {
     /// moment between reading the clock and taking the lock: a job is then given up late by
     /// that moment).
     jobs: VecDeque<Job>,
+    /// The jobs being checked, each with the time its client hears `Busy` if the check has
+    /// not answered by then.
+    running: Vec<Running>,
+    /// The ticket of the next job to start.
+    next_ticket: u64,
     /// The steady thread is checking a job: the idle threads may take the next ones.
     steady_checking: bool,
     /// The server aborts: every job is answered `Busy` at once.
     aborting: bool,
     /// The [`Verifier`] is gone: the threads end once `jobs` is empty.
     closed: bool,
+}
+
+/// A job being checked: its thread answers through [`Waiting::finish`] with its ticket.
+#[derive(Debug)]
+struct Running {
+    ticket: u64,
+    answer_by: Instant,
+    done: Completer<Verdict>,
 }
 
 #[derive(Debug)]
@@ -118,7 +132,7 @@ impl Verifier {
             let (queue, check) = (Arc::clone(&verifier.queue), Arc::clone(&check));
             std::thread::Builder::new()
                 .name("verify".into())
-                .spawn(move || check_loop(&queue, &*check, rank))?;
+                .spawn(move || check_loop(&queue, &*check, rank, give_up_after))?;
         }
         let queue = Arc::clone(&verifier.queue);
         std::thread::Builder::new()
@@ -212,15 +226,40 @@ impl Waiting {
     /// Answers `Busy` to the jobs past their deadline at `now` (to all when aborting), and
     /// returns the first deadline still ahead.
     fn give_up(&mut self, now: Instant) -> Option<Instant> {
+        let mut first = None;
         while let Some(job) = self.jobs.front() {
             if !self.aborting && job.give_up_at > now {
-                return Some(job.give_up_at);
+                first = Some(job.give_up_at);
+                break;
             }
             if let Some(job) = self.jobs.pop_front() {
                 job.done.complete(Verdict::Busy);
             }
         }
-        None
+        for starved in self.running.extract_if(.., |job| job.answer_by <= now) {
+            starved.done.complete(Verdict::Busy);
+        }
+        let running = self.running.iter().map(|job| job.answer_by).min();
+        first.into_iter().chain(running).min()
+    }
+
+    /// Notes that `done`'s check started, to be answered `Busy` at `answer_by` if it has not
+    /// finished by then; returns the ticket to [`Waiting::finish`] it with.
+    fn start(&mut self, done: Completer<Verdict>, answer_by: Instant) -> u64 {
+        let ticket = self.next_ticket;
+        self.next_ticket = self.next_ticket.wrapping_add(1);
+        self.running.push(Running {
+            ticket,
+            answer_by,
+            done,
+        });
+        ticket
+    }
+
+    /// Where the check of `ticket` is answered, unless it was given up meanwhile.
+    fn finish(&mut self, ticket: u64) -> Option<Completer<Verdict>> {
+        let at = self.running.iter().position(|job| job.ticket == ticket)?;
+        Some(self.running.swap_remove(at).done)
     }
 }
 
@@ -235,7 +274,12 @@ enum Rank {
 
 /// Checks until the [`Verifier`] is gone and its queue empty. `Services::authenticate` turns
 /// a panic into a temporary failure, so one bad check cannot end a thread.
-fn check_loop(queue: &Queue, check: &dyn Fn(&AuthRequest) -> AuthOutcome, rank: Rank) {
+fn check_loop(
+    queue: &Queue,
+    check: &dyn Fn(&AuthRequest) -> AuthOutcome,
+    rank: Rank,
+    answer_within: Duration,
+) {
     match rank {
         Rank::Steady => crate::priority::lower_thread_priority(VERIFIER_NICE),
         Rank::Idle => crate::priority::set_thread_idle(VERIFIER_NICE),
@@ -246,7 +290,7 @@ fn check_loop(queue: &Queue, check: &dyn Fn(&AuthRequest) -> AuthOutcome, rank: 
     };
     loop {
         // The lock is held only while waiting for a job, not while checking it.
-        let job = {
+        let (request, ticket) = {
             let mut waiting = queue.lock();
             loop {
                 let mine = rank == Rank::Steady || waiting.steady_checking;
@@ -257,7 +301,9 @@ fn check_loop(queue: &Queue, check: &dyn Fn(&AuthRequest) -> AuthOutcome, rank: 
                     if waiting.steady_checking && !waiting.jobs.is_empty() {
                         queue.queued.notify_one();
                     }
-                    break job;
+                    let ticket = waiting.start(job.done, Instant::now() + answer_within);
+                    queue.rescheduled.notify_one();
+                    break (job.request, ticket);
                 }
                 if waiting.closed {
                     return;
@@ -265,12 +311,18 @@ fn check_loop(queue: &Queue, check: &dyn Fn(&AuthRequest) -> AuthOutcome, rank: 
                 waiting = wake.wait(waiting).unwrap_or_else(PoisonError::into_inner);
             }
         };
-        let verdict = check(&job.request);
-        // Free before answering: the job a client sends next goes to the steady thread.
-        if rank == Rank::Steady {
-            queue.lock().steady_checking = false;
+        let verdict = check(&request);
+        let done = {
+            let mut waiting = queue.lock();
+            // Free before answering: the job a client sends next goes to the steady thread.
+            if rank == Rank::Steady {
+                waiting.steady_checking = false;
+            }
+            waiting.finish(ticket)
+        };
+        if let Some(done) = done {
+            done.complete(Verdict::Checked(verdict));
         }
-        job.done.complete(Verdict::Checked(verdict));
     }
 }
 
@@ -281,7 +333,7 @@ fn deadline_loop(queue: &Queue) {
     loop {
         let now = Instant::now();
         let next = waiting.give_up(now);
-        if waiting.closed && waiting.jobs.is_empty() {
+        if waiting.closed && waiting.jobs.is_empty() && waiting.running.is_empty() {
             return;
         }
         waiting = match next {
@@ -330,8 +382,11 @@ mod tests {
     }
 
     /// A verifier with one thread whose checks accept, each once `release` lets it go on;
-    /// `started` hears of each check as it starts, and the count is of checks run.
-    fn held_verifier() -> (
+    /// `started` hears of each check as it starts, and the count is of checks run. Its jobs
+    /// are given up `give_up_after` after they are queued, or after they start.
+    fn held_verifier(
+        give_up_after: Duration,
+    ) -> (
         Verifier,
         mpsc::Receiver<()>,
         mpsc::Sender<()>,
@@ -342,7 +397,7 @@ mod tests {
         let release_rx = Mutex::new(release_rx);
         let checks = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&checks);
-        let verifier = Verifier::start_with(1, LONG, move |_| {
+        let verifier = Verifier::start_with(1, give_up_after, move |_| {
             counted.fetch_add(1, Ordering::SeqCst);
             let _ = started.send(());
             let _ = release_rx.lock().unwrap().recv();
@@ -454,7 +509,7 @@ mod tests {
 
     #[test]
     fn a_job_queued_behind_a_check_is_given_up_at_its_deadline_without_being_checked() {
-        let (verifier, started, release, checks) = held_verifier();
+        let (verifier, started, release, checks) = held_verifier(LONG);
         let running = verifier.verify(request("first"));
         started.recv().unwrap();
         // Its deadline is already here: the deadline thread answers while the check runs.
@@ -470,8 +525,52 @@ mod tests {
     }
 
     #[test]
+    fn a_check_still_running_at_its_deadline_is_answered_busy_and_the_thread_goes_on() {
+        let give_up_after = Duration::from_secs(1);
+        let (verifier, started, release, checks) = held_verifier(give_up_after);
+        let asked = Instant::now();
+        let starved = verifier.verify(request("first"));
+        started.recv().unwrap();
+        // Answered by the deadline thread while the check is still held.
+        assert_eq!(starved.wait(), Verdict::Busy);
+        assert!(asked.elapsed() >= give_up_after);
+        release.send(()).unwrap();
+        let next = verifier.verify(request("second"));
+        started.recv().unwrap();
+        release.send(()).unwrap();
+        assert_eq!(next.wait(), Verdict::Checked(AuthOutcome::Accepted));
+        assert_eq!(checks.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_started_check_is_answered_by_its_thread_or_at_its_deadline_never_both() {
+        let t0 = Instant::now();
+        let mut waiting = Waiting::default();
+        let (quick, quick_verdict) = job(t0 + LONG);
+        let (slow, slow_verdict) = job(t0 + LONG);
+        let quick = waiting.start(quick.done, t0 + Duration::from_secs(2));
+        let slow = waiting.start(slow.done, t0 + Duration::from_secs(1));
+        assert_eq!(waiting.give_up(t0), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(
+            waiting.give_up(t0 + Duration::from_secs(1)),
+            Some(t0 + Duration::from_secs(2))
+        );
+        assert_eq!(slow_verdict.wait(), Verdict::Busy);
+        assert!(waiting.finish(slow).is_none(), "already answered");
+        waiting
+            .finish(quick)
+            .expect("still running")
+            .complete(Verdict::Checked(AuthOutcome::Rejected));
+        assert_eq!(
+            quick_verdict.wait(),
+            Verdict::Checked(AuthOutcome::Rejected)
+        );
+        assert_eq!(waiting.give_up(t0 + LONG), None);
+    }
+
+    #[test]
     fn abort_answers_the_queued_jobs_and_later_ones_busy_and_lets_the_running_check_finish() {
-        let (verifier, started, release, checks) = held_verifier();
+        let (verifier, started, release, checks) = held_verifier(LONG);
         let running = verifier.verify(request("first"));
         started.recv().unwrap();
         let queued = verifier.verify(request("second"));
