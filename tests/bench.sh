@@ -2,7 +2,7 @@
 # Issue 9 benchmark: scenarios a–e against both runtimes on loopback, one table at the end.
 #
 #   tests/bench.sh [smol|std|both|postfix|all] [--quick] [--tmpfs]      (default: all)
-#   tests/bench.sh compare [ROUNDS] [--tmpfs] [--baseline=DIR [--pair]] (default: 5 rounds)
+#   tests/bench.sh compare [ROUNDS] [--tmpfs] [--baseline=DIR [--pair]] [--storm] (default: 5 rounds)
 #   tests/bench.sh memory [--tmpfs]                                     (issue 24, item 3)
 #   tests/bench.sh idle [--quick] [--tmpfs]                             (scenario d only)
 #   tests/bench.sh web [--tmpfs]                                        (issue 26)
@@ -48,7 +48,8 @@
 # atacama-mail (every other round, the order of all servers is reversed), and the table ends
 # with their ratio round by round: two identical builds differ here by as much as a's whole
 # range in their medians, and much less, round by round. --pair leaves Postfix and
-# atacama-mail-std out, for more rounds of the pair in the same time.
+# atacama-mail-std out, for more rounds of the pair in the same time. --storm adds e to each
+# round, for the atacama servers (e0, then e: the senders and the 50 logins).
 #
 # --quick holds 2 000 idle connections instead of 10 000. --tmpfs puts every data dir and
 # Postfix's queue on /dev/shm, where fsync costs nothing: what is left is the servers' own
@@ -61,7 +62,7 @@
 # installed and we are root, so the comparison is made in the same run, on the same disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-which_runtime=all idle_big=10000 base=/tmp rounds=5 baseline="" pair=""
+which_runtime=all idle_big=10000 base=/tmp rounds=5 baseline="" pair="" storm=""
 for arg in "$@"; do
   case "$arg" in
     --quick) idle_big=2000 ;;
@@ -69,11 +70,12 @@ for arg in "$@"; do
     --baseline=*) baseline=${arg#--baseline=}
       [ -x "$baseline/atacama-mail" ] || { echo "no executable $baseline/atacama-mail" >&2; exit 2; } ;;
     --pair) pair=1 ;;
+    --storm) storm=1 ;;
     smol|std|both|postfix|all|compare|memory|idle|web|pg) which_runtime=$arg ;;
     [1-9]|[1-9][0-9]) rounds=$arg ;;
     *)
       echo "usage: tests/bench.sh [smol|std|both|postfix|all] [--quick] [--tmpfs]" >&2
-      echo "       tests/bench.sh compare [ROUNDS 1-99] [--tmpfs] [--baseline=DIR [--pair]]" >&2
+      echo "       tests/bench.sh compare [ROUNDS 1-99] [--tmpfs] [--baseline=DIR [--pair]] [--storm]" >&2
       echo "       tests/bench.sh memory [--tmpfs]" >&2
       echo "       tests/bench.sh idle [--quick] [--tmpfs]" >&2
       echo "       tests/bench.sh web [--tmpfs]" >&2
@@ -208,17 +210,11 @@ bench_idle() { # addr: scenario d against the server started last
   run "$runtime" "d: $idle_big idle after STARTTLS" --addr "$1" -c "$idle_big" --idle 3 --server-pid "$server_pid" --connect-concurrency 100 --deadline 600
 }
 
-bench_runtime() { # runtime binary port_base
-  local runtime=$1 bin=$2 base=$3
-  local addr="127.0.0.1:${base}587"
-  start_server "$runtime" "$bin" "$base"
-  run "$runtime" "a: 1 conn x 200 msg" --addr "$addr" -c 1 -m 200 --deadline 120
-  run "$runtime" "b: 20 conn x 250 msg" --addr "$addr" -c 20 -m 250 --deadline 300
-  run "$runtime" "b: 20 conn x 250 msg, pipelined" --addr "$addr" -c 20 -m 250 --pipelined --deadline 300
-  run "$runtime" "c: 50 new conn x 1 msg" --addr "$addr" -c 50 -m 1 --connect-concurrency 50 --deadline 120
-  # e: the same senders, first alone, then beside a storm of 50 fresh logins that starts
-  # once they are logged in and sending: every message they send meets the storm (which
-  # lasts about 50 × one verify ÷ the cores, longer than their 6 000 messages).
+# e: the same senders, first alone, then beside a storm of 50 fresh logins that starts once
+# they are logged in and sending: every message they send meets the storm (which lasts about
+# 50 × one verify ÷ the cores, longer than their 6 000 messages).
+bench_storm() { # runtime addr
+  local runtime=$1 addr=$2
   run "$runtime" "e0: 20 senders, no storm" --addr "$addr" -c 20 -m 300 --deadline 300
   rm -f "$work/sending"
   "$load" --json --addr "$addr" -c 20 -m 300 --deadline 300 --ready-file "$work/sending" > "$work/senders.json" &
@@ -233,6 +229,17 @@ bench_runtime() { # runtime binary port_base
   wait "$storm" || true
   record "$runtime" "e: 20 senders during 50 logins" "$(cat "$work/senders.json")"
   record "$runtime" "e: the 50 logins" "$(cat "$work/storm.json")"
+}
+
+bench_runtime() { # runtime binary port_base
+  local runtime=$1 bin=$2 base=$3
+  local addr="127.0.0.1:${base}587"
+  start_server "$runtime" "$bin" "$base"
+  run "$runtime" "a: 1 conn x 200 msg" --addr "$addr" -c 1 -m 200 --deadline 120
+  run "$runtime" "b: 20 conn x 250 msg" --addr "$addr" -c 20 -m 250 --deadline 300
+  run "$runtime" "b: 20 conn x 250 msg, pipelined" --addr "$addr" -c 20 -m 250 --pipelined --deadline 300
+  run "$runtime" "c: 50 new conn x 1 msg" --addr "$addr" -c 50 -m 1 --connect-concurrency 50 --deadline 120
+  bench_storm "$runtime" "$addr"
   bench_idle "$addr"
   stop_server
   # b again on a fresh data dir, with and without group commit, so the two share a start.
@@ -288,6 +295,7 @@ compare() {
       server_pid=${pids[$i]}
       run "${names[$i]}" "a: 1 conn x 200 msg" --addr "${addrs[$i]}" -c 1 -m 200 --deadline 120
       run "${names[$i]}" "b: 20 conn x 250 msg" --addr "${addrs[$i]}" -c 20 -m 250 --deadline 300
+      [ -z "$storm" ] || [[ ${names[$i]} == postfix* ]] || bench_storm "${names[$i]}" "${addrs[$i]}"
     done
     echo "  round $round of $rounds done" >&2
   done
@@ -298,7 +306,7 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 runs = {}
 for row in rows:
     runs.setdefault((row["runtime"], row["scenario"]), []).append(row["r"])
-head = f"{'server':<17} {'scenario':<22} {'runs':>4} {'msg/s median':>12} {'msg/s range':>13} {'p99 ms median':>13} {'p99 ms range':>13} {'max ms median':>13}  failures"
+head = f"{'server':<17} {'scenario':<32} {'runs':>4} {'msg/s median':>12} {'msg/s range':>13} {'p99 ms median':>13} {'p99 ms range':>13} {'max ms median':>13}  failures"
 print(head); print("-" * len(head))
 for (server, scenario), results in runs.items():
     ok = [r for r in results if r]
@@ -310,11 +318,11 @@ for (server, scenario), results in runs.items():
         for code, n in r["failures"].items():
             failures[code] = failures.get(code, 0) + n
     if not ok:
-        print(f"{server:<17} {scenario:<22} (no result)"); continue
-    print(f"{server:<17} {scenario:<22} {len(ok):>4} {statistics.median(rate):>12.0f} {min(rate):>6.0f}–{max(rate):<6.0f} {statistics.median(p99):>13.2f} {min(p99):>6.2f}–{max(p99):<6.2f} {statistics.median(peak):>13.2f}  {failures or ''}")
-print("\nmsg/s by round (each round adds 5 200 messages to every data dir):")
+        print(f"{server:<17} {scenario:<32} (no result)"); continue
+    print(f"{server:<17} {scenario:<32} {len(ok):>4} {statistics.median(rate):>12.0f} {min(rate):>6.0f}–{max(rate):<6.0f} {statistics.median(p99):>13.2f} {min(p99):>6.2f}–{max(p99):<6.2f} {statistics.median(peak):>13.2f}  {failures or ''}")
+print("\nmsg/s by round (each round adds 5 200 messages to every data dir, 17 250 with --storm):")
 for (server, scenario), results in runs.items():
-    print(f"{server:<17} {scenario:<22} " + " ".join(f"{r['msg_per_s']:.0f}" if r else "-" for r in results))
+    print(f"{server:<17} {scenario:<32} " + " ".join(f"{r['msg_per_s']:.0f}" if r else "-" for r in results))
 # A change against its baseline, round by round: the drift between rounds cancels out of
 # each ratio, which it does not out of two medians.
 scenarios = [sc for (server, sc) in runs if server == "baseline"]
@@ -326,7 +334,7 @@ if scenarios:
             continue
         rate = [a["msg_per_s"] / b["msg_per_s"] for a, b in pairs if b["msg_per_s"]]
         p99 = [a["latency_ms"]["p99"] / b["latency_ms"]["p99"] for a, b in pairs if b["latency_ms"]["p99"]]
-        line = f"{scenario:<22} "
+        line = f"{scenario:<32} "
         if rate:
             line += f"msg/s {statistics.median(rate):.3f} ({min(rate):.2f}–{max(rate):.2f}), faster in {sum(r > 1 for r in rate)} of {len(rate)}"
         if p99:

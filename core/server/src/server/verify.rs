@@ -4,11 +4,12 @@
 //! for seconds. The first verifier thread, the steady one, runs at nice +10 and takes each
 //! job first; the others run under `SCHED_IDLE` (Linux keeps the policy per thread) and take
 //! a job only while the steady one is checking. So a burst is checked on cores that nothing
-//! else wants, a mail thread that wakes takes the core from those checks at once, and one
+//! else wants, and a mail thread that wakes takes the core from those checks at once. One
 //! check at a time still gets a share of a core however busy the host is: `SCHED_IDLE` alone
-//! starved every login while other processes kept both cores busy. Logins wait while mail
-//! keeps every core busy, which sheds the load in the right place: on sessions not yet
-//! admitted.
+//! starved every login while other processes kept both cores busy. A check that an idle
+//! thread has run for twice as long as the steady one's last took is handed over: the steady
+//! thread checks it again, and the first verdict answers. Logins wait while mail keeps every
+//! core busy, which sheds the load in the right place: on sessions not yet admitted.
 //!
 //! Where `SCHED_IDLE` is refused the other threads fall back to nice +10 too. The figures
 //! that decided it: ARCHITECTURE.md, "Password checks under `SCHED_IDLE`".
@@ -42,6 +43,10 @@ use atacama_core::smtp::{AuthOutcome, AuthRequest};
 /// others where `SCHED_IDLE` is refused): CFS then gives a thread at the daemon's own about
 /// ten times its share of a contended core.
 pub const VERIFIER_NICE: i32 = 10;
+
+/// A check on an idle thread is handed over to the steady one after running twice as long as
+/// the steady one's last check took, and never sooner than this.
+const HAND_OVER_AFTER_AT_LEAST: Duration = Duration::from_millis(100);
 
 /// The queue of the verifier threads. Dropping it ends them once the queue is empty.
 #[derive(Debug)]
@@ -80,6 +85,11 @@ struct Waiting {
     running: Vec<Running>,
     /// The ticket of the next job to start.
     next_ticket: u64,
+    /// Checks an idle thread has run too long, by ticket, for the steady thread to run too.
+    handed_over: VecDeque<u64>,
+    /// How long the steady thread's last check took: a check on an idle thread that takes
+    /// twice as long is starved.
+    steady_took: Duration,
     /// The steady thread is checking a job: the idle threads may take the next ones.
     steady_checking: bool,
     /// The server aborts: every job is answered `Busy` at once.
@@ -92,7 +102,10 @@ struct Waiting {
 #[derive(Debug)]
 struct Running {
     ticket: u64,
+    request: Arc<AuthRequest>,
     answer_by: Instant,
+    /// When to hand the check to the steady thread: for a check on an idle thread, until then.
+    hand_over_at: Option<Instant>,
     done: Completer<Verdict>,
 }
 
@@ -243,15 +256,48 @@ impl Waiting {
         first.into_iter().chain(running).min()
     }
 
-    /// Notes that `done`'s check started, to be answered `Busy` at `answer_by` if it has not
-    /// finished by then; returns the ticket to [`Waiting::finish`] it with.
-    fn start(&mut self, done: Completer<Verdict>, answer_by: Instant) -> u64 {
+    /// Hands the checks that idle threads have run past their time at `now` to the steady
+    /// thread; returns whether any was, and when the next one will be.
+    fn hand_over(&mut self, now: Instant) -> (bool, Option<Instant>) {
+        let mut any = false;
+        for job in &mut self.running {
+            if job.hand_over_at.is_some_and(|at| at <= now) {
+                job.hand_over_at = None;
+                self.handed_over.push_back(job.ticket);
+                any = true;
+            }
+        }
+        (
+            any,
+            self.running.iter().filter_map(|job| job.hand_over_at).min(),
+        )
+    }
+
+    /// The next check for the steady thread that an idle thread was handed and is still
+    /// running: its request and ticket.
+    fn next_handed_over(&mut self) -> Option<(Arc<AuthRequest>, u64)> {
+        while let Some(ticket) = self.handed_over.pop_front() {
+            if let Some(job) = self.running.iter().find(|job| job.ticket == ticket) {
+                return Some((Arc::clone(&job.request), ticket));
+            }
+        }
+        None
+    }
+
+    /// Notes that `job`'s check started on a thread of `rank` at `now`, to be answered `Busy`
+    /// at `answer_by` if it has not finished by then; returns the ticket to
+    /// [`Waiting::finish`] it with.
+    fn start(&mut self, job: Job, rank: Rank, now: Instant, answer_by: Instant) -> u64 {
         let ticket = self.next_ticket;
         self.next_ticket = self.next_ticket.wrapping_add(1);
+        let hand_over_after = self.steady_took.saturating_mul(2);
         self.running.push(Running {
             ticket,
+            request: job.request,
             answer_by,
-            done,
+            hand_over_at: (rank == Rank::Idle)
+                .then(|| now + hand_over_after.max(HAND_OVER_AFTER_AT_LEAST)),
+            done: job.done,
         });
         ticket
     }
@@ -293,6 +339,12 @@ fn check_loop(
         let (request, ticket) = {
             let mut waiting = queue.lock();
             loop {
+                if rank == Rank::Steady
+                    && let Some(handed_over) = waiting.next_handed_over()
+                {
+                    waiting.steady_checking = true;
+                    break handed_over;
+                }
                 let mine = rank == Rank::Steady || waiting.steady_checking;
                 if let Some(job) = mine.then(|| waiting.next(Instant::now())).flatten() {
                     if rank == Rank::Steady {
@@ -301,9 +353,11 @@ fn check_loop(
                     if waiting.steady_checking && !waiting.jobs.is_empty() {
                         queue.queued.notify_one();
                     }
-                    let ticket = waiting.start(job.done, Instant::now() + answer_within);
+                    let now = Instant::now();
+                    let request = Arc::clone(&job.request);
+                    let ticket = waiting.start(job, rank, now, now + answer_within);
                     queue.rescheduled.notify_one();
-                    break (job.request, ticket);
+                    break (request, ticket);
                 }
                 if waiting.closed {
                     return;
@@ -311,12 +365,14 @@ fn check_loop(
                 waiting = wake.wait(waiting).unwrap_or_else(PoisonError::into_inner);
             }
         };
+        let began = Instant::now();
         let verdict = check(&request);
         let done = {
             let mut waiting = queue.lock();
             // Free before answering: the job a client sends next goes to the steady thread.
             if rank == Rank::Steady {
                 waiting.steady_checking = false;
+                waiting.steady_took = began.elapsed();
             }
             waiting.finish(ticket)
         };
@@ -326,13 +382,17 @@ fn check_loop(
     }
 }
 
-/// Gives up on each job at its deadline, at the ordinary priority: the checking threads may
-/// all be busy, or starved by mail, when it comes.
+/// Gives up on each job at its deadline, and hands starved checks to the steady thread, at
+/// the ordinary priority: the checking threads may all be busy, or starved, when it comes.
 fn deadline_loop(queue: &Queue) {
     let mut waiting = queue.lock();
     loop {
         let now = Instant::now();
-        let next = waiting.give_up(now);
+        let (handed_over, next_hand_over) = waiting.hand_over(now);
+        if handed_over {
+            queue.queued_steady.notify_one();
+        }
+        let next = waiting.give_up(now).into_iter().chain(next_hand_over).min();
         if waiting.closed && waiting.jobs.is_empty() && waiting.running.is_empty() {
             return;
         }
@@ -548,8 +608,8 @@ mod tests {
         let mut waiting = Waiting::default();
         let (quick, quick_verdict) = job(t0 + LONG);
         let (slow, slow_verdict) = job(t0 + LONG);
-        let quick = waiting.start(quick.done, t0 + Duration::from_secs(2));
-        let slow = waiting.start(slow.done, t0 + Duration::from_secs(1));
+        let quick = waiting.start(quick, Rank::Steady, t0, t0 + Duration::from_secs(2));
+        let slow = waiting.start(slow, Rank::Steady, t0, t0 + Duration::from_secs(1));
         assert_eq!(waiting.give_up(t0), Some(t0 + Duration::from_secs(1)));
         assert_eq!(
             waiting.give_up(t0 + Duration::from_secs(1)),
@@ -566,6 +626,87 @@ mod tests {
             Verdict::Checked(AuthOutcome::Rejected)
         );
         assert_eq!(waiting.give_up(t0 + LONG), None);
+    }
+
+    #[test]
+    fn an_idle_threads_check_is_handed_over_once_after_twice_the_steady_threads_last() {
+        let t0 = Instant::now();
+        let second = |n| t0 + Duration::from_secs(n);
+        let mut waiting = Waiting {
+            steady_took: Duration::from_secs(1),
+            ..Waiting::default()
+        };
+        let (first_idle, _) = job(t0 + LONG);
+        let (second_idle, _) = job(t0 + LONG);
+        let (on_steady, _) = job(t0 + LONG);
+        let first_idle = waiting.start(first_idle, Rank::Idle, t0, t0 + LONG);
+        let second_idle = waiting.start(second_idle, Rank::Idle, t0, t0 + LONG);
+        waiting.start(on_steady, Rank::Steady, t0, t0 + LONG);
+        assert_eq!(waiting.hand_over(second(1)), (false, Some(second(2))));
+        assert_eq!(waiting.hand_over(second(2)), (true, None));
+        assert_eq!(waiting.hand_over(second(3)), (false, None));
+        // The first finished on its idle thread meanwhile: the steady thread skips it.
+        assert!(waiting.finish(first_idle).is_some());
+        let next = waiting.next_handed_over().map(|(_, ticket)| ticket);
+        assert_eq!(next, Some(second_idle));
+        assert!(waiting.next_handed_over().is_none());
+        // Before the steady thread has checked anything: after the least time.
+        let mut waiting = Waiting::default();
+        let (fresh, _) = job(t0 + LONG);
+        waiting.start(fresh, Rank::Idle, t0, t0 + LONG);
+        let at = t0 + HAND_OVER_AFTER_AT_LEAST;
+        assert_eq!(waiting.hand_over(t0), (false, Some(at)));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_check_starved_on_an_idle_thread_is_answered_by_the_steady_one() {
+        /// Whether the calling thread runs under `SCHED_IDLE`.
+        #[allow(unsafe_code)] // sched_getscheduler has no safe wrapper in std
+        fn idle() -> bool {
+            // SAFETY: takes an integer; 0 is the calling thread.
+            unsafe { libc::sched_getscheduler(0) == libc::SCHED_IDLE }
+        }
+        let (release, release_rx) = mpsc::channel::<()>();
+        let (unstarve, unstarve_rx) = mpsc::channel::<()>();
+        let (release_rx, unstarve_rx) = (Mutex::new(release_rx), Mutex::new(unstarve_rx));
+        let checks = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&checks);
+        let verifier = Verifier::start_with(2, LONG, move |request| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            if idle() {
+                // Starved: no CPU until the test is done.
+                let _ = unstarve_rx.lock().unwrap().recv();
+            } else if request.username == "held" {
+                let _ = release_rx.lock().unwrap().recv();
+            }
+            AuthOutcome::Accepted
+        })
+        .unwrap();
+        let by = |username: &str| {
+            verifier.verify(Arc::new(AuthRequest {
+                mechanism: Mechanism::Plain,
+                username: username.into(),
+                password: "x".into(),
+            }))
+        };
+        let held = by("held");
+        while checks.load(Ordering::SeqCst) < 1 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let starved = by("starved");
+        while checks.load(Ordering::SeqCst) < 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        release.send(()).unwrap();
+        assert_eq!(held.wait(), Verdict::Checked(AuthOutcome::Accepted));
+        assert_eq!(starved.wait(), Verdict::Checked(AuthOutcome::Accepted));
+        assert_eq!(
+            checks.load(Ordering::SeqCst),
+            3,
+            "checked again, by the steady one"
+        );
+        unstarve.send(()).unwrap();
     }
 
     #[test]
