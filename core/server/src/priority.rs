@@ -123,6 +123,51 @@ pub fn set_thread_idle(fallback_steps: i32) {
     let _ = fallback_steps;
 }
 
+/// The CPU clock of one thread of this process: how much CPU it has had, read from any
+/// thread. Tells a thread that shares a core from one that is starved.
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadCpu {
+    #[cfg(target_os = "linux")]
+    clock: libc::clockid_t,
+}
+
+impl ThreadCpu {
+    /// The calling thread's clock; `None` where there is none to read.
+    #[allow(unsafe_code)] // pthread_getcpuclockid has no safe wrapper in std
+    pub fn of_this_thread() -> Option<ThreadCpu> {
+        #[cfg(target_os = "linux")]
+        {
+            let mut clock: libc::clockid_t = 0;
+            // SAFETY: pthread_self is always valid for the calling thread, and the call
+            // writes one clockid_t into `clock`, which lives across it.
+            let failed = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) };
+            (failed == 0).then_some(ThreadCpu { clock })
+        }
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
+
+    /// The CPU time the thread has had so far. Only while it runs: a clock of a thread that
+    /// ended may name another.
+    #[allow(unsafe_code)] // clock_gettime has no safe wrapper in std
+    pub fn used(&self) -> Option<Duration> {
+        #[cfg(target_os = "linux")]
+        {
+            let mut now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: the call writes one timespec into `now`, which lives across it.
+            let failed = unsafe { libc::clock_gettime(self.clock, &mut now) };
+            let secs = u64::try_from(now.tv_sec).ok()?;
+            let nanos = u32::try_from(now.tv_nsec).ok()?;
+            (failed == 0).then(|| Duration::new(secs, nanos))
+        }
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
+}
+
 #[cfg(test)]
 mod pressure_tests {
     use super::*;
@@ -194,5 +239,38 @@ mod tests {
         .unwrap();
         assert_eq!(lowered, (before + WEB_NICE).min(19));
         assert_eq!(nice_of_this_thread(), before);
+    }
+
+    #[test]
+    fn another_threads_cpu_clock_counts_its_work_and_not_its_sleep() {
+        let (clock, clock_rx) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::spawn(move || {
+            let cpu = ThreadCpu::of_this_thread().unwrap();
+            clock.send(cpu).unwrap();
+            go_rx.recv().unwrap();
+            // Works until its own clock says 50 ms more.
+            let start = cpu.used().unwrap();
+            while cpu.used().unwrap() < start + Duration::from_millis(50) {
+                std::hint::black_box(0);
+            }
+            go_rx.recv().unwrap();
+        });
+        let cpu = clock_rx.recv().unwrap();
+        let asleep = cpu.used().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(cpu.used().unwrap() < asleep + Duration::from_millis(20));
+        go.send(()).unwrap();
+        // Read from here, its clock reaches the 50 ms it worked.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while cpu.used().unwrap() < asleep + Duration::from_millis(50) {
+            assert!(
+                Instant::now() < deadline,
+                "its clock never counted its work"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        go.send(()).unwrap();
+        worker.join().unwrap();
     }
 }

@@ -7,8 +7,9 @@
 //! else wants, and a mail thread that wakes takes the core from those checks at once. One
 //! check at a time still gets a share of a core however busy the host is: `SCHED_IDLE` alone
 //! starved every login while other processes kept both cores busy. A check that an idle
-//! thread has run for twice as long as the steady one's last took is handed over: the steady
-//! thread checks it again, and the first verdict answers. Logins wait while mail keeps every
+//! thread has run for twice as long as the steady one's last took, with less than a quarter
+//! of a core, is starved, not sharing a core with its neighbours: it is handed over, the
+//! steady thread checks it again, and the first verdict answers. Logins wait while mail keeps every
 //! core busy, which sheds the load in the right place: on sessions not yet admitted.
 //!
 //! Where `SCHED_IDLE` is refused the other threads fall back to nice +10 too. The figures
@@ -35,6 +36,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::completion::{self, Completer, Completion};
+use crate::priority::ThreadCpu;
 use crate::service::Services;
 use atacama_core::policy::Verdict;
 use atacama_core::smtp::{AuthOutcome, AuthRequest};
@@ -45,8 +47,12 @@ use atacama_core::smtp::{AuthOutcome, AuthRequest};
 pub const VERIFIER_NICE: i32 = 10;
 
 /// A check on an idle thread is handed over to the steady one after running twice as long as
-/// the steady one's last check took, and never sooner than this.
+/// the steady one's last check took, and never sooner than this, if it is starved: if its
+/// thread has had less than a quarter of a core since it started ([`STARVED_BELOW`]).
 const HAND_OVER_AFTER_AT_LEAST: Duration = Duration::from_millis(100);
+
+/// A check whose thread has had less than 1/this of a core since it started is starved.
+const STARVED_BELOW: u32 = 4;
 
 /// The queue of the verifier threads. Dropping it ends them once the queue is empty.
 #[derive(Debug)]
@@ -104,8 +110,12 @@ struct Running {
     ticket: u64,
     request: Arc<AuthRequest>,
     answer_by: Instant,
-    /// When to hand the check to the steady thread: for a check on an idle thread, until then.
+    /// When to hand the check to the steady thread if it is starved by then: for a check on
+    /// an idle thread, until it is.
     hand_over_at: Option<Instant>,
+    began: Instant,
+    /// The CPU clock of the idle thread checking it, and its reading when the check began.
+    cpu: Option<(ThreadCpu, Duration)>,
     done: Completer<Verdict>,
 }
 
@@ -260,8 +270,14 @@ impl Waiting {
     /// thread; returns whether any was, and when the next one will be.
     fn hand_over(&mut self, now: Instant) -> (bool, Option<Instant>) {
         let mut any = false;
+        let look_again_in = self.steady_took.max(HAND_OVER_AFTER_AT_LEAST);
         for job in &mut self.running {
-            if job.hand_over_at.is_some_and(|at| at <= now) {
+            if job.hand_over_at.is_none_or(|at| at > now) {
+                continue;
+            }
+            if job.progressing(now) {
+                job.hand_over_at = Some(now + look_again_in);
+            } else {
                 job.hand_over_at = None;
                 self.handed_over.push_back(job.ticket);
                 any = true;
@@ -291,12 +307,15 @@ impl Waiting {
         let ticket = self.next_ticket;
         self.next_ticket = self.next_ticket.wrapping_add(1);
         let hand_over_after = self.steady_took.saturating_mul(2);
+        let idle = rank == Rank::Idle;
+        let cpu = ThreadCpu::of_this_thread().and_then(|cpu| Some((cpu, cpu.used()?)));
         self.running.push(Running {
             ticket,
             request: job.request,
             answer_by,
-            hand_over_at: (rank == Rank::Idle)
-                .then(|| now + hand_over_after.max(HAND_OVER_AFTER_AT_LEAST)),
+            hand_over_at: idle.then(|| now + hand_over_after.max(HAND_OVER_AFTER_AT_LEAST)),
+            began: now,
+            cpu: cpu.filter(|_| idle),
             done: job.done,
         });
         ticket
@@ -306,6 +325,21 @@ impl Waiting {
     fn finish(&mut self, ticket: u64) -> Option<Completer<Verdict>> {
         let at = self.running.iter().position(|job| job.ticket == ticket)?;
         Some(self.running.swap_remove(at).done)
+    }
+}
+
+impl Running {
+    /// Whether its thread has had at least a quarter of a core since the check began: then it
+    /// shares a core with its neighbours, and is not starved. Without a clock to read, no.
+    fn progressing(&self, now: Instant) -> bool {
+        let Some((cpu, at_start)) = self.cpu else {
+            return false;
+        };
+        let Some(used) = cpu.used() else {
+            return false;
+        };
+        let wall = now.saturating_duration_since(self.began);
+        used.saturating_sub(at_start).saturating_mul(STARVED_BELOW) >= wall
     }
 }
 
@@ -656,6 +690,28 @@ mod tests {
         waiting.start(fresh, Rank::Idle, t0, t0 + LONG);
         let at = t0 + HAND_OVER_AFTER_AT_LEAST;
         assert_eq!(waiting.hand_over(t0), (false, Some(at)));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_idle_threads_check_that_gets_a_quarter_of_a_core_is_looked_at_again_not_handed_over() {
+        let t0 = Instant::now();
+        let mut waiting = Waiting::default();
+        let (sharing, _) = job(t0 + LONG);
+        // Started here: this thread's clock is the check's.
+        waiting.start(sharing, Rank::Idle, t0, t0 + LONG);
+        let cpu = ThreadCpu::of_this_thread().unwrap();
+        let start = cpu.used().unwrap();
+        while cpu.used().unwrap() < start + Duration::from_millis(60) {
+            std::hint::black_box(0);
+        }
+        // 60 ms of CPU in 200 ms is more than a quarter of a core.
+        let at = t0 + Duration::from_millis(200);
+        let again = at + HAND_OVER_AFTER_AT_LEAST;
+        assert_eq!(waiting.hand_over(at), (false, Some(again)));
+        // Nothing more in the next 2 s is less than a quarter: starved.
+        assert_eq!(waiting.hand_over(at + Duration::from_secs(2)), (true, None));
+        assert_eq!(waiting.handed_over.len(), 1);
     }
 
     #[cfg(target_os = "linux")]
