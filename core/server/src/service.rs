@@ -240,11 +240,25 @@ impl Services {
     /// A store failure is a `TemporaryFailure` (454), so a broken disk never counts against
     /// the client as a wrong password. So is a panic below: every AUTH gets one reply (A16).
     pub fn authenticate(&self, request: &AuthRequest) -> AuthOutcome {
-        let verified = catch_unwind(AssertUnwindSafe(|| {
+        self.report_check(request, self.check_password(request))
+    }
+
+    /// [`Services::authenticate`]'s check alone, with no word to the log or the counters:
+    /// the verifier may check a request twice, and reports only the check that answers.
+    pub fn check_password(&self, request: &AuthRequest) -> Result<bool, StoreError> {
+        catch_unwind(AssertUnwindSafe(|| {
             self.store
                 .verify_user(&request.username, request.password.expose())
         }))
-        .unwrap_or_else(|_| Err(StoreError::Database("panic while verifying".into())));
+        .unwrap_or_else(|_| Err(StoreError::Database("panic while verifying".into())))
+    }
+
+    /// The outcome of [`Services::check_password`]'s answer, logged and counted once.
+    pub fn report_check(
+        &self,
+        request: &AuthRequest,
+        verified: Result<bool, StoreError>,
+    ) -> AuthOutcome {
         match verified {
             Ok(true) => AuthOutcome::Accepted,
             Ok(false) => {

@@ -134,28 +134,36 @@ impl Verifier {
         threads: usize,
         give_up_after: Duration,
     ) -> std::io::Result<Verifier> {
-        Verifier::start_with(threads, give_up_after, move |request| {
-            services.authenticate(request)
-        })
+        let reporting = Arc::clone(&services);
+        Verifier::start_with(
+            threads,
+            give_up_after,
+            move |request| services.check_password(request),
+            move |request, verified| reporting.report_check(request, verified),
+        )
     }
 
-    /// [`Verifier::start`] with `check` in place of the store's.
-    fn start_with(
+    /// [`Verifier::start`] with `check` in place of the store's, and `report` turning the
+    /// check that answers into its outcome (a check handed over runs twice, and only the first
+    /// to finish is reported).
+    fn start_with<R: 'static>(
         threads: usize,
         give_up_after: Duration,
-        check: impl Fn(&AuthRequest) -> AuthOutcome + Send + Sync + 'static,
+        check: impl Fn(&AuthRequest) -> R + Send + Sync + 'static,
+        report: impl Fn(&AuthRequest, R) -> AuthOutcome + Send + Sync + 'static,
     ) -> std::io::Result<Verifier> {
         let verifier = Verifier {
             queue: Arc::default(),
             give_up_after,
         };
-        let check = Arc::new(check);
+        let (check, report) = (Arc::new(check), Arc::new(report));
         for n in 0..threads.max(1) {
             let rank = if n == 0 { Rank::Steady } else { Rank::Idle };
-            let (queue, check) = (Arc::clone(&verifier.queue), Arc::clone(&check));
+            let queue = Arc::clone(&verifier.queue);
+            let (check, report) = (Arc::clone(&check), Arc::clone(&report));
             std::thread::Builder::new()
                 .name("verify".into())
-                .spawn(move || check_loop(&queue, &*check, rank, give_up_after))?;
+                .spawn(move || check_loop(&queue, &*check, &*report, rank, give_up_after))?;
         }
         let queue = Arc::clone(&verifier.queue);
         std::thread::Builder::new()
@@ -352,11 +360,12 @@ enum Rank {
     Idle,
 }
 
-/// Checks until the [`Verifier`] is gone and its queue empty. `Services::authenticate` turns
-/// a panic into a temporary failure, so one bad check cannot end a thread.
-fn check_loop(
+/// Checks until the [`Verifier`] is gone and its queue empty. `Services::check_password` turns
+/// a panic into a store error, so one bad check cannot end a thread.
+fn check_loop<R>(
     queue: &Queue,
-    check: &dyn Fn(&AuthRequest) -> AuthOutcome,
+    check: &dyn Fn(&AuthRequest) -> R,
+    report: &dyn Fn(&AuthRequest, R) -> AuthOutcome,
     rank: Rank,
     answer_within: Duration,
 ) {
@@ -411,7 +420,7 @@ fn check_loop(
             waiting.finish(ticket)
         };
         if let Some(done) = done {
-            done.complete(Verdict::Checked(verdict));
+            done.complete(Verdict::Checked(report(&request, verdict)));
         }
     }
 }
@@ -463,6 +472,15 @@ mod tests {
         })
     }
 
+    /// [`Verifier::start_with`] with checks that give their outcome.
+    fn start_checking(
+        threads: usize,
+        give_up_after: Duration,
+        check: impl Fn(&AuthRequest) -> AuthOutcome + Send + Sync + 'static,
+    ) -> std::io::Result<Verifier> {
+        Verifier::start_with(threads, give_up_after, check, |_, outcome| outcome)
+    }
+
     /// A job in a queue of our own, with its verdict.
     fn job(give_up_at: Instant) -> (Job, PendingVerdict) {
         let (done, verdict) = completion::pair();
@@ -491,7 +509,7 @@ mod tests {
         let release_rx = Mutex::new(release_rx);
         let checks = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&checks);
-        let verifier = Verifier::start_with(1, give_up_after, move |_| {
+        let verifier = start_checking(1, give_up_after, move |_| {
             counted.fetch_add(1, Ordering::SeqCst);
             let _ = started.send(());
             let _ = release_rx.lock().unwrap().recv();
@@ -540,7 +558,7 @@ mod tests {
         let (seen, seen_rx) = mpsc::channel();
         let (release, release_rx) = mpsc::channel::<()>();
         let release_rx = Mutex::new(release_rx);
-        let verifier = Verifier::start_with(3, LONG, move |request| {
+        let verifier = start_checking(3, LONG, move |request| {
             let _ = seen.send((request.username.clone(), priority()));
             if request.username == "held" {
                 let _ = release_rx.lock().unwrap().recv();
@@ -716,7 +734,7 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn a_check_starved_on_an_idle_thread_is_answered_by_the_steady_one() {
+    fn a_check_starved_on_an_idle_thread_is_answered_by_the_steady_one_and_reported_once() {
         /// Whether the calling thread runs under `SCHED_IDLE`.
         #[allow(unsafe_code)] // sched_getscheduler has no safe wrapper in std
         fn idle() -> bool {
@@ -726,9 +744,9 @@ mod tests {
         let (release, release_rx) = mpsc::channel::<()>();
         let (unstarve, unstarve_rx) = mpsc::channel::<()>();
         let (release_rx, unstarve_rx) = (Mutex::new(release_rx), Mutex::new(unstarve_rx));
-        let checks = Arc::new(AtomicUsize::new(0));
-        let counted = Arc::clone(&checks);
-        let verifier = Verifier::start_with(2, LONG, move |request| {
+        let [checks, finished, reports] = [(); 3].map(|()| Arc::new(AtomicUsize::new(0)));
+        let (counted, ended, reported) = (checks.clone(), finished.clone(), reports.clone());
+        let check = move |request: &AuthRequest| {
             counted.fetch_add(1, Ordering::SeqCst);
             if idle() {
                 // Starved: no CPU until the test is done.
@@ -736,9 +754,14 @@ mod tests {
             } else if request.username == "held" {
                 let _ = release_rx.lock().unwrap().recv();
             }
+            ended.fetch_add(1, Ordering::SeqCst);
             AuthOutcome::Accepted
-        })
-        .unwrap();
+        };
+        let report = move |_: &AuthRequest, outcome| {
+            reported.fetch_add(1, Ordering::SeqCst);
+            outcome
+        };
+        let verifier = Verifier::start_with(2, LONG, check, report).unwrap();
         let by = |username: &str| {
             verifier.verify(Arc::new(AuthRequest {
                 mechanism: Mechanism::Plain,
@@ -763,6 +786,12 @@ mod tests {
             "checked again, by the steady one"
         );
         unstarve.send(()).unwrap();
+        while finished.load(Ordering::SeqCst) < 3 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The idle thread's verdict came second: not reported (logged, counted) again.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(reports.load(Ordering::SeqCst), 2);
     }
 
     #[test]
