@@ -316,14 +316,14 @@ impl Waiting {
         self.next_ticket = self.next_ticket.wrapping_add(1);
         let hand_over_after = self.steady_took.saturating_mul(2);
         let idle = rank == Rank::Idle;
-        let cpu = ThreadCpu::of_this_thread().and_then(|cpu| Some((cpu, cpu.used()?)));
+        let cpu = idle.then(ThreadCpu::of_this_thread).flatten();
         self.running.push(Running {
             ticket,
             request: job.request,
             answer_by,
             hand_over_at: idle.then(|| now + hand_over_after.max(HAND_OVER_AFTER_AT_LEAST)),
             began: now,
-            cpu: cpu.filter(|_| idle),
+            cpu: cpu.and_then(|cpu| Some((cpu, cpu.used()?))),
             done: job.done,
         });
         ticket
@@ -386,6 +386,9 @@ fn check_loop<R>(
                     && let Some(handed_over) = waiting.next_handed_over()
                 {
                     waiting.steady_checking = true;
+                    if !waiting.jobs.is_empty() {
+                        queue.queued.notify_one();
+                    }
                     break handed_over;
                 }
                 let mine = rank == Rank::Steady || waiting.steady_checking;
