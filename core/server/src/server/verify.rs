@@ -475,6 +475,26 @@ mod tests {
         })
     }
 
+    /// A request that the test's checks tell apart by its user name.
+    fn by(username: &str) -> Arc<AuthRequest> {
+        Arc::new(AuthRequest {
+            mechanism: Mechanism::Plain,
+            username: username.into(),
+            password: "x".into(),
+        })
+    }
+
+    /// The calling thread's scheduling policy and nice value.
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)] // sched_getscheduler and getpriority have no safe wrapper in std
+    fn priority() -> (i32, i32) {
+        // SAFETY: both take integers only; 0 is the calling thread.
+        unsafe {
+            let policy = libc::sched_getscheduler(0);
+            (policy, libc::getpriority(libc::PRIO_PROCESS, 0))
+        }
+    }
+
     /// [`Verifier::start_with`] with checks that give their outcome.
     fn start_checking(
         threads: usize,
@@ -548,15 +568,6 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn the_steady_thread_checks_first_at_nice_10_and_the_others_only_beside_it_when_idle() {
-        /// The calling thread's scheduling policy and nice value.
-        #[allow(unsafe_code)] // sched_getscheduler and getpriority have no safe wrapper in std
-        fn priority() -> (i32, i32) {
-            // SAFETY: both take integers only; 0 is the calling thread.
-            unsafe {
-                let policy = libc::sched_getscheduler(0);
-                (policy, libc::getpriority(libc::PRIO_PROCESS, 0))
-            }
-        }
         let here = priority();
         let (seen, seen_rx) = mpsc::channel();
         let (release, release_rx) = mpsc::channel::<()>();
@@ -569,21 +580,17 @@ mod tests {
             AuthOutcome::Accepted
         })
         .unwrap();
-        let by = |username: &str| {
-            verifier.verify(Arc::new(AuthRequest {
-                mechanism: Mechanism::Plain,
-                username: username.into(),
-                password: "x".into(),
-            }))
-        };
         let steady = (here.0, (here.1 + VERIFIER_NICE).min(19));
         for _ in 0..3 {
-            assert_eq!(by("alone").wait(), Verdict::Checked(AuthOutcome::Accepted));
+            assert_eq!(
+                verifier.verify(by("alone")).wait(),
+                Verdict::Checked(AuthOutcome::Accepted)
+            );
             assert_eq!(seen_rx.recv().unwrap(), ("alone".into(), steady));
         }
-        let held = by("held");
+        let held = verifier.verify(by("held"));
         assert_eq!(seen_rx.recv().unwrap(), ("held".into(), steady));
-        let beside = by("beside");
+        let beside = verifier.verify(by("beside"));
         assert_eq!(beside.wait(), Verdict::Checked(AuthOutcome::Accepted));
         assert_eq!(seen_rx.recv().unwrap().1.0, libc::SCHED_IDLE);
         release.send(()).unwrap();
@@ -738,12 +745,6 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_check_starved_on_an_idle_thread_is_answered_by_the_steady_one_and_reported_once() {
-        /// Whether the calling thread runs under `SCHED_IDLE`.
-        #[allow(unsafe_code)] // sched_getscheduler has no safe wrapper in std
-        fn idle() -> bool {
-            // SAFETY: takes an integer; 0 is the calling thread.
-            unsafe { libc::sched_getscheduler(0) == libc::SCHED_IDLE }
-        }
         let (release, release_rx) = mpsc::channel::<()>();
         let (unstarve, unstarve_rx) = mpsc::channel::<()>();
         let (release_rx, unstarve_rx) = (Mutex::new(release_rx), Mutex::new(unstarve_rx));
@@ -751,7 +752,7 @@ mod tests {
         let (counted, ended, reported) = (checks.clone(), finished.clone(), reports.clone());
         let check = move |request: &AuthRequest| {
             counted.fetch_add(1, Ordering::SeqCst);
-            if idle() {
+            if priority().0 == libc::SCHED_IDLE {
                 // Starved: no CPU until the test is done.
                 let _ = unstarve_rx.lock().unwrap().recv();
             } else if request.username == "held" {
@@ -765,18 +766,11 @@ mod tests {
             outcome
         };
         let verifier = Verifier::start_with(2, LONG, check, report).unwrap();
-        let by = |username: &str| {
-            verifier.verify(Arc::new(AuthRequest {
-                mechanism: Mechanism::Plain,
-                username: username.into(),
-                password: "x".into(),
-            }))
-        };
-        let held = by("held");
+        let held = verifier.verify(by("held"));
         while checks.load(Ordering::SeqCst) < 1 {
             std::thread::sleep(Duration::from_millis(1));
         }
-        let starved = by("starved");
+        let starved = verifier.verify(by("starved"));
         while checks.load(Ordering::SeqCst) < 2 {
             std::thread::sleep(Duration::from_millis(1));
         }
